@@ -1,0 +1,50 @@
+"""Base64 as Privacy Pass peers actually send it.
+
+Out: base64url (RFC 4648 §5) with ``=`` padding, as RFC 9577 asks. In: base64url or standard
+base64, padded or not; anything else (stray characters, impossible lengths, non-zero pad bits
+are tolerated as the stdlib does) is a :class:`DecodeError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from .errors import DecodeError
+
+_TO_URLSAFE = str.maketrans("+/", "-_")
+_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def b64url_encode(data: bytes, *, padded: bool = True) -> str:
+    """base64url text of ``data``, padded by default."""
+    text = base64.urlsafe_b64encode(data).decode("ascii")
+    return text if padded else text.rstrip("=")
+
+
+def b64_decode(text: str | bytes, *, max_length: int | None = None) -> bytes:
+    """Decode base64url or standard base64, with or without padding.
+
+    ``max_length`` bounds the input text (in characters) before any work is done.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("ascii")
+        except UnicodeDecodeError as e:
+            raise DecodeError("base64 value is not ASCII") from e
+    if max_length is not None and len(text) > max_length:
+        raise DecodeError(f"base64 value is longer than {max_length} characters")
+    body = text.strip().rstrip("=").translate(_TO_URLSAFE)
+    if not body:
+        raise DecodeError("base64 value is empty")
+    if not _ALPHABET.issuperset(body):
+        raise DecodeError("base64 value has characters outside the alphabet")
+    if len(body) % 4 == 1:
+        raise DecodeError("base64 value has an impossible length")
+    try:
+        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (binascii.Error, ValueError) as e:  # pragma: no cover - alphabet checked above
+        raise DecodeError("base64 value does not decode") from e
+
+
+__all__ = ["b64_decode", "b64url_encode"]
