@@ -141,9 +141,7 @@ class IssuerKey:
 
 def encode_pss_spki(public_key: rsa.RSAPublicKey) -> bytes:
     """The RSASSA-PSS SPKI (SHA-384, MGF1-SHA-384, salt 48) of ``public_key``, in DER."""
-    pkcs1 = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.PKCS1
-    )
+    pkcs1 = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
     bit_string = bytes([_BIT_STRING]) + _der_length(len(pkcs1) + 1) + b"\x00" + pkcs1
     body = RSASSA_PSS_SHA384_ALGORITHM_IDENTIFIER + bit_string
     return bytes([_SEQUENCE]) + _der_length(len(body)) + body

@@ -168,6 +168,13 @@ class Token:
         if not isinstance(self.authenticator, bytes) or not self.authenticator:
             raise DecodeError("authenticator must be non-empty bytes")
 
+    def __repr__(self) -> str:
+        # nonce and authenticator stay out: they are the spendable part of a token.
+        return (
+            f"Token(token_type={self.token_type}, token_key_id={self.token_key_id.hex()}, "
+            f"challenge_digest={self.challenge_digest.hex()})"
+        )
+
     @property
     def authenticator_input(self) -> bytes:
         """The 98 bytes the issuer signed: type | nonce | challenge_digest | token_key_id."""

@@ -1,0 +1,64 @@
+"""Private Access Tokens (Privacy Pass, RFC 9576/9577/9578) for Python web origins.
+
+This module re-exports the sans-IO core. It imports no web framework and no Redis client;
+adapters live in their own modules and import their framework when they are imported.
+"""
+
+from __future__ import annotations
+
+from .codec import b64_decode, b64url_encode
+from .errors import (
+    ConfigurationError,
+    DecodeError,
+    IssuanceError,
+    PrivateTokenError,
+    Reason,
+    TokenError,
+)
+from .headers import (
+    ChallengeParams,
+    build_authorization,
+    build_www_authenticate,
+    parse_authorization,
+    parse_www_authenticate,
+)
+from .keys import IssuerKey, encode_pss_spki
+from .verify import KeyRing, TrustedKey, VerifiedToken, verify_authenticator, verify_token
+from .wire import (
+    GREASE_TOKEN_TYPES,
+    TOKEN_TYPE_BLIND_RSA,
+    TOKEN_TYPE_VOPRF,
+    Token,
+    TokenChallenge,
+)
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "GREASE_TOKEN_TYPES",
+    "TOKEN_TYPE_BLIND_RSA",
+    "TOKEN_TYPE_VOPRF",
+    "ChallengeParams",
+    "ConfigurationError",
+    "DecodeError",
+    "IssuanceError",
+    "IssuerKey",
+    "KeyRing",
+    "PrivateTokenError",
+    "Reason",
+    "Token",
+    "TokenChallenge",
+    "TokenError",
+    "TrustedKey",
+    "VerifiedToken",
+    "__version__",
+    "b64_decode",
+    "b64url_encode",
+    "build_authorization",
+    "build_www_authenticate",
+    "encode_pss_spki",
+    "parse_authorization",
+    "parse_www_authenticate",
+    "verify_authenticator",
+    "verify_token",
+]

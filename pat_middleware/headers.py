@@ -1,0 +1,245 @@
+"""``WWW-Authenticate`` and ``Authorization`` for the PrivateToken scheme (RFC 9577 §2.1.2, §2.2.2).
+
+Strict out, lenient in. Built headers quote every value (a padded base64url value is only
+valid HTTP inside quotes), with a bare-value mode for clients that reject quotes. Parsing
+follows RFC 9110 §11 loosely: scheme and parameter names in any case, quoted or bare values,
+several challenges or credentials in one value, unknown parameters ignored, bounded length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from .codec import b64_decode, b64url_encode
+from .errors import DecodeError
+
+AUTH_SCHEME = "PrivateToken"
+WWW_AUTHENTICATE = "WWW-Authenticate"
+AUTHORIZATION = "Authorization"
+
+#: A type-2 token with a 4096-bit key is 610 bytes, 816 base64 characters; leave room for the
+#: scheme, quoting and a few unknown parameters, but not for megabytes.
+DEFAULT_MAX_AUTHORIZATION_LENGTH = 2048
+DEFAULT_MAX_WWW_AUTHENTICATE_LENGTH = 16384
+#: More challenges or credentials than this in one header is not a real client.
+MAX_ITEMS = 32
+
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_WS = frozenset(" \t")
+_SCHEME_LOWER = AUTH_SCHEME.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthItem:
+    """One challenge or credential: a scheme and its parameters (names lower-cased)."""
+
+    scheme: str
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_private_token(self) -> bool:
+        return self.scheme.lower() == _SCHEME_LOWER
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeParams:
+    """One ``PrivateToken`` challenge as it travels in ``WWW-Authenticate``.
+
+    ``challenge`` holds the raw TokenChallenge bytes, which may be a grease challenge that
+    does not parse; ``token_key`` the raw published key bytes.
+    """
+
+    challenge: bytes
+    token_key: bytes | None = None
+    max_age: int | None = None
+
+
+def parse_auth_items(value: str, *, max_length: int) -> list[AuthItem]:
+    """Split a header value into challenges/credentials (RFC 9110 §11.2, leniently)."""
+    if len(value) > max_length:
+        raise DecodeError(f"header value is longer than {max_length} characters")
+    items: list[AuthItem] = []
+    current: AuthItem | None = None
+    pos, n = 0, len(value)
+    while pos < n:
+        ch = value[pos]
+        if ch in _WS or ch == ",":
+            pos += 1
+            continue
+        start = pos
+        while pos < n and value[pos] in _TCHAR:
+            pos += 1
+        name = value[start:pos]
+        if not name:
+            # Not a token: junk (or a token68 character such as '/'). Skip to the next item.
+            pos = _skip_junk(value, pos)
+            continue
+        after = pos
+        while after < n and value[after] in _WS:
+            after += 1
+        if after < n and value[after] == "=" and current is not None:
+            pos = after + 1
+            while pos < n and value[pos] in _WS:
+                pos += 1
+            param, pos = _read_value(value, pos)
+            # RFC 9110: a name occurs once per challenge. Keep the first, ignore repeats.
+            current.params.setdefault(name.lower(), param)
+            continue
+        current = AuthItem(scheme=name)
+        items.append(current)
+        if len(items) > MAX_ITEMS:
+            raise DecodeError(f"more than {MAX_ITEMS} challenges or credentials")
+        pos = after
+    return items
+
+
+def _read_value(value: str, pos: int) -> tuple[str, int]:
+    n = len(value)
+    if pos < n and value[pos] == '"':
+        out: list[str] = []
+        pos += 1
+        while pos < n:
+            ch = value[pos]
+            if ch == "\\":
+                if pos + 1 >= n:
+                    break
+                out.append(value[pos + 1])
+                pos += 2
+                continue
+            if ch == '"':
+                return "".join(out), pos + 1
+            out.append(ch)
+            pos += 1
+        raise DecodeError("unterminated quoted-string")
+    start = pos
+    while pos < n and value[pos] != "," and value[pos] not in _WS:
+        pos += 1
+    return value[start:pos], pos
+
+
+def _skip_junk(value: str, pos: int) -> int:
+    n = len(value)
+    while pos < n and value[pos] != "," and value[pos] not in _WS:
+        if value[pos] == '"':
+            _, pos = _read_value(value, pos)
+            continue
+        pos += 1
+    return pos
+
+
+def parse_authorization(
+    value: str, *, max_length: int = DEFAULT_MAX_AUTHORIZATION_LENGTH
+) -> list[bytes]:
+    """The decoded ``token`` of every ``PrivateToken`` credential in an Authorization value.
+
+    Other schemes are ignored, so the result may be empty. A PrivateToken credential without
+    a decodable ``token`` raises :class:`DecodeError`, unless another credential decodes.
+    """
+    tokens: list[bytes] = []
+    error: DecodeError | None = None
+    for item in parse_auth_items(value, max_length=max_length):
+        if not item.is_private_token:
+            continue
+        raw = item.params.get("token")
+        if raw is None:
+            error = error or DecodeError("PrivateToken credential has no token parameter")
+            continue
+        try:
+            tokens.append(b64_decode(raw, max_length=max_length))
+        except DecodeError as e:
+            error = error or e
+    if not tokens and error is not None:
+        raise error
+    return tokens
+
+
+def parse_www_authenticate(
+    value: str, *, max_length: int = DEFAULT_MAX_WWW_AUTHENTICATE_LENGTH
+) -> list[ChallengeParams]:
+    """Every ``PrivateToken`` challenge in a WWW-Authenticate value, others skipped.
+
+    A PrivateToken challenge whose ``challenge`` is missing or not base64 is skipped, as a
+    client would; ``token-key`` and ``max-age`` are optional.
+    """
+    out: list[ChallengeParams] = []
+    for item in parse_auth_items(value, max_length=max_length):
+        if not item.is_private_token or "challenge" not in item.params:
+            continue
+        try:
+            challenge = b64_decode(item.params["challenge"], max_length=max_length)
+            key_text = item.params.get("token-key")
+            token_key = b64_decode(key_text, max_length=max_length) if key_text else None
+        except DecodeError:
+            continue
+        out.append(
+            ChallengeParams(
+                challenge=challenge,
+                token_key=token_key,
+                max_age=_parse_max_age(item.params.get("max-age")),
+            )
+        )
+    return out
+
+
+def _parse_max_age(text: str | None) -> int | None:
+    if text is None or not text.isascii() or not text.isdigit() or len(text) > 10:
+        return None
+    return int(text)
+
+
+def format_challenge(
+    challenge_b64: str, token_key_b64: str | None, max_age: int | None, *, quoted: bool = True
+) -> str:
+    """One ``PrivateToken`` challenge from already-encoded values (the hot-path form)."""
+    q = '"' if quoted else ""
+    parts = [f"{AUTH_SCHEME} challenge={q}{challenge_b64}{q}"]
+    if token_key_b64 is not None:
+        parts.append(f"token-key={q}{token_key_b64}{q}")
+    if max_age is not None:
+        parts.append(f"max-age={q}{max_age}{q}")
+    return ", ".join(parts)
+
+
+def build_www_authenticate(challenges: Iterable[ChallengeParams], *, quoted: bool = True) -> str:
+    """A WWW-Authenticate value holding one PrivateToken challenge per item, in order.
+
+    Values are base64url with padding, quoted unless ``quoted`` is false.
+    """
+    rendered: list[str] = []
+    for c in challenges:
+        if c.max_age is not None and c.max_age < 0:
+            raise ValueError("max_age must be non-negative")
+        key = b64url_encode(c.token_key) if c.token_key is not None else None
+        rendered.append(format_challenge(b64url_encode(c.challenge), key, c.max_age, quoted=quoted))
+    if not rendered:
+        raise ValueError("at least one challenge is needed")
+    return ", ".join(rendered)
+
+
+def build_authorization(token: bytes, *, quoted: bool = True) -> str:
+    """An Authorization value carrying one token."""
+    q = '"' if quoted else ""
+    return f"{AUTH_SCHEME} token={q}{b64url_encode(token)}{q}"
+
+
+def join_header_lines(lines: Sequence[str]) -> str:
+    """Combine repeated header lines into one list value (RFC 9110 §5.3)."""
+    return ", ".join(lines)
+
+
+__all__ = [
+    "AUTHORIZATION",
+    "AUTH_SCHEME",
+    "DEFAULT_MAX_AUTHORIZATION_LENGTH",
+    "WWW_AUTHENTICATE",
+    "AuthItem",
+    "ChallengeParams",
+    "build_authorization",
+    "build_www_authenticate",
+    "format_challenge",
+    "join_header_lines",
+    "parse_auth_items",
+    "parse_authorization",
+    "parse_www_authenticate",
+]

@@ -1,0 +1,177 @@
+"""Token verification for type 2 (RFC 9577 §2.2, RFC 9578 §6.4), step by step in spec order.
+
+:func:`verify_authenticator` is the primitive and returns a bool. :func:`verify_token` runs
+every check and raises :class:`TokenError` with one :class:`Reason`; it does no I/O and keeps
+no state (replay and expiry are the policy's business).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from .errors import DecodeError, Reason, TokenError
+from .keys import PSS_SALT_LENGTH, IssuerKey
+from .wire import (
+    AUTHENTICATOR_INPUT_LENGTH,
+    GREASE_TOKEN_TYPES,
+    TOKEN_KEY_ID_OFFSET,
+    TOKEN_TYPE_BLIND_RSA,
+    Token,
+    TokenChallenge,
+    peek_token_type,
+)
+
+#: RSASSA-PSS with SHA-384, MGF1-SHA-384 and a 48-byte salt. Built once, shared by every call.
+_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=PSS_SALT_LENGTH)
+_SHA384 = hashes.SHA384()
+
+#: Token types this library can verify by itself (type 1 needs the issuer's private key).
+VERIFIABLE_TOKEN_TYPES = frozenset({TOKEN_TYPE_BLIND_RSA})
+
+
+def verify_authenticator(key: IssuerKey, token_input: bytes, authenticator: bytes) -> bool:
+    """True when ``authenticator`` is a valid RSA-PSS signature of ``token_input``."""
+    try:
+        key.public_key.verify(authenticator, token_input, _PSS, _SHA384)
+    except InvalidSignature:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedKey:
+    """An issuer key the origin accepts, tied to the issuer name its challenges carry."""
+
+    issuer_name: str
+    key: IssuerKey
+
+
+class KeyRing:
+    """The keys an origin currently accepts, looked up by ``token_key_id``.
+
+    Lookup compares every id in constant time; a ring holds a handful of keys.
+    """
+
+    __slots__ = ("_entries",)
+
+    def __init__(self, entries: Iterable[TrustedKey] = ()) -> None:
+        self._entries: tuple[TrustedKey, ...] = ()
+        for entry in entries:
+            self.add(entry)
+
+    def add(self, entry: TrustedKey) -> None:
+        if any(e.key.token_key_id == entry.key.token_key_id for e in self._entries):
+            return
+        self._entries = (*self._entries, entry)
+
+    def find(self, token_key_id: bytes) -> TrustedKey | None:
+        found: TrustedKey | None = None
+        for entry in self._entries:
+            if hmac.compare_digest(entry.key.token_key_id, token_key_id) and found is None:
+                found = entry
+        return found
+
+    def __iter__(self) -> Iterator[TrustedKey]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"KeyRing({len(self._entries)} keys)"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    """What a valid token proved: which issuer and key accepted it, for which challenge."""
+
+    token: Token
+    challenge: TokenChallenge = field(repr=False)
+    issuer_name: str
+    key: IssuerKey
+
+    @property
+    def token_type(self) -> int:
+        return self.token.token_type
+
+    @property
+    def token_key_id(self) -> bytes:
+        return self.token.token_key_id
+
+    @property
+    def nonce(self) -> bytes:
+        return self.token.nonce
+
+
+def verify_token(
+    data: bytes,
+    *,
+    keys: KeyRing,
+    challenges: Iterable[TokenChallenge],
+    allowed_types: frozenset[int] = VERIFIABLE_TOKEN_TYPES,
+) -> VerifiedToken:
+    """Verify an encoded token against the accepted keys and challenges.
+
+    Order: type, key lookup, exact length, challenge digest, signature. Raises
+    :class:`TokenError` with the reason of the first failing step.
+    """
+    try:
+        token_type = peek_token_type(data)
+    except DecodeError as e:
+        raise TokenError(Reason.MALFORMED, "token is shorter than 2 bytes") from e
+    if token_type in GREASE_TOKEN_TYPES:
+        raise TokenError(Reason.UNSUPPORTED_TYPE, f"grease token type 0x{token_type:04x}")
+    if token_type not in allowed_types or token_type not in VERIFIABLE_TOKEN_TYPES:
+        raise TokenError(Reason.UNSUPPORTED_TYPE, f"token type 0x{token_type:04x}")
+    if len(data) < AUTHENTICATOR_INPUT_LENGTH:
+        raise TokenError(Reason.WRONG_LENGTH, f"token is {len(data)} bytes")
+
+    trusted = keys.find(data[TOKEN_KEY_ID_OFFSET:AUTHENTICATOR_INPUT_LENGTH])
+    if trusted is None or trusted.key.token_type != token_type:
+        raise TokenError(Reason.UNKNOWN_KEY, "token_key_id matches no accepted key")
+    key = trusted.key
+    if len(data) != key.token_length:
+        raise TokenError(
+            Reason.WRONG_LENGTH, f"token is {len(data)} bytes, key needs {key.token_length}"
+        )
+    token = Token.from_bytes(data, key.authenticator_length)
+
+    challenge = _match_challenge(token, challenges)
+    if challenge is None:
+        raise TokenError(Reason.CHALLENGE_MISMATCH, "challenge_digest matches no challenge")
+    if challenge.token_type != token_type or not _same_name(
+        challenge.issuer_name, trusted.issuer_name
+    ):
+        raise TokenError(Reason.CHALLENGE_MISMATCH, "challenge names another token type or issuer")
+
+    if not verify_authenticator(key, data[:AUTHENTICATOR_INPUT_LENGTH], token.authenticator):
+        raise TokenError(Reason.BAD_SIGNATURE, "authenticator does not verify")
+    return VerifiedToken(token=token, challenge=challenge, issuer_name=trusted.issuer_name, key=key)
+
+
+def _match_challenge(token: Token, challenges: Iterable[TokenChallenge]) -> TokenChallenge | None:
+    found: TokenChallenge | None = None
+    for candidate in challenges:
+        if hmac.compare_digest(candidate.digest, token.challenge_digest) and found is None:
+            found = candidate
+    return found
+
+
+def _same_name(a: str, b: str) -> bool:
+    return a.lower() == b.lower()
+
+
+__all__ = [
+    "VERIFIABLE_TOKEN_TYPES",
+    "KeyRing",
+    "TrustedKey",
+    "VerifiedToken",
+    "verify_authenticator",
+    "verify_token",
+]
