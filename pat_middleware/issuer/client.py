@@ -1,0 +1,287 @@
+"""Fetch a type-2 token from an issuer over HTTP with httpx (sync and async).
+
+Steps: read the issuer directory (RFC path first, then the legacy one), resolve
+``issuer-request-uri`` against the directory URL, check that the challenge's key is listed,
+POST the TokenRequest and finalize the answer into a verified :class:`Token`. Every failure
+(HTTP errors, timeouts, bad answers) is an :class:`IssuanceError` with status 502, except a
+response of the wrong size, which is a :class:`DecodeError`. Bodies are read with a bound and
+every request has a timeout.
+
+:func:`issue_token_locally` (re-exported from :mod:`.protocol`) does the same in process.
+This module is the only one in :mod:`pat_middleware.issuer` that imports httpx.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from ..errors import IssuanceError
+from ..keys import IssuerKey
+from ..wire import TOKEN_TYPE_BLIND_RSA, Token, TokenChallenge
+from .blindrsa import RandomBytes
+from .protocol import (
+    DIRECTORY_PATH,
+    ISSUER_DIRECTORY_MEDIA_TYPE,
+    LEGACY_DIRECTORY_PATH,
+    MAX_DIRECTORY_SIZE,
+    TOKEN_REQUEST_MEDIA_TYPE,
+    TOKEN_RESPONSE_MEDIA_TYPE,
+    IssuerDirectory,
+    begin_issuance,
+    finalize_issuance,
+    issue_token_locally,
+    parse_directory,
+)
+
+#: Per-request timeouts: 5 s to connect, 10 s for each other phase.
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+_BAD_GATEWAY = 502
+_DIRECTORY_ACCEPT = f"{ISSUER_DIRECTORY_MEDIA_TYPE}, application/json;q=0.5"
+_HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
+
+#: Where to find the issuer: a URL, ``host[:port]``, a parsed directory, or ``None``.
+IssuerLocation = str | IssuerDirectory | None
+
+
+def fetch_token(
+    challenge: TokenChallenge,
+    key: IssuerKey,
+    issuer: IssuerLocation,
+    client: httpx.Client,
+    *,
+    rng: RandomBytes = secrets.token_bytes,
+    timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+    require_listed_key: bool = True,
+) -> Token:
+    """Run issuance for ``challenge`` under ``key`` against an issuer over HTTP.
+
+    ``issuer`` is the issuer's URL (``https://host[:port]``, or the exact directory URL), a
+    bare ``host[:port]`` (https assumed), an already parsed :class:`IssuerDirectory` (a
+    relative request URI then resolves against ``https://<challenge.issuer_name>``), or
+    ``None`` for ``https://<challenge.issuer_name>``. With ``require_listed_key`` the key
+    must appear in the directory.
+    """
+    try:
+        if isinstance(issuer, IssuerDirectory):
+            directory, directory_url = issuer, _default_directory_url(challenge)
+        else:
+            directory, directory_url = _get_directory(
+                client, _directory_urls(challenge, issuer), timeout
+            )
+        request_url = _request_url(directory, directory_url)
+        _check_listed(directory, key, require_listed_key)
+        token_request, state = begin_issuance(challenge, key, rng=rng)
+        with client.stream(
+            "POST",
+            request_url,
+            content=token_request.to_bytes(),
+            headers=_post_headers(),
+            timeout=timeout,
+        ) as response:
+            _check_response(response, "token request", TOKEN_RESPONSE_MEDIA_TYPE)
+            body = _read_bounded(response.iter_bytes(), key.authenticator_length, response)
+    except _HTTPX_ERRORS as e:
+        raise IssuanceError(f"issuer request failed: {e!r}", status=_BAD_GATEWAY) from e
+    return finalize_issuance(state, body)
+
+
+async def fetch_token_async(
+    challenge: TokenChallenge,
+    key: IssuerKey,
+    issuer: IssuerLocation,
+    client: httpx.AsyncClient,
+    *,
+    rng: RandomBytes = secrets.token_bytes,
+    timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+    require_listed_key: bool = True,
+) -> Token:
+    """:func:`fetch_token` with an :class:`httpx.AsyncClient`."""
+    try:
+        if isinstance(issuer, IssuerDirectory):
+            directory, directory_url = issuer, _default_directory_url(challenge)
+        else:
+            directory, directory_url = await _get_directory_async(
+                client, _directory_urls(challenge, issuer), timeout
+            )
+        request_url = _request_url(directory, directory_url)
+        _check_listed(directory, key, require_listed_key)
+        token_request, state = begin_issuance(challenge, key, rng=rng)
+        async with client.stream(
+            "POST",
+            request_url,
+            content=token_request.to_bytes(),
+            headers=_post_headers(),
+            timeout=timeout,
+        ) as response:
+            _check_response(response, "token request", TOKEN_RESPONSE_MEDIA_TYPE)
+            body = await _read_bounded_async(
+                response.aiter_bytes(), key.authenticator_length, response
+            )
+    except _HTTPX_ERRORS as e:
+        raise IssuanceError(f"issuer request failed: {e!r}", status=_BAD_GATEWAY) from e
+    return finalize_issuance(state, body)
+
+
+def fetch_directory(
+    issuer: str, client: httpx.Client, *, timeout: httpx.Timeout | float = DEFAULT_TIMEOUT
+) -> tuple[IssuerDirectory, str]:
+    """Fetch and parse an issuer's directory. Returns it with the URL it came from."""
+    try:
+        return _get_directory(client, _directory_urls(None, issuer), timeout)
+    except _HTTPX_ERRORS as e:
+        raise IssuanceError(f"directory fetch failed: {e!r}", status=_BAD_GATEWAY) from e
+
+
+async def fetch_directory_async(
+    issuer: str, client: httpx.AsyncClient, *, timeout: httpx.Timeout | float = DEFAULT_TIMEOUT
+) -> tuple[IssuerDirectory, str]:
+    """:func:`fetch_directory` with an :class:`httpx.AsyncClient`."""
+    try:
+        return await _get_directory_async(client, _directory_urls(None, issuer), timeout)
+    except _HTTPX_ERRORS as e:
+        raise IssuanceError(f"directory fetch failed: {e!r}", status=_BAD_GATEWAY) from e
+
+
+# ----------------------------------------------------------------------- directory fetching
+
+
+def _get_directory(
+    client: httpx.Client, urls: list[str], timeout: httpx.Timeout | float
+) -> tuple[IssuerDirectory, str]:
+    for index, url in enumerate(urls):
+        with client.stream(
+            "GET",
+            url,
+            headers={"Accept": _DIRECTORY_ACCEPT},
+            timeout=timeout,
+            follow_redirects=True,
+        ) as response:
+            if not response.is_success and index + 1 < len(urls):
+                continue
+            _check_response(response, "issuer directory", None)
+            body = _read_bounded(response.iter_bytes(), MAX_DIRECTORY_SIZE, response)
+            return parse_directory(body), str(response.url)
+    raise IssuanceError("no directory URL to try", status=_BAD_GATEWAY)  # pragma: no cover
+
+
+async def _get_directory_async(
+    client: httpx.AsyncClient, urls: list[str], timeout: httpx.Timeout | float
+) -> tuple[IssuerDirectory, str]:
+    for index, url in enumerate(urls):
+        async with client.stream(
+            "GET",
+            url,
+            headers={"Accept": _DIRECTORY_ACCEPT},
+            timeout=timeout,
+            follow_redirects=True,
+        ) as response:
+            if not response.is_success and index + 1 < len(urls):
+                continue
+            _check_response(response, "issuer directory", None)
+            body = await _read_bounded_async(response.aiter_bytes(), MAX_DIRECTORY_SIZE, response)
+            return parse_directory(body), str(response.url)
+    raise IssuanceError("no directory URL to try", status=_BAD_GATEWAY)  # pragma: no cover
+
+
+# ------------------------------------------------------------------------- sans-IO helpers
+
+
+def _directory_urls(challenge: TokenChallenge | None, issuer: str | None) -> list[str]:
+    """Directory URLs to try, in order, for an issuer given as URL or ``host[:port]``."""
+    if issuer is None:
+        if challenge is None:  # pragma: no cover - callers always pass one of the two
+            raise ValueError("no issuer given")
+        issuer = challenge.issuer_name
+    text = issuer if "://" in issuer else "https://" + issuer
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise IssuanceError(f"issuer URL {issuer!r} is not an http(s) URL", status=400)
+    if parts.path.rstrip("/") in (DIRECTORY_PATH, LEGACY_DIRECTORY_PATH):
+        return [text]
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return [origin + DIRECTORY_PATH, origin + LEGACY_DIRECTORY_PATH]
+
+
+def _default_directory_url(challenge: TokenChallenge) -> str:
+    return f"https://{challenge.issuer_name}{DIRECTORY_PATH}"
+
+
+def _request_url(directory: IssuerDirectory, directory_url: str) -> str:
+    """issuer-request-uri, absolute or relative to the directory URL (RFC 9578 §4)."""
+    url = urljoin(directory_url, directory.issuer_request_uri)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise IssuanceError(
+            "issuer-request-uri does not resolve to an http(s) URL", status=_BAD_GATEWAY
+        )
+    return url
+
+
+def _check_listed(directory: IssuerDirectory, key: IssuerKey, required: bool) -> None:
+    if not required:
+        return
+    listed = directory.find(key.token_key_id)
+    if listed is None or listed.token_type != TOKEN_TYPE_BLIND_RSA:
+        raise IssuanceError(
+            "the challenge's token-key is not in the issuer directory (stale key?)",
+            status=_BAD_GATEWAY,
+        )
+
+
+def _post_headers() -> dict[str, str]:
+    return {"Content-Type": TOKEN_REQUEST_MEDIA_TYPE, "Accept": TOKEN_RESPONSE_MEDIA_TYPE}
+
+
+def _check_response(response: httpx.Response, what: str, media_type: str | None) -> None:
+    if response.status_code != httpx.codes.OK:
+        raise IssuanceError(
+            f"{what}: issuer answered HTTP {response.status_code}", status=_BAD_GATEWAY
+        )
+    if media_type is not None:
+        received = response.headers.get("content-type")
+        if received is not None and received.split(";", 1)[0].strip().lower() != media_type:
+            raise IssuanceError(
+                f"{what}: unexpected Content-Type {received!r}", status=_BAD_GATEWAY
+            )
+
+
+def _check_declared_length(response: httpx.Response, limit: int) -> None:
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise IssuanceError(f"issuer answer is longer than {limit} bytes", status=_BAD_GATEWAY)
+
+
+def _read_bounded(chunks: Iterator[bytes], limit: int, response: httpx.Response) -> bytes:
+    _check_declared_length(response, limit)
+    body = bytearray()
+    for chunk in chunks:
+        body += chunk
+        if len(body) > limit:
+            raise IssuanceError(f"issuer answer is longer than {limit} bytes", status=_BAD_GATEWAY)
+    return bytes(body)
+
+
+async def _read_bounded_async(
+    chunks: AsyncIterator[bytes], limit: int, response: httpx.Response
+) -> bytes:
+    _check_declared_length(response, limit)
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > limit:
+            raise IssuanceError(f"issuer answer is longer than {limit} bytes", status=_BAD_GATEWAY)
+    return bytes(body)
+
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "fetch_directory",
+    "fetch_directory_async",
+    "fetch_token",
+    "fetch_token_async",
+    "issue_token_locally",
+]

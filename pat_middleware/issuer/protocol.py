@@ -1,0 +1,547 @@
+"""Privacy Pass issuance for token type 2, Blind RSA (RFC 9578 §4 and §6), without I/O.
+
+Issuer side: :class:`Issuer` holds RSA private keys, publishes the issuer directory and turns
+TokenRequest bytes into TokenResponse bytes. Client side: :func:`begin_issuance` blinds a
+token input into a :class:`TokenRequest`, and :func:`finalize_issuance` unblinds the
+issuer's :class:`TokenResponse` into a :class:`~pat_middleware.wire.Token`, checking the
+signature. HTTP lives in :mod:`.server` and :mod:`.client`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import secrets
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ..codec import b64_decode, b64url_encode
+from ..errors import ConfigurationError, DecodeError, IssuanceError
+from ..keys import PSS_SALT_LENGTH, IssuerKey, encode_pss_spki
+from ..wire import (
+    NONCE_LENGTH,
+    TOKEN_TYPE_BLIND_RSA,
+    TOKEN_TYPE_VOPRF,
+    Token,
+    TokenChallenge,
+)
+from . import blindrsa
+from .blindrsa import BlindRSAPrivateKey, BlindRSAPublicKey, RandomBytes
+
+# Media types, not secrets (ruff reads "TOKEN" as a password hint).
+TOKEN_REQUEST_MEDIA_TYPE = "application/private-token-request"  # noqa: S105
+TOKEN_RESPONSE_MEDIA_TYPE = "application/private-token-response"  # noqa: S105
+ISSUER_DIRECTORY_MEDIA_TYPE = "application/private-token-issuer-directory"
+#: Where the directory lives (RFC 9578 §4), and the pre-RFC path some issuers still use.
+DIRECTORY_PATH = "/.well-known/private-token-issuer-directory"
+LEGACY_DIRECTORY_PATH = "/.well-known/token-issuer-directory"
+#: The ``issuer-request-uri`` an :class:`Issuer` publishes unless told otherwise.
+DEFAULT_REQUEST_PATH = "/token-request"
+
+#: token_type (u16) | truncated_token_key_id (u8), in front of blinded_msg.
+TOKEN_REQUEST_HEADER_LENGTH = 3
+#: Nk for the modulus sizes type 2 allows: 2048 bits (RFC 9578) and 4096 (early drafts).
+BLIND_RSA_NK_2048 = 256
+BLIND_RSA_NK_4096 = 512
+_ALLOWED_NK = frozenset({BLIND_RSA_NK_2048, BLIND_RSA_NK_4096})
+
+#: Bound on a directory document; real ones are a few hundred bytes per key.
+MAX_DIRECTORY_SIZE = 64 * 1024
+#: ``not-before`` values above this are read as milliseconds (10**11 s is the year 5138).
+NOT_BEFORE_MILLISECONDS_THRESHOLD = 10**11
+_MAX_TOKEN_KEY_TEXT = 2048  # base64 of a 4096-bit PSS SPKI is 800 characters
+_MAX_REQUEST_URI_LENGTH = 2048
+_KNOWN_TOKEN_TYPES = frozenset({TOKEN_TYPE_VOPRF, TOKEN_TYPE_BLIND_RSA})
+
+_U16 = struct.Struct("!H")
+_REQUEST_HEADER = struct.Struct("!HB")
+
+
+def _truncate_key_id(token_key_id: bytes) -> int:
+    """truncated_token_key_id: the least significant (last) byte of token_key_id."""
+    return token_key_id[-1]
+
+
+# --------------------------------------------------------------------------- wire messages
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRequest:
+    """A type-2 TokenRequest (RFC 9578 §6.1): type | truncated_token_key_id | blinded_msg."""
+
+    truncated_token_key_id: int
+    blinded_msg: bytes = field(repr=False)
+    token_type: int = TOKEN_TYPE_BLIND_RSA
+
+    def __post_init__(self) -> None:
+        if self.token_type != TOKEN_TYPE_BLIND_RSA:
+            raise DecodeError(f"TokenRequest token_type must be {TOKEN_TYPE_BLIND_RSA}")
+        if not 0 <= self.truncated_token_key_id <= 0xFF:
+            raise DecodeError("truncated_token_key_id must fit in 8 bits")
+        if not isinstance(self.blinded_msg, bytes) or len(self.blinded_msg) not in _ALLOWED_NK:
+            raise DecodeError("blinded_msg must be 256 or 512 bytes")
+
+    def to_bytes(self) -> bytes:
+        return _REQUEST_HEADER.pack(self.token_type, self.truncated_token_key_id) + (
+            self.blinded_msg
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, nk: int = BLIND_RSA_NK_2048) -> TokenRequest:
+        """Parse a request whose blinded_msg is exactly ``nk`` bytes; nothing else passes."""
+        data = bytes(data)
+        if len(data) != TOKEN_REQUEST_HEADER_LENGTH + nk:
+            raise DecodeError(
+                f"TokenRequest is {len(data)} bytes, expected {TOKEN_REQUEST_HEADER_LENGTH + nk}"
+            )
+        token_type, truncated = _REQUEST_HEADER.unpack_from(data)
+        return cls(truncated, data[TOKEN_REQUEST_HEADER_LENGTH:], token_type)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenResponse:
+    """A type-2 TokenResponse (RFC 9578 §6.2): blind_sig, Nk bytes."""
+
+    blind_sig: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.blind_sig, bytes) or len(self.blind_sig) not in _ALLOWED_NK:
+            raise DecodeError("blind_sig must be 256 or 512 bytes")
+
+    def to_bytes(self) -> bytes:
+        return self.blind_sig
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, nk: int = BLIND_RSA_NK_2048) -> TokenResponse:
+        """Parse a response of exactly ``nk`` bytes."""
+        data = bytes(data)
+        if len(data) != nk:
+            raise DecodeError(f"TokenResponse is {len(data)} bytes, expected {nk}")
+        return cls(data)
+
+
+# ------------------------------------------------------------------------------ directory
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryKey:
+    """One ``token-keys`` entry. ``token_key`` holds the decoded bytes as published."""
+
+    token_type: int
+    token_key: bytes = field(repr=False)
+    #: Unix time in seconds from which clients may use the key; ``None`` means now.
+    not_before: int | None = None
+
+    @property
+    def token_key_id(self) -> bytes:
+        """SHA-256 of the published key bytes (RFC 9578 §5.5, §6.5)."""
+        return hashlib.sha256(self.token_key).digest()
+
+    def is_current(self, now: float) -> bool:
+        return self.not_before is None or self.not_before <= now
+
+    def issuer_key(self, *, allow_4096: bool = False) -> IssuerKey:
+        """The validated type-2 key; :class:`DecodeError` for any other type or bad key."""
+        if self.token_type != TOKEN_TYPE_BLIND_RSA:
+            raise DecodeError(f"token-type {self.token_type} is not Blind RSA")
+        return IssuerKey.from_spki(self.token_key, allow_4096=allow_4096)
+
+    def to_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "token-type": self.token_type,
+            "token-key": b64url_encode(self.token_key),
+        }
+        if self.not_before is not None:
+            entry["not-before"] = self.not_before
+        return entry
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerDirectory:
+    """An issuer directory (RFC 9578 §4). Keys earlier in ``token_keys`` are preferred."""
+
+    issuer_request_uri: str
+    token_keys: tuple[DirectoryKey, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "issuer-request-uri": self.issuer_request_uri,
+            "token-keys": [key.to_json() for key in self.token_keys],
+        }
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.to_json(), separators=(",", ":")).encode("ascii")
+
+    @classmethod
+    def from_bytes(cls, data: bytes | str) -> IssuerDirectory:
+        """Parse a directory document. See :meth:`from_json` for what is tolerated."""
+        if len(data) > MAX_DIRECTORY_SIZE:
+            raise DecodeError(f"issuer directory is longer than {MAX_DIRECTORY_SIZE} bytes")
+        try:
+            obj = json.loads(data)
+        except (ValueError, RecursionError) as e:
+            raise DecodeError("issuer directory is not valid JSON") from e
+        return cls.from_json(obj)
+
+    @classmethod
+    def from_json(cls, obj: object) -> IssuerDirectory:
+        """Read a decoded directory leniently.
+
+        Unknown fields are ignored. ``token-keys`` entries are skipped when their token type
+        is unknown or they are malformed; unpadded and standard base64 are accepted;
+        ``not-before`` values above 10**11 are taken as milliseconds. Only a missing or
+        malformed ``issuer-request-uri`` or ``token-keys`` is an error.
+        """
+        if not isinstance(obj, dict):
+            raise DecodeError("issuer directory is not a JSON object")
+        uri = obj.get("issuer-request-uri")
+        if not isinstance(uri, str) or not _is_uri_text(uri):
+            raise DecodeError("issuer-request-uri is missing or not a URI string")
+        entries = obj.get("token-keys")
+        if not isinstance(entries, list):
+            raise DecodeError("token-keys is missing or not a list")
+        keys = tuple(key for key in map(_parse_directory_key, entries) if key is not None)
+        return cls(uri, keys)
+
+    def current_keys(
+        self, token_type: int = TOKEN_TYPE_BLIND_RSA, *, now: float | None = None
+    ) -> tuple[DirectoryKey, ...]:
+        """Keys of ``token_type`` whose not-before has passed, most preferred first."""
+        moment = time.time() if now is None else now
+        return tuple(
+            key
+            for key in self.token_keys
+            if key.token_type == token_type and key.is_current(moment)
+        )
+
+    def find(self, token_key_id: bytes) -> DirectoryKey | None:
+        """The entry whose key hashes to ``token_key_id``, if any."""
+        for key in self.token_keys:
+            if key.token_key_id == token_key_id:
+                return key
+        return None
+
+
+def parse_directory(data: bytes | str) -> IssuerDirectory:
+    """Parse an issuer directory document leniently (see :meth:`IssuerDirectory.from_json`)."""
+    return IssuerDirectory.from_bytes(data)
+
+
+def _is_uri_text(text: str) -> bool:
+    # Printable ASCII without spaces: a URI reference, percent-encoded (RFC 3986).
+    return 0 < len(text) <= _MAX_REQUEST_URI_LENGTH and all("!" <= c <= "~" for c in text)
+
+
+def _parse_directory_key(entry: object) -> DirectoryKey | None:
+    if not isinstance(entry, dict):
+        return None
+    token_type = entry.get("token-type")
+    if type(token_type) is not int or token_type not in _KNOWN_TOKEN_TYPES:
+        return None
+    text = entry.get("token-key")
+    if not isinstance(text, str):
+        return None
+    try:
+        token_key = b64_decode(text, max_length=_MAX_TOKEN_KEY_TEXT)
+    except DecodeError:
+        return None
+    raw = entry.get("not-before")
+    not_before: int | None
+    if raw is None:
+        not_before = None
+    elif type(raw) is int or (type(raw) is float and math.isfinite(raw)):
+        not_before = int(raw)
+        if not_before < 0:
+            return None
+        if not_before > NOT_BEFORE_MILLISECONDS_THRESHOLD:
+            not_before //= 1000
+    else:
+        return None
+    return DirectoryKey(token_type, token_key, not_before)
+
+
+# --------------------------------------------------------------------------------- issuer
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class SigningKey:
+    """An issuer private key and the time from which clients may use it."""
+
+    private_key: rsa.RSAPrivateKey
+    not_before: int | None = None
+
+    def __repr__(self) -> str:
+        return f"SigningKey(bits={self.private_key.key_size}, not_before={self.not_before})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class _IssuerEntry:
+    signing: BlindRSAPrivateKey
+    public: IssuerKey
+    not_before: int | None
+
+
+class Issuer:
+    """A sans-IO type-2 issuer: publishes a directory and signs token requests.
+
+    ``keys`` are RSA private keys (or :class:`SigningKey` to set a not-before); the first is
+    the preferred one. Keys are 2048-bit, or 4096-bit with ``allow_4096``. If several keys
+    share a truncated key id (RFC 9578 §5.5 says issuers SHOULD avoid that), each is tried in
+    order and the first for which the blinded message is in range signs; the issuer cannot
+    otherwise tell which key the client meant.
+
+    Python big-int arithmetic is not constant-time: this issuer is for tests, demos and small
+    deployments, not a hardened production issuer.
+    """
+
+    __slots__ = ("_by_truncated_id", "_directory", "_directory_bytes", "_entries", "_name", "_rng")
+
+    def __init__(
+        self,
+        name: str,
+        *keys: rsa.RSAPrivateKey | SigningKey,
+        request_uri: str = DEFAULT_REQUEST_PATH,
+        allow_4096: bool = False,
+        rng: RandomBytes = secrets.token_bytes,
+    ) -> None:
+        try:
+            TokenChallenge(TOKEN_TYPE_BLIND_RSA, name)
+        except DecodeError as e:
+            raise ConfigurationError("issuer.name", str(e)) from e
+        if not isinstance(request_uri, str) or not _is_uri_text(request_uri):
+            raise ConfigurationError("issuer.request_uri", "must be a non-empty URI string")
+        parts = urlsplit(request_uri)
+        if parts.scheme not in ("", "http", "https") or not parts.path.startswith("/"):
+            raise ConfigurationError(
+                "issuer.request_uri", "must be an absolute path or an http(s) URL with a path"
+            )
+        if parts.path in (DIRECTORY_PATH, LEGACY_DIRECTORY_PATH):
+            raise ConfigurationError("issuer.request_uri", "must not be a directory path")
+        if not keys:
+            raise ConfigurationError("issuer.keys", "at least one private key is needed")
+        entries: list[_IssuerEntry] = []
+        for index, item in enumerate(keys):
+            signing = item if isinstance(item, SigningKey) else SigningKey(item)
+            entries.append(_make_entry(signing, index, allow_4096))
+        ids = [entry.public.token_key_id for entry in entries]
+        if len(set(ids)) != len(ids):
+            raise ConfigurationError("issuer.keys", "the same key is listed twice")
+        by_truncated: dict[int, tuple[_IssuerEntry, ...]] = {}
+        for entry in entries:
+            truncated = _truncate_key_id(entry.public.token_key_id)
+            by_truncated[truncated] = (*by_truncated.get(truncated, ()), entry)
+        self._name = name
+        self._entries = tuple(entries)
+        self._by_truncated_id = by_truncated
+        self._rng = rng
+        self._directory = IssuerDirectory(
+            request_uri,
+            tuple(
+                DirectoryKey(TOKEN_TYPE_BLIND_RSA, entry.public.spki, entry.not_before)
+                for entry in entries
+            ),
+        )
+        self._directory_bytes = self._directory.to_bytes()
+
+    def __repr__(self) -> str:
+        return f"Issuer(name={self._name!r}, keys={len(self._entries)})"
+
+    @property
+    def name(self) -> str:
+        """The issuer_name that challenges for this issuer carry."""
+        return self._name
+
+    @property
+    def request_uri(self) -> str:
+        return self._directory.issuer_request_uri
+
+    @property
+    def public_keys(self) -> tuple[IssuerKey, ...]:
+        """The public keys, in directory (preference) order."""
+        return tuple(entry.public for entry in self._entries)
+
+    @property
+    def preferred_key(self) -> IssuerKey:
+        return self._entries[0].public
+
+    @property
+    def max_request_length(self) -> int:
+        """The longest valid TokenRequest: header plus the largest Nk among the keys."""
+        nk = max(entry.public.authenticator_length for entry in self._entries)
+        return TOKEN_REQUEST_HEADER_LENGTH + nk
+
+    def directory(self) -> IssuerDirectory:
+        return self._directory
+
+    def directory_bytes(self) -> bytes:
+        """The directory as served: compact JSON, computed once."""
+        return self._directory_bytes
+
+    def issue(self, request: bytes) -> bytes:
+        """Answer TokenRequest bytes with TokenResponse bytes (RFC 9578 §6.2, §6.3).
+
+        Raises :class:`IssuanceError`: status 400 when the request is too short to read,
+        422 for an unsupported type, an unknown key or a blinded message of the wrong size
+        or out of range (the RFC's answer for each).
+        """
+        data = bytes(request)
+        if len(data) < TOKEN_REQUEST_HEADER_LENGTH:
+            raise IssuanceError("TokenRequest is truncated", status=400)
+        token_type, truncated = _REQUEST_HEADER.unpack_from(data)
+        if token_type != TOKEN_TYPE_BLIND_RSA:
+            raise IssuanceError(f"unsupported token type {token_type}", status=422)
+        candidates = self._by_truncated_id.get(truncated, ())
+        if not candidates:
+            raise IssuanceError("unknown truncated_token_key_id", status=422)
+        blinded_msg = data[TOKEN_REQUEST_HEADER_LENGTH:]
+        sized = [c for c in candidates if c.public.authenticator_length == len(blinded_msg)]
+        if not sized:
+            raise IssuanceError(
+                f"blinded_msg is {len(blinded_msg)} bytes, not the key's Nk", status=422
+            )
+        value = int.from_bytes(blinded_msg, "big")
+        for entry in sized:
+            if 0 < value < entry.signing.public.n:
+                blind_sig = blindrsa.blind_sign(entry.signing, blinded_msg, rng=self._rng)
+                return TokenResponse(blind_sig).to_bytes()
+        raise IssuanceError("blinded_msg is out of range for the key", status=422)
+
+
+def _make_entry(signing: SigningKey, index: int, allow_4096: bool) -> _IssuerEntry:
+    setting = f"issuer.keys[{index}]"
+    if not isinstance(signing.private_key, rsa.RSAPrivateKey):
+        raise ConfigurationError(setting, "must be an RSA private key")
+    if signing.not_before is not None and (
+        type(signing.not_before) is not int or signing.not_before < 0
+    ):
+        raise ConfigurationError(setting, "not_before must be a non-negative Unix time")
+    try:
+        public = IssuerKey.from_spki(
+            encode_pss_spki(signing.private_key.public_key()), allow_4096=allow_4096
+        )
+    except DecodeError as e:
+        raise ConfigurationError(setting, str(e)) from e
+    return _IssuerEntry(
+        BlindRSAPrivateKey.from_cryptography(signing.private_key), public, signing.not_before
+    )
+
+
+# --------------------------------------------------------------------------------- client
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class IssuanceState:
+    """What a client keeps between :func:`begin_issuance` and :func:`finalize_issuance`."""
+
+    key: IssuerKey
+    nonce: bytes
+    challenge_digest: bytes
+    inv: bytes
+    blind_key: BlindRSAPublicKey
+
+    def __repr__(self) -> str:
+        return f"IssuanceState(key={self.key!r})"
+
+    @property
+    def token_input(self) -> bytes:
+        """The 98 bytes being signed: type | nonce | challenge_digest | token_key_id."""
+        return _token_input(self.nonce, self.challenge_digest, self.key.token_key_id)
+
+
+def _token_input(nonce: bytes, challenge_digest: bytes, token_key_id: bytes) -> bytes:
+    return _U16.pack(TOKEN_TYPE_BLIND_RSA) + nonce + challenge_digest + token_key_id
+
+
+def begin_issuance(
+    challenge: TokenChallenge,
+    key: IssuerKey,
+    *,
+    rng: RandomBytes = secrets.token_bytes,
+    nonce: bytes | None = None,
+    salt: bytes | None = None,
+    r: bytes | int | None = None,
+    inv: bytes | int | None = None,
+) -> tuple[TokenRequest, IssuanceState]:
+    """Blind a fresh token input for ``challenge`` under ``key`` (RFC 9578 §6.1).
+
+    ``nonce``, ``salt`` and the blind (``r``, or its inverse ``inv``) are drawn from ``rng``
+    unless given; giving them is for test vectors. Raises :class:`IssuanceError` when the
+    challenge or key is not token type 2.
+    """
+    if challenge.token_type != TOKEN_TYPE_BLIND_RSA or key.token_type != TOKEN_TYPE_BLIND_RSA:
+        raise IssuanceError("only token type 2 (Blind RSA) can be issued here", status=400)
+    if nonce is None:
+        nonce = rng(NONCE_LENGTH)
+    if len(nonce) != NONCE_LENGTH:
+        raise ValueError(f"nonce must be {NONCE_LENGTH} bytes")
+    blind_key = BlindRSAPublicKey.from_cryptography(key.public_key)
+    token_input = _token_input(nonce, challenge.digest, key.token_key_id)
+    blinded_msg, inv_bytes = blindrsa.blind(
+        blind_key, token_input, salt_length=PSS_SALT_LENGTH, salt=salt, r=r, inv=inv, rng=rng
+    )
+    request = TokenRequest(_truncate_key_id(key.token_key_id), blinded_msg)
+    state = IssuanceState(key, nonce, challenge.digest, inv_bytes, blind_key)
+    return request, state
+
+
+def finalize_issuance(state: IssuanceState, response: bytes) -> Token:
+    """Unblind TokenResponse bytes into a Token whose signature has been verified.
+
+    Raises :class:`DecodeError` for a response of the wrong size and :class:`IssuanceError`
+    when the signature does not verify.
+    """
+    parsed = TokenResponse.from_bytes(response, nk=state.key.authenticator_length)
+    authenticator = blindrsa.finalize(
+        state.blind_key,
+        state.token_input,
+        parsed.blind_sig,
+        state.inv,
+        salt_length=PSS_SALT_LENGTH,
+    )
+    return Token(
+        token_type=TOKEN_TYPE_BLIND_RSA,
+        nonce=state.nonce,
+        challenge_digest=state.challenge_digest,
+        token_key_id=state.key.token_key_id,
+        authenticator=authenticator,
+    )
+
+
+def issue_token_locally(
+    issuer: Issuer,
+    challenge: TokenChallenge,
+    key: IssuerKey | None = None,
+    *,
+    rng: RandomBytes = secrets.token_bytes,
+) -> Token:
+    """Run both sides of issuance in process; ``key`` defaults to the preferred key."""
+    request, state = begin_issuance(challenge, key or issuer.preferred_key, rng=rng)
+    return finalize_issuance(state, issuer.issue(request.to_bytes()))
+
+
+__all__ = [
+    "DEFAULT_REQUEST_PATH",
+    "DIRECTORY_PATH",
+    "ISSUER_DIRECTORY_MEDIA_TYPE",
+    "LEGACY_DIRECTORY_PATH",
+    "MAX_DIRECTORY_SIZE",
+    "TOKEN_REQUEST_MEDIA_TYPE",
+    "TOKEN_RESPONSE_MEDIA_TYPE",
+    "DirectoryKey",
+    "IssuanceState",
+    "Issuer",
+    "IssuerDirectory",
+    "SigningKey",
+    "TokenRequest",
+    "TokenResponse",
+    "begin_issuance",
+    "finalize_issuance",
+    "issue_token_locally",
+    "parse_directory",
+]

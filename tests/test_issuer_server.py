@@ -1,0 +1,294 @@
+"""The issuer app under a real uvicorn server, driven by the httpx client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from starlette.types import Receive, Scope, Send
+
+from pat_middleware.errors import ConfigurationError, IssuanceError
+from pat_middleware.issuer import (
+    DIRECTORY_PATH,
+    ISSUER_DIRECTORY_MEDIA_TYPE,
+    LEGACY_DIRECTORY_PATH,
+    TOKEN_REQUEST_MEDIA_TYPE,
+    TOKEN_RESPONSE_MEDIA_TYPE,
+    Issuer,
+    SigningKey,
+    begin_issuance,
+    parse_directory,
+)
+from pat_middleware.issuer.client import (
+    fetch_directory,
+    fetch_token,
+    fetch_token_async,
+)
+from pat_middleware.issuer.server import create_issuer_app
+from pat_middleware.keys import IssuerKey, encode_pss_spki
+from pat_middleware.wire import Token, TokenChallenge
+from tests._servers import serve_asgi
+
+PSS_48 = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
+REQUEST_HEADERS = {"Content-Type": TOKEN_REQUEST_MEDIA_TYPE}
+
+
+@pytest.fixture(scope="module")
+def issuer(rsa_2048: rsa.RSAPrivateKey, other_rsa_2048: rsa.RSAPrivateKey) -> Issuer:
+    return Issuer("issuer.example", rsa_2048, SigningKey(other_rsa_2048, not_before=1_700_000_000))
+
+
+@pytest.fixture(scope="module")
+def base_url(issuer: Issuer) -> Iterator[str]:
+    with serve_asgi(create_issuer_app(issuer, directory_max_age=3600)) as url:
+        yield url
+
+
+@pytest.fixture
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=10.0) as c:
+        yield c
+
+
+@pytest.fixture
+def challenge() -> TokenChallenge:
+    return TokenChallenge(2, "issuer.example", secrets.token_bytes(32), ("origin.example",))
+
+
+def _assert_verifies(token: Token, key: IssuerKey, challenge: TokenChallenge) -> None:
+    assert token.challenge_digest == challenge.digest
+    assert token.token_key_id == key.token_key_id
+    key.public_key.verify(token.authenticator, token.authenticator_input, PSS_48, hashes.SHA384())
+
+
+def _assert_clean_4xx(response: httpx.Response, status: int) -> None:
+    assert response.status_code == status, response.text
+    assert "Traceback" not in response.text
+
+
+# ---------------------------------------------------------------------- happy paths
+
+
+def test_fetch_token(
+    issuer: Issuer, base_url: str, client: httpx.Client, challenge: TokenChallenge
+) -> None:
+    key = issuer.preferred_key
+    token = fetch_token(challenge, key, base_url, client)
+    _assert_verifies(token, key, challenge)
+    assert Token.from_bytes(token.to_bytes(), key.authenticator_length) == token
+
+
+def test_fetch_token_with_second_key(
+    issuer: Issuer, base_url: str, client: httpx.Client, challenge: TokenChallenge
+) -> None:
+    key = issuer.public_keys[1]
+    _assert_verifies(fetch_token(challenge, key, base_url, client), key, challenge)
+
+
+def test_fetch_token_async(issuer: Issuer, base_url: str, challenge: TokenChallenge) -> None:
+    async def run() -> Token:
+        async with httpx.AsyncClient(timeout=10.0) as async_client:
+            return await fetch_token_async(challenge, issuer.preferred_key, base_url, async_client)
+
+    _assert_verifies(asyncio.run(run()), issuer.preferred_key, challenge)
+
+
+def test_fetch_token_from_exact_directory_url(
+    issuer: Issuer, base_url: str, client: httpx.Client, challenge: TokenChallenge
+) -> None:
+    for path in (DIRECTORY_PATH, LEGACY_DIRECTORY_PATH):
+        token = fetch_token(challenge, issuer.preferred_key, base_url + path, client)
+        _assert_verifies(token, issuer.preferred_key, challenge)
+
+
+def test_fetch_token_with_given_directory_and_absolute_uri(
+    issuer: Issuer,
+    base_url: str,
+    client: httpx.Client,
+    challenge: TokenChallenge,
+    rsa_2048: rsa.RSAPrivateKey,
+) -> None:
+    # A directory object whose issuer-request-uri is absolute: no directory fetch happens.
+    elsewhere = Issuer("issuer.example", rsa_2048, request_uri=f"{base_url}/token-request")
+    token = fetch_token(challenge, issuer.preferred_key, elsewhere.directory(), client)
+    _assert_verifies(token, issuer.preferred_key, challenge)
+
+
+def test_legacy_directory_fallback(
+    issuer: Issuer, client: httpx.Client, challenge: TokenChallenge
+) -> None:
+    inner = create_issuer_app(issuer)
+
+    async def legacy_only(scope: Scope, receive: Receive, send: Send) -> None:
+        # An older issuer: nothing at the RFC path, only the legacy one.
+        if scope["type"] == "http" and scope["path"] == DIRECTORY_PATH:
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await inner(scope, receive, send)
+
+    with serve_asgi(legacy_only) as url:
+        assert client.get(url + DIRECTORY_PATH).status_code == 404
+        directory, source = fetch_directory(url, client)
+        assert source == url + LEGACY_DIRECTORY_PATH
+        assert directory == issuer.directory()
+        token = fetch_token(challenge, issuer.preferred_key, url, client)
+        _assert_verifies(token, issuer.preferred_key, challenge)
+
+
+# ------------------------------------------------------------------------ directory
+
+
+def test_directory_endpoint(issuer: Issuer, base_url: str, client: httpx.Client) -> None:
+    response = client.get(base_url + DIRECTORY_PATH)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == ISSUER_DIRECTORY_MEDIA_TYPE
+    assert response.headers["cache-control"] == "max-age=3600"
+    etag = response.headers["etag"]
+    assert etag.startswith('"') and etag.endswith('"')
+    assert response.content == issuer.directory_bytes()
+    assert parse_directory(response.content) == issuer.directory()
+    document = json.loads(response.content)
+    assert document["issuer-request-uri"] == "/token-request"
+    assert [k["token-type"] for k in document["token-keys"]] == [2, 2]
+
+    for if_none_match in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+        cached = client.get(base_url + DIRECTORY_PATH, headers={"If-None-Match": if_none_match})
+        assert cached.status_code == 304
+        assert cached.headers["etag"] == etag
+    assert client.get(base_url + DIRECTORY_PATH, headers={"If-None-Match": '"x"'}).status_code == (
+        200
+    )
+    assert client.head(base_url + DIRECTORY_PATH).status_code == 200
+
+
+def test_legacy_directory_path(issuer: Issuer, base_url: str, client: httpx.Client) -> None:
+    response = client.get(base_url + LEGACY_DIRECTORY_PATH)
+    assert response.status_code == 200
+    assert response.content == issuer.directory_bytes()
+    assert response.headers["etag"] == client.get(base_url + DIRECTORY_PATH).headers["etag"]
+
+
+# ---------------------------------------------------------------------- bad requests
+
+
+def _post(client: httpx.Client, url: str, body: bytes, **headers: str) -> httpx.Response:
+    return client.post(url, content=body, headers={**REQUEST_HEADERS, **headers})
+
+
+def test_valid_raw_request(
+    issuer: Issuer, base_url: str, client: httpx.Client, challenge: TokenChallenge
+) -> None:
+    request, _ = begin_issuance(challenge, issuer.preferred_key)
+    response = _post(client, base_url + "/token-request", request.to_bytes())
+    assert response.status_code == 200
+    assert response.headers["content-type"] == TOKEN_RESPONSE_MEDIA_TYPE
+    assert response.headers["cache-control"] == "no-store"
+    assert len(response.content) == 256
+    # Media type parameters and case are tolerated.
+    response = client.post(
+        base_url + "/token-request",
+        content=request.to_bytes(),
+        headers={"Content-Type": "Application/Private-Token-Request; charset=binary"},
+    )
+    assert response.status_code == 200
+
+
+def test_malformed_requests_get_4xx(
+    issuer: Issuer, base_url: str, client: httpx.Client, challenge: TokenChallenge
+) -> None:
+    url = base_url + "/token-request"
+    good = begin_issuance(challenge, issuer.preferred_key)[0].to_bytes()
+    known = {k.token_key_id[-1] for k in issuer.public_keys}
+    unknown_id = next(i for i in range(256) if i not in known)
+    cases: list[tuple[bytes, int]] = [
+        (b"", 400),
+        (b"\x00\x02", 400),
+        (b"\x00\x01" + good[2:], 422),  # token type 1
+        (b"\xaa\xaa" + good[2:], 422),  # unknown type
+        (good[:2] + bytes([unknown_id]) + good[3:], 422),
+        (good[:-1], 422),
+        (good[:3], 422),
+        (good[:3] + b"\xff" * 256, 422),  # blinded_msg >= n
+        (good[:3] + bytes(256), 422),  # blinded_msg == 0
+        (good + b"\x00", 422),  # wrong size, under the body limit
+        (good[:3] + bytes(1021), 422),  # exactly the 1 KiB limit
+        (good[:3] + bytes(1022), 413),  # one byte over it
+        (b"\x00" * 10_000, 413),
+        (secrets.token_bytes(100), 422),  # any type, any key id: wrong somehow, never 5xx
+    ]
+    for body, status in cases:
+        _assert_clean_4xx(_post(client, url, body), status)
+
+
+def test_oversized_streamed_body_gets_413(base_url: str, client: httpx.Client) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(64):
+            yield b"\x00" * 1024
+
+    # No Content-Length: the body arrives chunked and the server stops reading at its limit.
+    response = client.post(base_url + "/token-request", content=chunks(), headers=REQUEST_HEADERS)
+    _assert_clean_4xx(response, 413)
+
+
+def test_wrong_content_type_gets_415(
+    issuer: Issuer, base_url: str, client: httpx.Client, challenge: TokenChallenge
+) -> None:
+    good = begin_issuance(challenge, issuer.preferred_key)[0].to_bytes()
+    url = base_url + "/token-request"
+    for content_type in ("application/octet-stream", "application/private-token-response", ""):
+        response = client.post(url, content=good, headers={"Content-Type": content_type})
+        _assert_clean_4xx(response, 415)
+    _assert_clean_4xx(client.post(url, content=good), 415)
+
+
+def test_wrong_methods_and_paths(base_url: str, client: httpx.Client) -> None:
+    _assert_clean_4xx(client.get(base_url + "/token-request"), 405)
+    _assert_clean_4xx(client.put(base_url + "/token-request", content=b"x"), 405)
+    _assert_clean_4xx(client.post(base_url + DIRECTORY_PATH, content=b"x"), 405)
+    _assert_clean_4xx(client.get(base_url + "/nope"), 404)
+
+
+def test_custom_body_limit(issuer: Issuer, client: httpx.Client) -> None:
+    with serve_asgi(create_issuer_app(issuer, max_body_size=259)) as url:
+        _assert_clean_4xx(_post(client, url + "/token-request", bytes(260)), 413)
+        _assert_clean_4xx(_post(client, url + "/token-request", bytes(259)), 422)
+
+
+def test_app_configuration_errors(issuer: Issuer) -> None:
+    with pytest.raises(ConfigurationError, match="max_body_size"):
+        create_issuer_app(issuer, max_body_size=100)
+    with pytest.raises(ConfigurationError, match="directory_max_age"):
+        create_issuer_app(issuer, directory_max_age=-1)
+
+
+# -------------------------------------------------------------------- client failures
+
+
+def test_fetch_token_with_stale_key(
+    base_url: str, client: httpx.Client, challenge: TokenChallenge, rsa_4096: rsa.RSAPrivateKey
+) -> None:
+    stale = IssuerKey.from_spki(encode_pss_spki(rsa_4096.public_key()), allow_4096=True)
+    with pytest.raises(IssuanceError, match="not in the issuer directory"):
+        fetch_token(challenge, stale, base_url, client)
+    # Without the directory check the issuer itself refuses the unknown key id.
+    with pytest.raises(IssuanceError, match="HTTP 4"):
+        fetch_token(challenge, stale, base_url, client, require_listed_key=False)
+
+
+def test_fetch_token_network_errors_are_issuance_errors(
+    issuer: Issuer, client: httpx.Client, challenge: TokenChallenge
+) -> None:
+    with serve_asgi(create_issuer_app(issuer)) as url:
+        pass  # the server is gone once the block ends; its port refuses connections
+    with pytest.raises(IssuanceError) as info:
+        fetch_token(challenge, issuer.preferred_key, url, client, timeout=2.0)
+    assert info.value.status == 502
+    with pytest.raises(IssuanceError):
+        fetch_token(challenge, issuer.preferred_key, "ftp://issuer.example", client)
