@@ -8,7 +8,7 @@ no state (replay and expiry are the policy's business).
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
@@ -30,6 +30,11 @@ from .wire import (
 #: RSASSA-PSS with SHA-384, MGF1-SHA-384 and a 48-byte salt. Built once, shared by every call.
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=PSS_SALT_LENGTH)
 _SHA384 = hashes.SHA384()
+
+#: Given a token's challenge_digest, the accepted challenge with that digest, or None. May
+#: raise TokenError itself (for example ``expired`` for a challenge it knows but no longer
+#: accepts). Must compare digests in constant time.
+ChallengeMatcher = Callable[[bytes], "TokenChallenge | None"]
 
 #: Token types this library can verify by itself (type 1 needs the issuer's private key).
 VERIFIABLE_TOKEN_TYPES = frozenset({TOKEN_TYPE_BLIND_RSA})
@@ -113,12 +118,13 @@ def verify_token(
     data: bytes,
     *,
     keys: KeyRing,
-    challenges: Iterable[TokenChallenge],
+    challenges: Iterable[TokenChallenge] | ChallengeMatcher,
     allowed_types: frozenset[int] = VERIFIABLE_TOKEN_TYPES,
 ) -> VerifiedToken:
     """Verify an encoded token against the accepted keys and challenges.
 
-    Order: type, key lookup, exact length, challenge digest, signature. Raises
+    ``challenges`` is either the accepted challenges or a :data:`ChallengeMatcher`. Order:
+    type, key lookup, exact length, challenge digest, signature. Raises
     :class:`TokenError` with the reason of the first failing step.
     """
     try:
@@ -142,7 +148,10 @@ def verify_token(
         )
     token = Token.from_bytes(data, key.authenticator_length)
 
-    challenge = _match_challenge(token, challenges)
+    if callable(challenges):
+        challenge = challenges(token.challenge_digest)
+    else:
+        challenge = match_challenge(token.challenge_digest, challenges)
     if challenge is None:
         raise TokenError(Reason.CHALLENGE_MISMATCH, "challenge_digest matches no challenge")
     if challenge.token_type != token_type or not _same_name(
@@ -155,12 +164,12 @@ def verify_token(
     return VerifiedToken(token=token, challenge=challenge, issuer_name=trusted.issuer_name, key=key)
 
 
-def _match_challenge(token: Token, challenges: Iterable[TokenChallenge]) -> TokenChallenge | None:
-    found: TokenChallenge | None = None
+def match_challenge(digest: bytes, challenges: Iterable[TokenChallenge]) -> TokenChallenge | None:
+    """The first challenge whose digest equals ``digest`` (constant-time compares)."""
     for candidate in challenges:
-        if hmac.compare_digest(candidate.digest, token.challenge_digest) and found is None:
-            found = candidate
-    return found
+        if hmac.compare_digest(candidate.digest, digest):
+            return candidate
+    return None
 
 
 def _same_name(a: str, b: str) -> bool:
@@ -169,9 +178,11 @@ def _same_name(a: str, b: str) -> bool:
 
 __all__ = [
     "VERIFIABLE_TOKEN_TYPES",
+    "ChallengeMatcher",
     "KeyRing",
     "TrustedKey",
     "VerifiedToken",
+    "match_challenge",
     "verify_authenticator",
     "verify_token",
 ]

@@ -1,0 +1,129 @@
+"""Pure ASGI middleware (Starlette, FastAPI, any ASGI app). No framework import here.
+
+Translate the scope into a :class:`RequestInfo`, ask the policy, and either answer (401,
+refusal, 503) or call the app with ``scope["private_token"]`` set and the policy's cookies
+added to the app's response.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from .policy import SCOPE_KEY, Decision, Policy, RequestInfo
+from .settings import Settings, load_settings
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: Scope key holding the policy, so endpoint decorators find it.
+POLICY_SCOPE_KEY = "pat_middleware.policy"
+#: Header values longer than this are dropped before parsing (the policy bounds them again).
+MAX_HEADER_BYTES = 16384
+
+logger = logging.getLogger("pat_middleware")
+
+
+def request_info(scope: Scope) -> RequestInfo:
+    """Read method, path, Host, Authorization and Cookie from an HTTP scope."""
+    host: str | None = None
+    authorization: list[str] = []
+    cookie: list[str] = []
+    for name, value in scope.get("headers", ()):
+        if len(value) > MAX_HEADER_BYTES:
+            continue
+        if name == b"authorization":
+            authorization.append(value.decode("latin-1"))
+        elif name == b"cookie":
+            cookie.append(value.decode("latin-1"))
+        elif name == b"host" and host is None:
+            host = value.decode("latin-1")
+    return RequestInfo(
+        method=scope.get("method", "GET"),
+        path=scope.get("path", "/"),
+        host=host,
+        authorization=", ".join(authorization) or None,
+        cookie="; ".join(cookie) or None,
+    )
+
+
+def _encode_headers(headers: tuple[tuple[str, str], ...]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
+async def send_decision(decision: Decision, send: Send) -> None:
+    """Answer with a non-pass decision."""
+    headers = _encode_headers(decision.headers)
+    headers.append((b"content-length", str(len(decision.body)).encode()))
+    await send({"type": "http.response.start", "status": decision.status, "headers": headers})
+    await send({"type": "http.response.body", "body": decision.body})
+
+
+def send_with_headers(send: Send, extra: tuple[tuple[str, str], ...]) -> Send:
+    """Wrap ``send`` so the response start carries ``extra`` headers too."""
+    if not extra:
+        return send
+    encoded = _encode_headers(extra)
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = dict(message)
+            message["headers"] = [*message.get("headers", ()), *encoded]
+        await send(message)
+
+    return wrapped
+
+
+class PrivateTokenMiddleware:
+    """Protect an ASGI app with Private Access Tokens.
+
+    Pass a ready :class:`Policy`, validated :class:`Settings`, or a settings file path
+    (``None`` reads ``$PAT_SETTINGS``). Paths are protected by the settings' ``protect``
+    patterns; endpoints can also be protected with
+    :func:`pat_middleware.starlette.require_private_token`.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        policy: Policy | None = None,
+        settings: Settings | None = None,
+        settings_file: str | None = None,
+    ) -> None:
+        self.app = app
+        if policy is None:
+            policy = Policy(settings if settings is not None else load_settings(settings_file))
+        self.policy = policy
+
+    def __repr__(self) -> str:
+        return f"PrivateTokenMiddleware({self.policy!r})"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope[POLICY_SCOPE_KEY] = self.policy
+        if not self.policy.protects(scope.get("method", "GET"), scope.get("path", "/")):
+            scope[SCOPE_KEY] = None
+            await self.app(scope, receive, send)
+            return
+        decision = await self.policy.evaluate_async(request_info(scope), force=True)
+        if not decision.allowed:
+            await send_decision(decision, send)
+            return
+        scope[SCOPE_KEY] = decision.token
+        await self.app(scope, receive, send_with_headers(send, decision.headers))
+
+
+__all__ = [
+    "POLICY_SCOPE_KEY",
+    "PrivateTokenMiddleware",
+    "request_info",
+    "send_decision",
+    "send_with_headers",
+]

@@ -1,0 +1,145 @@
+"""Redemption-context strategies and challenge windows (RFC 9577 §2.1.1.2, RFC 9576 §3.3).
+
+Per-session contexts are derived, not stored: ``HMAC-SHA256(k, session_id | window)``, where
+``window`` counts fixed time slices. Every worker and host with the same secret derives the
+same context, so nothing is shared but the secret. A challenge built in window ``w`` is
+accepted until ``(w + 1) * window_seconds + max_age``; the ``max-age`` sent with it says
+exactly how long that is from the moment of sending. At redemption the handful of windows
+still live are rebuilt, newest first, and their digests compared in constant time.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import math
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .wire import TokenChallenge
+
+_U8 = struct.Struct("!B")
+_U16 = struct.Struct("!H")
+_U64 = struct.Struct("!Q")
+
+#: How many windows past the live ones are still recognised, to say "expired" rather than
+#: "challenge_mismatch". Only consulted on the failure path.
+EXPIRED_LOOKBACK_WINDOWS = 16
+
+
+class ContextMode(enum.StrEnum):
+    """Where a challenge's redemption_context comes from."""
+
+    PER_SESSION = "per-session"
+    PER_REQUEST = "per-request"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeTemplate:
+    """Everything of a TokenChallenge but its context, pre-encoded.
+
+    ``encode(context)`` is two concatenations, so per-request challenge building and
+    redemption-time rebuilding cost one hash each.
+    """
+
+    token_type: int
+    issuer_name: str
+    origin_info: tuple[str, ...] = ()
+    _prefix: bytes = field(init=False, repr=False, compare=False)
+    _suffix: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Let TokenChallenge validate the fields once, then split its encoding.
+        probe = TokenChallenge(self.token_type, self.issuer_name, b"", self.origin_info)
+        raw = probe.to_bytes()
+        issuer_end = 4 + len(self.issuer_name)
+        object.__setattr__(self, "_prefix", raw[:issuer_end])
+        object.__setattr__(self, "_suffix", raw[issuer_end + 1 :])
+
+    def encode(self, context: bytes) -> bytes:
+        return self._prefix + _U8.pack(len(context)) + context + self._suffix
+
+    def digest(self, context: bytes) -> bytes:
+        return hashlib.sha256(self.encode(context)).digest()
+
+    def challenge(self, context: bytes) -> TokenChallenge:
+        return TokenChallenge(self.token_type, self.issuer_name, context, self.origin_info)
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """Fixed time slices that per-session contexts are derived from."""
+
+    max_age: int
+    window_seconds: int
+
+    @classmethod
+    def for_max_age(cls, max_age: int) -> Windows:
+        """Slices of a quarter of max_age (at least 1 s): at most five live windows."""
+        return cls(max_age=max_age, window_seconds=max(1, math.ceil(max_age / 4)))
+
+    def index(self, now: float) -> int:
+        return int(now // self.window_seconds)
+
+    def deadline(self, window: int) -> float:
+        """The last instant a challenge from ``window`` is accepted."""
+        return (window + 1) * self.window_seconds + self.max_age
+
+    def remaining(self, window: int, now: float) -> int:
+        """Whole seconds from ``now`` until ``window`` expires: the max-age to send."""
+        return max(0, int(self.deadline(window) - now))
+
+    def live(self, now: float) -> Iterator[int]:
+        """Windows whose challenges are still accepted at ``now``, newest first."""
+        w = self.index(now)
+        while self.deadline(w) >= now:
+            yield w
+            w -= 1
+
+    def expired(self, now: float) -> Iterator[int]:
+        """Recently expired windows, newest first (for telling expired from unknown)."""
+        w = self.index(now)
+        while self.deadline(w) >= now:
+            w -= 1
+        for i in range(EXPIRED_LOOKBACK_WINDOWS):
+            yield w - i
+
+    @property
+    def longest_validity(self) -> int:
+        """The longest a challenge can stay acceptable: the replay TTL must cover it."""
+        return self.window_seconds + self.max_age
+
+
+class ContextDeriver:
+    """Keyed derivation of 32-byte redemption contexts from (session id, time slot)."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 32:
+            raise ValueError("context key must be at least 32 bytes")
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "ContextDeriver(<key hidden>)"
+
+    def context(self, session_id: bytes, slot: int) -> bytes:
+        out = hmac.digest(self._key, session_id + _U64.pack(slot), "sha256")
+        return out
+
+
+def derive_key(secret: bytes, purpose: str) -> bytes:
+    """A sub-key of the operator's secret for one purpose (HMAC-SHA256 as a KDF)."""
+    return hmac.digest(secret, b"pat-middleware/v1/" + purpose.encode(), "sha256")
+
+
+__all__ = [
+    "ChallengeTemplate",
+    "ContextDeriver",
+    "ContextMode",
+    "Windows",
+    "derive_key",
+]

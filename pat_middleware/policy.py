@@ -1,0 +1,458 @@
+"""The policy: one object holding settings, keys and stores that answers "what does this
+request get?" Every adapter (ASGI, WSGI, Flask, Django) calls it and does nothing else.
+
+The answer is a :class:`Decision`: pass (with cookies to add to the app's response), a 401
+challenge, a refusal with a :class:`Reason`, or "store unavailable" (503). Client input
+never raises out of :meth:`Policy.evaluate`.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from .challenges import ChallengeTemplate, ContextDeriver, ContextMode, Windows, derive_key
+from .codec import b64url_encode
+from .errors import DecodeError, Reason, TokenError
+from .headers import WWW_AUTHENTICATE, format_challenge, parse_authorization
+from .sessions import (
+    MAX_PENDING_CHALLENGES,
+    Session,
+    SessionCodec,
+    parse_cookie_header,
+)
+from .settings import IssuerConfig, Settings
+from .stores import AsyncReplayStore, ReplayStore, StoreUnavailable, open_replay_store
+from .verify import KeyRing, TrustedKey, VerifiedToken, verify_token
+from .wire import GREASE_TOKEN_TYPES, TokenChallenge
+
+logger = logging.getLogger("pat_middleware")
+
+#: Scope / environ key where adapters put the :class:`TokenInfo` of a passed request.
+SCOPE_KEY = "private_token"
+#: Extra seconds the replay store keeps a nonce past the last moment it could verify.
+REPLAY_TTL_SLACK = 5
+
+
+class Outcome(enum.StrEnum):
+    SKIP = "skip"  # not protected
+    PASS = "pass"  # noqa: S105 - valid token or verified session, not a password
+    CHALLENGE = "challenge"  # no token: 401 with challenges
+    REJECT = "reject"  # a token was refused
+    UNAVAILABLE = "unavailable"  # the replay store could not answer: fail closed
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """What the policy needs from an HTTP request; adapters fill it in."""
+
+    method: str
+    path: str
+    host: str | None = None
+    authorization: str | None = None
+    cookie: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """What a passed request proved, for the app to read (scope/environ ``private_token``)."""
+
+    issuer: str | None  # None when the request passed on a verified session
+    token_type: int | None
+    token_key_id: str | None  # hex
+    via_session: bool = False  # passed on a verified session rather than a fresh token
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The policy's answer. On pass, ``headers`` are to be added to the app's response."""
+
+    outcome: Outcome
+    status: int = 200
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    reason: Reason | None = None
+    token: TokenInfo | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.outcome in (Outcome.SKIP, Outcome.PASS)
+
+
+_SKIP = Decision(Outcome.SKIP)
+_VIA_SESSION = TokenInfo(issuer=None, token_type=None, token_key_id=None, via_session=True)
+
+
+@dataclass(slots=True)
+class _Context:
+    """Per-request working state."""
+
+    request: RequestInfo
+    now: float
+    session: Session | None
+    verified: bool
+    cookies: dict[str, str] = field(default_factory=dict)
+    set_cookies: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A verified token waiting for the replay store's verdict."""
+
+    ctx: _Context
+    result: VerifiedToken
+    replay_key: bytes
+    ttl: float
+
+
+class Policy:
+    """Settings + keys + stores. Thread- and task-safe; build one per app at start-up."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        replay_store: ReplayStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.mode = settings.redemption_context
+        self.keys = KeyRing(
+            TrustedKey(issuer.name, key) for issuer in settings.issuers for key in issuer.keys
+        )
+        self.templates: tuple[tuple[ChallengeTemplate, str], ...] = tuple(
+            (
+                ChallengeTemplate(issuer.key.token_type, issuer.name, settings.origin_info),
+                issuer.key.token_key,
+            )
+            for issuer in settings.issuers
+        )
+        self.windows = Windows.for_max_age(settings.max_age)
+        self.contexts = ContextDeriver(derive_key(settings.secret, "redemption-context"))
+        self.sessions = SessionCodec(
+            derive_key(settings.secret, "cookies"),
+            lifetime=settings.session_lifetime,
+            clock=clock,
+        )
+        self.store: ReplayStore = replay_store or open_replay_store(settings.replay_store)
+        self._async_store = self.store if isinstance(self.store, AsyncReplayStore) else None
+        self._body = settings.challenge_body.encode("utf-8")
+        self._pending_cookie = settings.cookies.session_name + "_c"
+        self._static_header = self._static_challenges() if self.mode is ContextMode.NONE else ""
+        self._origins = frozenset(settings.origin_info)
+        if self.mode is ContextMode.PER_SESSION:
+            self._replay_ttl = float(self.windows.longest_validity + REPLAY_TTL_SLACK)
+        elif self.mode is ContextMode.PER_REQUEST:
+            self._replay_ttl = float(settings.max_age + REPLAY_TTL_SLACK)
+        else:
+            self._replay_ttl = float(settings.replay_ttl)
+
+    def __repr__(self) -> str:
+        return f"Policy({self.settings!r}, store={self.store!r})"
+
+    @property
+    def issuers(self) -> tuple[IssuerConfig, ...]:
+        return self.settings.issuers
+
+    def protects(self, method: str, path: str) -> bool:
+        return self.settings.protects(method, path)
+
+    # ------------------------------------------------------------------------ evaluation
+
+    def evaluate(self, request: RequestInfo, *, force: bool = False) -> Decision:
+        """Judge a request. ``force`` protects it whatever the path settings say."""
+        step = self._begin(request, force)
+        if isinstance(step, Decision):
+            return step
+        try:
+            fresh = self.store.reserve(step.replay_key, step.ttl)
+            if fresh:
+                self.store.commit(step.replay_key)
+        except StoreUnavailable as e:
+            return self._unavailable(step.ctx, e)
+        return self._finish(step, fresh)
+
+    async def evaluate_async(self, request: RequestInfo, *, force: bool = False) -> Decision:
+        """:meth:`evaluate` for async adapters: uses the store's async form when it has one."""
+        step = self._begin(request, force)
+        if isinstance(step, Decision):
+            return step
+        try:
+            if self._async_store is not None:
+                fresh = await self._async_store.reserve_async(step.replay_key, step.ttl)
+                if fresh:
+                    await self._async_store.commit_async(step.replay_key)
+            else:
+                fresh = self.store.reserve(step.replay_key, step.ttl)
+                if fresh:
+                    self.store.commit(step.replay_key)
+        except StoreUnavailable as e:
+            return self._unavailable(step.ctx, e)
+        return self._finish(step, fresh)
+
+    def _begin(self, request: RequestInfo, force: bool) -> Decision | _Pending:
+        if not force and not self.settings.protects(request.method, request.path):
+            return _SKIP
+        now = self.clock()
+        cookies = parse_cookie_header(request.cookie)
+        session = self.sessions.load_session(cookies.get(self.settings.cookies.session_name))
+        verified = self.sessions.is_verified(
+            cookies.get(self.settings.cookies.verified_name),
+            session,
+            self.settings.verified_duration,
+        )
+        ctx = _Context(request, now, session, verified, dict(cookies))
+
+        if self.settings.check_host and not self._host_allowed(request.host):
+            return self._refuse(ctx, Reason.CHALLENGE_MISMATCH, "Host is not in origin_info")
+
+        tokens: list[bytes] = []
+        if request.authorization:
+            try:
+                tokens = parse_authorization(
+                    request.authorization, max_length=self.settings.max_authorization_length
+                )
+            except DecodeError as e:
+                return self._refuse(ctx, Reason.MALFORMED, str(e))
+        # Grease tokens stand for "no token" (RFC 9577 §2.2).
+        tokens = [t for t in tokens if t[:2] and int.from_bytes(t[:2]) not in GREASE_TOKEN_TYPES]
+        if not tokens:
+            if verified and session is not None:
+                return Decision(Outcome.PASS, token=self._session_token_info())
+            return self._challenge(ctx)
+
+        first_error: TokenError | None = None
+        for raw in tokens:
+            try:
+                result = verify_token(
+                    raw,
+                    keys=self.keys,
+                    challenges=self._matcher(ctx),
+                    allowed_types=self.settings.token_types,
+                )
+            except TokenError as e:
+                first_error = first_error or e
+                continue
+            if self.mode is ContextMode.PER_REQUEST:
+                key = b"c" + result.token.challenge_digest
+            else:
+                key = b"n" + result.nonce
+            return _Pending(ctx, result, key, self._replay_ttl)
+        assert first_error is not None
+        return self._refuse(ctx, first_error.reason, first_error.detail)
+
+    def _finish(self, step: _Pending, fresh: bool) -> Decision:
+        ctx = step.ctx
+        if not fresh:
+            return self._refuse(ctx, Reason.REPLAYED, "token was already spent", step.result)
+        result = step.result
+        info = TokenInfo(
+            issuer=result.issuer_name,
+            token_type=result.token_type,
+            token_key_id=result.token_key_id.hex(),
+        )
+        headers: list[tuple[str, str]] = []
+        duration = self.settings.verified_duration
+        if duration > 0:
+            session = ctx.session
+            if session is None:
+                session = self.sessions.new_session()
+                headers.append(("Set-Cookie", self._session_cookie(session)))
+            opts = self.settings.cookies
+            headers.append(
+                (
+                    "Set-Cookie",
+                    opts.render(opts.verified_name, self.sessions.dump_verified(session), duration),
+                )
+            )
+        logger.debug(
+            "accept issuer=%s key_id=%s",
+            info.issuer,
+            result.token_key_id.hex()[:16],
+            extra={"pat_outcome": "accept", "pat_issuer": info.issuer},
+        )
+        return Decision(Outcome.PASS, headers=tuple(headers), token=info)
+
+    # ---------------------------------------------------------------------- challenges
+
+    def _matcher(self, ctx: _Context) -> Callable[[bytes], TokenChallenge | None]:
+        """Rebuild the challenges this request's session may hold, newest first."""
+
+        def match(digest: bytes) -> TokenChallenge | None:
+            for context, expired in self._candidate_contexts(ctx):
+                for template, _ in self.templates:
+                    if _eq(template.digest(context), digest):
+                        if expired:
+                            raise TokenError(Reason.EXPIRED, "challenge is older than max-age")
+                        return template.challenge(context)
+            return None
+
+        return match
+
+    def _candidate_contexts(self, ctx: _Context) -> Iterator[tuple[bytes, bool]]:
+        if self.mode is ContextMode.NONE:
+            yield b"", False
+            return
+        session = ctx.session
+        if session is None:
+            return
+        sid = session.session_id
+        if self.mode is ContextMode.PER_SESSION:
+            for w in self.windows.live(ctx.now):
+                yield self.contexts.context(sid, w), False
+            for w in self.windows.expired(ctx.now):
+                yield self.contexts.context(sid, w), True
+            return
+        slots = self.sessions.load_pending(
+            ctx.cookies.get(self._pending_cookie), session, self.settings.session_lifetime
+        )
+        now_ms = ctx.now * 1000
+        for slot in slots:
+            yield self.contexts.context(sid, slot), now_ms - slot > self.settings.max_age * 1000
+
+    def _challenge_header(self, ctx: _Context) -> str:
+        if self.mode is ContextMode.NONE:
+            return self._static_header
+        session = ctx.session
+        fresh_needed = (
+            session is None
+            or session.issued_at + self.settings.session_lifetime - ctx.now
+            < 2 * self.windows.longest_validity
+        )
+        if fresh_needed:
+            session = self.sessions.new_session()
+            ctx.session = session
+            ctx.set_cookies.append(self._session_cookie(session))
+        assert session is not None
+        if self.mode is ContextMode.PER_SESSION:
+            window = self.windows.index(ctx.now)
+            context = self.contexts.context(session.session_id, window)
+            max_age = self.windows.remaining(window, ctx.now)
+        else:
+            slot = int(ctx.now * 1000)
+            context = self.contexts.context(session.session_id, slot)
+            max_age = self.settings.max_age
+            previous = (
+                []
+                if fresh_needed
+                else self.sessions.load_pending(
+                    ctx.cookies.get(self._pending_cookie), session, self.settings.session_lifetime
+                )
+            )
+            kept = [s for s in previous if s != slot][-(MAX_PENDING_CHALLENGES - 1) :]
+            slots = [*kept, slot]
+            opts = self.settings.cookies
+            ctx.set_cookies.append(
+                opts.render(
+                    self._pending_cookie,
+                    self.sessions.dump_pending(session, slots),
+                    self.settings.max_age + REPLAY_TTL_SLACK,
+                )
+            )
+        return ", ".join(
+            format_challenge(
+                b64url_encode(template.encode(context)),
+                token_key,
+                max_age,
+                quoted=self.settings.quoted_values,
+            )
+            for template, token_key in self.templates
+        )
+
+    def _static_challenges(self) -> str:
+        return ", ".join(
+            format_challenge(
+                b64url_encode(template.encode(b"")),
+                token_key,
+                self.settings.max_age,
+                quoted=self.settings.quoted_values,
+            )
+            for template, token_key in self.templates
+        )
+
+    def _challenge(self, ctx: _Context) -> Decision:
+        header = self._challenge_header(ctx)
+        logger.debug("challenge", extra={"pat_outcome": "challenge"})
+        return Decision(
+            Outcome.CHALLENGE,
+            status=401,
+            headers=self._response_headers(ctx, header),
+            body=self._body,
+        )
+
+    def _refuse(
+        self,
+        ctx: _Context,
+        reason: Reason,
+        detail: str,
+        result: VerifiedToken | None = None,
+    ) -> Decision:
+        status = self.settings.failure_status
+        header = self._challenge_header(ctx) if status == 401 else None
+        logger.info(
+            "reject reason=%s%s",
+            reason.value,
+            f" issuer={result.issuer_name} key_id={result.token_key_id.hex()[:16]}"
+            if result
+            else "",
+            extra={"pat_outcome": "reject", "pat_reason": reason.value, "pat_detail": detail},
+        )
+        return Decision(
+            Outcome.REJECT,
+            status=status,
+            headers=self._response_headers(ctx, header),
+            body=self._body,
+            reason=reason,
+        )
+
+    def _unavailable(self, ctx: _Context, error: StoreUnavailable) -> Decision:
+        logger.warning("store unavailable: %s", error, extra={"pat_outcome": "store_unavailable"})
+        return Decision(
+            Outcome.UNAVAILABLE,
+            status=503,
+            headers=(
+                ("Retry-After", str(error.retry_after)),
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Cache-Control", "no-store"),
+            ),
+            body=b"Service temporarily unavailable; please retry.\n",
+        )
+
+    def _response_headers(
+        self, ctx: _Context, challenge: str | None
+    ) -> tuple[tuple[str, str], ...]:
+        headers: list[tuple[str, str]] = []
+        if challenge:
+            headers.append((WWW_AUTHENTICATE, challenge))
+        headers.extend(("Set-Cookie", c) for c in ctx.set_cookies)
+        headers.append(("Content-Type", self.settings.challenge_content_type))
+        headers.append(("Cache-Control", "no-store"))
+        return tuple(headers)
+
+    def _session_cookie(self, session: Session) -> str:
+        opts = self.settings.cookies
+        return opts.render(
+            opts.session_name, self.sessions.dump_session(session), self.settings.session_lifetime
+        )
+
+    def _session_token_info(self) -> TokenInfo:
+        return _VIA_SESSION
+
+    def _host_allowed(self, host: str | None) -> bool:
+        if not host:
+            return False
+        host = host.strip().lower()
+        if host.endswith(":443"):
+            host = host[:-4]
+        return host in self._origins
+
+
+_eq = hmac.compare_digest
+
+
+__all__ = ["SCOPE_KEY", "Decision", "Outcome", "Policy", "RequestInfo", "TokenInfo"]

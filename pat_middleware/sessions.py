@@ -1,0 +1,165 @@
+"""Signed cookies: the session that binds per-session contexts, and the verified mark.
+
+Both are itsdangerous ``TimestampSigner`` values under sub-keys of the operator's secret,
+with different salts so one can never stand in for the other. The verified mark carries the
+session id it was issued to, so copying it into another session is useless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, TimestampSigner
+
+from .codec import b64_decode, b64url_encode
+from .errors import DecodeError
+
+SESSION_ID_LENGTH = 16
+#: A cookie header longer than this is not parsed at all (RFC 6265 §6.1 suggests 4096 per
+#: cookie; browsers send at most a few of those).
+DEFAULT_MAX_COOKIE_HEADER = 8192
+MAX_COOKIE_VALUE = 512
+#: Per-request mode remembers this many outstanding challenges per session (parallel 401s).
+MAX_PENDING_CHALLENGES = 4
+
+
+class _ClockSigner(TimestampSigner):
+    """A TimestampSigner whose clock can be set (tests of expiry run on a fake clock)."""
+
+    def __init__(self, secret: bytes, salt: str, clock: Callable[[], float]) -> None:
+        super().__init__(secret, salt=salt, digest_method=hashlib.sha256)
+        self._clock = clock
+
+    def get_timestamp(self) -> int:
+        return int(self._clock())
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A session read from (or about to be written to) the session cookie."""
+
+    session_id: bytes
+    issued_at: int
+    is_new: bool = False
+
+    def __repr__(self) -> str:
+        return f"Session(issued_at={self.issued_at}, is_new={self.is_new})"
+
+
+class SessionCodec:
+    """Reads and writes the session cookie and the verified-session cookie."""
+
+    __slots__ = ("_clock", "_lifetime", "_pending", "_session", "_verified")
+
+    def __init__(
+        self, key: bytes, *, lifetime: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._session = _ClockSigner(key, "pat-middleware/session", clock)
+        self._verified = _ClockSigner(key, "pat-middleware/verified", clock)
+        self._pending = _ClockSigner(key, "pat-middleware/pending", clock)
+        self._lifetime = lifetime
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return "SessionCodec(<key hidden>)"
+
+    def new_session(self) -> Session:
+        return Session(secrets.token_bytes(SESSION_ID_LENGTH), int(self._clock()), is_new=True)
+
+    def dump_session(self, session: Session) -> str:
+        return self._session.sign(b64url_encode(session.session_id, padded=False)).decode()
+
+    def load_session(self, value: str | None) -> Session | None:
+        """The session in a cookie value, or None if absent, forged, tampered or expired."""
+        if not value or len(value) > MAX_COOKIE_VALUE:
+            return None
+        try:
+            raw, issued = self._session.unsign(value, max_age=self._lifetime, return_timestamp=True)
+            session_id = b64_decode(raw, max_length=64)
+        except (BadSignature, DecodeError, ValueError, UnicodeError):
+            return None
+        if len(session_id) != SESSION_ID_LENGTH:
+            return None
+        return Session(session_id, int(issued.timestamp()))
+
+    def dump_verified(self, session: Session) -> str:
+        return self._verified.sign(b64url_encode(session.session_id, padded=False)).decode()
+
+    def is_verified(self, value: str | None, session: Session | None, duration: int) -> bool:
+        """True when ``value`` is a verified mark, younger than ``duration``, for ``session``."""
+        if not value or session is None or duration <= 0 or len(value) > MAX_COOKIE_VALUE:
+            return False
+        try:
+            raw = self._verified.unsign(value, max_age=duration)
+            session_id = b64_decode(raw, max_length=64)
+        except (BadSignature, DecodeError, ValueError, UnicodeError):
+            return False
+        return hmac.compare_digest(session_id, session.session_id)
+
+    def dump_pending(self, session: Session, slots: Sequence[int]) -> str:
+        """Per-request mode: the time slots (ms) of the challenges sent to this session."""
+        sid = b64url_encode(session.session_id, padded=False)
+        return self._pending.sign(sid + "." + ".".join(str(s) for s in slots)).decode()
+
+    def load_pending(self, value: str | None, session: Session | None, max_age: int) -> list[int]:
+        if not value or session is None or len(value) > MAX_COOKIE_VALUE:
+            return []
+        try:
+            raw = self._pending.unsign(value, max_age=max_age).decode("ascii")
+            sid_text, _, rest = raw.partition(".")
+            if not hmac.compare_digest(b64_decode(sid_text, max_length=64), session.session_id):
+                return []
+            slots = [int(s) for s in rest.split(".")[:MAX_PENDING_CHALLENGES] if s.isdigit()]
+        except (BadSignature, DecodeError, ValueError, UnicodeError):
+            return []
+        return slots
+
+
+def parse_cookie_header(
+    header: str | None, *, max_length: int = DEFAULT_MAX_COOKIE_HEADER
+) -> Mapping[str, str]:
+    """Name -> value for a Cookie header (RFC 6265 §5.4); first occurrence wins.
+
+    Oversized headers are ignored whole, which reads as "no session": a new one starts.
+    """
+    if not header or len(header) > max_length:
+        return {}
+    out: dict[str, str] = {}
+    for part in header.split(";"):
+        name, sep, value = part.partition("=")
+        if not sep:
+            continue
+        name = name.strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        if name and name not in out:
+            out[name] = value
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class CookieOptions:
+    """Attributes of the cookies the middleware sets."""
+
+    session_name: str = "pat_session"
+    verified_name: str = "pat_verified"
+    secure: bool = True
+    samesite: str = "Lax"
+    domain: str | None = None
+    path: str = "/"
+
+    def render(self, name: str, value: str, max_age: int) -> str:
+        """A Set-Cookie value: always HttpOnly."""
+        parts = [f"{name}={value}", f"Path={self.path}", f"Max-Age={max_age}", "HttpOnly"]
+        parts.append(f"SameSite={self.samesite}")
+        if self.secure:
+            parts.append("Secure")
+        if self.domain:
+            parts.append(f"Domain={self.domain}")
+        return "; ".join(parts)

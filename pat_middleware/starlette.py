@@ -1,0 +1,127 @@
+"""Starlette / FastAPI conveniences: an endpoint decorator and a FastAPI dependency.
+
+Both need the policy: pass it explicitly, or install :class:`PrivateTokenMiddleware`, which
+puts it in the scope. Importing this module imports Starlette.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .asgi import POLICY_SCOPE_KEY, request_info
+from .errors import ConfigurationError
+from .policy import SCOPE_KEY, Decision, Outcome, Policy, TokenInfo
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Awaitable[Response]])
+
+
+def _policy_for(request: Request, policy: Policy | None) -> Policy:
+    found = policy or request.scope.get(POLICY_SCOPE_KEY)
+    if not isinstance(found, Policy):
+        raise ConfigurationError(
+            "policy",
+            "require_private_token needs a policy: pass policy= or install PrivateTokenMiddleware",
+        )
+    return found
+
+
+def _response(decision: Decision) -> Response:
+    response = Response(decision.body, status_code=decision.status)
+    response.raw_headers.extend(
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in decision.headers
+    )
+    return response
+
+
+async def check_request(request: Request, policy: Policy | None = None) -> Decision:
+    """Run the policy on ``request`` as a protected request; sets ``scope['private_token']``."""
+    active = _policy_for(request, policy)
+    existing = request.scope.get(SCOPE_KEY)
+    if isinstance(existing, TokenInfo):  # the middleware already passed it
+        return Decision(outcome=Outcome.PASS, token=existing)
+    decision = await active.evaluate_async(request_info(request.scope), force=True)
+    if decision.allowed:
+        request.scope[SCOPE_KEY] = decision.token
+    return decision
+
+
+def require_private_token(
+    endpoint: Endpoint | None = None,
+    *,
+    policy: Policy | None = None,
+    methods: set[str] | None = None,
+) -> Any:
+    """Decorate a Starlette endpoint ``async def f(request)`` so it needs a valid token.
+
+    ``methods`` limits protection to those methods (e.g. ``{"POST"}``).
+    """
+
+    def decorate(func: Endpoint) -> Endpoint:
+        upper = {m.upper() for m in methods} if methods else None
+
+        @functools.wraps(func)
+        async def wrapper(request: Request, *args: Any, **kwargs: Any) -> Response:
+            if upper is not None and request.method not in upper:
+                return await func(request, *args, **kwargs)
+            decision = await check_request(request, policy)
+            if not decision.allowed:
+                return _response(decision)
+            response = await func(request, *args, **kwargs)
+            for name, value in decision.headers:
+                response.headers.append(name, value)
+            return response
+
+        return wrapper  # type: ignore[return-value]
+
+    if endpoint is not None:
+        return decorate(endpoint)
+    return decorate
+
+
+class PrivateTokenRequired(Exception):
+    """Raised by the FastAPI dependency; install :func:`exception_handler` to render it."""
+
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+        super().__init__(decision.reason.value if decision.reason else decision.outcome.value)
+
+
+def private_token_dependency(
+    policy: Policy | None = None,
+) -> Callable[[Request], Awaitable[TokenInfo | None]]:
+    """A FastAPI dependency: ``Depends(private_token_dependency())`` returns the TokenInfo.
+
+    Refusals raise :class:`PrivateTokenRequired`; register :func:`exception_handler` for it.
+    Cookies the policy sets on a pass (the verified-session mark) are carried by
+    ``request.state.pat_headers`` for the app to add; the middleware route adds them itself.
+    """
+
+    async def dependency(request: Request) -> TokenInfo | None:
+        decision = await check_request(request, policy)
+        if not decision.allowed:
+            raise PrivateTokenRequired(decision)
+        request.state.pat_headers = decision.headers
+        return decision.token
+
+    return dependency
+
+
+async def exception_handler(request: Request, exc: Exception) -> Response:
+    """Render :class:`PrivateTokenRequired` as the policy's 401/4xx/503 response."""
+    assert isinstance(exc, PrivateTokenRequired)
+    return _response(exc.decision)
+
+
+__all__ = [
+    "PrivateTokenRequired",
+    "check_request",
+    "exception_handler",
+    "private_token_dependency",
+    "require_private_token",
+]

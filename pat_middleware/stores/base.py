@@ -1,0 +1,59 @@
+"""The replay-store interface and the URL-based factory."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+from urllib.parse import parse_qs, urlsplit
+
+from ..errors import ConfigurationError, PrivateTokenError
+
+DEFAULT_MAX_ENTRIES = 1_000_000
+
+
+class StoreUnavailable(PrivateTokenError):
+    """The store could not record or check a key (down, slow, or full). Fail closed."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+@runtime_checkable
+class ReplayStore(Protocol):
+    """Synchronous replay store (WSGI and the sans-IO policy use this form)."""
+
+    def reserve(self, key: bytes, ttl: float) -> bool: ...
+    def commit(self, key: bytes) -> None: ...
+    def release(self, key: bytes) -> None: ...
+
+
+@runtime_checkable
+class AsyncReplayStore(Protocol):
+    """Asynchronous replay store (ASGI uses this form when the store has it)."""
+
+    async def reserve_async(self, key: bytes, ttl: float) -> bool: ...
+    async def commit_async(self, key: bytes) -> None: ...
+    async def release_async(self, key: bytes) -> None: ...
+
+
+def open_replay_store(url: str, *, setting: str = "replay_store") -> ReplayStore:
+    """Build a store from its URL. ``memory://`` (``?max_entries=N``) is built in."""
+    parts = urlsplit(url)
+    if parts.scheme == "memory":
+        from .memory import MemoryReplayStore
+
+        query = parse_qs(parts.query)
+        max_entries = DEFAULT_MAX_ENTRIES
+        if "max_entries" in query:
+            try:
+                max_entries = int(query["max_entries"][-1])
+            except ValueError as e:
+                raise ConfigurationError(setting, "max_entries must be an integer") from e
+            if max_entries < 1:
+                raise ConfigurationError(setting, "max_entries must be at least 1")
+        return MemoryReplayStore(max_entries=max_entries)
+    if parts.scheme in ("redis", "rediss"):
+        raise ConfigurationError(
+            setting, "redis:// replay stores are not available in this version; use memory://"
+        )
+    raise ConfigurationError(setting, f"unknown store URL scheme {parts.scheme!r}")

@@ -1,0 +1,88 @@
+"""In-process replay store: thread- and task-safe, expiring, bounded, fail-closed when full."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from .base import DEFAULT_MAX_ENTRIES, StoreUnavailable
+
+
+class MemoryReplayStore:
+    """Spent keys in a dict, oldest first, swept as they expire.
+
+    Only one process sees it: use a shared store (Redis) when several workers or hosts accept
+    the same tokens. When ``max_entries`` live keys are held, new reservations raise
+    :class:`StoreUnavailable` instead of growing or forgetting (fail closed).
+    """
+
+    __slots__ = ("_clock", "_expiry", "_lock", "_max_entries", "_sweep_at")
+
+    def __init__(
+        self,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self._max_entries = max_entries
+        self._clock = clock
+        # key -> expiry time. Insertion order ~ expiry order, since TTLs are near-constant.
+        self._expiry: dict[bytes, float] = {}
+        self._lock = threading.Lock()
+        self._sweep_at = 0.0
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def __repr__(self) -> str:
+        return f"MemoryReplayStore({len(self._expiry)}/{self._max_entries} entries)"
+
+    def _sweep(self, now: float, *, full: bool = False) -> None:
+        expiry = self._expiry
+        if full:
+            for key in [k for k, t in expiry.items() if t <= now]:
+                del expiry[key]
+            return
+        while expiry:
+            key = next(iter(expiry))
+            if expiry[key] > now:
+                break
+            del expiry[key]
+
+    def reserve(self, key: bytes, ttl: float) -> bool:
+        now = self._clock()
+        with self._lock:
+            if now >= self._sweep_at:
+                self._sweep(now)
+                self._sweep_at = now + 1.0
+            expires = self._expiry.get(key)
+            if expires is not None:
+                if expires > now:
+                    return False
+                del self._expiry[key]
+            if len(self._expiry) >= self._max_entries:
+                self._sweep(now, full=True)
+                if len(self._expiry) >= self._max_entries:
+                    raise StoreUnavailable("replay store is full", retry_after=int(ttl) or 1)
+            self._expiry[key] = now + ttl
+            return True
+
+    def commit(self, key: bytes) -> None:
+        # A reservation already holds the key for its whole TTL: nothing more to do.
+        return None
+
+    def release(self, key: bytes) -> None:
+        with self._lock:
+            self._expiry.pop(key, None)
+
+    async def reserve_async(self, key: bytes, ttl: float) -> bool:
+        return self.reserve(key, ttl)
+
+    async def commit_async(self, key: bytes) -> None:
+        self.commit(key)
+
+    async def release_async(self, key: bytes) -> None:
+        self.release(key)

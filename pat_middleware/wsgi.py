@@ -1,0 +1,122 @@
+"""WSGI middleware for any WSGI app (Flask and Django included). No framework import here.
+
+The verification result goes into ``environ["private_token"]``; the policy's cookies are
+added to the app's response headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any
+
+from .policy import SCOPE_KEY, Decision, Policy, RequestInfo
+from .settings import Settings, load_settings
+
+_ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
+StartResponse = Callable[..., Callable[[bytes], object]]
+WSGIEnviron = dict[str, Any]
+WSGIApp = Callable[[WSGIEnviron, StartResponse], Iterable[bytes]]
+
+#: Environ key holding the policy, so view decorators find it.
+POLICY_ENVIRON_KEY = "pat_middleware.policy"
+MAX_HEADER_BYTES = 16384
+
+_STATUS_TEXT = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    421: "Misdirected Request",
+    429: "Too Many Requests",
+    503: "Service Unavailable",
+}
+
+
+def status_line(status: int) -> str:
+    return f"{status} {_STATUS_TEXT.get(status, 'Error')}"
+
+
+def _header(environ: WSGIEnviron, key: str) -> str | None:
+    value = environ.get(key)
+    if not isinstance(value, str) or not value or len(value) > MAX_HEADER_BYTES:
+        return None
+    return value
+
+
+def request_info(environ: WSGIEnviron) -> RequestInfo:
+    """Read method, path, Host, Authorization and Cookie from a WSGI environ."""
+    path = environ.get("PATH_INFO", "/") or "/"
+    script = environ.get("SCRIPT_NAME", "")
+    return RequestInfo(
+        method=str(environ.get("REQUEST_METHOD", "GET")),
+        path=f"{script}{path}" if isinstance(script, str) and script else str(path),
+        host=_header(environ, "HTTP_HOST") or _header(environ, "SERVER_NAME"),
+        authorization=_header(environ, "HTTP_AUTHORIZATION"),
+        cookie=_header(environ, "HTTP_COOKIE"),
+    )
+
+
+def respond(decision: Decision, start_response: StartResponse) -> list[bytes]:
+    """Answer with a non-pass decision."""
+    headers = [*decision.headers, ("Content-Length", str(len(decision.body)))]
+    start_response(status_line(decision.status), headers)
+    return [decision.body]
+
+
+def start_response_with(
+    start_response: StartResponse, extra: tuple[tuple[str, str], ...]
+) -> StartResponse:
+    """Wrap ``start_response`` so the app's response carries ``extra`` headers too."""
+    if not extra:
+        return start_response
+
+    def wrapped(
+        status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None
+    ) -> Callable[[bytes], object]:
+        headers = [*headers, *extra]
+        if exc_info is not None:
+            return start_response(status, headers, exc_info)
+        return start_response(status, headers)
+
+    return wrapped
+
+
+class PrivateTokenWSGIMiddleware:
+    """Protect a WSGI app with Private Access Tokens (paths from the settings' ``protect``)."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        policy: Policy | None = None,
+        settings: Settings | None = None,
+        settings_file: str | None = None,
+    ) -> None:
+        self.app = app
+        if policy is None:
+            policy = Policy(settings if settings is not None else load_settings(settings_file))
+        self.policy = policy
+
+    def __repr__(self) -> str:
+        return f"PrivateTokenWSGIMiddleware({self.policy!r})"
+
+    def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
+        environ[POLICY_ENVIRON_KEY] = self.policy
+        info = request_info(environ)
+        if not self.policy.protects(info.method, info.path):
+            environ[SCOPE_KEY] = None
+            return self.app(environ, start_response)
+        decision = self.policy.evaluate(info, force=True)
+        if not decision.allowed:
+            return respond(decision, start_response)
+        environ[SCOPE_KEY] = decision.token
+        return self.app(environ, start_response_with(start_response, decision.headers))
+
+
+__all__ = [
+    "POLICY_ENVIRON_KEY",
+    "PrivateTokenWSGIMiddleware",
+    "request_info",
+    "respond",
+    "start_response_with",
+]
