@@ -209,7 +209,9 @@ class Policy:
         ctx = _Context(request, now, session, verified, dict(cookies))
 
         if self.settings.check_host and not self._host_allowed(request.host):
-            return self._refuse(ctx, Reason.CHALLENGE_MISMATCH, "Host is not in origin_info")
+            return self._refuse(
+                ctx, Reason.CHALLENGE_MISMATCH, "Host is not in origin_info", status=421
+            )
 
         tokens: list[bytes] = []
         if request.authorization:
@@ -391,8 +393,10 @@ class Policy:
         reason: Reason,
         detail: str,
         result: VerifiedToken | None = None,
+        *,
+        status: int | None = None,
     ) -> Decision:
-        status = self.settings.failure_status
+        status = status or self.settings.failure_status
         header = self._challenge_header(ctx) if status == 401 else None
         logger.info(
             "reject reason=%s%s",

@@ -1,0 +1,377 @@
+"""The pat-middleware command line, against real processes and servers on loopback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pat_middleware import IssuerKey, TokenChallenge, b64url_encode, build_authorization
+from pat_middleware.cli import main
+from pat_middleware.issuer.client import fetch_token
+
+from .vectors import HTTP_HEADERS, TYPE2_ISSUANCE, h
+
+CLI = [sys.executable, "-m", "pat_middleware.cli"]
+ISSUER_NAME = "issuer.example"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def _process(args: list[str], ready_url: str) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(CLI + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                out = proc.stdout.read() if proc.stdout else ""
+                raise RuntimeError(f"{args[0]} exited early:\n{out}")
+            try:
+                httpx.get(ready_url, timeout=1.0)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def key_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    path = tmp_path_factory.mktemp("keys") / "issuer.pem"
+    out = subprocess.run(
+        [*CLI, "keygen", "--out", str(path)], capture_output=True, text=True, check=True
+    )
+    token_key = out.stdout.strip().splitlines()[-1]
+    return path, token_key
+
+
+def test_keygen_writes_a_private_file_and_prints_the_token_key(key_file: tuple[Path, str]) -> None:
+    path, token_key = key_file
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    key = IssuerKey.from_base64(token_key)
+    assert IssuerKey.from_pem(path.read_bytes()).token_key_id == key.token_key_id
+    assert main(["keygen", "--out", str(path)]) == 2  # refuses to overwrite
+
+
+@pytest.fixture(scope="module")
+def minted(key_file: tuple[Path, str]) -> tuple[str, str, str]:
+    """(token-key, challenge, token), the token minted by `pat-middleware issuer` over HTTP."""
+    path, token_key = key_file
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    args = ["issuer", "--key", str(path), "--name", ISSUER_NAME, "--port", str(port)]
+    with _process(args, base + "/.well-known/private-token-issuer-directory"):
+        key = IssuerKey.from_base64(token_key)
+        challenge = TokenChallenge(2, ISSUER_NAME, bytes(range(32)), ("origin.example",))
+        with httpx.Client() as client:
+            token = fetch_token(challenge, key, base, client)
+    return (
+        token_key,
+        b64url_encode(challenge.to_bytes()),
+        b64url_encode(token.to_bytes(), padded=False),
+    )
+
+
+def test_token_from_issuer_process_verifies_with_verify_process(
+    minted: tuple[str, str, str],
+) -> None:
+    token_key, challenge, token = minted
+    run = subprocess.run(
+        [*CLI, "verify", "--token-key", token_key, "--challenge", challenge, "--token", token],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.startswith("valid")
+    assert ISSUER_NAME in run.stdout
+
+
+def _flip(text: str, index: int) -> str:
+    from pat_middleware import b64_decode
+
+    raw = bytearray(b64_decode(text))
+    raw[index] ^= 0x80
+    return b64url_encode(bytes(raw))
+
+
+@pytest.mark.parametrize(
+    ("index", "reason"),
+    [
+        (0, "unsupported_type"),
+        (1, "unsupported_type"),
+        (2, "bad_signature"),  # nonce
+        (33, "bad_signature"),
+        (34, "challenge_mismatch"),
+        (65, "challenge_mismatch"),
+        (66, "unknown_key"),
+        (97, "unknown_key"),
+        (98, "bad_signature"),  # authenticator
+        (353, "bad_signature"),
+    ],
+)
+def test_flipped_byte_exits_1_with_reason(
+    minted: tuple[str, str, str], index: int, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token_key, challenge, token = minted
+    code = main(
+        [
+            "verify",
+            "--token-key",
+            token_key,
+            "--challenge",
+            challenge,
+            "--token",
+            _flip(token, index),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 1
+    assert out.startswith(f"invalid: {reason}")
+
+
+def test_every_byte_flip_is_refused(minted: tuple[str, str, str]) -> None:
+    token_key, challenge, token = minted
+    for index in range(354):
+        assert (
+            main(
+                [
+                    "verify",
+                    "--token-key",
+                    token_key,
+                    "--challenge",
+                    challenge,
+                    "--token",
+                    _flip(token, index),
+                ]
+            )
+            == 1
+        )
+
+
+def test_verify_accepts_padded_and_unpadded(minted: tuple[str, str, str]) -> None:
+    token_key, challenge, token = minted
+    for form in (token, token + "=" * (-len(token) % 4)):
+        assert (
+            main(
+                [
+                    "verify",
+                    "--token-key",
+                    token_key.rstrip("="),
+                    "--challenge",
+                    challenge,
+                    "--token",
+                    form,
+                ]
+            )
+            == 0
+        )
+
+
+def test_verify_rfc_vector(capsys: pytest.CaptureFixture[str]) -> None:
+    v = TYPE2_ISSUANCE[0]
+    args = [
+        "verify",
+        "--token-key", b64url_encode(h(v["pkS"])),
+        "--challenge", b64url_encode(h(v["token_challenge"])),
+        "--token", b64url_encode(h(v["token"])),
+    ]  # fmt: skip
+    assert main(args) == 0
+    assert "ca572f89" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["verify", "--token-key", "!!!", "--challenge", "AAI", "--token", "AAI"],
+        [
+            "verify",
+            "--token-key",
+            b64url_encode(h(TYPE2_ISSUANCE[0]["pkS"])),
+            "--challenge",
+            "AAIA",
+            "--token",
+            "AAI",
+        ],
+        ["verify"],
+        ["nonsense"],
+    ],
+)
+def test_usage_errors_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) if len(args) == 1 else _no_raise() as _:
+        code = main(args)
+        assert code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip()
+
+
+@contextmanager
+def _no_raise() -> Iterator[None]:
+    yield
+
+
+def test_malformed_token_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    v = TYPE2_ISSUANCE[0]
+    code = main(
+        [
+            "verify",
+            "--token-key",
+            b64url_encode(h(v["pkS"])),
+            "--challenge",
+            b64url_encode(h(v["token_challenge"])),
+            "--token",
+            "$$$",
+        ]
+    )
+    assert code == 1
+    assert capsys.readouterr().out.startswith("invalid: malformed")
+
+
+def test_4096_needs_the_flag(rsa_4096: object, capsys: pytest.CaptureFixture[str]) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from pat_middleware import encode_pss_spki
+
+    from .conftest import sign_token
+
+    assert isinstance(rsa_4096, rsa.RSAPrivateKey)
+    key = IssuerKey.from_spki(encode_pss_spki(rsa_4096.public_key()), allow_4096=True)
+    challenge = TokenChallenge(2, ISSUER_NAME)
+    token = sign_token(rsa_4096, key, challenge)
+    args = [
+        "verify",
+        "--token-key",
+        key.token_key,
+        "--challenge",
+        b64url_encode(challenge.to_bytes()),
+        "--token",
+        b64url_encode(token),
+    ]
+    assert main(args) == 2
+    assert main([*args, "--allow-4096"]) == 0
+
+
+# ---------------------------------------------------------------------------- inspect
+
+
+def _inspect(value: str) -> dict[str, object]:
+    run = subprocess.run([*CLI, "inspect", "--json", value], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    data: dict[str, object] = json.loads(run.stdout)
+    return data
+
+
+def test_inspect_each_kind() -> None:
+    v = TYPE2_ISSUANCE[0]
+    challenge = _inspect(b64url_encode(h(v["token_challenge"])))
+    assert challenge["kind"] == "TokenChallenge"
+    assert challenge["issuer_name"] == "issuer.example"
+    assert challenge["origin_info"] == ["origin.example"]
+    token = _inspect(b64url_encode(h(v["token"]), padded=False))
+    assert token["kind"] == "Token"
+    assert token["nk"] == 256
+    assert token["nonce"] == v["nonce"]
+    key = _inspect(b64url_encode(h(v["pkS"])))
+    assert key["kind"] == "token-key"
+    assert str(key["token_key_id"]).startswith("ca572f89")
+    header = _inspect(HTTP_HEADERS[2]["WWW-Authenticate"])
+    assert header["kind"] == "WWW-Authenticate"
+    assert isinstance(header["challenges"], list) and len(header["challenges"]) == 2
+    auth = _inspect("Authorization: " + build_authorization(h(v["token"])))
+    assert auth["kind"] == "Authorization"
+
+
+def test_inspect_text_output(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", HTTP_HEADERS[0]["WWW-Authenticate"]]) == 0
+    out = capsys.readouterr().out
+    assert "issuer_name: issuer.example" in out
+    assert "max_age: 10" in out
+
+
+@pytest.mark.parametrize("value", ["garbage!!", "AAIA", "PrivateToken token=%%%", ""])
+def test_inspect_bad_input_one_line(value: str) -> None:
+    run = subprocess.run([*CLI, "inspect", value], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------- origin, fetch, demo
+
+
+def test_origin_and_fetch_processes(key_file: tuple[Path, str]) -> None:
+    path, token_key = key_file
+    issuer_port, origin_port = _free_port(), _free_port()
+    issuer_url = f"http://127.0.0.1:{issuer_port}"
+    origin_url = f"http://127.0.0.1:{origin_port}"
+    issuer_args = ["issuer", "--key", str(path), "--name", ISSUER_NAME, "--port", str(issuer_port)]
+    origin_args = [
+        "origin",
+        "--issuer-name",
+        ISSUER_NAME,
+        "--token-key",
+        token_key,
+        "--port",
+        str(origin_port),
+    ]
+    with (
+        _process(issuer_args, issuer_url + "/.well-known/private-token-issuer-directory"),
+        _process(origin_args, origin_url + "/"),
+    ):
+        assert httpx.get(origin_url + "/").status_code == 200
+        challenge = httpx.get(origin_url + "/protected")
+        assert challenge.status_code == 401
+        assert challenge.headers["www-authenticate"].startswith("PrivateToken challenge=")
+        run = subprocess.run(
+            [*CLI, "fetch", origin_url + "/protected", "--issuer", issuer_url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "<- 401" in run.stdout and "<- 200" in run.stdout
+        assert "token accepted" in run.stdout
+
+
+def test_fetch_unreachable_is_one_line() -> None:
+    run = subprocess.run(
+        [*CLI, "fetch", f"http://127.0.0.1:{_free_port()}/x", "--timeout", "2"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+
+
+def test_demo_runs_the_whole_flow(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "FAILED" not in out
+    for step in ("token accepted: 200", "replayed token refused", "servers stopped"):
+        assert step in out
