@@ -514,3 +514,18 @@ def test_fuzz_directory_structure(document: Any) -> None:
 )
 def test_fuzz_issue(vector_issuer: Issuer, data: bytes) -> None:
     _only_our_errors(vector_issuer.issue, data)
+
+
+
+def test_issuer_refuses_keys_with_colliding_truncated_ids(
+    rsa_2048: rsa.RSAPrivateKey,
+    other_rsa_2048: rsa.RSAPrivateKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pat_middleware.errors import ConfigurationError
+    from pat_middleware.issuer import Issuer, protocol
+
+    # Force the one-in-256 case: both keys' ids end in the same byte.
+    monkeypatch.setattr(protocol, "_truncate_key_id", lambda token_key_id: 7)
+    with pytest.raises(ConfigurationError, match="truncated key id"):
+        Issuer("issuer.example", rsa_2048, other_rsa_2048)

@@ -291,10 +291,9 @@ class Issuer:
     """A sans-IO type-2 issuer: publishes a directory and signs token requests.
 
     ``keys`` are RSA private keys (or :class:`SigningKey` to set a not-before); the first is
-    the preferred one. Keys are 2048-bit, or 4096-bit with ``allow_4096``. If several keys
-    share a truncated key id (RFC 9578 §5.5 says issuers SHOULD avoid that), each is tried in
-    order and the first for which the blinded message is in range signs; the issuer cannot
-    otherwise tell which key the client meant.
+    the preferred one. Keys are 2048-bit, or 4096-bit with ``allow_4096``. Keys whose
+    truncated key ids (last byte of token_key_id) collide are refused: a token request names
+    its key only by that byte.
 
     Python big-int arithmetic is not constant-time: this issuer is for tests, demos and small
     deployments, not a hardened production issuer.
@@ -335,7 +334,14 @@ class Issuer:
         by_truncated: dict[int, tuple[_IssuerEntry, ...]] = {}
         for entry in entries:
             truncated = _truncate_key_id(entry.public.token_key_id)
-            by_truncated[truncated] = (*by_truncated.get(truncated, ()), entry)
+            if truncated in by_truncated:
+                # RFC 9578 §6.5: the issuer could not tell which key a request means.
+                raise ConfigurationError(
+                    "issuer.keys",
+                    f"two keys share the truncated key id 0x{truncated:02x}; "
+                    "generate another key",
+                )
+            by_truncated[truncated] = (entry,)
         self._name = name
         self._entries = tuple(entries)
         self._by_truncated_id = by_truncated
