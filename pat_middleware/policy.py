@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import hmac
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ logger = logging.getLogger("pat_middleware")
 
 #: Scope / environ key where adapters put the :class:`TokenInfo` of a passed request.
 SCOPE_KEY = "private_token"
+#: Per-request mode: random low bits of a challenge's time slot.
+_SLOT_RANDOM_BITS = 16
 #: Extra seconds the replay store keeps a nonce past the last moment it could verify.
 REPLAY_TTL_SLACK = 5
 
@@ -315,7 +318,11 @@ class Policy:
         )
         now_ms = ctx.now * 1000
         for slot in slots:
-            yield self.contexts.context(sid, slot), now_ms - slot > self.settings.max_age * 1000
+            issued_ms = slot >> _SLOT_RANDOM_BITS
+            yield (
+                self.contexts.context(sid, slot),
+                now_ms - issued_ms > self.settings.max_age * 1000,
+            )
 
     def _challenge_header(self, ctx: _Context) -> str:
         if self.mode is ContextMode.NONE:
@@ -324,7 +331,7 @@ class Policy:
         fresh_needed = (
             session is None
             or session.issued_at + self.settings.session_lifetime - ctx.now
-            < 2 * self.windows.longest_validity
+            < self.windows.longest_validity
         )
         if fresh_needed:
             session = self.sessions.new_session()
@@ -336,7 +343,8 @@ class Policy:
             context = self.contexts.context(session.session_id, window)
             max_age = self.windows.remaining(window, ctx.now)
         else:
-            slot = int(ctx.now * 1000)
+            # Issue time (ms) above 16 random bits: two 401s in one millisecond still differ.
+            slot = (int(ctx.now * 1000) << _SLOT_RANDOM_BITS) | secrets.randbits(_SLOT_RANDOM_BITS)
             context = self.contexts.context(session.session_id, slot)
             max_age = self.settings.max_age
             previous = (

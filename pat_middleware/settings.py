@@ -34,6 +34,8 @@ _METHODS = frozenset(
 )
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 _GLOB_CHARS = re.compile(r"[*?\[]")
+_COOKIE_ATTR = re.compile(r"[\x21-\x3a\x3c-\x7e]+")  # printable ASCII, no space or ';'
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]+")
 
 DEFAULT_CHALLENGE_BODY = (
     "<!doctype html><title>Verification required</title>"
@@ -236,11 +238,17 @@ class _Builder:
                 "token_types", "only token type 2 (Blind RSA) can be verified by an origin"
             )
         origin_info = tuple(o.lower() for o in self.strings("origin_info"))
+        try:
+            TokenChallenge(TOKEN_TYPE_BLIND_RSA, "issuer.invalid", b"", origin_info)
+        except DecodeError as e:
+            raise self.fail("origin_info", str(e)) from e
         issuers = self.issuers(origin_info)
         check_host = self.boolean("check_host", False)
         if check_host and not origin_info:
             raise self.fail("check_host", "needs origin_info to list the accepted hosts")
         methods = frozenset(m.upper() for m in self.strings("protect_methods"))
+        if "GET" in methods:
+            methods |= {"HEAD"}  # frameworks answer HEAD with the GET handler
         bad = sorted(methods - _METHODS)
         if bad:
             raise self.fail("protect_methods", f"unknown HTTP method {bad[0]!r}")
@@ -257,8 +265,8 @@ class _Builder:
             verified_name=self.cookie_name("verified_cookie_name", "pat_verified"),
             secure=secure,
             samesite=samesite,
-            domain=self.string("cookie_domain", None),
-            path=self.string("cookie_path", "/") or "/",
+            domain=self.header_safe("cookie_domain", None, _COOKIE_ATTR),
+            path=self.header_safe("cookie_path", "/", _COOKIE_ATTR) or "/",
         )
         if cookies.session_name == cookies.verified_name:
             raise self.fail("verified_cookie_name", "must differ from cookie_name")
@@ -281,7 +289,9 @@ class _Builder:
             session_lifetime=session_lifetime,
             cookies=cookies,
             challenge_body=self.challenge_body(),
-            challenge_content_type=self.string("challenge_content_type", "text/html; charset=utf-8")
+            challenge_content_type=self.header_safe(
+                "challenge_content_type", "text/html; charset=utf-8", _HEADER_VALUE
+            )
             or "text/html; charset=utf-8",
             quoted_values=self.boolean("quoted_values", True),
             replay_store=replay_store,
@@ -291,6 +301,13 @@ class _Builder:
             ),
             development=development,
         )
+
+    def header_safe(self, key: str, default: str | None, pattern: re.Pattern[str]) -> str | None:
+        """A string that goes into a response header: printable ASCII, nothing that splits."""
+        value = self.string(key, default)
+        if value is not None and not pattern.fullmatch(value):
+            raise self.fail(key, "must be printable ASCII without ';', CR or LF")
+        return value
 
     def cookie_name(self, key: str, default: str) -> str:
         name = self.string(key, default) or default

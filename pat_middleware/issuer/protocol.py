@@ -338,8 +338,7 @@ class Issuer:
                 # RFC 9578 §6.5: the issuer could not tell which key a request means.
                 raise ConfigurationError(
                     "issuer.keys",
-                    f"two keys share the truncated key id 0x{truncated:02x}; "
-                    "generate another key",
+                    f"two keys share the truncated key id 0x{truncated:02x}; generate another key",
                 )
             by_truncated[truncated] = (entry,)
         self._name = name

@@ -43,6 +43,9 @@ def open_replay_store(url: str, *, setting: str = "replay_store") -> ReplayStore
         from .memory import MemoryReplayStore
 
         query = parse_qs(parts.query)
+        unknown = sorted(set(query) - {"max_entries"})
+        if unknown:
+            raise ConfigurationError(setting, f"unknown memory:// option {unknown[0]!r}")
         max_entries = DEFAULT_MAX_ENTRIES
         if "max_entries" in query:
             try:

@@ -1,0 +1,459 @@
+"""Settings: mapping and TOML in, validated frozen Settings out; every error names its key."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from pat_middleware.challenges import ContextMode
+from pat_middleware.codec import b64url_encode
+from pat_middleware.errors import ConfigurationError
+from pat_middleware.keys import IssuerKey
+from pat_middleware.settings import (
+    KNOWN_KEYS,
+    SETTINGS_ENV,
+    PathRule,
+    Settings,
+    load_settings,
+)
+
+from ._origin import ISSUER, OTHER_ISSUER, SECRET
+
+SHORT_SECRET_ENV = "PAT_TEST_SHORT_SECRET"
+GOOD_SECRET_ENV = "PAT_TEST_GOOD_SECRET"
+UNSET_SECRET_ENV = "PAT_TEST_SECRET_THAT_IS_NOT_SET"
+MISSING = object()  # "remove this key" in an error case
+
+
+@pytest.fixture
+def base(issuer_key: IssuerKey) -> dict[str, Any]:
+    """The smallest valid mapping."""
+    return {"issuers": [{"name": ISSUER, "token_key": issuer_key.token_key}], "secret": SECRET}
+
+
+@pytest.fixture
+def base_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory holding a too-short secret file, and environment variables for secret_env."""
+    (tmp_path / "short-secret.txt").write_text("too short\n", encoding="utf-8")
+    monkeypatch.setenv(SHORT_SECRET_ENV, "short")
+    monkeypatch.setenv(GOOD_SECRET_ENV, SECRET)
+    monkeypatch.delenv(UNSET_SECRET_ENV, raising=False)
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def rsa_encryption_key(rsa_2048: rsa.RSAPrivateKey) -> str:
+    """The issuer's public key as a plain rsaEncryption SPKI: not a valid type-2 token-key."""
+    der = rsa_2048.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return b64url_encode(der)
+
+
+def _build(data: dict[str, Any], base_dir: Path | None = None) -> Settings:
+    return Settings.from_mapping(data, base_dir=base_dir)
+
+
+def _error(data: dict[str, Any], base_dir: Path | None = None) -> ConfigurationError:
+    with pytest.raises(ConfigurationError) as info:
+        _build(data, base_dir)
+    return info.value
+
+
+# ------------------------------------------------------------------------ valid settings
+
+
+def test_minimal_mapping_has_safe_defaults(base: dict[str, Any], issuer_key: IssuerKey) -> None:
+    settings = _build(base)
+    [issuer] = settings.issuers
+    assert (issuer.name, issuer.key) == (ISSUER, issuer_key)
+    assert settings.secret == SECRET.encode()
+    assert settings.redemption_context is ContextMode.PER_SESSION
+    assert (settings.max_age, settings.failure_status, settings.quoted_values) == (60, 401, True)
+    assert settings.cookies.secure and settings.cookies.samesite == "Lax"
+    assert settings.protect == () and not settings.protects("GET", "/")
+    assert not settings.development
+
+
+def test_every_known_key_is_applied(
+    base_dir: Path, issuer_key: IssuerKey, other_rsa_2048: rsa.RSAPrivateKey
+) -> None:
+    (base_dir / "secret.txt").write_text(SECRET + "\n", encoding="utf-8")
+    (base_dir / "body.html").write_text("<p>need a token</p>", encoding="utf-8")
+    other_pem = other_rsa_2048.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    data: dict[str, Any] = {
+        "issuers": [
+            {"name": ISSUER, "token_key": issuer_key.token_key},
+            {"name": OTHER_ISSUER, "token_keys": [other_pem], "allow_4096": True},
+        ],
+        "secret_file": "secret.txt",
+        "origin_info": ["Origin.Example", "www.origin.example"],
+        "check_host": True,
+        "redemption_context": "per-request",
+        "max_age": 120,
+        "token_types": [2],
+        "protect": ["/a", "/b/*"],
+        "protect_methods": ["post", "PUT"],
+        "failure_status": 403,
+        "verified_duration": 0,
+        "session_lifetime": 3600,
+        "cookie_name": "sid",
+        "verified_cookie_name": "ok",
+        "cookie_secure": True,
+        "cookie_samesite": "none",
+        "cookie_domain": "origin.example",
+        "cookie_path": "/app",
+        "challenge_body_file": "body.html",
+        "challenge_content_type": "text/plain",
+        "quoted_values": False,
+        "replay_store": "memory://?max_entries=10",
+        "replay_ttl": 600,
+        "max_authorization_length": 4096,
+        "development": False,
+    }
+    assert set(data) | {"secret", "secret_env", "challenge_body"} == KNOWN_KEYS
+    s = _build(data, base_dir)
+
+    assert [i.name for i in s.issuers] == [ISSUER, OTHER_ISSUER]
+    assert s.issuers[1].key.token_key_id != issuer_key.token_key_id
+    assert s.secret == SECRET.encode()
+    assert s.origin_info == ("origin.example", "www.origin.example")
+    assert s.check_host
+    assert s.redemption_context is ContextMode.PER_REQUEST
+    assert (s.max_age, s.token_types, s.failure_status) == (120, frozenset({2}), 403)
+    assert s.protect == (PathRule("exact", "/a"), PathRule("prefix", "/b/"))
+    assert s.protect_methods == frozenset({"POST", "PUT"})
+    assert (s.verified_duration, s.session_lifetime) == (0, 3600)
+    c = s.cookies
+    assert (c.session_name, c.verified_name, c.secure, c.samesite, c.domain, c.path) == (
+        "sid",
+        "ok",
+        True,
+        "None",
+        "origin.example",
+        "/app",
+    )
+    assert (s.challenge_body, s.challenge_content_type) == ("<p>need a token</p>", "text/plain")
+    assert (s.quoted_values, s.replay_store, s.replay_ttl) == (
+        False,
+        "memory://?max_entries=10",
+        600,
+    )
+    assert s.max_authorization_length == 4096
+    assert not s.development
+
+
+def test_secret_from_environment(base: dict[str, Any], base_dir: Path) -> None:
+    del base["secret"]
+    base["secret_env"] = GOOD_SECRET_ENV
+    assert _build(base, base_dir).secret == SECRET.encode()
+
+
+def test_secret_file_is_read_relative_to_base_dir(base: dict[str, Any], base_dir: Path) -> None:
+    (base_dir / "secret.txt").write_text(f"  {SECRET}\n", encoding="utf-8")
+    del base["secret"]
+    base["secret_file"] = "secret.txt"
+    assert _build(base, base_dir).secret == SECRET.encode()
+
+
+def test_development_mode_generates_a_secret(
+    base: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    del base["secret"]
+    base["development"] = True
+    caplog.set_level(logging.WARNING, logger="pat_middleware")
+    first, second = _build(base), _build(base)
+
+    assert first.development
+    assert len(first.secret) >= 32
+    assert first.secret != second.secret, "a random secret per process, not a fixed one"
+    assert any("development mode" in r.getMessage() for r in caplog.records)
+
+
+def test_development_mode_keeps_a_given_secret(base: dict[str, Any]) -> None:
+    base["development"] = True
+    assert _build(base).secret == SECRET.encode()
+
+
+def test_challenge_body_inline(base: dict[str, Any]) -> None:
+    base["challenge_body"] = "token please"
+    assert _build(base).challenge_body == "token please"
+
+
+# ------------------------------------------------------------------------------ errors
+
+# (overrides, setting the error must name, a fragment of its message). MISSING removes a key.
+ERROR_CASES: list[tuple[dict[str, Any], str, str]] = [
+    ({"issuers": MISSING}, "issuers", "at least one issuer"),
+    ({"issuers": []}, "issuers", "at least one issuer"),
+    ({"issuers": "issuer.example"}, "issuers", "at least one issuer"),
+    ({"issuers": ["issuer.example"]}, "issuers[0]", "table"),
+    ({"issuers": [{"name": ISSUER}]}, "issuers[0].token_key", "token_key"),
+    ({"issuers": [{"name": ISSUER, "token_key": "!!!"}]}, "issuers[0].token_key", "token-key"),
+    ({"issuers": [{"name": ISSUER, "token_key": "AAAA"}]}, "issuers[0].token_key", "token-key"),
+    ({"issuers": [{"name": ISSUER, "token_key": 7}]}, "issuers[0].token_key", "string"),
+    (
+        {"issuers": [{"name": ISSUER, "token_key_file": "no-such.key"}]},
+        "issuers[0].token_key_file",
+        "cannot read",
+    ),
+    ({"issuers": [{"token_key": "AAAA"}]}, "issuers[0].name", "issuer name"),
+    ({"issuers": [{"name": "bad name", "token_key": "AAAA"}]}, "issuers[0].name", "issuer_name"),
+    ({"issuers": [{"name": "u@host", "token_key": "AAAA"}]}, "issuers[0].name", "userinfo"),
+    ({"issuers": [{"name": ISSUER, "tokenkey": "AAAA"}]}, "issuers[0].tokenkey", "unknown"),
+    ({"redemption_context": "per-page"}, "redemption_context", "per-session"),
+    ({"max_age": 0}, "max_age", "from 1 to"),
+    ({"max_age": 86401}, "max_age", "from 1 to"),
+    ({"max_age": "60"}, "max_age", "integer"),
+    ({"max_age": True}, "max_age", "integer"),
+    ({"max_age": 600, "session_lifetime": 1000}, "session_lifetime", "twice max_age"),
+    ({"session_lifetime": 59}, "session_lifetime", "from 60"),
+    ({"token_types": [1]}, "token_types", "type 2"),
+    ({"token_types": []}, "token_types", "type 2"),
+    ({"secret": MISSING}, "secret", "development"),
+    ({"secret": "x" * 31}, "secret", "at least 32"),
+    ({"secret": 12345678901234567890123456789012345}, "secret", "string"),
+    ({"secret_env": GOOD_SECRET_ENV}, "secret_env", "only one of"),
+    ({"secret": MISSING, "secret_env": UNSET_SECRET_ENV}, "secret_env", "not set"),
+    ({"secret": MISSING, "secret_env": SHORT_SECRET_ENV}, "secret_env", "at least 32"),
+    ({"secret": MISSING, "secret_file": "no-such-secret.txt"}, "secret_file", "cannot read"),
+    ({"secret": MISSING, "secret_file": "short-secret.txt"}, "secret_file", "at least 32"),
+    ({"origin_info": [1]}, "origin_info", "list of strings"),
+    ({"origin_info": ["bad name"]}, "origin_info", "origin_info"),
+    ({"check_host": True}, "check_host", "origin_info"),
+    ({"check_host": "yes"}, "check_host", "true or false"),
+    ({"protect": ["api/*"]}, "protect", "must start with '/'"),
+    ({"protect": ["*"]}, "protect", "must start with '/'"),
+    ({"protect": ["glob:api"]}, "protect", "must start with '/'"),
+    ({"protect": [3]}, "protect", "list of strings"),
+    ({"protect_methods": ["FETCH"]}, "protect_methods", "FETCH"),
+    ({"failure_status": 200}, "failure_status", "from 400 to 499"),
+    ({"failure_status": 500}, "failure_status", "from 400 to 499"),
+    ({"failure_status": 399}, "failure_status", "from 400 to 499"),
+    ({"verified_duration": -1}, "verified_duration", "integer"),
+    ({"cookie_name": "bad name"}, "cookie_name", "cookie names"),
+    ({"verified_cookie_name": "a;b"}, "verified_cookie_name", "cookie names"),
+    ({"verified_cookie_name": "pat_session"}, "verified_cookie_name", "differ"),
+    ({"cookie_secure": "false"}, "cookie_secure", "true or false"),
+    ({"cookie_samesite": "sometimes"}, "cookie_samesite", "Lax, Strict or None"),
+    ({"cookie_samesite": "None", "cookie_secure": False}, "cookie_samesite", "cookie_secure"),
+    ({"cookie_domain": 5}, "cookie_domain", "string"),
+    ({"cookie_path": ["/"]}, "cookie_path", "string"),
+    ({"challenge_body": 5}, "challenge_body", "string"),
+    ({"challenge_body_file": "no-such-body.html"}, "challenge_body_file", "cannot read"),
+    (
+        {"challenge_body": "x", "challenge_body_file": "short-secret.txt"},
+        "challenge_body_file",
+        "not both",
+    ),
+    ({"challenge_content_type": 5}, "challenge_content_type", "string"),
+    ({"quoted_values": "no"}, "quoted_values", "true or false"),
+    ({"replay_store": "redis://localhost"}, "replay_store", "redis"),
+    ({"replay_store": "memory://?max_entries=none"}, "replay_store", "integer"),
+    ({"replay_ttl": 10}, "replay_ttl", "integer"),
+    ({"max_authorization_length": 100}, "max_authorization_length", "integer"),
+    ({"development": "yes"}, "development", "true or false"),
+    ({"protected": ["/a"]}, "protected", "unknown setting"),
+]
+
+
+def _case_id(case: tuple[dict[str, Any], str, str]) -> str:
+    overrides, setting, _ = case
+    first = next(iter(overrides))
+    return f"{setting}-{first}={overrides[first]!r}"[:60]
+
+
+@pytest.mark.parametrize("case", ERROR_CASES, ids=[_case_id(c) for c in ERROR_CASES])
+def test_error_names_the_setting(
+    base: dict[str, Any], base_dir: Path, case: tuple[dict[str, Any], str, str]
+) -> None:
+    overrides, setting, fragment = case
+    for key, value in overrides.items():
+        if value is MISSING:
+            base.pop(key, None)
+        else:
+            base[key] = value
+    error = _error(base, base_dir)
+
+    assert error.setting == setting
+    assert fragment in error.message
+    assert str(error).startswith(f"{setting}: ")
+    assert SECRET not in str(error)
+
+
+def test_every_known_key_has_an_error_case() -> None:
+    named = {setting.split("[")[0] for _, setting, _ in ERROR_CASES}
+    assert KNOWN_KEYS - named == set()
+
+
+def test_rsa_encryption_key_is_refused(base: dict[str, Any], rsa_encryption_key: str) -> None:
+    base["issuers"] = [{"name": ISSUER, "token_key": rsa_encryption_key}]
+    error = _error(base)
+    assert error.setting == "issuers[0].token_key"
+    assert "rsaEncryption" in error.message
+
+
+def test_second_bad_key_of_an_issuer_is_named(
+    base: dict[str, Any], issuer_key: IssuerKey, rsa_encryption_key: str
+) -> None:
+    base["issuers"] = [{"name": ISSUER, "token_keys": [issuer_key.token_key, rsa_encryption_key]}]
+    assert _error(base).setting == "issuers[0].token_keys[1]"
+
+
+@pytest.mark.parametrize("second", [OTHER_ISSUER.upper(), ISSUER, ISSUER.upper()])
+def test_duplicate_issuer_names_are_refused(
+    base: dict[str, Any], issuer_key: IssuerKey, second: str
+) -> None:
+    base["issuers"].append({"name": second, "token_key": issuer_key.token_key})
+    if second == OTHER_ISSUER.upper():
+        assert len(_build(base).issuers) == 2  # distinct names are fine
+        return
+    error = _error(base)
+    assert error.setting == "issuers"
+    assert "once" in error.message
+
+
+def test_short_secret_is_not_echoed(base: dict[str, Any]) -> None:
+    base["secret"] = "hunter2-but-longer-than-20"
+    assert "hunter2" not in str(_error(base))
+
+
+# --------------------------------------------------------------------------------- TOML
+
+
+def _toml(issuer_key: IssuerKey, *extra: str, table: bool = False) -> str:
+    lines = [f'secret = "{SECRET}"', 'protect = ["/protected"]', *extra]
+    issuer = f'name = "{ISSUER}"\ntoken_key = "{issuer_key.token_key}"'
+    if table:
+        return (
+            "[pat_middleware]\n" + "\n".join(lines) + f"\n\n[[pat_middleware.issuers]]\n{issuer}\n"
+        )
+    return "\n".join(lines) + f"\n\n[[issuers]]\n{issuer}\n"
+
+
+@pytest.mark.parametrize("table", [False, True], ids=["top-level", "pat_middleware-table"])
+def test_load_toml_file(tmp_path: Path, issuer_key: IssuerKey, table: bool) -> None:
+    file = tmp_path / "pat.toml"
+    file.write_text(_toml(issuer_key, "max_age = 30", table=table), encoding="utf-8")
+    settings = load_settings(file)
+    assert settings.issuers[0].key == issuer_key
+    assert settings.max_age == 30
+    assert settings.protects("GET", "/protected")
+
+
+def test_load_from_pat_settings_env(
+    tmp_path: Path, issuer_key: IssuerKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = tmp_path / "from-env.toml"
+    file.write_text(_toml(issuer_key, "max_age = 45", table=True), encoding="utf-8")
+    monkeypatch.setenv(SETTINGS_ENV, str(file))
+    assert load_settings().max_age == 45
+
+
+def test_no_settings_file_names_pat_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SETTINGS_ENV, raising=False)
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    assert info.value.setting == SETTINGS_ENV
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"), [(None, "cannot read"), ("issuers = [", "not valid TOML")]
+)
+def test_unreadable_settings_file(tmp_path: Path, content: str | None, fragment: str) -> None:
+    file = tmp_path / "pat.toml"
+    if content is not None:
+        file.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(file)
+    assert info.value.setting == SETTINGS_ENV
+    assert fragment in info.value.message
+
+
+def test_pat_middleware_must_be_a_table(tmp_path: Path) -> None:
+    file = tmp_path / "pat.toml"
+    file.write_text("pat_middleware = 5\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(file)
+    assert info.value.setting == "pat_middleware"
+
+
+def test_toml_error_names_setting_and_file(tmp_path: Path, issuer_key: IssuerKey) -> None:
+    file = tmp_path / "pat.toml"
+    file.write_text(_toml(issuer_key, 'cookie_samesite = "bogus"'), encoding="utf-8")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(file)
+    assert info.value.setting == "cookie_samesite"
+    assert str(file) in info.value.message
+
+
+def test_files_are_relative_to_the_toml_directory(
+    tmp_path: Path, issuer_key: IssuerKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = tmp_path / "conf"
+    (conf / "keys").mkdir(parents=True)
+    body = base64.encodebytes(issuer_key.spki).decode().strip()
+    pem = f"-----BEGIN PUBLIC KEY-----\n{body}\n-----END PUBLIC KEY-----\n"
+    (conf / "keys" / "issuer.pem").write_text(pem, encoding="ascii")
+    (conf / "secret.txt").write_text(SECRET, encoding="utf-8")
+    (conf / "body.html").write_text("<p>from file</p>", encoding="utf-8")
+    (conf / "pat.toml").write_text(
+        'secret_file = "secret.txt"\nchallenge_body_file = "body.html"\n\n'
+        f'[[issuers]]\nname = "{ISSUER}"\ntoken_key_file = "keys/issuer.pem"\n',
+        encoding="utf-8",
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the working directory must not matter
+
+    settings = load_settings(conf / "pat.toml")
+    assert settings.issuers[0].key == issuer_key
+    assert settings.secret == SECRET.encode()
+    assert settings.challenge_body == "<p>from file</p>"
+
+
+def test_token_key_file_missing_names_the_issuer_key(tmp_path: Path) -> None:
+    file = tmp_path / "pat.toml"
+    file.write_text(
+        f'secret = "{SECRET}"\n[[issuers]]\nname = "{ISSUER}"\ntoken_key_file = "gone.key"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(file)
+    assert info.value.setting == "issuers[0].token_key_file"
+
+
+def test_repr_hides_the_secret(base: dict[str, Any]) -> None:
+    settings = _build(base)
+    assert SECRET not in repr(settings)
+    assert SECRET not in str(settings)
+    assert "<hidden>" in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("challenge_content_type", "text/html; charset=utf-8 \u2713"),
+        ("challenge_content_type", "text/html\r\nX-Injected: 1"),
+        ("cookie_domain", "ex\u00e4mple.com"),
+        ("cookie_domain", "origin.example; Secure"),
+        ("cookie_path", "/\u2603"),
+        ("cookie_path", "/; Domain=evil.example"),
+    ],
+)
+def test_header_unsafe_values_are_refused_at_start_up(
+    base: dict[str, Any], key: str, value: str
+) -> None:
+    """These values end up in response headers: accepting them breaks every 401 later."""
+    base[key] = value
+    assert _error(base).setting == key
