@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
-from .policy import SCOPE_KEY, Decision, Policy, RequestInfo
+from .policy import SCOPE_KEY, Decision, Policy, RequestInfo, TokenInfo
 from .settings import Settings, load_settings
 
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
@@ -102,6 +102,10 @@ class PrivateTokenWSGIMiddleware:
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         environ[POLICY_ENVIRON_KEY] = self.policy
+        if isinstance(environ.get(SCOPE_KEY), TokenInfo):
+            # An outer layer already passed this request: judging it again would spend the
+            # token twice and refuse it as replayed.
+            return self.app(environ, start_response)
         info = request_info(environ)
         if not self.policy.protects(info.method, info.path):
             environ[SCOPE_KEY] = None

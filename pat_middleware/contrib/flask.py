@@ -2,8 +2,9 @@
 
 Configuration comes from ``app.config``: either ``PAT_SETTINGS_FILE`` (a TOML settings file)
 or one ``PAT_<KEY>`` per settings key (``PAT_ISSUERS``, ``PAT_SECRET``, ``PAT_PROTECT``,
-``PAT_MAX_AGE``...), not both. Relative paths in ``PAT_*`` keys resolve against
-``app.root_path``. :meth:`PrivateTokens.init_app` validates it and raises
+``PAT_MAX_AGE``...), not both. A relative ``PAT_SETTINGS_FILE``, and relative paths in
+``PAT_*`` keys, resolve against ``app.root_path``; paths inside the file against the file.
+:meth:`PrivateTokens.init_app` validates it all and raises
 :class:`~pat_middleware.ConfigurationError` naming the config key.
 
 Paths matching ``PAT_PROTECT`` (and ``PAT_PROTECT_METHODS``) are checked before the view
@@ -75,8 +76,9 @@ def settings_from_config(config: Mapping[str, Any], *, root_path: str | Path) ->
             )
         if not isinstance(settings_file, str | Path):
             raise ConfigurationError(SETTINGS_FILE_CONFIG, "expected a file path")
+        file = Path(settings_file)
         try:
-            return load_settings(settings_file)
+            return load_settings(file if file.is_absolute() else Path(root_path) / file)
         except ConfigurationError as e:
             if e.setting == "PAT_SETTINGS":
                 raise ConfigurationError(SETTINGS_FILE_CONFIG, e.message) from e
@@ -85,6 +87,14 @@ def settings_from_config(config: Mapping[str, Any], *, root_path: str | Path) ->
         return Settings.from_mapping(values, base_dir=Path(root_path), source="Flask config")
     except ConfigurationError as e:
         raise ConfigurationError(config_name(e.setting), e.message) from e
+
+
+def protected_methods(methods: Iterable[str] | None) -> frozenset[str] | None:
+    """Upper-cased ``methods``, HEAD added with GET (Flask answers HEAD with the GET view)."""
+    if methods is None:
+        return None
+    upper = frozenset(m.upper() for m in methods)
+    return upper | {"HEAD"} if "GET" in upper else upper
 
 
 def _refusal(decision: Decision) -> Response:
@@ -120,7 +130,7 @@ def _decorate(
     methods: Iterable[str] | None,
     get_policy: Callable[[], Policy],
 ) -> Callable[_P, Response]:
-    upper = frozenset(m.upper() for m in methods) if methods is not None else None
+    upper = protected_methods(methods)
 
     @functools.wraps(view)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Response:

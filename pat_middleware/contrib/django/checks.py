@@ -19,9 +19,13 @@ from django.conf import settings as django_settings
 from django.core import checks
 
 from ...errors import ConfigurationError
-from . import SETTING, read_settings
+from .middleware import SETTING, read_settings
 
-MIDDLEWARE_PATH = "pat_middleware.contrib.django.middleware.PrivateTokenMiddleware"
+MIDDLEWARE_PATH = "pat_middleware.contrib.django.PrivateTokenMiddleware"
+#: Either spelling of the middleware in ``MIDDLEWARE``.
+MIDDLEWARE_PATHS = frozenset(
+    {MIDDLEWARE_PATH, "pat_middleware.contrib.django.middleware.PrivateTokenMiddleware"}
+)
 
 
 def check_settings(
@@ -59,7 +63,8 @@ def check_settings(
                 id="pat_middleware.W002",
             )
         )
-    if settings.protect and MIDDLEWARE_PATH not in getattr(django_settings, "MIDDLEWARE", ()):
+    installed = MIDDLEWARE_PATHS.intersection(getattr(django_settings, "MIDDLEWARE", ()))
+    if settings.protect and not installed:
         messages.append(
             checks.Warning(
                 f"{SETTING}: protect lists paths, but PrivateTokenMiddleware is not in "

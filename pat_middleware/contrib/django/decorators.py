@@ -21,6 +21,8 @@ _View = TypeVar("_View", bound=Callable[..., Any])
 
 def _decorate(view: _View, methods: Iterable[str] | None) -> _View:
     upper = frozenset(m.upper() for m in methods) if methods is not None else None
+    if upper is not None and "GET" in upper:
+        upper |= {"HEAD"}  # Django answers HEAD with the GET view
 
     def exempt(request: HttpRequest) -> bool:
         return upper is not None and (request.method or "GET") not in upper

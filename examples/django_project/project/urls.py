@@ -1,0 +1,13 @@
+"""URLs of the example project."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.index),
+    path("members/", views.members),
+    path("download/", views.download),
+]
