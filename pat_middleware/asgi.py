@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .policy import SCOPE_KEY, Decision, Policy, RequestInfo
-from .settings import Settings, load_settings
+from .settings import Settings
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -96,9 +96,7 @@ class PrivateTokenMiddleware:
         settings_file: str | None = None,
     ) -> None:
         self.app = app
-        if policy is None:
-            policy = Policy(settings if settings is not None else load_settings(settings_file))
-        self.policy = policy
+        self.policy = Policy.resolve(policy, settings, settings_file)
 
     def __repr__(self) -> str:
         return f"PrivateTokenMiddleware({self.policy!r})"

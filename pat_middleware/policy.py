@@ -26,7 +26,7 @@ from .sessions import (
     SessionCodec,
     parse_cookie_header,
 )
-from .settings import IssuerConfig, Settings
+from .settings import IssuerConfig, Settings, load_settings
 from .stores import AsyncReplayStore, ReplayStore, StoreUnavailable, open_replay_store
 from .verify import KeyRing, TrustedKey, VerifiedToken, verify_token
 from .wire import GREASE_TOKEN_TYPES, TokenChallenge
@@ -167,18 +167,36 @@ class Policy:
 
     # ------------------------------------------------------------------------ evaluation
 
+    @classmethod
+    def resolve(
+        cls,
+        policy: Policy | None = None,
+        settings: Settings | None = None,
+        settings_file: str | None = None,
+    ) -> Policy:
+        """The adapters' constructor options: a policy, settings, or a settings file (``None``
+        reads ``$PAT_SETTINGS``), in that order of precedence."""
+        if policy is not None:
+            return policy
+        return cls(settings if settings is not None else load_settings(settings_file))
+
     def evaluate(self, request: RequestInfo, *, force: bool = False) -> Decision:
         """Judge a request. ``force`` protects it whatever the path settings say."""
         step = self._begin(request, force)
         if isinstance(step, Decision):
             return step
         try:
-            fresh = self.store.reserve(step.replay_key, step.ttl)
-            if fresh:
-                self.store.commit(step.replay_key)
+            fresh = self._spend(step)
         except StoreUnavailable as e:
             return self._unavailable(step.ctx, e)
         return self._finish(step, fresh)
+
+    def _spend(self, step: _Pending) -> bool:
+        """Record the token's replay key; False when it was already there."""
+        fresh = self.store.reserve(step.replay_key, step.ttl)
+        if fresh:
+            self.store.commit(step.replay_key)
+        return fresh
 
     async def evaluate_async(self, request: RequestInfo, *, force: bool = False) -> Decision:
         """:meth:`evaluate` for async adapters: uses the store's async form when it has one."""
@@ -191,9 +209,7 @@ class Policy:
                 if fresh:
                     await self._async_store.commit_async(step.replay_key)
             else:
-                fresh = self.store.reserve(step.replay_key, step.ttl)
-                if fresh:
-                    self.store.commit(step.replay_key)
+                fresh = self._spend(step)
         except StoreUnavailable as e:
             return self._unavailable(step.ctx, e)
         return self._finish(step, fresh)

@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Any
 
 from .policy import SCOPE_KEY, Decision, Policy, RequestInfo, TokenInfo
-from .settings import Settings, load_settings
+from .settings import Settings
 
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
 StartResponse = Callable[..., Callable[[bytes], object]]
@@ -93,9 +93,7 @@ class PrivateTokenWSGIMiddleware:
         settings_file: str | None = None,
     ) -> None:
         self.app = app
-        if policy is None:
-            policy = Policy(settings if settings is not None else load_settings(settings_file))
-        self.policy = policy
+        self.policy = Policy.resolve(policy, settings, settings_file)
 
     def __repr__(self) -> str:
         return f"PrivateTokenWSGIMiddleware({self.policy!r})"
