@@ -12,15 +12,12 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass
 from http.cookies import Morsel, SimpleCookie
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-from wsgiref.types import WSGIApplication
 
 import django
 import httpx
@@ -35,13 +32,7 @@ from django.http.response import HttpResponseBase
 from django.test import AsyncClient, Client, RequestFactory, override_settings
 from django.urls import path
 
-from pat_middleware import (
-    ConfigurationError,
-    IssuerKey,
-    TokenChallenge,
-    build_authorization,
-    parse_www_authenticate,
-)
+from pat_middleware import ConfigurationError, IssuerKey, TokenChallenge, parse_www_authenticate
 from pat_middleware.contrib.django import (
     PrivateTokenMiddleware,
     get_policy,
@@ -53,11 +44,19 @@ from pat_middleware.policy import Policy, TokenInfo
 from pat_middleware.settings import Settings
 from pat_middleware.wsgi import PrivateTokenWSGIMiddleware
 
-from .conftest import sign_token
+from . import _wsgi_harness
+from ._wsgi_harness import (
+    ISSUER_NAME,
+    MAX_AGE,
+    Browser,
+    Reply,
+    Send,
+    answer,
+    httpx_send,
+    serve_wsgi,
+)
 
-ISSUER_NAME = "issuer.example"
 SECRET = "django-test-secret-0123456789abcdef-012345"
-MAX_AGE = 60
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_DIR = REPO / "examples" / "django_project"
 
@@ -124,62 +123,7 @@ urlpatterns = [
 ]
 
 
-# ------------------------------------------------------------------------------ a browser
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: list[tuple[str, str]]  # names lower-cased, repeats kept
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        values = self.all(name)
-        return values[0] if values else None
-
-    def all(self, name: str) -> list[str]:
-        return [v for k, v in self.headers if k == name]
-
-    def cookie_names(self) -> list[str]:
-        return [v.split("=", 1)[0].strip() for v in self.all("set-cookie")]
-
-
-Send = Callable[[str, str, dict[str, str]], Reply]
-
-
-@dataclass
-class Browser:
-    """A client keeping its own cookie jar, so tests can copy, drop or tamper with cookies."""
-
-    send: Send
-    jar: dict[str, str] = field(default_factory=dict)
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        authorization: str | None = None,
-        cookie: str | None = None,
-        host: str | None = None,
-    ) -> Reply:
-        headers: dict[str, str] = {}
-        if cookie is not None:
-            headers["Cookie"] = cookie
-        elif self.jar:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.jar.items())
-        if authorization is not None:
-            headers["Authorization"] = authorization
-        if host is not None:
-            headers["Host"] = host
-        reply = self.send(method, path, headers)
-        for value in reply.all("set-cookie"):
-            name, _, rest = value.strip().partition("=")
-            self.jar[name] = rest.split(";", 1)[0]
-        return reply
-
-    def get(self, path: str, **kwargs: Any) -> Reply:
-        return self.request("GET", path, **kwargs)
+# ---------------------------------------------------------------------------- the clients
 
 
 def _django_reply(response: HttpResponseBase, body: bytes) -> Reply:
@@ -219,57 +163,8 @@ def django_async_send(client: AsyncClient) -> Send:
     return send
 
 
-def httpx_send(client: httpx.Client) -> Send:
-    def send(method: str, path: str, headers: dict[str, str]) -> Reply:
-        client.cookies.clear()
-        response = client.request(method, path, headers=headers)
-        return Reply(
-            response.status_code,
-            [(k.lower(), v) for k, v in response.headers.multi_items()],
-            response.content,
-        )
-
-    return send
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@contextmanager
-def serve_wsgi(app: WSGIApplication) -> Iterator[str]:
-    """Serve ``app`` with wsgiref on a free loopback port; yields the base URL."""
-    server: WSGIServer = make_server("127.0.0.1", 0, app, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(5)
-        server.server_close()
-
-
-def answer(reply: Reply, private_key: rsa.RSAPrivateKey, key: IssuerKey) -> str:
-    """The Authorization value a client sends for the first challenge of ``reply``."""
-    header = reply.header("www-authenticate")
-    assert header is not None, reply
-    params = parse_www_authenticate(header)
-    challenge = TokenChallenge.from_bytes(params[0].challenge)
-    return build_authorization(sign_token(private_key, key, challenge))
-
-
 def pat_settings(key: IssuerKey, **extra: Any) -> dict[str, Any]:
-    return {
-        "issuers": [{"name": ISSUER_NAME, "token_key": key.token_key}],
-        "secret": SECRET,
-        "protect": ["/protected/*"],
-        "cookie_secure": False,
-        "max_age": MAX_AGE,
-        **extra,
-    }
+    return _wsgi_harness.pat_settings(key, secret=SECRET, **extra)
 
 
 @pytest.fixture(autouse=True)

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-from wsgiref.types import WSGIApplication
 
 import httpx
 import pytest
@@ -21,13 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask, g, request
 from werkzeug.test import Client
 
-from pat_middleware import (
-    ConfigurationError,
-    IssuerKey,
-    TokenChallenge,
-    build_authorization,
-    parse_www_authenticate,
-)
+from pat_middleware import ConfigurationError, IssuerKey, TokenChallenge, parse_www_authenticate
 from pat_middleware.contrib.flask import (
     EXTENSION_KEY,
     PrivateTokens,
@@ -38,62 +29,23 @@ from pat_middleware.policy import Policy, TokenInfo
 from pat_middleware.settings import Settings
 from pat_middleware.wsgi import PrivateTokenWSGIMiddleware
 
-from .conftest import sign_token
+from . import _wsgi_harness
+from ._wsgi_harness import (
+    ISSUER_NAME,
+    MAX_AGE,
+    Browser,
+    Reply,
+    Send,
+    answer,
+    httpx_send,
+    serve_wsgi,
+)
 
-ISSUER_NAME = "issuer.example"
 SECRET = "flask-test-secret-0123456789abcdef-0123456789"
-MAX_AGE = 60
 EXAMPLE_APP = Path(__file__).resolve().parent.parent / "examples" / "flask_app" / "app.py"
 
 
-# ------------------------------------------------------------------------------ a browser
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: list[tuple[str, str]]  # names lower-cased, repeats kept
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        values = self.all(name)
-        return values[0] if values else None
-
-    def all(self, name: str) -> list[str]:
-        return [v for k, v in self.headers if k == name]
-
-    def cookie_names(self) -> list[str]:
-        return [v.split("=", 1)[0].strip() for v in self.all("set-cookie")]
-
-
-Send = Callable[[str, str, dict[str, str]], Reply]
-
-
-@dataclass
-class Browser:
-    """A client keeping its own cookie jar, so tests can copy, drop or tamper with cookies."""
-
-    send: Send
-    jar: dict[str, str] = field(default_factory=dict)
-
-    def request(
-        self, method: str, path: str, *, authorization: str | None = None, cookie: str | None = None
-    ) -> Reply:
-        headers: dict[str, str] = {}
-        if cookie is not None:
-            headers["Cookie"] = cookie
-        elif self.jar:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.jar.items())
-        if authorization is not None:
-            headers["Authorization"] = authorization
-        reply = self.send(method, path, headers)
-        for value in reply.all("set-cookie"):
-            name, _, rest = value.strip().partition("=")
-            self.jar[name] = rest.split(";", 1)[0]
-        return reply
-
-    def get(self, path: str, **kwargs: Any) -> Reply:
-        return self.request("GET", path, **kwargs)
+# ----------------------------------------------------------------------------- the client
 
 
 def werkzeug_send(client: Client) -> Send:
@@ -108,60 +60,11 @@ def werkzeug_send(client: Client) -> Send:
     return send
 
 
-def httpx_send(client: httpx.Client) -> Send:
-    def send(method: str, path: str, headers: dict[str, str]) -> Reply:
-        client.cookies.clear()  # the Browser's jar is the only one
-        response = client.request(method, path, headers=headers)
-        return Reply(
-            response.status_code,
-            [(k.lower(), v) for k, v in response.headers.multi_items()],
-            response.content,
-        )
-
-    return send
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@contextmanager
-def serve_wsgi(app: WSGIApplication) -> Iterator[str]:
-    """Serve ``app`` with wsgiref on a free loopback port; yields the base URL."""
-    server: WSGIServer = make_server("127.0.0.1", 0, app, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(5)
-        server.server_close()
-
-
-def answer(reply: Reply, private_key: rsa.RSAPrivateKey, key: IssuerKey) -> str:
-    """The Authorization value a client sends for the first challenge of ``reply``."""
-    header = reply.header("www-authenticate")
-    assert header is not None, reply
-    params = parse_www_authenticate(header)
-    challenge = TokenChallenge.from_bytes(params[0].challenge)
-    return build_authorization(sign_token(private_key, key, challenge))
-
-
 # ------------------------------------------------------------------------------- the apps
 
 
 def pat_settings(key: IssuerKey, **extra: Any) -> dict[str, Any]:
-    return {
-        "issuers": [{"name": ISSUER_NAME, "token_key": key.token_key}],
-        "secret": SECRET,
-        "protect": ["/protected/*"],
-        "cookie_secure": False,
-        "max_age": MAX_AGE,
-        **extra,
-    }
+    return _wsgi_harness.pat_settings(key, secret=SECRET, **extra)
 
 
 def flask_config(settings: Mapping[str, Any]) -> dict[str, Any]:
