@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -49,6 +49,18 @@ async def check_request(request: Request, policy: Policy | None = None) -> Decis
     if decision.allowed:
         request.scope[SCOPE_KEY] = decision.token
     return decision
+
+
+@overload
+def require_private_token(
+    endpoint: Endpoint, *, policy: Policy | None = None, methods: set[str] | None = None
+) -> Endpoint: ...
+
+
+@overload
+def require_private_token(
+    endpoint: None = None, *, policy: Policy | None = None, methods: set[str] | None = None
+) -> Callable[[Endpoint], Endpoint]: ...
 
 
 def require_private_token(

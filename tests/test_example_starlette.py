@@ -41,9 +41,7 @@ def test_example_flow(
     example: ModuleType,
     rsa_2048: rsa.RSAPrivateKey,
     issuer_key: IssuerKey,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("PAT_SECRET", "s" * 40)
     settings = example.load_example_settings("issuer.example", issuer_key.token_key)
     with serve_asgi(example.create_app(settings)) as base, httpx.Client(base_url=base) as client:
         assert client.get("/").status_code == 200

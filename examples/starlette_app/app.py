@@ -1,13 +1,18 @@
 """Starlette example: ``/`` is public, ``/protected`` and ``/api/*`` need a token (settings),
 ``/submit`` needs one for POST only (decorator).
 
-Run (with an issuer from ``pat-middleware issuer``, see the README)::
+Run it from the repository root (``pip install -e '.[server]'`` first)::
 
-    PAT_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))') \\
-    PAT_ISSUER_NAME=127.0.0.1:8001 PAT_TOKEN_KEY=<token-key> \\
     python3 examples/starlette_app/app.py
 
-then ``pat-middleware fetch http://127.0.0.1:8000/protected --issuer http://127.0.0.1:8001``.
+It reads ``pat.toml`` beside this file. The issuer comes from ``$PAT_ISSUER_NAME`` and
+``$PAT_TOKEN_KEY`` when set, else from ``examples/issuer.token-key``. To try the whole flow
+on loopback with the test issuer::
+
+    pat-middleware keygen --out examples/issuer.pem | tail -n 1 > examples/issuer.token-key
+    pat-middleware issuer --key examples/issuer.pem --name 127.0.0.1:8001 &
+    python3 examples/starlette_app/app.py &
+    pat-middleware fetch http://127.0.0.1:8000/protected --issuer http://127.0.0.1:8001
 """
 
 from __future__ import annotations
@@ -31,14 +36,12 @@ HERE = Path(__file__).parent
 
 
 def load_example_settings(issuer_name: str | None = None, token_key: str | None = None) -> Settings:
-    """pat.toml plus the issuer from the arguments or PAT_ISSUER_NAME / PAT_TOKEN_KEY."""
+    """pat.toml, with the issuer replaced by the arguments or PAT_ISSUER_NAME / PAT_TOKEN_KEY."""
     data: dict[str, Any] = tomllib.loads((HERE / "pat.toml").read_text())
-    data["issuers"] = [
-        {
-            "name": issuer_name or os.environ["PAT_ISSUER_NAME"],
-            "token_key": token_key or os.environ["PAT_TOKEN_KEY"],
-        }
-    ]
+    name = issuer_name or os.environ.get("PAT_ISSUER_NAME")
+    key = token_key or os.environ.get("PAT_TOKEN_KEY")
+    if name and key:
+        data["issuers"] = [{"name": name, "token_key": key}]
     return Settings.from_mapping(data, base_dir=HERE, source=str(HERE / "pat.toml"))
 
 
