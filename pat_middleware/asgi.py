@@ -22,6 +22,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: Scope key holding the policy, so endpoint decorators find it.
 POLICY_SCOPE_KEY = "pat_middleware.policy"
+#: WebSocket close code for a refused handshake (RFC 6455 §7.4.1: policy violation).
+WS_POLICY_VIOLATION = 1008
 #: Header values longer than this are dropped before parsing (the policy bounds them again).
 MAX_HEADER_BYTES = 16384
 
@@ -102,6 +104,9 @@ class PrivateTokenMiddleware:
         return f"PrivateTokenMiddleware({self.policy!r})"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -116,6 +121,26 @@ class PrivateTokenMiddleware:
             return
         scope[SCOPE_KEY] = decision.token
         await self.app(scope, receive, send_with_headers(send, decision.headers))
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A handshake on a protected path needs a verified session (or a token).
+
+        Browsers cannot answer a challenge on a WebSocket, so there is no 401 here: the
+        handshake is closed with 1008 before it is accepted, which servers send as a 403.
+        """
+        scope[POLICY_SCOPE_KEY] = self.policy
+        if not self.policy.protects("GET", scope.get("path", "/")):
+            scope[SCOPE_KEY] = None
+            await self.app(scope, receive, send)
+            return
+        decision = await self.policy.evaluate_async(request_info(scope), force=True)
+        if not decision.allowed:
+            message = await receive()
+            if message["type"] == "websocket.connect":
+                await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION})
+            return
+        scope[SCOPE_KEY] = decision.token
+        await self.app(scope, receive, send)
 
 
 __all__ = [

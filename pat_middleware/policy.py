@@ -56,8 +56,8 @@ class RequestInfo:
     method: str
     path: str
     host: str | None = None
-    authorization: str | None = None
-    cookie: str | None = None
+    authorization: str | None = field(default=None, repr=False)  # carries a token
+    cookie: str | None = field(default=None, repr=False)  # carries signed session marks
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +76,8 @@ class Decision:
 
     outcome: Outcome
     status: int = 200
-    headers: tuple[tuple[str, str], ...] = ()
-    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # signed cookies
+    body: bytes = field(default=b"", repr=False)
     reason: Reason | None = None
     token: TokenInfo | None = None
 
@@ -98,8 +98,8 @@ class _Context:
     now: float
     session: Session | None
     verified: bool
-    cookies: dict[str, str] = field(default_factory=dict)
-    set_cookies: list[str] = field(default_factory=list)
+    cookies: dict[str, str] = field(default_factory=dict, repr=False)
+    set_cookies: list[str] = field(default_factory=list, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +108,7 @@ class _Pending:
 
     ctx: _Context
     result: VerifiedToken
-    replay_key: bytes
+    replay_key: bytes = field(repr=False)
     ttl: float
 
 
@@ -142,7 +142,10 @@ class Policy:
             lifetime=settings.session_lifetime,
             clock=clock,
         )
-        self.store: ReplayStore = replay_store or open_replay_store(settings.replay_store)
+        # "is not None": an empty store may be falsy (it has __len__) and must still be used.
+        self.store: ReplayStore = (
+            replay_store if replay_store is not None else open_replay_store(settings.replay_store)
+        )
         self._async_store = self.store if isinstance(self.store, AsyncReplayStore) else None
         self._body = settings.challenge_body.encode("utf-8")
         self._pending_cookie = settings.cookies.session_name + "_c"

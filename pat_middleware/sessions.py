@@ -20,9 +20,9 @@ from .codec import b64_decode, b64url_encode
 from .errors import DecodeError
 
 SESSION_ID_LENGTH = 16
-#: A cookie header longer than this is not parsed at all (RFC 6265 §6.1 suggests 4096 per
-#: cookie; browsers send at most a few of those).
-DEFAULT_MAX_COOKIE_HEADER = 8192
+#: A Cookie header longer than this is not parsed at all. Sites with large analytics cookies
+#: send several KiB, so the bound is generous; the adapters drop longer header lines first.
+DEFAULT_MAX_COOKIE_HEADER = 16384
 MAX_COOKIE_VALUE = 512
 #: Per-request mode remembers this many outstanding challenges per session (parallel 401s).
 MAX_PENDING_CHALLENGES = 4
@@ -138,7 +138,7 @@ def parse_cookie_header(
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] == '"':
             value = value[1:-1]
-        if name and name not in out:
+        if name and name not in out and len(value) <= MAX_COOKIE_VALUE:
             out[name] = value
     return out
 

@@ -361,6 +361,9 @@ class _Builder:
         names = [i.name.lower() for i in out]
         if len(set(names)) != len(names):
             raise self.fail("issuers", "each issuer name may appear once")
+        key_ids = [k.token_key_id for i in out for k in i.keys]
+        if len(set(key_ids)) != len(key_ids):
+            raise self.fail("issuers", "the same token key is configured twice")
         return tuple(out)
 
     def read_key_file(self, entry: Mapping[str, Any], where: str) -> str:

@@ -17,15 +17,16 @@ from starlette.routing import Route
 
 from pat_middleware.asgi import POLICY_SCOPE_KEY, PrivateTokenMiddleware
 from pat_middleware.errors import ConfigurationError
-from pat_middleware.headers import build_authorization
+from pat_middleware.headers import build_authorization, parse_www_authenticate
 from pat_middleware.keys import IssuerKey, encode_pss_spki
-from pat_middleware.policy import SCOPE_KEY, Policy, TokenInfo
+from pat_middleware.policy import SCOPE_KEY, Policy, RequestInfo, TokenInfo
 from pat_middleware.starlette import (
     PrivateTokenRequired,
     exception_handler,
     private_token_dependency,
     require_private_token,
 )
+from pat_middleware.wire import TokenChallenge
 
 from ._origin import (
     ISSUER,
@@ -38,6 +39,7 @@ from ._origin import (
     make_settings,
 )
 from ._servers import serve_asgi
+from .conftest import sign_token
 
 # ---------------------------------------------------------------------------- the app
 
@@ -350,15 +352,8 @@ async def _send(message: Any) -> None:
 
 @pytest.mark.parametrize(
     "scope",
-    [
-        {"type": "lifespan", "asgi": {"version": "3.0"}},
-        {
-            "type": "websocket",
-            "path": "/protected",
-            "headers": [(b"authorization", b"PrivateToken token=!!")],
-        },
-    ],
-    ids=["lifespan", "websocket"],
+    [{"type": "lifespan", "asgi": {"version": "3.0"}}],
+    ids=["lifespan"],
 )
 def test_non_http_scopes_pass_through_untouched(policy: Policy, scope: dict[str, Any]) -> None:
     inner = _Recorder()
@@ -371,3 +366,59 @@ def test_non_http_scopes_pass_through_untouched(policy: Policy, scope: dict[str,
     assert seen_scope is scope and scope == before
     assert SCOPE_KEY not in scope and POLICY_SCOPE_KEY not in scope
     assert seen_receive is _receive and seen_send is _send
+
+
+def _ws_run(
+    middleware: PrivateTokenMiddleware, path: str, headers: list[tuple[bytes, bytes]]
+) -> tuple[_Recorder, list[Any]]:
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": path, "headers": headers}
+    asyncio.run(middleware(scope, receive, send))
+    inner = middleware.app
+    assert isinstance(inner, _Recorder)
+    return inner, sent
+
+
+def test_websocket_on_protected_path_without_session_is_closed(policy: Policy) -> None:
+    middleware = PrivateTokenMiddleware(_Recorder(), policy=policy)
+    inner, sent = _ws_run(middleware, "/protected", [(b"authorization", b"PrivateToken token=!!")])
+    assert inner.calls == []
+    assert sent == [{"type": "websocket.close", "code": 1008}]
+
+
+def test_websocket_on_public_path_passes(policy: Policy) -> None:
+    middleware = PrivateTokenMiddleware(_Recorder(), policy=policy)
+    inner, sent = _ws_run(middleware, "/public", [])
+    assert len(inner.calls) == 1 and sent == []
+
+
+def test_websocket_with_verified_session_passes(
+    policy: Policy, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    # Earn a verified session over plain policy calls, then open the socket with its cookies.
+    first = policy.evaluate(RequestInfo("GET", "/protected"))
+    jar = {c.split("=", 1)[0]: c.split(";")[0] for n, c in first.headers if n == "Set-Cookie"}
+    params = parse_www_authenticate(dict(first.headers)["WWW-Authenticate"])[0]  # ISSUER's
+    token = sign_token(rsa_2048, issuer_key, TokenChallenge.from_bytes(params.challenge))
+    passed = policy.evaluate(
+        RequestInfo(
+            "GET",
+            "/protected",
+            authorization=build_authorization(token),
+            cookie="; ".join(jar.values()),
+        )
+    )
+    assert passed.allowed
+    jar.update(
+        {c.split("=", 1)[0]: c.split(";")[0] for n, c in passed.headers if n == "Set-Cookie"}
+    )
+    middleware = PrivateTokenMiddleware(_Recorder(), policy=policy)
+    inner, sent = _ws_run(middleware, "/protected", [(b"cookie", "; ".join(jar.values()).encode())])
+    assert len(inner.calls) == 1 and sent == []

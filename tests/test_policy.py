@@ -750,3 +750,49 @@ def test_shortest_accepted_session_lifetime_keeps_the_session_across_challenges(
     browser.challenge()
     assert browser.cookies[SESSION_COOKIE] == session
     assert browser.get(token=answer(first, rsa_2048, issuer_key)).outcome is Outcome.PASS
+
+
+# ------------------------------------------------------------------ review regressions
+
+
+def test_an_empty_shared_store_is_used_not_replaced(issuer_key: IssuerKey) -> None:
+    """An empty store is falsy (it has __len__); two policies must still share it."""
+    from pat_middleware.stores import MemoryReplayStore
+
+    shared = MemoryReplayStore(max_entries=10)
+    settings = Settings.from_mapping(
+        {
+            "issuers": [{"name": "issuer.example", "token_key": issuer_key.token_key}],
+            "secret": "r" * 40,
+            "protect": ["/p"],
+        }
+    )
+    first, second = Policy(settings, replay_store=shared), Policy(settings, replay_store=shared)
+    assert first.store is shared and second.store is shared
+
+
+def test_request_and_decision_reprs_hide_tokens_and_cookies() -> None:
+    request = RequestInfo(
+        "GET",
+        "/p",
+        authorization="PrivateToken token=SECRETTOKEN",
+        cookie="pat_verified=SIGNEDMARK",
+    )
+    assert "SECRETTOKEN" not in repr(request) and "SIGNEDMARK" not in repr(request)
+    decision = Decision(Outcome.PASS, headers=(("Set-Cookie", "pat_verified=SIGNEDMARK"),))
+    assert "SIGNEDMARK" not in repr(decision)
+
+
+def test_large_cookie_header_keeps_the_session(
+    policy: Policy, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    """Big analytics cookies beside ours must not make the session disappear."""
+    first = policy.evaluate(RequestInfo("GET", "/protected"))
+    ours = "; ".join(v.split(";")[0] for n, v in first.headers if n == "Set-Cookie")
+    cookie = "; ".join([f"_ga{i}={'x' * 2500}" for i in range(4)] + [ours])
+    assert 8192 < len(cookie) < 16384
+    token = answer(dict(first.headers)["WWW-Authenticate"], rsa_2048, issuer_key)
+    decision = policy.evaluate(
+        RequestInfo("GET", "/protected", authorization=build_authorization(token), cookie=cookie)
+    )
+    assert decision.outcome is Outcome.PASS

@@ -17,7 +17,7 @@ class MemoryReplayStore:
     :class:`StoreUnavailable` instead of growing or forgetting (fail closed).
     """
 
-    __slots__ = ("_clock", "_expiry", "_lock", "_max_entries", "_sweep_at")
+    __slots__ = ("_clock", "_expiry", "_full_sweep_at", "_lock", "_max_entries", "_sweep_at")
 
     def __init__(
         self,
@@ -33,6 +33,7 @@ class MemoryReplayStore:
         self._expiry: dict[bytes, float] = {}
         self._lock = threading.Lock()
         self._sweep_at = 0.0
+        self._full_sweep_at = 0.0
 
     def __len__(self) -> int:
         return len(self._expiry)
@@ -64,7 +65,10 @@ class MemoryReplayStore:
                     return False
                 del self._expiry[key]
             if len(self._expiry) >= self._max_entries:
-                self._sweep(now, full=True)
+                # A full scan is O(n) under the lock: at most once a second while full.
+                if now >= self._full_sweep_at:
+                    self._sweep(now, full=True)
+                    self._full_sweep_at = now + 1.0
                 if len(self._expiry) >= self._max_entries:
                     raise StoreUnavailable("replay store is full", retry_after=int(ttl) or 1)
             self._expiry[key] = now + ttl
