@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from .headers import MAX_HEADER_BYTES
 from .policy import SCOPE_KEY, Decision, Policy, RequestInfo
 from .settings import Settings
 
@@ -24,8 +25,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 POLICY_SCOPE_KEY = "pat_middleware.policy"
 #: WebSocket close code for a refused handshake (RFC 6455 §7.4.1: policy violation).
 WS_POLICY_VIOLATION = 1008
-#: Header values longer than this are dropped before parsing (the policy bounds them again).
-MAX_HEADER_BYTES = 16384
 
 logger = logging.getLogger("pat_middleware")
 

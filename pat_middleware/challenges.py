@@ -65,6 +65,19 @@ class ChallengeTemplate:
     def digest(self, context: bytes) -> bytes:
         return hashlib.sha256(self.encode(context)).digest()
 
+    def match(self, context: bytes, digest: bytes) -> TokenChallenge | None:
+        """The challenge for ``context`` if its digest is ``digest`` (constant-time compare).
+
+        Encodes and hashes once; the challenge object reuses both.
+        """
+        encoded = self.encode(context)
+        own = hashlib.sha256(encoded).digest()
+        if not hmac.compare_digest(own, digest):
+            return None
+        return TokenChallenge._prevalidated(
+            self.token_type, self.issuer_name, context, self.origin_info, encoded, own
+        )
+
     def challenge(self, context: bytes) -> TokenChallenge:
         return TokenChallenge(self.token_type, self.issuer_name, context, self.origin_info)
 

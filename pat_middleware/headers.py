@@ -8,7 +8,7 @@ several challenges or credentials in one value, unknown parameters ignored, boun
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .codec import b64_decode, b64url_encode
@@ -22,6 +22,8 @@ AUTHORIZATION = "Authorization"
 #: scheme, quoting and a few unknown parameters, but not for megabytes.
 DEFAULT_MAX_AUTHORIZATION_LENGTH = 2048
 DEFAULT_MAX_WWW_AUTHENTICATE_LENGTH = 16384
+#: Adapters drop any single request header longer than this before the policy sees it.
+MAX_HEADER_BYTES = 16384
 #: More challenges or credentials than this in one header is not a real client.
 MAX_ITEMS = 32
 
@@ -223,11 +225,6 @@ def build_authorization(token: bytes, *, quoted: bool = True) -> str:
     return f"{AUTH_SCHEME} token={q}{b64url_encode(token)}{q}"
 
 
-def join_header_lines(lines: Sequence[str]) -> str:
-    """Combine repeated header lines into one list value (RFC 9110 §5.3)."""
-    return ", ".join(lines)
-
-
 __all__ = [
     "AUTHORIZATION",
     "AUTH_SCHEME",
@@ -238,7 +235,6 @@ __all__ = [
     "build_authorization",
     "build_www_authenticate",
     "format_challenge",
-    "join_header_lines",
     "parse_auth_items",
     "parse_authorization",
     "parse_www_authenticate",

@@ -9,11 +9,11 @@ never raises out of :meth:`Policy.evaluate`.
 from __future__ import annotations
 
 import enum
-import hmac
+import functools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from .challenges import ChallengeTemplate, ContextDeriver, ContextMode, Windows, derive_key
@@ -26,9 +26,9 @@ from .sessions import (
     SessionCodec,
     parse_cookie_header,
 )
-from .settings import IssuerConfig, Settings, load_settings
+from .settings import Settings, load_settings
 from .stores import AsyncReplayStore, ReplayStore, StoreUnavailable, open_replay_store
-from .verify import KeyRing, TrustedKey, VerifiedToken, verify_token
+from .verify import KeyRing, TrustedKey, VerifiedToken, match_challenge, verify_token
 from .wire import GREASE_TOKEN_TYPES, TokenChallenge
 
 logger = logging.getLogger("pat_middleware")
@@ -97,8 +97,7 @@ class _Context:
     request: RequestInfo
     now: float
     session: Session | None
-    verified: bool
-    cookies: dict[str, str] = field(default_factory=dict, repr=False)
+    cookies: Mapping[str, str] = field(default_factory=dict, repr=False)
     set_cookies: list[str] = field(default_factory=list, repr=False)
 
 
@@ -149,7 +148,9 @@ class Policy:
         self._async_store = self.store if isinstance(self.store, AsyncReplayStore) else None
         self._body = settings.challenge_body.encode("utf-8")
         self._pending_cookie = settings.cookies.session_name + "_c"
-        self._static_header = self._static_challenges() if self.mode is ContextMode.NONE else ""
+        # none mode: one empty-context challenge per issuer, built and rendered once.
+        self._static = tuple(template.challenge(b"") for template, _ in self.templates)
+        self._static_header = self._render_challenges(b"", settings.max_age)
         self._origins = frozenset(settings.origin_info)
         if self.mode is ContextMode.PER_SESSION:
             self._replay_ttl = float(self.windows.longest_validity + REPLAY_TTL_SLACK)
@@ -160,10 +161,6 @@ class Policy:
 
     def __repr__(self) -> str:
         return f"Policy({self.settings!r}, store={self.store!r})"
-
-    @property
-    def issuers(self) -> tuple[IssuerConfig, ...]:
-        return self.settings.issuers
 
     def protects(self, method: str, path: str) -> bool:
         return self.settings.protects(method, path)
@@ -191,7 +188,7 @@ class Policy:
         try:
             fresh = self._spend(step)
         except StoreUnavailable as e:
-            return self._unavailable(step.ctx, e)
+            return self._unavailable(e)
         return self._finish(step, fresh)
 
     def _spend(self, step: _Pending) -> bool:
@@ -214,7 +211,7 @@ class Policy:
             else:
                 fresh = self._spend(step)
         except StoreUnavailable as e:
-            return self._unavailable(step.ctx, e)
+            return self._unavailable(e)
         return self._finish(step, fresh)
 
     def _begin(self, request: RequestInfo, force: bool) -> Decision | _Pending:
@@ -223,12 +220,7 @@ class Policy:
         now = self.clock()
         cookies = parse_cookie_header(request.cookie)
         session = self.sessions.load_session(cookies.get(self.settings.cookies.session_name))
-        verified = self.sessions.is_verified(
-            cookies.get(self.settings.cookies.verified_name),
-            session,
-            self.settings.verified_duration,
-        )
-        ctx = _Context(request, now, session, verified, dict(cookies))
+        ctx = _Context(request, now, session, cookies)
 
         if self.settings.check_host and not self._host_allowed(request.host):
             return self._refuse(
@@ -246,8 +238,14 @@ class Policy:
         # Grease tokens stand for "no token" (RFC 9577 §2.2).
         tokens = [t for t in tokens if t[:2] and int.from_bytes(t[:2]) not in GREASE_TOKEN_TYPES]
         if not tokens:
-            if verified and session is not None:
-                return Decision(Outcome.PASS, token=self._session_token_info())
+            # Only a request without a token is judged by the verified mark (its MAC is
+            # checked here, not on the token path).
+            if self.sessions.is_verified(
+                cookies.get(self.settings.cookies.verified_name),
+                session,
+                self.settings.verified_duration,
+            ):
+                return Decision(Outcome.PASS, token=_VIA_SESSION)
             return self._challenge(ctx)
 
         first_error: TokenError | None = None
@@ -306,22 +304,24 @@ class Policy:
 
     def _matcher(self, ctx: _Context) -> Callable[[bytes], TokenChallenge | None]:
         """Rebuild the challenges this request's session may hold, newest first."""
+        if self.mode is ContextMode.NONE:
+            return functools.partial(match_challenge, challenges=self._static)
 
         def match(digest: bytes) -> TokenChallenge | None:
             for context, expired in self._candidate_contexts(ctx):
                 for template, _ in self.templates:
-                    if _eq(template.digest(context), digest):
-                        if expired:
-                            raise TokenError(Reason.EXPIRED, "challenge is older than max-age")
-                        return template.challenge(context)
+                    challenge = template.match(context, digest)
+                    if challenge is None:
+                        continue
+                    if expired:
+                        raise TokenError(Reason.EXPIRED, "challenge is older than max-age")
+                    return challenge
             return None
 
         return match
 
     def _candidate_contexts(self, ctx: _Context) -> Iterator[tuple[bytes, bool]]:
-        if self.mode is ContextMode.NONE:
-            yield b"", False
-            return
+        """(context, expired) pairs for the session modes, newest first."""
         session = ctx.session
         if session is None:
             return
@@ -383,22 +383,15 @@ class Policy:
                     self.settings.max_age + REPLAY_TTL_SLACK,
                 )
             )
+        return self._render_challenges(context, max_age)
+
+    def _render_challenges(self, context: bytes, max_age: int) -> str:
+        """One PrivateToken challenge per issuer, all with ``context``."""
         return ", ".join(
             format_challenge(
                 b64url_encode(template.encode(context)),
                 token_key,
                 max_age,
-                quoted=self.settings.quoted_values,
-            )
-            for template, token_key in self.templates
-        )
-
-    def _static_challenges(self) -> str:
-        return ", ".join(
-            format_challenge(
-                b64url_encode(template.encode(b"")),
-                token_key,
-                self.settings.max_age,
                 quoted=self.settings.quoted_values,
             )
             for template, token_key in self.templates
@@ -441,7 +434,7 @@ class Policy:
             reason=reason,
         )
 
-    def _unavailable(self, ctx: _Context, error: StoreUnavailable) -> Decision:
+    def _unavailable(self, error: StoreUnavailable) -> Decision:
         logger.warning("store unavailable: %s", error, extra={"pat_outcome": "store_unavailable"})
         return Decision(
             Outcome.UNAVAILABLE,
@@ -471,9 +464,6 @@ class Policy:
             opts.session_name, self.sessions.dump_session(session), self.settings.session_lifetime
         )
 
-    def _session_token_info(self) -> TokenInfo:
-        return _VIA_SESSION
-
     def _host_allowed(self, host: str | None) -> bool:
         if not host:
             return False
@@ -481,9 +471,6 @@ class Policy:
         if host.endswith(":443"):
             host = host[:-4]
         return host in self._origins
-
-
-_eq = hmac.compare_digest
 
 
 __all__ = ["SCOPE_KEY", "Decision", "Outcome", "Policy", "RequestInfo", "TokenInfo"]

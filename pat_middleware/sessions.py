@@ -45,10 +45,9 @@ class Session:
 
     session_id: bytes
     issued_at: int
-    is_new: bool = False
 
     def __repr__(self) -> str:
-        return f"Session(issued_at={self.issued_at}, is_new={self.is_new})"
+        return f"Session(issued_at={self.issued_at})"
 
 
 class SessionCodec:
@@ -69,7 +68,7 @@ class SessionCodec:
         return "SessionCodec(<key hidden>)"
 
     def new_session(self) -> Session:
-        return Session(secrets.token_bytes(SESSION_ID_LENGTH), int(self._clock()), is_new=True)
+        return Session(secrets.token_bytes(SESSION_ID_LENGTH), int(self._clock()))
 
     def dump_session(self, session: Session) -> str:
         return self._session.sign(b64url_encode(session.session_id, padded=False)).decode()

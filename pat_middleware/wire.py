@@ -112,6 +112,33 @@ class TokenChallenge:
         object.__setattr__(self, "_encoded", encoded)
         object.__setattr__(self, "_digest", hashlib.sha256(encoded).digest())
 
+    @classmethod
+    def _prevalidated(
+        cls,
+        token_type: int,
+        issuer_name: str,
+        redemption_context: bytes,
+        origin_info: tuple[str, ...],
+        encoded: bytes,
+        digest: bytes,
+    ) -> TokenChallenge:
+        """A challenge from fields a validated template already encoded and hashed.
+
+        For :class:`~pat_middleware.challenges.ChallengeTemplate` only: skips re-validation,
+        re-encoding and re-hashing on the redemption path.
+        """
+        challenge = object.__new__(cls)
+        for name, value in (
+            ("token_type", token_type),
+            ("issuer_name", issuer_name),
+            ("redemption_context", redemption_context),
+            ("origin_info", origin_info),
+            ("_encoded", encoded),
+            ("_digest", digest),
+        ):
+            object.__setattr__(challenge, name, value)
+        return challenge
+
     @property
     def digest(self) -> bytes:
         """SHA-256 of the encoded challenge: the ``challenge_digest`` a token must carry."""

@@ -6,10 +6,11 @@ added to the app's response headers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
+from .headers import MAX_HEADER_BYTES
 from .policy import SCOPE_KEY, Decision, Policy, RequestInfo, TokenInfo
 from .settings import Settings
 
@@ -20,7 +21,6 @@ WSGIApp = Callable[[WSGIEnviron, StartResponse], Iterable[bytes]]
 
 #: Environ key holding the policy, so view decorators find it.
 POLICY_ENVIRON_KEY = "pat_middleware.policy"
-MAX_HEADER_BYTES = 16384
 
 _STATUS_TEXT = {
     400: "Bad Request",
@@ -36,20 +36,26 @@ def status_line(status: int) -> str:
     return f"{status} {_STATUS_TEXT.get(status, 'Error')}"
 
 
-def _header(environ: WSGIEnviron, key: str) -> str | None:
+def _header(environ: Mapping[str, Any], key: str) -> str | None:
     value = environ.get(key)
     if not isinstance(value, str) or not value or len(value) > MAX_HEADER_BYTES:
         return None
     return value
 
 
-def request_info(environ: WSGIEnviron) -> RequestInfo:
-    """Read method, path, Host, Authorization and Cookie from a WSGI environ."""
-    path = environ.get("PATH_INFO", "/") or "/"
-    script = environ.get("SCRIPT_NAME", "")
+def request_info(environ: Mapping[str, Any], *, path: str | None = None) -> RequestInfo:
+    """Read method, path, Host, Authorization and Cookie from a WSGI environ.
+
+    ``path`` overrides SCRIPT_NAME + PATH_INFO (Django passes ``request.path``, reading its
+    ``request.META`` through here too).
+    """
+    if path is None:
+        info = environ.get("PATH_INFO", "/") or "/"
+        script = environ.get("SCRIPT_NAME", "")
+        path = f"{script}{info}" if isinstance(script, str) and script else str(info)
     return RequestInfo(
         method=str(environ.get("REQUEST_METHOD", "GET")),
-        path=f"{script}{path}" if isinstance(script, str) and script else str(path),
+        path=path,
         host=_header(environ, "HTTP_HOST") or _header(environ, "SERVER_NAME"),
         authorization=_header(environ, "HTTP_AUTHORIZATION"),
         cookie=_header(environ, "HTTP_COOKIE"),

@@ -25,6 +25,7 @@ from django.conf import settings as django_settings
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 
+from ... import wsgi
 from ...errors import ConfigurationError
 from ...policy import SCOPE_KEY, Decision, Outcome, Policy, RequestInfo, TokenInfo
 from ...settings import Settings, load_settings
@@ -33,8 +34,6 @@ from ...settings import Settings, load_settings
 SETTING = "PAT_MIDDLEWARE"
 #: The ``PAT_MIDDLEWARE`` key naming a TOML settings file instead of inline settings.
 SETTINGS_FILE_KEY = "settings_file"
-#: Header values longer than this are dropped before parsing (the policy bounds them again).
-MAX_HEADER_BYTES = 16384
 
 SyncGetResponse = Callable[[HttpRequest], HttpResponseBase]
 AsyncGetResponse = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
@@ -112,22 +111,9 @@ def get_policy() -> Policy:
     return _cache.get()
 
 
-def _meta(request: HttpRequest, key: str) -> str | None:
-    value = request.META.get(key)
-    if not isinstance(value, str) or not value or len(value) > MAX_HEADER_BYTES:
-        return None
-    return value
-
-
 def request_info(request: HttpRequest) -> RequestInfo:
     """Method, path and headers of a Django request (never calls ``get_host()``)."""
-    return RequestInfo(
-        method=request.method or "GET",
-        path=request.path,
-        host=_meta(request, "HTTP_HOST"),
-        authorization=_meta(request, "HTTP_AUTHORIZATION"),
-        cookie=_meta(request, "HTTP_COOKIE"),
-    )
+    return wsgi.request_info(request.META, path=request.path)
 
 
 def passed_token(request: HttpRequest) -> TokenInfo | None:
