@@ -52,13 +52,14 @@ def request_info(scope: Scope) -> RequestInfo:
     )
 
 
-def _encode_headers(headers: tuple[tuple[str, str], ...]) -> list[tuple[bytes, bytes]]:
+def encode_headers(headers: tuple[tuple[str, str], ...]) -> list[tuple[bytes, bytes]]:
+    """ASGI raw headers (lower-cased names, latin-1) from the policy's header pairs."""
     return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
 
 
 async def send_decision(decision: Decision, send: Send) -> None:
     """Answer with a non-pass decision."""
-    headers = _encode_headers(decision.headers)
+    headers = encode_headers(decision.headers)
     headers.append((b"content-length", str(len(decision.body)).encode()))
     await send({"type": "http.response.start", "status": decision.status, "headers": headers})
     await send({"type": "http.response.body", "body": decision.body})
@@ -68,7 +69,7 @@ def send_with_headers(send: Send, extra: tuple[tuple[str, str], ...]) -> Send:
     """Wrap ``send`` so the response start carries ``extra`` headers too."""
     if not extra:
         return send
-    encoded = _encode_headers(extra)
+    encoded = encode_headers(extra)
 
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -145,6 +146,7 @@ class PrivateTokenMiddleware:
 __all__ = [
     "POLICY_SCOPE_KEY",
     "PrivateTokenMiddleware",
+    "encode_headers",
     "request_info",
     "send_decision",
     "send_with_headers",

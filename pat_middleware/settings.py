@@ -13,7 +13,7 @@ import os
 import re
 import secrets
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,13 @@ DEFAULT_CHALLENGE_BODY = (
     "<p>This page needs a Private Access Token. Your browser did not provide one; "
     "please try another browser or device.</p>"
 )
+
+
+def protected_methods(methods: Iterable[str]) -> frozenset[str]:
+    """Upper-cased methods, with HEAD wherever GET is: frameworks answer HEAD with the GET
+    handler, so protecting GET alone would leave HEAD open. Every adapter uses this."""
+    upper = frozenset(m.upper() for m in methods)
+    return upper | {"HEAD"} if "GET" in upper else upper
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,9 +253,7 @@ class _Builder:
         check_host = self.boolean("check_host", False)
         if check_host and not origin_info:
             raise self.fail("check_host", "needs origin_info to list the accepted hosts")
-        methods = frozenset(m.upper() for m in self.strings("protect_methods"))
-        if "GET" in methods:
-            methods |= {"HEAD"}  # frameworks answer HEAD with the GET handler
+        methods = protected_methods(self.strings("protect_methods"))
         bad = sorted(methods - _METHODS)
         if bad:
             raise self.fail("protect_methods", f"unknown HTTP method {bad[0]!r}")
@@ -423,4 +428,4 @@ class _Builder:
         return self.string("challenge_body", DEFAULT_CHALLENGE_BODY) or ""
 
 
-__all__ = ["IssuerConfig", "PathRule", "Settings", "load_settings"]
+__all__ = ["IssuerConfig", "PathRule", "Settings", "load_settings", "protected_methods"]

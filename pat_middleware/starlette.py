@@ -13,9 +13,10 @@ from typing import Any, TypeVar, overload
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .asgi import POLICY_SCOPE_KEY, request_info
+from .asgi import POLICY_SCOPE_KEY, encode_headers, request_info
 from .errors import ConfigurationError
 from .policy import SCOPE_KEY, Decision, Outcome, Policy, TokenInfo
+from .settings import protected_methods
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Awaitable[Response]])
 
@@ -32,10 +33,7 @@ def _policy_for(request: Request, policy: Policy | None) -> Policy:
 
 def _response(decision: Decision) -> Response:
     response = Response(decision.body, status_code=decision.status)
-    response.raw_headers.extend(
-        (name.lower().encode("latin-1"), value.encode("latin-1"))
-        for name, value in decision.headers
-    )
+    response.raw_headers.extend(encode_headers(decision.headers))
     return response
 
 
@@ -75,7 +73,7 @@ def require_private_token(
     """
 
     def decorate(func: Endpoint) -> Endpoint:
-        upper = {m.upper() for m in methods} if methods else None
+        upper = protected_methods(methods) if methods else None
 
         @functools.wraps(func)
         async def wrapper(request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -85,8 +83,7 @@ def require_private_token(
             if not decision.allowed:
                 return _response(decision)
             response = await func(request, *args, **kwargs)
-            for name, value in decision.headers:
-                response.headers.append(name, value)
+            response.raw_headers.extend(encode_headers(decision.headers))
             return response
 
         return wrapper  # type: ignore[return-value]
@@ -106,19 +103,19 @@ class PrivateTokenRequired(Exception):
 
 def private_token_dependency(
     policy: Policy | None = None,
-) -> Callable[[Request], Awaitable[TokenInfo | None]]:
+) -> Callable[[Request, Response], Awaitable[TokenInfo | None]]:
     """A FastAPI dependency: ``Depends(private_token_dependency())`` returns the TokenInfo.
 
     Refusals raise :class:`PrivateTokenRequired`; register :func:`exception_handler` for it.
-    Cookies the policy sets on a pass (the verified-session mark) are carried by
-    ``request.state.pat_headers`` for the app to add; the middleware route adds them itself.
+    On a pass the policy's cookies (the verified-session mark) go on the response FastAPI
+    gives dependencies, which it merges into the endpoint's response.
     """
 
-    async def dependency(request: Request) -> TokenInfo | None:
+    async def dependency(request: Request, response: Response) -> TokenInfo | None:
         decision = await check_request(request, policy)
         if not decision.allowed:
             raise PrivateTokenRequired(decision)
-        request.state.pat_headers = decision.headers
+        response.raw_headers.extend(encode_headers(decision.headers))
         return decision.token
 
     return dependency

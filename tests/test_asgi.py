@@ -327,6 +327,10 @@ def test_fastapi_dependency(
         response = client.get("/fastapi", headers=_auth(_token(first, rsa_2048, issuer_key)))
         assert response.status_code == 200
         assert response.json()["private_token"]["issuer"] == ISSUER
+        # The dependency sets the verified-session mark itself: no token needed next time.
+        again = client.get("/fastapi")
+        assert again.status_code == 200
+        assert again.json()["private_token"]["via_session"] is True
 
 
 # ------------------------------------------------------------- non-HTTP scopes, directly
@@ -422,3 +426,19 @@ def test_websocket_with_verified_session_passes(
     middleware = PrivateTokenMiddleware(_Recorder(), policy=policy)
     inner, sent = _ws_run(middleware, "/protected", [(b"cookie", "; ".join(jar.values()).encode())])
     assert len(inner.calls) == 1 and sent == []
+
+
+def test_decorator_limited_to_get_also_protects_head(policy: Policy) -> None:
+    """Starlette answers HEAD with the GET endpoint, so protecting GET must cover HEAD."""
+
+    @require_private_token(policy=policy, methods={"GET"})
+    async def page(request: Request) -> Response:
+        return Response("secret")
+
+    scope: dict[str, Any]
+    for method in ("GET", "HEAD"):
+        scope = {"type": "http", "method": method, "path": "/page", "headers": []}
+        response = asyncio.run(page(Request(scope)))
+        assert response.status_code == 401, method
+    scope = {"type": "http", "method": "POST", "path": "/page", "headers": []}
+    assert asyncio.run(page(Request(scope))).status_code == 200

@@ -26,7 +26,7 @@ from flask.typing import ResponseReturnValue
 
 from ..errors import ConfigurationError
 from ..policy import SCOPE_KEY, Decision, Outcome, Policy, TokenInfo
-from ..settings import KNOWN_KEYS, Settings, load_settings
+from ..settings import KNOWN_KEYS, Settings, load_settings, protected_methods
 from ..wsgi import POLICY_ENVIRON_KEY, request_info
 
 #: ``app.extensions`` key holding the :class:`PrivateTokens` instance.
@@ -89,14 +89,6 @@ def settings_from_config(config: Mapping[str, Any], *, root_path: str | Path) ->
         raise ConfigurationError(config_name(e.setting), e.message) from e
 
 
-def protected_methods(methods: Iterable[str] | None) -> frozenset[str] | None:
-    """Upper-cased ``methods``, HEAD added with GET (Flask answers HEAD with the GET view)."""
-    if methods is None:
-        return None
-    upper = frozenset(m.upper() for m in methods)
-    return upper | {"HEAD"} if "GET" in upper else upper
-
-
 def _refusal(decision: Decision) -> Response:
     return Response(decision.body, status=decision.status, headers=list(decision.headers))
 
@@ -130,7 +122,7 @@ def _decorate(
     methods: Iterable[str] | None,
     get_policy: Callable[[], Policy],
 ) -> Callable[_P, Response]:
-    upper = protected_methods(methods)
+    upper = protected_methods(methods) if methods is not None else None
 
     @functools.wraps(view)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Response:

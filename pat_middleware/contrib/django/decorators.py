@@ -14,15 +14,14 @@ from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
+from ...settings import protected_methods
 from .middleware import acheck_request, add_headers, check_request, refusal_response
 
 _View = TypeVar("_View", bound=Callable[..., Any])
 
 
 def _decorate(view: _View, methods: Iterable[str] | None) -> _View:
-    upper = frozenset(m.upper() for m in methods) if methods is not None else None
-    if upper is not None and "GET" in upper:
-        upper |= {"HEAD"}  # Django answers HEAD with the GET view
+    upper = protected_methods(methods) if methods is not None else None
 
     def exempt(request: HttpRequest) -> bool:
         return upper is not None and (request.method or "GET") not in upper
