@@ -345,7 +345,10 @@ class _Builder:
             texts: list[tuple[str, str]] = []
             if "token_key" in entry:
                 texts.append((f"{where}.token_key", entry["token_key"]))
-            for j, text in enumerate(entry.get("token_keys", [])):
+            extra = entry.get("token_keys", [])
+            if not isinstance(extra, list | tuple):
+                raise self.fail(f"{where}.token_keys", "expected a list of token-key strings")
+            for j, text in enumerate(extra):
                 texts.append((f"{where}.token_keys[{j}]", text))
             if "token_key_file" in entry:
                 texts.append((f"{where}.token_key_file", self.read_key_file(entry, where)))

@@ -459,3 +459,9 @@ def test_header_unsafe_values_are_refused_at_start_up(
     """These values end up in response headers: accepting them breaks every 401 later."""
     base[key] = value
     assert _error(base).setting == key
+
+
+@pytest.mark.parametrize("value", [5, "MIIB", {"a": 1}])
+def test_token_keys_must_be_a_list(base: dict[str, Any], value: object) -> None:
+    base["issuers"][0]["token_keys"] = value
+    assert _error(base).setting == "issuers[0].token_keys"
