@@ -122,12 +122,41 @@ def interleaved(rounds: int, ours: Callable[[], float], base: Callable[[], float
     return row
 
 
-def rate(func: Callable[[], object], count: int) -> float:
-    """Calls per second of ``func``, which performs ``count`` operations."""
-    gc.collect()
-    start = time.perf_counter()
-    func()
-    return count / (time.perf_counter() - start)
+def paired(
+    rounds: int,
+    chunks: int,
+    ours: Callable[[int], object],
+    base: Callable[[int], object],
+    ops_per_chunk: int,
+    row: Row,
+    new_round: Callable[[], None] | None = None,
+) -> Row:
+    """Micro-benchmark pairs: each round runs ``chunks`` small chunks of each side in turn
+    (``ours(i)`` / ``base(i)`` perform ``ops_per_chunk`` operations on chunk ``i``), so both
+    sides see the same moments of a noisy machine. Time is this thread's CPU time, so time
+    spent descheduled by other processes counts on neither side."""
+    clock = time.thread_time
+    for _ in range(rounds):
+        if new_round is not None:
+            new_round()
+        gc.collect()
+        spent_ours = spent_base = 0.0
+        for i in range(chunks):
+            first, second = (ours, base) if i % 2 == 0 else (base, ours)
+            t0 = clock()
+            first(i)
+            t1 = clock()
+            second(i)
+            t2 = clock()
+            if first is ours:
+                spent_ours += t1 - t0
+                spent_base += t2 - t1
+            else:
+                spent_base += t1 - t0
+                spent_ours += t2 - t1
+        done = chunks * ops_per_chunk
+        row.add(done / spent_ours, done / spent_base)
+    return row
 
 
 # ------------------------------------------------------------------------------ the issuer

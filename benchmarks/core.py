@@ -24,8 +24,7 @@ from .common import (
     Result,
     Row,
     authorizations,
-    interleaved,
-    rate,
+    paired,
     session_challenge,
 )
 
@@ -68,9 +67,12 @@ def verification(issuer: Issuer, opts: Options) -> list[Result]:
     ]
 
 
+_CHUNK = 50
+
+
 def _verification(issuer: Issuer, opts: Options, row: Row, overrides: dict[str, Any]) -> Row:
-    count = 300 if opts.quick else 3000
-    rounds = 2 if opts.quick else opts.rounds
+    chunks = 6 if opts.quick else 60
+    count = chunks * _CHUNK
     # One policy mints the session and challenge; each round then judges the same tokens
     # with a fresh policy (so a fresh, empty replay store): every call spends a new nonce.
     setup = Policy(issuer.settings(**overrides))
@@ -85,31 +87,26 @@ def _verification(issuer: Issuer, opts: Options, row: Row, overrides: dict[str, 
     ]
     split = [(t[98:], t[:98]) for t in tokens]
     verify = issuer.key.public_key.verify
+    policy = [setup]
 
-    def ours() -> float:
-        evaluate = Policy(issuer.settings(**overrides)).evaluate
+    def new_round() -> None:
+        policy[0] = Policy(issuer.settings(**overrides))
 
-        def run() -> None:
-            for request in requests:
-                if evaluate(request).outcome is not Outcome.PASS:
-                    raise AssertionError("a valid token was refused")
+    def ours(chunk: int) -> None:
+        evaluate = policy[0].evaluate
+        for request in requests[chunk * _CHUNK : (chunk + 1) * _CHUNK]:
+            if evaluate(request).outcome is not Outcome.PASS:
+                raise AssertionError("a valid token was refused")
 
-        return rate(run, count)
+    def raw(chunk: int) -> None:
+        for authenticator, token_input in split[chunk * _CHUNK : (chunk + 1) * _CHUNK]:
+            verify(authenticator, token_input, PSS, SHA384)
 
-    def raw() -> float:
-        def run() -> None:
-            for authenticator, token_input in split:
-                verify(authenticator, token_input, PSS, SHA384)
-
-        return rate(run, count)
-
-    return interleaved(rounds, ours, raw, row)
+    return paired(opts.rounds, chunks, ours, raw, _CHUNK, row, new_round)
 
 
 def challenges(issuer: Issuer, opts: Options) -> list[Result]:
     """Item 2: per-session 401s from Policy.evaluate against the same bytes built by hand."""
-    count = 2000 if opts.quick else 20000
-    rounds = 2 if opts.quick else opts.rounds
     now = time.time()
     policy = Policy(issuer.settings(), clock=lambda: now)
     cookie, _ = session_challenge(policy)
@@ -161,28 +158,20 @@ def challenges(issuer: Issuer, opts: Options) -> list[Result]:
         "the hand-built 401 differs from the policy's"
     )
 
-    def ours() -> float:
+    repeat = 200
+
+    def ours(_: int) -> None:
         evaluate = policy.evaluate
+        for _ in range(repeat):
+            evaluate(request)
 
-        def run() -> None:
-            for _ in range(count):
-                evaluate(request)
+    def hand_with_cookie(_: int) -> None:
+        for _ in range(repeat):
+            by_hand(session_id_of(cookie_value))
 
-        return rate(run, count)
-
-    def hand_with_cookie() -> float:
-        def run() -> None:
-            for _ in range(count):
-                by_hand(session_id_of(cookie_value))
-
-        return rate(run, count)
-
-    def hand_bytes_only() -> float:
-        def run() -> None:
-            for _ in range(count):
-                by_hand(known_id)
-
-        return rate(run, count)
+    def hand_bytes_only(_: int) -> None:
+        for _ in range(repeat):
+            by_hand(known_id)
 
     with_cookie = Row(
         "2",
@@ -203,7 +192,8 @@ def challenges(issuer: Issuer, opts: Options) -> list[Result]:
         "by hand, bytes only",
         note="the same with the session id already known: no cookie check by hand.",
     )
+    chunks = 10 if opts.quick else 100
     return [
-        interleaved(rounds, ours, hand_with_cookie, with_cookie),
-        interleaved(rounds, ours, hand_bytes_only, bytes_only),
+        paired(opts.rounds, chunks, ours, hand_with_cookie, repeat, with_cookie),
+        paired(opts.rounds, chunks, ours, hand_bytes_only, repeat, bytes_only),
     ]
