@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 from .errors import DecodeError
 
 _TO_URLSAFE = str.maketrans("+/", "-_")
-_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+#: The base64url alphabet, compiled: one C-level scan instead of a set test per character.
+_URLSAFE_BODY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def b64url_encode(data: bytes, *, padded: bool = True) -> str:
@@ -34,10 +36,12 @@ def b64_decode(text: str | bytes, *, max_length: int | None = None) -> bytes:
             raise DecodeError("base64 value is not ASCII") from e
     if max_length is not None and len(text) > max_length:
         raise DecodeError(f"base64 value is longer than {max_length} characters")
-    body = text.strip().rstrip("=").translate(_TO_URLSAFE)
+    body = text.strip().rstrip("=")
+    if "+" in body or "/" in body:
+        body = body.translate(_TO_URLSAFE)
     if not body:
         raise DecodeError("base64 value is empty")
-    if not _ALPHABET.issuperset(body):
+    if _URLSAFE_BODY.fullmatch(body) is None:
         raise DecodeError("base64 value has characters outside the alphabet")
     if len(body) % 4 == 1:
         raise DecodeError("base64 value has an impossible length")
