@@ -37,6 +37,13 @@ _QUOTED = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"', re.DOTALL)
 _ESCAPED = re.compile(r"\\(.)", re.DOTALL)
 _BARE = re.compile(r"[^, \t]*")
 _SCHEME_LOWER = AUTH_SCHEME.lower()
+#: What clients send: exactly one PrivateToken credential with only a token parameter,
+#: quoted (without escapes) or bare. Gives what the general parser would, without it.
+_SINGLE_TOKEN = re.compile(
+    r"[ \t]*PrivateToken[ \t]+token[ \t]*=[ \t]*"
+    r'(?:"([A-Za-z0-9_+/-]+=*)"|([A-Za-z0-9_+/-]+=*))[ \t]*',
+    re.IGNORECASE | re.ASCII,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +143,10 @@ def parse_authorization(
     Other schemes are ignored, so the result may be empty. A PrivateToken credential without
     a decodable ``token`` raises :class:`DecodeError`, unless another credential decodes.
     """
+    if len(value) <= max_length:
+        single = _SINGLE_TOKEN.fullmatch(value)
+        if single is not None:
+            return [b64_decode(single.group(1) or single.group(2), max_length=max_length)]
     tokens: list[bytes] = []
     error: DecodeError | None = None
     for item in parse_auth_items(value, max_length=max_length):
