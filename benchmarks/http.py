@@ -1,7 +1,333 @@
+"""Item 3: requests per second through real servers on loopback, with and without us.
+
+Four servers run at once (idle ones cost nothing): a Starlette app under uvicorn and a Flask
+app under gunicorn, each once without and once with the middleware; one worker each. The
+load generator is ``wrk -t1`` (one thread, so it leaves the other core to the server), or
+the Python driver in :mod:`benchmarks.loadgen` when wrk is missing. Every round runs every
+variant for ``--seconds``, in an order that alternates between rounds.
+"""
+
 from __future__ import annotations
 
-from .common import Issuer, Options, Result, Skip
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pat_middleware.policy import Policy
+
+from .common import Issuer, Options, Result, Row, Skip, authorizations, session_challenge
+
+HERE = Path(__file__).resolve().parent
+LUA = HERE / "wrk" / "bench.lua"
+ROOT = HERE.parent
+STARTUP_TIMEOUT = 20.0
+
+
+@dataclass
+class Run:
+    """What one load-generator run saw."""
+
+    seconds: float
+    requests: int
+    s200: int
+    s401: int
+    other: int
+    errors: int
+
+    def rate(self, expect: int) -> float:
+        good = self.s200 if expect == 200 else self.s401
+        return good / self.seconds if self.seconds > 0 else 0.0
+
+    def unexpected(self, expect: int) -> int:
+        wrong = self.other + (self.s401 if expect == 200 else self.s200)
+        return wrong + self.errors
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@dataclass
+class LoadGen:
+    kind: str  # "wrk" or "python"
+    connections: int
+    workdir: Path
+    runs: int = field(default=0)
+
+    def run(
+        self,
+        base: str,
+        path: str,
+        seconds: float,
+        tokens: list[str] | None = None,
+        cookie: str | None = None,
+    ) -> Run:
+        url = base + path
+        self.runs += 1
+        token_file = "-"
+        if tokens:
+            file = self.workdir / f"tokens-{self.runs}.txt"
+            file.write_text("\n".join(tokens) + "\n", encoding="latin-1")
+            token_file = str(file)
+        if self.kind == "wrk":
+            argv = [
+                "wrk",
+                "-t1",
+                f"-c{self.connections}",
+                f"-d{max(1, round(seconds))}s",  # wrk takes whole seconds
+                "--timeout",
+                "5s",
+                "-s",
+                str(LUA),
+                url,
+                "--",
+                path,
+                token_file,
+                cookie or "-",
+            ]
+        else:
+            argv = [
+                sys.executable,
+                "-m",
+                "benchmarks.loadgen",
+                url,
+                "--seconds",
+                str(seconds),
+                "--connections",
+                str(self.connections),
+            ]
+            if tokens:
+                argv += ["--tokens", token_file]
+            if cookie:
+                argv += ["--cookie", cookie]
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=seconds + 60, cwd=ROOT, check=False
+        )
+        for line in done.stdout.splitlines():
+            if line.startswith("RESULT "):
+                us, requests, s200, s401, other, errors = (int(x) for x in line.split()[1:])
+                return Run(us / 1e6, requests, s200, s401, other, errors)
+        raise RuntimeError(
+            f"{self.kind} printed no result: {done.stdout[-300:]}{done.stderr[-300:]}"
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_ready(server: Server) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{server.name} exited: {server.log.read_text()[-500:]}")
+        try:
+            with urllib.request.urlopen(server.url + "/open", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{server.name} did not start in {STARTUP_TIMEOUT} s")
+
+
+@contextmanager
+def servers(kind: str, settings_file: Path, workdir: Path) -> Iterator[tuple[Server, Server]]:
+    """A server without the middleware and one with it, for ``kind`` "asgi" or "wsgi"."""
+    started: list[Server] = []
+    env = {**os.environ, "PAT_BENCH_SETTINGS": str(settings_file)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    try:
+        for middleware in (False, True):
+            port = _free_port()
+            name = f"{kind}-{'middleware' if middleware else 'plain'}"
+            if kind == "asgi":
+                argv = [sys.executable, "-m", "benchmarks.apps", "--port", str(port)]
+                if middleware:
+                    argv.append("--middleware")
+            else:
+                argv = [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "--workers",
+                    "1",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--log-level",
+                    "warning",
+                    f"benchmarks.apps:flask_app('{int(middleware)}')",
+                ]
+            log = workdir / f"{name}.log"
+            with log.open("wb") as out:
+                process = subprocess.Popen(
+                    argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+                )
+            server = Server(name, f"http://127.0.0.1:{port}", process, log)
+            started.append(server)
+            _wait_ready(server)
+        yield started[0], started[1]
+    finally:
+        for server in started:
+            server.process.terminate()
+        for server in started:
+            try:
+                server.process.wait(10)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+                server.process.wait(10)
+
+
+def find_loadgen(opts: Options) -> LoadGen | str:
+    """wrk when asked for or found (installing it where apt-get can), else the Python driver."""
+    if opts.loadgen in ("auto", "wrk") and shutil.which("wrk") is None:
+        _try_install_wrk()
+    if opts.loadgen == "wrk" and shutil.which("wrk") is None:
+        return "wrk not found (apt-get install wrk) and --loadgen wrk was asked for"
+    kind = "wrk" if opts.loadgen != "python" and shutil.which("wrk") else "python"
+    return LoadGen(kind, opts.connections, opts.workdir)
+
+
+def _try_install_wrk() -> None:
+    """Debian's wrk, when this process may install packages (root with apt-get)."""
+    if (
+        shutil.which("apt-get") is None
+        or not hasattr(os, "geteuid")
+        or os.geteuid() != 0
+        or os.environ.get("PAT_BENCH_NO_INSTALL")
+    ):
+        return
+    print("... installing wrk with apt-get", file=sys.stderr, flush=True)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "wrk"],
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def run(issuer: Issuer, opts: Options) -> list[Result]:
-    return [Skip("?", "http", "todo")]
+    loadgen = find_loadgen(opts)
+    if isinstance(loadgen, str):
+        return [Skip("3", "HTTP", loadgen)]
+    settings_file = issuer.write_settings(opts.workdir / "pat.toml")
+    policy = Policy(issuer.settings())  # same secret: mints sessions the servers accept
+    results: list[Result] = []
+    for kind, needs, label in (
+        ("asgi", ("uvicorn", "starlette"), "ASGI: Starlette under uvicorn"),
+        ("wsgi", ("gunicorn", "flask"), "WSGI: Flask under gunicorn"),
+    ):
+        missing = [m for m in needs if importlib.util.find_spec(m) is None]
+        if missing:
+            results.append(
+                Skip("3", label, f"{', '.join(missing)} not installed (pip install -e '.[bench]')")
+            )
+            continue
+        with servers(kind, settings_file, opts.workdir) as (plain, guarded):
+            results += _measure(label, plain, guarded, issuer, policy, loadgen, opts)
+    return results
+
+
+def _measure(
+    label: str,
+    plain: Server,
+    guarded: Server,
+    issuer: Issuer,
+    policy: Policy,
+    loadgen: LoadGen,
+    opts: Options,
+) -> list[Result]:
+    seconds = opts.seconds
+    warm = min(1.0, seconds)
+    notes: list[str] = []
+
+    def measure(
+        which: str, duration: float, tokens: list[str] | None = None, cookie: str | None = None
+    ) -> float:
+        server, path, expect = {
+            "plain": (plain, "/open", 200),
+            "open": (guarded, "/open", 200),
+            "token": (guarded, "/protected", 200),
+            "challenge": (guarded, "/protected", 401),
+        }[which]
+        run = loadgen.run(server.url, path, duration, tokens, cookie)
+        wrong = run.unexpected(expect)
+        # A few replays are possible where wrk sends the last token again as it stops.
+        if wrong > max(opts.connections, run.requests // 100):
+            notes.append(f"{which}: {wrong} of {run.requests} answers were not {expect}")
+        return run.rate(expect)
+
+    # Warm up every variant; the token run also estimates how many tokens a run needs.
+    cookie, challenge = session_challenge(policy)
+    measure("plain", warm)
+    open_rate = measure("open", warm)
+    measure("challenge", warm, cookie=cookie)
+    warm_tokens = max(50, int(open_rate * warm * 0.5))
+    tokens = authorizations(issuer.mint(challenge, warm_tokens))
+    token_rate = measure("token", warm, tokens, cookie)
+
+    rows = {
+        "a": Row(
+            "3a",
+            f"{label}, unprotected route",
+            "middleware installed",
+            "no middleware",
+            target=0.97,
+            target_text=">= 0.97",
+        ),
+        "b": Row(
+            "3b",
+            f"{label}, fresh valid token on every request",
+            "protected + token",
+            "unprotected",
+            target=0.70,
+            target_text=">= 0.70",
+        ),
+        "c": Row(
+            "3c",
+            f"{label}, 401 challenge",
+            "401 path",
+            "unprotected",
+            target=0.90,
+            target_text=">= 0.90",
+        ),
+    }
+    for i in range(opts.rounds):
+        need = int(token_rate * seconds * 1.15) + opts.connections
+        cookie, challenge = session_challenge(policy)  # a fresh window: tokens stay valid
+        tokens = authorizations(issuer.mint(challenge, need))
+        order = ["plain", "open", "token", "challenge"]
+        if i % 2:
+            order.reverse()
+        rates = {}
+        for which in order:
+            if which == "token":
+                rates[which] = measure(which, seconds, tokens, cookie)
+            else:
+                rates[which] = measure(which, seconds, cookie=cookie)
+        token_rate = rates["token"]
+        rows["a"].add(rates["open"], rates["plain"])
+        rows["b"].add(rates["token"], rates["open"])
+        rows["c"].add(rates["challenge"], rates["open"])
+    note = (
+        f"load generator: {'wrk -t1' if loadgen.kind == 'wrk' else 'Python driver'}, "
+        f"{opts.connections} connections, {seconds:g} s a run; per-session mode with a "
+        "fixed session cookie; 3b pre-mints one token per request."
+    )
+    rows["a"].note = note + (" Problems: " + "; ".join(notes) if notes else "")
+    return list(rows.values())

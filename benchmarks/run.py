@@ -99,7 +99,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         return Options(
             quick=True,
             rounds=1,
-            seconds=0.5,
+            seconds=1.0,
             connections=min(args.connections, 16),
             loadgen=args.loadgen,
             only=frozenset(args.only),
