@@ -53,3 +53,45 @@ def test_another_salt_does_not_verify() -> None:
     other = _ClockSigner(KEY, "pat-middleware/verified", lambda: NOW)
     with pytest.raises(BadSignature):
         other.unsign(ours().sign("abc"), max_age=10)
+
+
+def at(now: float) -> _ClockSigner:
+    return _ClockSigner(KEY, SALT, lambda: now)
+
+
+def test_check_returns_payload_and_timestamp() -> None:
+    signed = ours().sign("abc").decode()
+    assert at(NOW + 10).check(signed, 10) == (b"abc", int(NOW))
+    assert at(NOW).check(stock().sign("abc").decode(), 0) == (b"abc", int(NOW))
+
+
+@pytest.mark.parametrize(("now", "max_age"), [(NOW + 11, 10), (NOW - 1, 10)])
+def test_check_refuses_old_and_future_values(now: float, max_age: int) -> None:
+    signed = ours().sign("abc").decode()
+    with pytest.raises(BadSignature):
+        at(now).check(signed, max_age)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "abc",
+        "abc.sig",
+        "é.a.b",
+        "abc..sig",
+        "abc." + "A" * 12 + ".sig",
+    ],
+)
+def test_check_refuses_malformed_values(value: str) -> None:
+    with pytest.raises(BadSignature):
+        ours().check(value, 10)
+
+
+def test_check_refuses_a_malformed_timestamp_even_when_signed() -> None:
+    # A correctly signed value whose timestamp field is not base64 (or too long) is refused.
+    for stamp in ("!!", "A" * 12):
+        signed = f"abc.{stamp}"
+        value = signed + "." + ours().get_signature(signed).decode()
+        with pytest.raises(BadSignature):
+            ours().check(value, 10)
