@@ -4,7 +4,7 @@ Four servers run at once (idle ones cost nothing): a Starlette app under uvicorn
 app under gunicorn, each once without and once with the middleware; one worker each. The
 load generator is ``wrk -t1`` (one thread, so it leaves the other core to the server), or
 the Python driver in :mod:`benchmarks.loadgen` when wrk is missing. Every round runs every
-variant for ``--seconds``, in an order that alternates between rounds.
+variant for one second at a time, ``--seconds`` times a round, in an order that alternates.
 """
 
 from __future__ import annotations
@@ -30,6 +30,13 @@ HERE = Path(__file__).resolve().parent
 LUA = HERE / "wrk" / "bench.lua"
 ROOT = HERE.parent
 STARTUP_TIMEOUT = 20.0
+#: variant -> (server, path, expected status)
+VARIANTS = {
+    "plain": ("plain", "/open", 200),
+    "open": ("guarded", "/open", 200),
+    "token": ("guarded", "/protected", 200),
+    "challenge": ("guarded", "/protected", 401),
+}
 
 
 @dataclass
@@ -167,6 +174,11 @@ def servers(kind: str, settings_file: Path, workdir: Path) -> Iterator[tuple[Ser
                     "gunicorn",
                     "--workers",
                     "1",
+                    # one thread serving keep-alive connections, like uvicorn's loop
+                    "--worker-class",
+                    "gthread",
+                    "--threads",
+                    "1",
                     "--bind",
                     f"127.0.0.1:{port}",
                     "--log-level",
@@ -252,34 +264,28 @@ def _measure(
     loadgen: LoadGen,
     opts: Options,
 ) -> list[Result]:
-    seconds = opts.seconds
-    warm = min(1.0, seconds)
     notes: list[str] = []
 
     def measure(
         which: str, duration: float, tokens: list[str] | None = None, cookie: str | None = None
-    ) -> float:
-        server, path, expect = {
-            "plain": (plain, "/open", 200),
-            "open": (guarded, "/open", 200),
-            "token": (guarded, "/protected", 200),
-            "challenge": (guarded, "/protected", 401),
-        }[which]
-        run = loadgen.run(server.url, path, duration, tokens, cookie)
+    ) -> Run:
+        server, path, expect = VARIANTS[which]
+        run = loadgen.run(
+            plain.url if server == "plain" else guarded.url, path, duration, tokens, cookie
+        )
         wrong = run.unexpected(expect)
         # A few replays are possible where wrk sends the last token again as it stops.
         if wrong > max(opts.connections, run.requests // 100):
             notes.append(f"{which}: {wrong} of {run.requests} answers were not {expect}")
-        return run.rate(expect)
+        return run
 
     # Warm up every variant; the token run also estimates how many tokens a run needs.
     cookie, challenge = session_challenge(policy)
-    measure("plain", warm)
-    open_rate = measure("open", warm)
-    measure("challenge", warm, cookie=cookie)
-    warm_tokens = max(50, int(open_rate * warm * 0.5))
-    tokens = authorizations(issuer.mint(challenge, warm_tokens))
-    token_rate = measure("token", warm, tokens, cookie)
+    measure("plain", 1)
+    open_rate = measure("open", 1).rate(200)
+    measure("challenge", 1, cookie=cookie)
+    tokens = authorizations(issuer.mint(challenge, max(50, int(open_rate * 0.5))))
+    token_rate = measure("token", 1, tokens, cookie).rate(200)
 
     rows = {
         "a": Row(
@@ -307,26 +313,35 @@ def _measure(
             target_text=">= 0.90",
         ),
     }
-    for i in range(opts.rounds):
-        need = int(token_rate * seconds * 1.15) + opts.connections
+    # Each round: ``slices`` one-second runs of every variant, in turn (the order reversed
+    # every other slice), so a noisy second of the machine falls on all of them alike.
+    slices = max(1, round(opts.seconds))
+    for _ in range(opts.rounds):
+        need = int(token_rate * slices * 1.2) + slices * opts.connections
         cookie, challenge = session_challenge(policy)  # a fresh window: tokens stay valid
         tokens = authorizations(issuer.mint(challenge, need))
-        order = ["plain", "open", "token", "challenge"]
-        if i % 2:
-            order.reverse()
-        rates = {}
-        for which in order:
-            if which == "token":
-                rates[which] = measure(which, seconds, tokens, cookie)
-            else:
-                rates[which] = measure(which, seconds, cookie=cookie)
+        good = dict.fromkeys(VARIANTS, 0)
+        spent = dict.fromkeys(VARIANTS, 0.0)
+        for i in range(slices):
+            order = list(VARIANTS) if i % 2 == 0 else list(reversed(VARIANTS))
+            for which in order:
+                if which == "token":
+                    run = measure(which, 1, tokens, cookie)
+                    # Whatever was in flight when the run stopped may have been spent too.
+                    tokens = tokens[run.requests + opts.connections :]
+                else:
+                    run = measure(which, 1, cookie=cookie)
+                good[which] += run.s200 if VARIANTS[which][2] == 200 else run.s401
+                spent[which] += run.seconds
+        rates = {which: good[which] / spent[which] for which in VARIANTS}
         token_rate = rates["token"]
         rows["a"].add(rates["open"], rates["plain"])
         rows["b"].add(rates["token"], rates["open"])
         rows["c"].add(rates["challenge"], rates["open"])
     note = (
         f"load generator: {'wrk -t1' if loadgen.kind == 'wrk' else 'Python driver'}, "
-        f"{opts.connections} connections, {seconds:g} s a run; per-session mode with a "
+        f"{opts.connections} connections, {slices} one-second runs of each variant a round; "
+        "per-session mode with a "
         "fixed session cookie; 3b pre-mints one token per request."
     )
     rows["a"].note = note + (" Problems: " + "; ".join(notes) if notes else "")
