@@ -175,8 +175,13 @@ class Issuer:
         return cls(private, IssuerKey.from_spki(encode_pss_spki(private.public_key())))
 
     def settings_mapping(self, **overrides: Any) -> dict[str, Any]:
+        return self.settings_mapping_for(self.key.token_key, **overrides)
+
+    @staticmethod
+    def settings_mapping_for(token_key: str, **overrides: Any) -> dict[str, Any]:
+        """The benchmark settings trusting ``token_key`` as ``ISSUER``."""
         data: dict[str, Any] = {
-            "issuers": [{"name": ISSUER, "token_key": self.key.token_key}],
+            "issuers": [{"name": ISSUER, "token_key": token_key}],
             "secret": SECRET,
             "protect": ["/protected"],
             "origin_info": [ORIGIN],
