@@ -27,8 +27,14 @@ SECRET = "benchmark-secret-0123456789-abcdefghijklmnop"
 #: RSASSA-PSS with SHA-384, MGF1-SHA-384, 48-byte salt: what type-2 tokens carry.
 PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 SHA384 = hashes.SHA384()
+#: Set to keep the harness from installing wrk (apt-get) or the Node peer (npm ci).
+NO_INSTALL_ENV = "PAT_BENCH_NO_INSTALL"
 #: Below this many tokens, minting in this process beats starting a pool.
 _POOL_THRESHOLD = 400
+
+
+def installs_allowed() -> bool:
+    return not os.environ.get(NO_INSTALL_ENV)
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class Options:
     connections: int = 32
     loadgen: str = "auto"  # auto | wrk | python
     only: frozenset[str] = frozenset()
+    servers: frozenset[str] = frozenset({"asgi", "wsgi"})
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pat-bench-")))
 
     def wants(self, section: str) -> bool:

@@ -4,7 +4,7 @@
 keeps C keep-alive connections busy for S seconds (reconnecting when the server closes),
 sends a fresh Authorization line from FILE on every request when given (stopping when they
 run out, so none is sent twice), and prints one line like wrk's script does:
-``RESULT duration_us requests n200 n401 nother errors``.
+``RESULT duration_us requests n200 n401 nother errors tokens_ran_out``.
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ async def drive(
     c = shared.counts
     done = c["200"] + c["401"] + c["other"]
     return (
-        f"RESULT {int((end - start) * 1e6)} {done} {c['200']} {c['401']} {c['other']} {c['errors']}"
+        f"RESULT {int((end - start) * 1e6)} {done} {c['200']} {c['401']} {c['other']} "
+        f"{c['errors']} {int(bool(tokens) and shared.used >= len(tokens))}"
     )
 
 

@@ -4,7 +4,8 @@ Both sides get the same Authorization headers and issuer key, each in its own pr
 ``node node/verify.mjs`` (parse the header, ``Origin.verify``) and ``python -m
 benchmarks.peer`` (``Policy.evaluate``: parse, key lookup, challenge digest, RSA-PSS,
 replay store). One process a side verifies one token at a time; then one process per core
-on each side, all started together. ``npm ci`` runs first when node_modules is missing.
+on each side, all told to start together once each is warm. ``npm ci`` runs first when
+node_modules is missing.
 """
 
 from __future__ import annotations
@@ -17,12 +18,20 @@ import sys
 import time
 from pathlib import Path
 
-from .common import Issuer, Options, Result, Row, Skip, authorizations, interleaved
+from .common import (
+    NO_INSTALL_ENV,
+    Issuer,
+    Options,
+    Result,
+    Row,
+    Skip,
+    authorizations,
+    installs_allowed,
+    interleaved,
+)
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 ROOT = NODE_DIR.parent.parent
-#: Milliseconds between launching the processes and their common start.
-START_DELAY_MS = 2500
 PACKAGE = "@cloudflare/privacypass-ts"
 
 
@@ -33,6 +42,8 @@ def _ensure_node_modules() -> str | None:
     npm = shutil.which("npm")
     if npm is None:
         return "npm not found"
+    if not installs_allowed():
+        return f"node_modules missing and {NO_INSTALL_ENV} is set (run npm ci in {NODE_DIR})"
     print(f"... npm ci in {NODE_DIR}", file=sys.stderr, flush=True)
     done = subprocess.run(
         [npm, "ci", "--no-audit", "--no-fund"],
@@ -74,15 +85,31 @@ def run(issuer: Issuer, opts: Options) -> list[Result]:
     rounds = 1 if opts.quick else opts.rounds
 
     def side(language: str, processes: int) -> float:
-        start_ms = int(time.time() * 1000) + START_DELAY_MS
         if language == "node":
-            argv = ["node", str(NODE_DIR / "verify.mjs"), str(data), str(start_ms)]
+            argv = ["node", str(NODE_DIR / "verify.mjs"), str(data)]
         else:
-            argv = [sys.executable, "-m", "benchmarks.peer", str(data), str(start_ms)]
+            argv = [sys.executable, "-m", "benchmarks.peer", str(data)]
         children = [
-            subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
             for _ in range(processes)
         ]
+        # Every process says "ready" once set up and warm; then all are told to go at once.
+        for child in children:
+            assert child.stdout is not None
+            line = child.stdout.readline()
+            if line.strip() != b"ready":
+                _, err = child.communicate(timeout=60)
+                raise RuntimeError(f"{language} side failed: {(line + err).decode()[-400:]}")
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write(b"go\n")
+            child.stdin.flush()
         reports = []
         for child in children:
             out, err = child.communicate(timeout=600)
@@ -120,7 +147,7 @@ def run(issuer: Issuer, opts: Options) -> list[Result]:
     return [single, busy]
 
 
-def _child(data_file: str, start_ms: int) -> None:
+def _child(data_file: str) -> None:
     """This side's process: judge every header once with a fresh policy, print the timing."""
     from pat_middleware.policy import Outcome, Policy, RequestInfo
     from pat_middleware.settings import Settings
@@ -136,8 +163,8 @@ def _child(data_file: str, start_ms: int) -> None:
     for request in requests[:20]:
         warm.evaluate(request)
     evaluate = Policy(settings).evaluate
-    while time.time() * 1000 < start_ms:
-        time.sleep(0.001)
+    print("ready", flush=True)
+    sys.stdin.readline()
     begin_ms = time.time() * 1000
     begin = time.perf_counter()
     for request in requests:
@@ -150,4 +177,4 @@ def _child(data_file: str, start_ms: int) -> None:
 
 
 if __name__ == "__main__":
-    _child(sys.argv[1], int(sys.argv[2]))
+    _child(sys.argv[1])

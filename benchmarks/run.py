@@ -92,7 +92,15 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         default=[],
         help="run only this section (repeatable)",
     )
+    parser.add_argument(
+        "--servers",
+        action="append",
+        choices=("asgi", "wsgi"),
+        default=[],
+        help="HTTP figures for these servers only (repeatable; default both)",
+    )
     args = parser.parse_args(argv)
+    servers = frozenset(args.servers or ("asgi", "wsgi"))
     if args.rounds < 1 or args.seconds <= 0 or args.connections < 1:
         parser.error("--rounds, --seconds and --connections must be positive")
     if args.quick:
@@ -103,6 +111,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
             connections=min(args.connections, 16),
             loadgen=args.loadgen,
             only=frozenset(args.only),
+            servers=servers,
         )
     return Options(
         rounds=args.rounds,
@@ -110,6 +119,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         connections=args.connections,
         loadgen=args.loadgen,
         only=frozenset(args.only),
+        servers=servers,
     )
 
 

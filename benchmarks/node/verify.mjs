@@ -1,15 +1,15 @@
 // The peer of `python -m benchmarks` item 5: origin-side verification of type-2 tokens with
 // @cloudflare/privacypass-ts, one at a time (each awaited before the next).
 //
-//   node verify.mjs INPUT.json START_MS
+//   node verify.mjs INPUT.json
 //
 // INPUT.json: {"token_key": <base64url RSASSA-PSS SPKI>, "headers": [<Authorization value>...]}.
-// Waits until the wall clock reaches START_MS (so parallel processes start together), then
-// parses each header and verifies its token; prints {"count", "start_ms", "end_ms"}.
+// Prints "ready" once warm, waits for a line on stdin (so parallel processes start together),
+// then parses each header and verifies its token; prints {"count", "start_ms", "end_ms"}.
 import { readFileSync } from 'node:fs';
 import { AuthorizationHeader, TOKEN_TYPES, publicVerif, util } from '@cloudflare/privacypass-ts';
 
-const [input, startArg] = process.argv.slice(2);
+const [input] = process.argv.slice(2);
 const { token_key: tokenKey, headers } = JSON.parse(readFileSync(input, 'utf8'));
 
 const spki = Buffer.from(tokenKey, 'base64url');
@@ -32,8 +32,9 @@ async function verifyOne(header) {
 // Warm up on a few tokens (they are verified again below: verification keeps no state).
 for (const header of headers.slice(0, 20)) await verifyOne(header);
 
-const startMs = Number(startArg || 0);
-while (Date.now() < startMs) await new Promise((resolve) => setTimeout(resolve, 1));
+console.log('ready');
+await new Promise((resolve) => process.stdin.once('data', resolve));
+process.stdin.pause();
 
 const begin = performance.now();
 const beginMs = Date.now();
