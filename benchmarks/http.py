@@ -14,6 +14,7 @@ import importlib.util
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -40,6 +41,12 @@ HERE = Path(__file__).resolve().parent
 LUA = HERE / "wrk" / "bench.lua"
 ROOT = HERE.parent
 STARTUP_TIMEOUT = 20.0
+CPU_LABELS = {
+    "plain": "no middleware",
+    "open": "unprotected",
+    "token": "token",
+    "challenge": "401",
+}
 #: variant -> (server, path, expected status)
 VARIANTS = {
     "plain": ("plain", "/open", 200),
@@ -60,6 +67,7 @@ class Run:
     other: int
     errors: int
     ran_out: bool = False  # the tokens ran out (wrk then reports the full duration anyway)
+    server_cpu: float | None = None  # seconds of server CPU the run took
 
     def rate(self, expect: int) -> float:
         good = self.s200 if expect == 200 else self.s401
@@ -141,6 +149,27 @@ class LoadGen:
         raise RuntimeError(
             f"{self.kind} printed no result: {done.stdout[-300:]}{done.stderr[-300:]}"
         )
+
+
+def server_cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) of a process and its children that are still running (the
+    gunicorn worker), from /proc; None where there is no /proc."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0.0
+    try:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(entry) == pid or int(fields[1]) == pid:  # fields[1] is the parent's pid
+                total += (int(fields[11]) + int(fields[12])) / tick
+    except OSError:
+        return None
+    return total
 
 
 def _free_port() -> int:
@@ -283,9 +312,14 @@ def _measure(
         which: str, duration: float, tokens: list[str] | None = None, cookie: str | None = None
     ) -> Run:
         server, path, expect = VARIANTS[which]
+        process = (plain if server == "plain" else guarded).process
+        cpu_before = server_cpu_seconds(process.pid)
         run = loadgen.run(
             plain.url if server == "plain" else guarded.url, path, duration, tokens, cookie
         )
+        cpu_after = server_cpu_seconds(process.pid)
+        if cpu_before is not None and cpu_after is not None:
+            run.server_cpu = cpu_after - cpu_before
         wrong = run.unexpected(expect)
         # A few replays are possible where wrk sends the last token again as it stops.
         if wrong > max(opts.connections, run.requests // 100):
@@ -331,6 +365,7 @@ def _measure(
             target_text=">= 0.90",
         ),
     }
+    cpu_per_request: dict[str, list[float]] = {which: [] for which in VARIANTS}
     # Each round: ``slices`` one-second runs of every variant, in turn (the order reversed
     # every other slice), so a noisy second of the machine falls on all of them alike.
     slices = max(1, round(opts.seconds))
@@ -340,6 +375,7 @@ def _measure(
         tokens = authorizations(issuer.mint(challenge, need))
         good = dict.fromkeys(VARIANTS, 0)
         spent = dict.fromkeys(VARIANTS, 0.0)
+        cpu = dict.fromkeys(VARIANTS, 0.0)
         for i in range(slices):
             order = list(VARIANTS) if i % 2 == 0 else list(reversed(VARIANTS))
             for which in order:
@@ -351,7 +387,10 @@ def _measure(
                     run = measure(which, 1, cookie=cookie)
                 good[which] += run.s200 if VARIANTS[which][2] == 200 else run.s401
                 spent[which] += run.seconds
+                cpu[which] += run.server_cpu or 0.0
         rates = {which: good[which] / spent[which] for which in VARIANTS}
+        for which in VARIANTS:
+            cpu_per_request[which].append(cpu[which] / max(1, good[which]) * 1e6)
         token_rate = max(token_rate, rates["token"])
         rows["a"].add(rates["open"], rates["plain"])
         rows["b"].add(rates["token"], rates["open"])
@@ -362,5 +401,12 @@ def _measure(
         "per-session mode with a "
         "fixed session cookie; 3b pre-mints one token per request."
     )
+    if all(cpu_per_request.values()) and any(v > 0 for v in cpu_per_request["plain"]):
+        # Server CPU per answer does not depend on how busy the rest of the machine is.
+        cpu_text = ", ".join(
+            f"{CPU_LABELS[which]} {statistics.median(cpu_per_request[which]):.0f} us"
+            for which in VARIANTS
+        )
+        note += f" Server CPU per answer (median of rounds): {cpu_text}."
     rows["a"].note = note + (" Problems: " + "; ".join(sorted(set(notes))) if notes else "")
     return list(rows.values())
