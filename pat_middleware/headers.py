@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .codec import b64_decode, b64url_encode
+from .codec import b64_decode, b64url_encode, decode_checked_body
 from .errors import DecodeError
 
 AUTH_SCHEME = "PrivateToken"
@@ -146,7 +146,9 @@ def parse_authorization(
     if len(value) <= max_length:
         single = _SINGLE_TOKEN.fullmatch(value)
         if single is not None:
-            return [b64_decode(single.group(1) or single.group(2), max_length=max_length)]
+            # The pattern admits only base64 characters and trailing '=': what b64_decode
+            # would check is checked.
+            return [decode_checked_body((single.group(1) or single.group(2)).rstrip("="))]
     tokens: list[bytes] = []
     error: DecodeError | None = None
     for item in parse_auth_items(value, max_length=max_length):
