@@ -438,7 +438,7 @@ class Policy:
         logger.warning("store unavailable: %s", error, extra={"pat_outcome": "store_unavailable"})
         return Decision(
             Outcome.UNAVAILABLE,
-            status=503,
+            status=self.settings.store_unavailable_status,
             headers=(
                 ("Retry-After", str(error.retry_after)),
                 ("Content-Type", "text/plain; charset=utf-8"),

@@ -119,6 +119,7 @@ class Settings:
     quoted_values: bool = True
     replay_store: str = "memory://"
     replay_ttl: int = 86400
+    store_unavailable_status: int = 503
     max_authorization_length: int = DEFAULT_MAX_AUTHORIZATION_LENGTH
     development: bool = False
 
@@ -167,8 +168,8 @@ KNOWN_KEYS = frozenset(
         "failure_status", "verified_duration", "session_lifetime", "cookie_name",
         "verified_cookie_name", "cookie_secure", "cookie_samesite", "cookie_domain",
         "cookie_path", "challenge_body", "challenge_body_file", "challenge_content_type",
-        "quoted_values", "replay_store", "replay_ttl", "max_authorization_length",
-        "development",
+        "quoted_values", "replay_store", "replay_ttl", "store_unavailable_status",
+        "max_authorization_length", "development",
     }
 )  # fmt: skip
 ISSUER_KEYS = frozenset({"name", "token_key", "token_keys", "token_key_file", "allow_4096"})
@@ -301,11 +302,26 @@ class _Builder:
             quoted_values=self.boolean("quoted_values", True),
             replay_store=replay_store,
             replay_ttl=self.integer("replay_ttl", 86400, low=60, high=366 * 86400),
+            store_unavailable_status=self.store_unavailable_status(),
             max_authorization_length=self.integer(
                 "max_authorization_length", DEFAULT_MAX_AUTHORIZATION_LENGTH, low=600, high=16384
             ),
             development=development,
         )
+
+    def store_unavailable_status(self) -> int:
+        """429 or a 5xx: the answer while the replay store cannot record a token."""
+        value = self.get("store_unavailable_status", 503)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not (value == 429 or 500 <= value <= 599)
+        ):
+            raise self.fail(
+                "store_unavailable_status",
+                f"expected 429 or an integer from 500 to 599, got {value!r}",
+            )
+        return value
 
     def header_safe(self, key: str, default: str | None, pattern: re.Pattern[str]) -> str | None:
         """A string that goes into a response header: printable ASCII, nothing that splits."""

@@ -118,6 +118,7 @@ def test_every_known_key_is_applied(
         "quoted_values": False,
         "replay_store": "memory://?max_entries=10",
         "replay_ttl": 600,
+        "store_unavailable_status": 429,
         "max_authorization_length": 4096,
         "development": False,
     }
@@ -150,6 +151,7 @@ def test_every_known_key_is_applied(
         600,
     )
     assert s.max_authorization_length == 4096
+    assert s.store_unavailable_status == 429
     assert not s.development
 
 
@@ -258,9 +260,10 @@ ERROR_CASES: list[tuple[dict[str, Any], str, str]] = [
     ),
     ({"challenge_content_type": 5}, "challenge_content_type", "string"),
     ({"quoted_values": "no"}, "quoted_values", "true or false"),
-    ({"replay_store": "redis://localhost"}, "replay_store", "redis"),
+    ({"replay_store": "redis://localhost?bogus=1"}, "replay_store", "bogus"),
     ({"replay_store": "memory://?max_entries=none"}, "replay_store", "integer"),
     ({"replay_ttl": 10}, "replay_ttl", "integer"),
+    ({"store_unavailable_status": 404}, "store_unavailable_status", "429 or an integer"),
     ({"max_authorization_length": 100}, "max_authorization_length", "integer"),
     ({"development": "yes"}, "development", "true or false"),
     ({"protected": ["/a"]}, "protected", "unknown setting"),
