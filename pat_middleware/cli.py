@@ -10,10 +10,11 @@ import argparse
 import hashlib
 import json
 import os
+import secrets
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .codec import b64_decode
 from .errors import DecodeError, PrivateTokenError, TokenError
@@ -34,6 +35,9 @@ from .wire import (
     TokenChallenge,
     peek_token_type,
 )
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -298,10 +302,12 @@ def _load_private_keys(paths: Sequence[str]) -> list[Any]:
     return keys
 
 
-def _uvicorn_run(app: Any, host: str, port: int, workers: int = 1) -> None:
+def _uvicorn_run(
+    app: Any, host: str, port: int, workers: int = 1, *, factory: bool = False
+) -> None:
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level="info", workers=workers)
+    uvicorn.run(app, host=host, port=port, log_level="info", workers=workers, factory=factory)
 
 
 def cmd_issuer(args: argparse.Namespace) -> int:
@@ -321,31 +327,96 @@ def cmd_issuer(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_origin(args: argparse.Namespace) -> int:
+#: Environment variable carrying the origin's command-line choices to its worker processes.
+ORIGIN_SPEC_ENV = "PAT_ORIGIN_SPEC"
+#: Environment variable holding the origin's secret (wins over the config file's).
+SECRET_ENV = "PAT_SECRET"  # noqa: S105 - a variable name, not a secret
+_SECRET_KEYS = ("secret", "secret_env", "secret_file")
+
+
+def _origin_base(spec: dict[str, Any]) -> dict[str, Any]:
+    """The settings mapping from ``--config`` and ``--replay-store``."""
     import tomllib
 
-    from .demo import create_origin_app, origin_settings
+    base: dict[str, Any] = {}
+    config = spec.get("config")
+    if config:
+        try:
+            loaded = tomllib.loads(Path(config).read_text(encoding="utf-8"))
+        except OSError as e:
+            raise UsageError(f"--config {config}: {e.strerror}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise UsageError(f"--config {config}: not valid TOML: {e}") from e
+        base = dict(loaded.get("pat_middleware", loaded))
+    if spec.get("replay_store"):
+        base["replay_store"] = spec["replay_store"]
+    return base
+
+
+def _origin_settings(spec: dict[str, Any]) -> Settings:
+    """The demo origin's settings from its command-line choices (also run in each worker)."""
+    from .demo import origin_settings
+
+    return origin_settings(
+        spec["issuer_name"],
+        spec["token_key"],
+        base=_origin_base(spec),
+        secret=os.environ.get(SECRET_ENV),
+    )
+
+
+def _origin_app_factory() -> Any:
+    """Uvicorn's app factory in each ``origin --workers N`` process."""
+    from .demo import create_origin_app
     from .policy import Policy
 
-    base: dict[str, Any] = {}
-    if args.config:
-        try:
-            loaded = tomllib.loads(Path(args.config).read_text(encoding="utf-8"))
-        except OSError as e:
-            raise UsageError(f"--config {args.config}: {e.strerror}") from e
-        except tomllib.TOMLDecodeError as e:
-            raise UsageError(f"--config {args.config}: not valid TOML: {e}") from e
-        base = dict(loaded.get("pat_middleware", loaded))
-    settings = origin_settings(
-        args.issuer_name, args.token_key, base=base, secret=os.environ.get("PAT_SECRET")
-    )
-    policy = Policy(settings)
+    spec = json.loads(os.environ[ORIGIN_SPEC_ENV])
+    return create_origin_app(Policy(_origin_settings(spec)))
+
+
+def cmd_origin(args: argparse.Namespace) -> int:
+    from .demo import create_origin_app
+    from .policy import Policy
+
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    spec: dict[str, Any] = {
+        "issuer_name": args.issuer_name,
+        "token_key": args.token_key,
+        "config": str(Path(args.config).resolve()) if args.config else None,
+        "replay_store": args.replay_store,
+    }
+    base = _origin_base(spec)
+    if args.workers > 1 and str(base.get("replay_store", "memory://")).startswith("memory:"):
+        raise UsageError(
+            f"--workers {args.workers} needs a shared replay store: each worker would keep its "
+            "own memory:// store and accept a replayed token once per worker; pass "
+            "--replay-store redis://HOST:PORT/DB (or set replay_store in --config)"
+        )
+    if (
+        args.workers > 1
+        and SECRET_ENV not in os.environ
+        and not any(k in base for k in _SECRET_KEYS)
+    ):
+        # No secret given: one random secret for all workers, handed over in their
+        # environment and never printed (contexts and cookies must verify on every worker).
+        os.environ[SECRET_ENV] = secrets.token_urlsafe(32)
+        print(f"{args.workers} workers share a random per-run secret (set {SECRET_ENV} to fix it)")
+    settings = _origin_settings(spec)  # every setting is checked here, before any worker starts
+    store = settings.replay_store
     print(
         f"origin on http://{args.host}:{args.port}: GET / is public, GET /protected needs "
-        f"a token from {args.issuer_name}"
+        f"a token from {args.issuer_name}; replay store {store.split('://', 1)[0]}://, "
+        f"{args.workers} worker(s)"
     )
     sys.stdout.flush()
-    _uvicorn_run(create_origin_app(policy), args.host, args.port)
+    if args.workers == 1:
+        _uvicorn_run(create_origin_app(Policy(settings)), args.host, args.port)
+        return EXIT_OK
+    os.environ[ORIGIN_SPEC_ENV] = json.dumps(spec)
+    _uvicorn_run(
+        "pat_middleware.cli:_origin_app_factory", args.host, args.port, args.workers, factory=True
+    )
     return EXIT_OK
 
 
@@ -423,6 +494,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--issuer-name", required=True, help="issuer name in challenges")
     p.add_argument("--token-key", required=True, help="issuer token-key, base64url SPKI")
     p.add_argument("--config", help="TOML settings file merged under the demo defaults")
+    p.add_argument(
+        "--replay-store", metavar="URL", help="replay store URL (wins over the config's)"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (more than 1 needs a shared store, e.g. redis://)",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=cmd_origin)

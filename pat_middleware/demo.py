@@ -5,10 +5,12 @@ Imports Starlette, httpx and uvicorn: this is the command-line side, not the cor
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import secrets
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -61,7 +63,8 @@ def origin_settings(
 
 
 def create_origin_app(policy: Policy) -> PrivateTokenMiddleware:
-    """A tiny site: ``GET /`` is public, ``GET /protected`` needs a token."""
+    """A tiny site: ``GET /`` is public, ``GET /protected`` needs a token, ``GET /whoami``
+    (public) tells which worker process answered."""
 
     async def home(request: Request) -> Response:
         return PlainTextResponse("public page: no token needed\n")
@@ -78,8 +81,24 @@ def create_origin_app(policy: Policy) -> PrivateTokenMiddleware:
             )
         return JSONResponse(body)
 
-    app = Starlette(routes=[Route("/", home), Route("/protected", protected)])
+    async def whoami(request: Request) -> Response:
+        return JSONResponse({"pid": os.getpid()})
+
+    app = Starlette(
+        routes=[Route("/", home), Route("/protected", protected), Route("/whoami", whoami)],
+        lifespan=lambda app: closing_store(policy),
+    )
     return PrivateTokenMiddleware(app, policy=policy)
+
+
+@contextlib.asynccontextmanager
+async def closing_store(policy: Policy) -> AsyncIterator[None]:
+    """A Starlette lifespan that closes the policy's store connections at shutdown, in the
+    event loop that opened them (``RedisReplayStore.aclose``)."""
+    yield
+    aclose = getattr(policy.store, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 # ------------------------------------------------------------------------------- client
@@ -155,12 +174,13 @@ def follow(
 # --------------------------------------------------------------------------------- demo
 
 
-def run_demo(out: TextIO = sys.stdout) -> int:
-    """Issuer and origin on free loopback ports; the client runs the whole flow."""
+def run_demo(out: TextIO | None = None) -> int:
+    """Issuer and origin on free loopback ports; the client runs the whole flow. Prints to
+    ``out``, else to whatever ``sys.stdout`` is when it runs."""
     from .serve import serve_asgi
 
     def say(line: str) -> None:
-        print(line, file=out, flush=True)
+        print(line, file=out or sys.stdout, flush=True)
 
     failures: list[str] = []
 
@@ -239,6 +259,7 @@ class _LateApp:
 
 __all__ = [
     "FetchResult",
+    "closing_store",
     "create_origin_app",
     "follow",
     "origin_settings",

@@ -17,15 +17,10 @@ import uuid
 
 import pytest
 
+from ._servers import free_port
+
 REDIS_URL_ENV = "PAT_TEST_REDIS_URL"
 STARTUP_TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def unique_prefix() -> str:

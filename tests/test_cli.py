@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import socket
 import stat
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,45 +16,11 @@ from pat_middleware import IssuerKey, TokenChallenge, b64url_encode, build_autho
 from pat_middleware.cli import main
 from pat_middleware.issuer.client import fetch_token
 
+from ._servers import CLI, free_port
+from ._servers import cli_process as _process
 from .vectors import HTTP_HEADERS, TYPE2_ISSUANCE, h
 
-CLI = [sys.executable, "-m", "pat_middleware.cli"]
 ISSUER_NAME = "issuer.example"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextmanager
-def _process(args: list[str], ready_url: str) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen(CLI + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                out = proc.stdout.read() if proc.stdout else ""
-                raise RuntimeError(f"{args[0]} exited early:\n{out}")
-            try:
-                httpx.get(ready_url, timeout=1.0)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        if proc.stdout:
-            proc.stdout.close()
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +45,7 @@ def test_keygen_writes_a_private_file_and_prints_the_token_key(key_file: tuple[P
 def minted(key_file: tuple[Path, str]) -> tuple[str, str, str]:
     """(token-key, challenge, token), the token minted by `pat-middleware issuer` over HTTP."""
     path, token_key = key_file
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     args = ["issuer", "--key", str(path), "--name", ISSUER_NAME, "--port", str(port)]
     with _process(args, base + "/.well-known/private-token-issuer-directory"):
@@ -326,7 +289,7 @@ def test_inspect_bad_input_one_line(value: str) -> None:
 
 def test_origin_and_fetch_processes(key_file: tuple[Path, str]) -> None:
     path, token_key = key_file
-    issuer_port, origin_port = _free_port(), _free_port()
+    issuer_port, origin_port = free_port(), free_port()
     issuer_url = f"http://127.0.0.1:{issuer_port}"
     origin_url = f"http://127.0.0.1:{origin_port}"
     issuer_args = ["issuer", "--key", str(path), "--name", ISSUER_NAME, "--port", str(issuer_port)]
@@ -360,7 +323,7 @@ def test_origin_and_fetch_processes(key_file: tuple[Path, str]) -> None:
 
 def test_fetch_unreachable_is_one_line() -> None:
     run = subprocess.run(
-        [*CLI, "fetch", f"http://127.0.0.1:{_free_port()}/x", "--timeout", "2"],
+        [*CLI, "fetch", f"http://127.0.0.1:{free_port()}/x", "--timeout", "2"],
         capture_output=True,
         text=True,
         timeout=30,
