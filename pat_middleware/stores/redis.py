@@ -174,12 +174,12 @@ def parse_redis_url(url: str, *, setting: str = "replay_store") -> RedisOptions:
     return RedisOptions(scheme=parts.scheme, **opts)
 
 
-def _import_redis() -> Any:
+def _import_redis(setting: str = "replay_store") -> Any:
     try:
         import redis
         import redis.asyncio
     except ImportError as e:
-        raise ConfigurationError("replay_store", _INSTALL_HINT) from e
+        raise ConfigurationError(setting, _INSTALL_HINT) from e
     return redis
 
 
@@ -257,13 +257,15 @@ class RedisReplayStore:
         self._breaker = _Breaker(options.retry_after, clock)
         self._client: redis.Redis | None = None
         self._client_lock = threading.Lock()
-        # The asyncio client is bound to the loop that made it; a new loop gets a new one.
+        # The asyncio client is bound to the loop that made it; a new loop replaces it (run
+        # one loop per store at a time, as ASGI servers do).
         self._aclient: redis.asyncio.Redis | None = None
         self._aloop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def from_url(cls, url: str, *, setting: str = "replay_store") -> RedisReplayStore:
         """Build the store from a ``redis://``, ``rediss://`` or ``unix://`` URL."""
+        _import_redis(setting)  # a missing redis-py names the caller's setting
         return cls(parse_redis_url(url, setting=setting))
 
     def __repr__(self) -> str:
