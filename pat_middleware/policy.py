@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from .challenges import ChallengeTemplate, ContextDeriver, ContextMode, Windows, derive_key
 from .codec import b64url_encode
 from .discovery import KeySource
-from .errors import DecodeError, Reason, TokenError
+from .errors import ConfigurationError, DecodeError, Reason, TokenError
 from .headers import WWW_AUTHENTICATE, format_challenge, parse_authorization
 from .sessions import (
     MAX_PENDING_CHALLENGES,
@@ -168,8 +168,14 @@ class Policy:
         }
         self._key_source = KeySource(settings.issuers, settings.discovery, clock=clock)
         if self._key_source.discovers:
-            from .refresher import attach  # imports httpx
-
+            try:
+                from .refresher import attach  # imports httpx
+            except ImportError as e:
+                raise ConfigurationError(
+                    self._key_source.states[0].setting,
+                    "fetching issuer directories needs httpx: "
+                    "pip install 'pat-middleware[discovery]'",
+                ) from e
             attach(self._key_source, background=refresh_in_background)
         self._snapshot_lock = threading.Lock()
         self.windows = Windows.for_max_age(settings.max_age)

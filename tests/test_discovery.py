@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,7 +26,8 @@ from pat_middleware.discovery import (
 from pat_middleware.errors import ConfigurationError
 from pat_middleware.issuer import DirectoryKey, IssuerDirectory
 from pat_middleware.keys import IssuerKey, encode_pss_spki
-from pat_middleware.settings import DiscoveryOptions, IssuerConfig
+from pat_middleware.policy import Policy
+from pat_middleware.settings import DiscoveryOptions, IssuerConfig, Settings
 
 T0 = 1_700_000_000.0
 RFC_URL = "https://issuer.example/.well-known/private-token-issuer-directory"
@@ -502,3 +504,16 @@ def test_failure_is_logged_in_one_line_without_key_material(
     )
     assert b64url_encode(key_b.spki)[:40] not in message
     assert src.select(clock.now).issuers[1].preferred == key_b
+
+
+def test_directory_without_httpx_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "pat_middleware.refresher", None)  # as if httpx were missing
+    settings = Settings.from_mapping(
+        {"issuers": [{"name": "issuer.example", "discover": True}], "secret": "s" * 32}
+    )
+    with pytest.raises(ConfigurationError) as info:
+        Policy(settings)
+    assert info.value.setting == "issuers[0].discover"
+    assert "pat-middleware[discovery]" in info.value.message
