@@ -137,9 +137,12 @@ class _Refresher(RefreshHooks):
         wake.set()
 
     def _after_fork_in_child(self) -> None:
+        stopped = self._stop.is_set()  # a closed refresher stays closed in the child
         self._thread = None
         self._wake = threading.Event()
         self._stop = threading.Event()
+        if stopped:
+            self._stop.set()
         self._start_lock = threading.Lock()
         source = self._source()
         if source is not None:
