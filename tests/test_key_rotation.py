@@ -313,6 +313,20 @@ def test_token_minted_under_the_previous_key_verifies_after_the_switch(world: Wo
     assert browser.get(token=new_token).outcome is Outcome.PASS
 
 
+def test_empty_context_challenge_follows_the_rotation(world: World) -> None:
+    """none mode: the one static challenge header is rebuilt with the new token-key."""
+    _, browser = world.origin(redemption_context="none")
+    world.clock.advance(PERIOD - 1)
+    before = browser.challenge()
+    token, old_key = world.mint(before)
+    world.clock.advance(2)
+    after = browser.challenge()
+    assert pick_challenge(after)[1] == world.preferred() != old_key
+    assert pick_challenge(after)[0] == pick_challenge(before)[0]  # same challenge bytes
+    assert browser.get(token=token).outcome is Outcome.PASS
+    assert browser.get(token=token).reason is Reason.REPLAYED
+
+
 def test_removed_key_is_kept_for_the_grace_period(world: World) -> None:
     policy, browser = world.origin(directory_key_grace=100, max_age=300)
     token, key0 = world.mint(browser.challenge())
@@ -401,7 +415,8 @@ def test_directory_down_keeps_the_last_good_keys_and_recovers(
 def test_background_refresh_follows_a_rotating_issuer_in_real_time(
     client: httpx.Client, key_pool: list[rsa.RSAPrivateKey]
 ) -> None:
-    rotating = RotatingIssuer(ISSUER_NAME, period=1, key_factory=pool_factory(key_pool))
+    # A generous overlap: a loaded CI machine may delay a refresh by a period.
+    rotating = RotatingIssuer(ISSUER_NAME, period=1, overlap=2, key_factory=pool_factory(key_pool))
     recorder = Recorder(create_issuer_app(rotating))
     with serve_asgi(recorder) as issuer_url:
         policy = Policy(settings({"directory": issuer_url}, cookie_secure=False))
