@@ -283,12 +283,28 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------- issuer
 
 
-def _load_private_keys(paths: Sequence[str]) -> list[Any]:
+def _split_not_before(spec: str, now: int) -> tuple[str, int | None]:
+    """``FILE``, ``FILE:UNIX_SECONDS`` or ``FILE:+SECONDS`` (from now) -> (file, not-before)."""
+    path, sep, suffix = spec.rpartition(":")
+    if not sep or not suffix.lstrip("+").isdigit() or len(suffix) > 12:
+        return spec, None
+    return path, now + int(suffix) if suffix.startswith("+") else int(suffix)
+
+
+def _load_private_keys(specs: Sequence[str]) -> list[Any]:
+    """Issuer keys from ``--key FILE[:NOT_BEFORE]``, newest not-before first (the directory
+    order: clients use the first key whose not-before has passed)."""
+    import time
+
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    keys: list[Any] = []
-    for path in paths:
+    from .issuer import SigningKey
+
+    now = int(time.time())
+    keys: list[SigningKey] = []
+    for spec in specs:
+        path, not_before = _split_not_before(spec, now)
         try:
             data = Path(path).read_bytes()
             key = serialization.load_pem_private_key(data, password=None)
@@ -298,7 +314,8 @@ def _load_private_keys(paths: Sequence[str]) -> list[Any]:
             raise UsageError(f"--key {path}: not an unencrypted PEM private key") from e
         if not isinstance(key, rsa.RSAPrivateKey):
             raise UsageError(f"--key {path}: not an RSA key")
-        keys.append(key)
+        keys.append(SigningKey(key, not_before))
+    keys.sort(key=lambda k: -1 if k.not_before is None else k.not_before, reverse=True)
     return keys
 
 
@@ -311,19 +328,32 @@ def _uvicorn_run(
 
 
 def cmd_issuer(args: argparse.Namespace) -> int:
+    import time
+
     from .issuer import Issuer
+    from .issuer.rotation import RotatingIssuer
     from .issuer.server import create_issuer_app
 
-    issuer = Issuer(args.name, *_load_private_keys(args.key), allow_4096=args.allow_4096)
-    key = issuer.preferred_key
-    print(
-        f"issuer {issuer.name}: {len(issuer.public_keys)} key(s); preferred key id "
-        f"{key.token_key_id.hex()}"
-    )
+    if bool(args.key) == (args.rotate_every is not None):
+        raise UsageError("give --key FILE (repeatable) or --rotate-every SECONDS")
+    if args.overlap is not None and args.rotate_every is None:
+        raise UsageError("--overlap goes with --rotate-every")
+    now = time.time()
+    served: Issuer | RotatingIssuer
+    if args.rotate_every is not None:
+        served = RotatingIssuer(args.name, period=args.rotate_every, overlap=args.overlap)
+        key = served.preferred_key(now)
+        count = f"a new key every {served.period} s (overlap {served.overlap} s)"
+    else:
+        served = Issuer(args.name, *_load_private_keys(args.key), allow_4096=args.allow_4096)
+        key = served.preferred_key_at(now)
+        count = f"{len(served.public_keys)} key(s)"
+    print(f"issuer {args.name}: {count}; preferred key id {key.token_key_id.hex()}")
     print(f"token-key: {key.token_key}")
     print(f"directory: http://{args.host}:{args.port}/.well-known/private-token-issuer-directory")
     sys.stdout.flush()
-    _uvicorn_run(create_issuer_app(issuer), args.host, args.port)
+    app = create_issuer_app(served, directory_max_age=args.directory_max_age)
+    _uvicorn_run(app, args.host, args.port)
     return EXIT_OK
 
 
@@ -360,6 +390,7 @@ def _origin_settings(spec: dict[str, Any]) -> Settings:
     return origin_settings(
         spec["issuer_name"],
         spec["token_key"],
+        directory=spec.get("issuer_directory"),
         base=_origin_base(spec),
         secret=os.environ.get(SECRET_ENV),
     )
@@ -383,6 +414,7 @@ def cmd_origin(args: argparse.Namespace) -> int:
     spec: dict[str, Any] = {
         "issuer_name": args.issuer_name,
         "token_key": args.token_key,
+        "issuer_directory": args.issuer_directory,
         "config": str(Path(args.config).resolve()) if args.config else None,
         "replay_store": args.replay_store,
     }
@@ -444,6 +476,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------- main
 
 
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    if not text.isdigit() or len(text) > 9:
+        raise argparse.ArgumentTypeError(f"expected whole seconds, got {text!r}")
+    return int(text)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -480,9 +525,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("issuer", help="serve a test issuer (directory + issuance) with uvicorn")
     p.add_argument(
         "--key",
-        required=True,
         action="append",
-        help="issuer private key PEM (repeatable; the first is preferred)",
+        metavar="FILE[:NOT_BEFORE]",
+        help="issuer private key PEM, optionally with a not-before (Unix seconds, or +SECONDS "
+        "from start); repeatable; listed newest not-before first",
+    )
+    p.add_argument(
+        "--rotate-every",
+        type=_positive_int,
+        metavar="SECONDS",
+        help="generate keys in memory: a new preferred key every SECONDS, published one "
+        "period ahead with its not-before (instead of --key)",
+    )
+    p.add_argument(
+        "--overlap",
+        type=_non_negative_int,
+        metavar="SECONDS",
+        help="with --rotate-every: keep a replaced key published and signing this long "
+        "(default: one period)",
+    )
+    p.add_argument(
+        "--directory-max-age",
+        type=_non_negative_int,
+        default=86400,
+        metavar="SECONDS",
+        help="Cache-Control max-age of the directory (with rotation, never past the next "
+        "change; default 86400)",
     )
     p.add_argument("--name", required=True, help="issuer name (host[:port]) in challenges")
     p.add_argument("--host", default="127.0.0.1")
@@ -492,7 +560,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("origin", help="serve a demo origin whose /protected needs a token")
     p.add_argument("--issuer-name", required=True, help="issuer name in challenges")
-    p.add_argument("--token-key", required=True, help="issuer token-key, base64url SPKI")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--token-key", help="issuer token-key, base64url SPKI")
+    source.add_argument(
+        "--issuer-directory",
+        metavar="URL",
+        help="fetch (and keep fetching) the issuer's keys from its directory: its URL, or "
+        "the issuer's base URL; http only on loopback",
+    )
     p.add_argument("--config", help="TOML settings file merged under the demo defaults")
     p.add_argument(
         "--replay-store", metavar="URL", help="replay store URL (wins over the config's)"

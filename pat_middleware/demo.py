@@ -35,15 +35,17 @@ from .wire import TOKEN_TYPE_BLIND_RSA, Token, TokenChallenge
 
 def origin_settings(
     issuer_name: str,
-    token_key: str,
+    token_key: str | None,
     *,
+    directory: str | None = None,
     base: Mapping[str, Any] | None = None,
     secret: str | None = None,
 ) -> Settings:
     """Demo-origin settings: ``/protected`` needs a token; plain-HTTP cookies allowed.
 
     ``base`` (a settings mapping, e.g. from a TOML file) wins over the demo defaults; the
-    issuer given on the command line is added to its issuers.
+    issuer given on the command line (with a token-key, a directory URL, or both) is added
+    to its issuers.
     """
     data: dict[str, Any] = {
         "protect": ["/protected"],
@@ -53,7 +55,12 @@ def origin_settings(
     if base:
         data.update(base)
     issuers = list(data.get("issuers", []))
-    issuers.insert(0, {"name": issuer_name, "token_key": token_key})
+    entry = {"name": issuer_name}
+    if token_key is not None:
+        entry["token_key"] = token_key
+    if directory is not None:
+        entry["directory"] = directory
+    issuers.insert(0, entry)
     data["issuers"] = issuers
     if secret is not None:
         data["secret"] = secret

@@ -12,13 +12,15 @@ import enum
 import functools
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from .challenges import ChallengeTemplate, ContextDeriver, ContextMode, Windows, derive_key
 from .codec import b64url_encode
-from .errors import DecodeError, Reason, TokenError
+from .discovery import KeySource
+from .errors import ConfigurationError, DecodeError, Reason, TokenError
 from .headers import WWW_AUTHENTICATE, format_challenge, parse_authorization
 from .sessions import (
     MAX_PENDING_CHALLENGES,
@@ -29,7 +31,7 @@ from .sessions import (
 from .settings import Settings, load_settings
 from .stores import AsyncReplayStore, ReplayStore, StoreUnavailable, open_replay_store
 from .verify import KeyRing, TrustedKey, VerifiedToken, match_challenge, verify_token
-from .wire import GREASE_TOKEN_TYPES, TokenChallenge
+from .wire import GREASE_TOKEN_TYPES, TOKEN_TYPE_BLIND_RSA, TokenChallenge
 
 logger = logging.getLogger("pat_middleware")
 
@@ -39,6 +41,8 @@ SCOPE_KEY = "private_token"
 _SLOT_RANDOM_BITS = 16
 #: Extra seconds the replay store keeps a nonce past the last moment it could verify.
 REPLAY_TTL_SLACK = 5
+#: Retry-After of the 503 sent while no issuer has a key to challenge with.
+NO_KEYS_RETRY_AFTER = 30
 
 
 class Outcome(enum.StrEnum):
@@ -88,6 +92,29 @@ class Decision:
 
 _SKIP = Decision(Outcome.SKIP)
 _VIA_SESSION = TokenInfo(issuer=None, token_type=None, token_key_id=None, via_session=True)
+_NO_KEYS = Decision(
+    Outcome.UNAVAILABLE,
+    status=503,
+    headers=(
+        ("Retry-After", str(NO_KEYS_RETRY_AFTER)),
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Cache-Control", "no-store"),
+    ),
+    body=b"No issuer key is available yet; please retry.\n",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _KeySnapshot:
+    """The keys in force: built when they change, never per request, swapped whole."""
+
+    keys: KeyRing
+    #: (challenge template, token-key to advertise) per issuer that has a current key.
+    templates: tuple[tuple[ChallengeTemplate, str], ...]
+    static: tuple[TokenChallenge, ...]  # none mode: the empty-context challenges
+    static_header: str
+    version: int  # the key source's version it was built from
+    valid_until: float  # a not-before or the end of a removed key's grace
 
 
 @dataclass(slots=True)
@@ -97,6 +124,7 @@ class _Context:
     request: RequestInfo
     now: float
     session: Session | None
+    keys: _KeySnapshot
     cookies: Mapping[str, str] = field(default_factory=dict, repr=False)
     set_cookies: list[str] = field(default_factory=list, repr=False)
 
@@ -112,7 +140,12 @@ class _Pending:
 
 
 class Policy:
-    """Settings + keys + stores. Thread- and task-safe; build one per app at start-up."""
+    """Settings + keys + stores. Thread- and task-safe; build one per app at start-up.
+
+    Issuers configured with a directory are fetched here, once, before this returns; then a
+    daemon thread keeps them fresh (``refresh_in_background=False``: call
+    :meth:`refresh_keys` yourself). :meth:`close` stops it.
+    """
 
     def __init__(
         self,
@@ -120,20 +153,31 @@ class Policy:
         *,
         replay_store: ReplayStore | None = None,
         clock: Callable[[], float] = time.time,
+        refresh_in_background: bool = True,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.mode = settings.redemption_context
-        self.keys = KeyRing(
-            TrustedKey(issuer.name, key) for issuer in settings.issuers for key in issuer.keys
-        )
-        self.templates: tuple[tuple[ChallengeTemplate, str], ...] = tuple(
-            (
-                ChallengeTemplate(issuer.key.token_type, issuer.name, settings.origin_info),
-                issuer.key.token_key,
-            )
+        # Per issuer, built once: keys only decide which issuers appear.
+        self._templates = {
+            issuer.name: ChallengeTemplate(TOKEN_TYPE_BLIND_RSA, issuer.name, settings.origin_info)
             for issuer in settings.issuers
-        )
+        }
+        self._empty_challenges = {
+            name: template.challenge(b"") for name, template in self._templates.items()
+        }
+        self._key_source = KeySource(settings.issuers, settings.discovery, clock=clock)
+        if self._key_source.discovers:
+            try:
+                from .refresher import attach  # imports httpx
+            except ImportError as e:
+                raise ConfigurationError(
+                    self._key_source.states[0].setting,
+                    "fetching issuer directories needs httpx: "
+                    "pip install 'pat-middleware[discovery]'",
+                ) from e
+            attach(self._key_source, background=refresh_in_background)
+        self._snapshot_lock = threading.Lock()
         self.windows = Windows.for_max_age(settings.max_age)
         self.contexts = ContextDeriver(derive_key(settings.secret, "redemption-context"))
         self.sessions = SessionCodec(
@@ -148,9 +192,7 @@ class Policy:
         self._async_store = self.store if isinstance(self.store, AsyncReplayStore) else None
         self._body = settings.challenge_body.encode("utf-8")
         self._pending_cookie = settings.cookies.session_name + "_c"
-        # none mode: one empty-context challenge per issuer, built and rendered once.
-        self._static = tuple(template.challenge(b"") for template, _ in self.templates)
-        self._static_header = self._render_challenges(b"", settings.max_age)
+        self._snapshot = self._build_snapshot(clock())
         self._origins = frozenset(settings.origin_info)
         if self.mode is ContextMode.PER_SESSION:
             self._replay_ttl = float(self.windows.longest_validity + REPLAY_TTL_SLACK)
@@ -161,6 +203,50 @@ class Policy:
 
     def __repr__(self) -> str:
         return f"Policy({self.settings!r}, store={self.store!r})"
+
+    # --------------------------------------------------------------------------- keys
+
+    @property
+    def keys(self) -> KeyRing:
+        """The keys tokens may be signed under, now."""
+        return self._current_keys(self.clock()).keys
+
+    @property
+    def templates(self) -> tuple[tuple[ChallengeTemplate, str], ...]:
+        """(challenge template, advertised token-key) per issuer challenged now."""
+        return self._current_keys(self.clock()).templates
+
+    def refresh_keys(self, *, force: bool = True) -> None:
+        """Fetch the issuer directories now (only those due with ``force=False``); blocks."""
+        self._key_source.refresh(force=force)
+
+    def close(self) -> None:
+        """Stop refreshing issuer directories (the policy keeps its last keys)."""
+        self._key_source.close()
+
+    def _current_keys(self, now: float) -> _KeySnapshot:
+        snapshot = self._snapshot
+        if now < snapshot.valid_until and snapshot.version == self._key_source.version:
+            return snapshot
+        with self._snapshot_lock:
+            snapshot = self._snapshot
+            if now >= snapshot.valid_until or snapshot.version != self._key_source.version:
+                self._key_source.ensure_running()  # again in a forked child
+                snapshot = self._snapshot = self._build_snapshot(now)
+            return snapshot
+
+    def _build_snapshot(self, now: float) -> _KeySnapshot:
+        selection = self._key_source.select(now)
+        live = [(i.name, i.preferred) for i in selection.issuers if i.preferred is not None]
+        templates = tuple((self._templates[name], key.token_key) for name, key in live)
+        return _KeySnapshot(
+            keys=KeyRing(TrustedKey(i.name, key) for i in selection.issuers for key in i.accepted),
+            templates=templates,
+            static=tuple(self._empty_challenges[name] for name, _ in live),
+            static_header=self._render_challenges(templates, b"", self.settings.max_age),
+            version=selection.version,
+            valid_until=selection.valid_until,
+        )
 
     def protects(self, method: str, path: str) -> bool:
         return self.settings.protects(method, path)
@@ -220,12 +306,14 @@ class Policy:
         now = self.clock()
         cookies = parse_cookie_header(request.cookie)
         session = self.sessions.load_session(cookies.get(self.settings.cookies.session_name))
-        ctx = _Context(request, now, session, cookies)
+        ctx = _Context(request, now, session, self._current_keys(now), cookies)
 
         if self.settings.check_host and not self._host_allowed(request.host):
             return self._refuse(
                 ctx, Reason.CHALLENGE_MISMATCH, "Host is not in origin_info", status=421
             )
+        if not ctx.keys.templates:
+            return _NO_KEYS  # no issuer has a key to challenge with (yet): fail closed
 
         tokens: list[bytes] = []
         if request.authorization:
@@ -253,11 +341,13 @@ class Policy:
             try:
                 result = verify_token(
                     raw,
-                    keys=self.keys,
+                    keys=ctx.keys.keys,
                     challenges=self._matcher(ctx),
                     allowed_types=self.settings.token_types,
                 )
             except TokenError as e:
+                if e.reason is Reason.UNKNOWN_KEY:
+                    self._key_source.key_missing(now)  # rate-limited, never waits
                 first_error = first_error or e
                 continue
             if self.mode is ContextMode.PER_REQUEST:
@@ -305,11 +395,11 @@ class Policy:
     def _matcher(self, ctx: _Context) -> Callable[[bytes], TokenChallenge | None]:
         """Rebuild the challenges this request's session may hold, newest first."""
         if self.mode is ContextMode.NONE:
-            return functools.partial(match_challenge, challenges=self._static)
+            return functools.partial(match_challenge, challenges=ctx.keys.static)
 
         def match(digest: bytes) -> TokenChallenge | None:
             for context, expired in self._candidate_contexts(ctx):
-                for template, _ in self.templates:
+                for template, _ in ctx.keys.templates:
                     challenge = template.match(context, digest)
                     if challenge is None:
                         continue
@@ -345,7 +435,7 @@ class Policy:
 
     def _challenge_header(self, ctx: _Context) -> str:
         if self.mode is ContextMode.NONE:
-            return self._static_header
+            return ctx.keys.static_header
         session = ctx.session
         fresh_needed = (
             session is None
@@ -383,9 +473,11 @@ class Policy:
                     self.settings.max_age + REPLAY_TTL_SLACK,
                 )
             )
-        return self._render_challenges(context, max_age)
+        return self._render_challenges(ctx.keys.templates, context, max_age)
 
-    def _render_challenges(self, context: bytes, max_age: int) -> str:
+    def _render_challenges(
+        self, templates: tuple[tuple[ChallengeTemplate, str], ...], context: bytes, max_age: int
+    ) -> str:
         """One PrivateToken challenge per issuer, all with ``context``."""
         return ", ".join(
             format_challenge(
@@ -394,7 +486,7 @@ class Policy:
                 max_age,
                 quoted=self.settings.quoted_values,
             )
-            for template, token_key in self.templates
+            for template, token_key in templates
         )
 
     def _challenge(self, ctx: _Context) -> Decision:
