@@ -23,7 +23,13 @@ NAME = "issuer.example"
 
 @pytest.fixture(scope="module")
 def pool() -> list[rsa.RSAPrivateKey]:
-    return [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(6)]
+    """Six keys with distinct truncated key ids: the issuer skips a colliding one, which
+    would shift every later index (about one random pool in twenty collides)."""
+    keys: dict[int, rsa.RSAPrivateKey] = {}
+    while len(keys) < 6:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        keys.setdefault(key_id(key)[-1], key)
+    return list(keys.values())
 
 
 def factory(keys: list[rsa.RSAPrivateKey]) -> Callable[[], rsa.RSAPrivateKey]:
