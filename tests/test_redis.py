@@ -165,6 +165,43 @@ def test_async_form_contract_and_race(store: RedisReplayStore, raw: redis.Redis)
     assert store.reserve(b"b", TTL) is False, "the sync and async forms share the keys"
 
 
+def test_event_loops_running_at_once_in_threads_each_get_their_own_client(
+    store: RedisReplayStore,
+) -> None:
+    """Several threads each running an event loop (Django async views under a threaded WSGI
+    server do): a loop must never be handed another loop's connections, and a healthy Redis
+    must never look unavailable."""
+    threads, calls = 4, 100
+    barrier = threading.Barrier(threads)
+    outcomes: list[object] = []
+    lock = threading.Lock()
+
+    async def one(key: bytes) -> object:
+        try:
+            return await store.reserve_async(key, TTL)
+        except StoreUnavailable as e:
+            return str(e)
+
+    async def loop_body(index: int) -> list[object]:
+        barrier.wait()
+        try:
+            return await asyncio.gather(*(one(b"%d-%d" % (index, i)) for i in range(calls)))
+        finally:
+            await store.aclose()
+
+    def worker(index: int) -> None:
+        results = asyncio.run(loop_body(index))
+        with lock:
+            outcomes.extend(results)
+
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(30)
+    assert outcomes == [True] * (threads * calls), sorted(set(map(str, outcomes)))
+
+
 def test_an_accept_is_one_round_trip(
     own_redis: RedisServer, issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
 ) -> None:

@@ -235,9 +235,10 @@ class _Breaker:
 class RedisReplayStore:
     """Replay store in Redis, with sync (``reserve``) and asyncio (``reserve_async``) forms.
 
-    Each form has its own bounded connection pool (``max_connections``, waiting at most
-    ``timeout`` for a free connection) with bounded socket and connect timeouts, and no
-    retries: a timeout is reported, not repeated. Keys are ``prefix + key`` (binary-safe).
+    Each form (and each running event loop) has its own bounded connection pool
+    (``max_connections``, waiting at most ``timeout`` for a free connection) with bounded
+    socket and connect timeouts, and no retries: a timeout is reported, not repeated. Keys
+    are ``prefix + key`` (binary-safe).
 
     ``reserve`` is one round trip, atomic on the server: ``SET prefix+key 1 NX PX ttl_ms``.
     ``commit`` does nothing, because the reservation already holds the key for its whole
@@ -257,10 +258,11 @@ class RedisReplayStore:
         self._breaker = _Breaker(options.retry_after, clock)
         self._client: redis.Redis | None = None
         self._client_lock = threading.Lock()
-        # The asyncio client is bound to the loop that made it; a new loop replaces it (run
-        # one loop per store at a time, as ASGI servers do).
-        self._aclient: redis.asyncio.Redis | None = None
-        self._aloop: asyncio.AbstractEventLoop | None = None
+        # An asyncio client works only in the loop that made it: one per running loop (a
+        # threaded WSGI server running async views has one loop per thread at once). Clients
+        # of closed loops are dropped when a new loop first asks, so this holds at most one
+        # client per loop alive at that moment.
+        self._aclients: dict[asyncio.AbstractEventLoop, redis.asyncio.Redis] = {}
 
     @classmethod
     def from_url(cls, url: str, *, setting: str = "replay_store") -> RedisReplayStore:
@@ -297,16 +299,22 @@ class RedisReplayStore:
 
     def _async_client(self) -> redis.asyncio.Redis:
         loop = asyncio.get_running_loop()
-        if self._aclient is None or self._aloop is not loop:
-            ra = self._redis.asyncio
-            pool = ra.BlockingConnectionPool(
-                connection_class=self._connection_class(ra),
-                retry=ra.retry.Retry(self._redis.backoff.NoBackoff(), 0),
-                **self.options.pool_kwargs(),
-            )
-            self._aclient = ra.Redis(connection_pool=pool)
-            self._aloop = loop
-        return self._aclient
+        client = self._aclients.get(loop)
+        if client is not None:
+            return client
+        with self._client_lock:
+            client = self._aclients.get(loop)
+            if client is None:
+                for closed in [other for other in self._aclients if other.is_closed()]:
+                    del self._aclients[closed]
+                ra = self._redis.asyncio
+                pool = ra.BlockingConnectionPool(
+                    connection_class=self._connection_class(ra),
+                    retry=ra.retry.Retry(self._redis.backoff.NoBackoff(), 0),
+                    **self.options.pool_kwargs(),
+                )
+                client = self._aclients[loop] = ra.Redis(connection_pool=pool)
+        return client
 
     def close(self) -> None:
         """Close the sync pool's connections (the store stays usable: it reconnects)."""
@@ -315,8 +323,9 @@ class RedisReplayStore:
             client.connection_pool.disconnect()
 
     async def aclose(self) -> None:
-        """Close the asyncio pool's connections; call it from the loop that used them."""
-        client, self._aclient, self._aloop = self._aclient, None, None
+        """Close the running loop's asyncio connections (other loops keep theirs)."""
+        with self._client_lock:
+            client = self._aclients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.connection_pool.disconnect()
 
