@@ -36,7 +36,7 @@ from pat_middleware.refresher import USER_AGENT
 from pat_middleware.settings import Settings
 from tests._servers import serve_asgi
 
-from ._origin import SECRET, Browser, FakeClock, header
+from ._origin import SECRET, Browser, FakeClock, answer, header
 from .conftest import sign_token
 
 ISSUER_NAME = "issuer.example"
@@ -269,6 +269,28 @@ def test_legacy_directory_path_after_a_404(
     with serve_asgi(legacy_only) as url:
         policy = make_policy({"directory": url})
     assert advertised(Browser(policy)) == issuer_key
+
+
+def test_another_issuers_directory_listing_our_key_does_not_capture_our_tokens(
+    make_policy: Callable[..., Policy], rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    """A directory (hostile or mistaken) that lists another trusted issuer's key, in an
+    issuer configured before it: that issuer's tokens still pass, under its own name."""
+    other = "copycat.example"
+    with serve_asgi(create_issuer_app(Issuer(other, rsa_2048))) as url:
+        policy = make_policy(
+            {"token_key": issuer_key.token_key},
+            issuers=[
+                {"name": other, "directory": url},
+                {"name": ISSUER_NAME, "token_key": issuer_key.token_key},
+            ],
+        )
+    browser = Browser(policy)
+    www_authenticate = browser.challenge()
+    for name in (ISSUER_NAME, other):
+        decision = browser.get(token=answer(www_authenticate, rsa_2048, issuer_key, issuer=name))
+        assert decision.outcome is Outcome.PASS, (name, decision)
+        assert decision.token is not None and decision.token.issuer == name
 
 
 # ------------------------------------------------------------------------ rotation
