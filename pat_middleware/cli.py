@@ -435,6 +435,9 @@ def cmd_origin(args: argparse.Namespace) -> int:
         os.environ[SECRET_ENV] = secrets.token_urlsafe(32)
         print(f"{args.workers} workers share a random per-run secret (set {SECRET_ENV} to fix it)")
     settings = _origin_settings(spec)  # every setting is checked here, before any worker starts
+    # So are the checks that need I/O (issuer directories): a worker failing them would be
+    # restarted by uvicorn forever, with a traceback each time.
+    policy = Policy(settings, refresh_in_background=args.workers == 1)
     store = settings.replay_store
     print(
         f"origin on http://{args.host}:{args.port}: GET / is public, GET /protected needs "
@@ -443,8 +446,9 @@ def cmd_origin(args: argparse.Namespace) -> int:
     )
     sys.stdout.flush()
     if args.workers == 1:
-        _uvicorn_run(create_origin_app(Policy(settings)), args.host, args.port)
+        _uvicorn_run(create_origin_app(policy), args.host, args.port)
         return EXIT_OK
+    policy.close()  # each worker builds its own
     os.environ[ORIGIN_SPEC_ENV] = json.dumps(spec)
     _uvicorn_run(
         "pat_middleware.cli:_origin_app_factory", args.host, args.port, args.workers, factory=True

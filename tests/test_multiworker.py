@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from pat_middleware.cli import main
 
 from ._origin import answer, set_cookies
 from ._redis import unique_prefix
-from ._servers import cli_process, free_port
+from ._servers import CLI, cli_process, free_port
 
 ISSUER = "issuer.example"
 WORKERS = 3
@@ -233,3 +234,17 @@ def test_several_workers_refuse_a_per_process_store(
     assert main([*args, "--workers", "0"]) == 2
     assert main([*args, "--workers", "2", "--replay-store", "redis://h/0?nope=1"]) == 1
     assert "'nope'" in capsys.readouterr().err
+
+
+def test_several_workers_without_issuer_keys_exit_1_in_one_line() -> None:
+    """The parent checks start-up (directory fetch included) before starting workers: a
+    worker failing at start-up would be restarted by uvicorn forever, with a traceback each
+    time."""
+    args = ["origin", "--issuer-name", ISSUER, "--port", str(free_port()), "--workers", "2"]
+    args += ["--issuer-directory", f"http://127.0.0.1:{free_port()}"]
+    args += ["--replay-store", "redis://127.0.0.1:1/0"]
+    run = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=20)
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert "issuers[0].directory: no token key could be fetched" in run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+
