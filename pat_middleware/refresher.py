@@ -16,7 +16,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
+from collections.abc import Iterator
 
 import httpx
 
@@ -45,13 +47,15 @@ _LIVE: weakref.WeakSet[_Refresher] = weakref.WeakSet()
 
 
 class HttpFetcher:
-    """GET a directory with httpx: bounded timeout and body, redirects not followed.
+    """GET a directory with httpx: redirects not followed, body at most 64 KiB, each phase
+    (connect, each read) within ``timeout``, and the body done within ``timeout`` of the start.
 
     One connection pool per process: a child after fork makes its own.
     """
 
     def __init__(self, timeout: float) -> None:
         self.timeout = httpx.Timeout(timeout)
+        self._total = timeout
         self._client: httpx.Client | None = None
         self._pid = 0
         self._lock = threading.Lock()
@@ -72,16 +76,26 @@ class HttpFetcher:
 
     def __call__(self, request: DirectoryRequest) -> DirectoryResponse:
         client = self._client_here()
+        deadline = time.monotonic() + self._total
         try:
             with client.stream("GET", request.url, headers=dict(request.headers)) as response:
                 body = b""
                 if response.status_code == httpx.codes.OK:
-                    body = read_bounded(response.iter_bytes(), MAX_DIRECTORY_SIZE, response)
+                    chunks = self._before(deadline, response.iter_bytes())
+                    body = read_bounded(chunks, MAX_DIRECTORY_SIZE, response)
                 return DirectoryResponse(response.status_code, dict(response.headers), body)
         except _HTTPX_ERRORS as e:
             raise DirectoryFetchError(f"{type(e).__name__}: {e}") from e
         except IssuanceError as e:  # the body was over the bound
             raise DirectoryFetchError(str(e)) from e
+
+    def _before(self, deadline: float, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """``chunks``, until ``deadline``: each read is bounded by the timeout, but a body
+        trickling in would otherwise hold the refresh (and start-up) for as long as it lasts."""
+        for chunk in chunks:
+            if time.monotonic() > deadline:
+                raise DirectoryFetchError(f"the directory took longer than {self._total:g} s")
+            yield chunk
 
     def close(self) -> None:
         with self._lock:

@@ -14,6 +14,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pat_middleware.demo import create_origin_app, pick_challenge
+from pat_middleware.discovery import DirectoryFetchError, DirectoryRequest
 from pat_middleware.errors import ConfigurationError, Reason
 from pat_middleware.headers import build_authorization
 from pat_middleware.issuer import DIRECTORY_PATH, LEGACY_DIRECTORY_PATH, Issuer
@@ -32,7 +34,7 @@ from pat_middleware.issuer.rotation import RotatingIssuer, new_rsa_key
 from pat_middleware.issuer.server import create_issuer_app
 from pat_middleware.keys import IssuerKey, encode_pss_spki
 from pat_middleware.policy import Outcome, Policy
-from pat_middleware.refresher import USER_AGENT
+from pat_middleware.refresher import USER_AGENT, HttpFetcher
 from pat_middleware.settings import Settings
 from tests._servers import serve_asgi
 
@@ -429,6 +431,61 @@ def test_directory_down_keeps_the_last_good_keys_and_recovers(
     assert advertised(browser) == world.preferred()
     token, _ = world.mint(browser.challenge())
     assert browser.get(token=token).outcome is Outcome.PASS
+
+
+# ------------------------------------------------------------------ hostile directory
+
+
+@contextmanager
+def trickling_server(byte_every: float, count: int) -> Iterator[str]:
+    """An HTTP server that sends a 200 directory head at once, then one body byte every
+    ``byte_every`` seconds, ``count`` bytes in all; yields its base URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                try:
+                    conn.recv(4096)
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n" % (count + 1)
+                    )
+                    for _ in range(count):
+                        if stop.wait(byte_every):
+                            break
+                        conn.sendall(b" ")
+                except OSError:
+                    pass  # the client gave up
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_a_directory_trickling_its_body_is_abandoned_after_the_timeout() -> None:
+    """Each read arrives within the timeout, but the whole body would take 8 s: the fetch
+    gives up after directory_timeout (1 s) plus at most one read, instead of blocking the
+    start-up and every other issuer's refresh for as long as the server likes."""
+    with trickling_server(byte_every=0.4, count=20) as url:
+        fetch = HttpFetcher(1)
+        started = time.monotonic()
+        with pytest.raises(DirectoryFetchError, match="1 s"):
+            fetch(DirectoryRequest(url + DIRECTORY_PATH, ()))
+        elapsed = time.monotonic() - started
+        fetch.close()
+    assert elapsed < 2.5, elapsed
 
 
 # -------------------------------------------------------------- real time, real thread
