@@ -97,6 +97,10 @@ class HttpFetcher:
                 raise DirectoryFetchError(f"the directory took longer than {self._total:g} s")
             yield chunk
 
+    def after_fork_in_child(self) -> None:
+        """A fresh lock: a parent thread may have held this one at fork time."""
+        self._lock = threading.Lock()
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None and self._pid == os.getpid():
@@ -158,6 +162,7 @@ class _Refresher(RefreshHooks):
         if stopped:
             self._stop.set()
         self._start_lock = threading.Lock()
+        self._fetcher.after_fork_in_child()
         source = self._source()
         if source is not None:
             source.reset_locks()

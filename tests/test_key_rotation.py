@@ -529,13 +529,18 @@ def test_a_forked_worker_gets_its_own_refresher(
     world: World, other_rsa_2048: rsa.RSAPrivateKey
 ) -> None:
     """Like a pre-forking server: the policy is built before the fork; the child's first
-    request starts the child's own thread, which refreshes on its own connections."""
+    request starts the child's own thread, which refreshes on its own connections. The fork
+    happens while the parent's fetcher holds its lock (as its refresh thread does while it
+    makes a connection pool): the child must not inherit it held."""
     policy, browser = world.origin(background=True, directory_refresh_min=3600)
+    fetcher = policy._key_source.fetcher
+    assert isinstance(fetcher, HttpFetcher)
     assert world.recorder.directory_hits == 1
     challenge, _ = pick_challenge(browser.challenge())
     stranger = IssuerKey.from_spki(encode_pss_spki(other_rsa_2048.public_key()))
     forged = sign_token(other_rsa_2048, stranger, challenge)
     read_end, write_end = os.pipe()
+    fetcher._lock.acquire()  # released by the parent only
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # forking with threads running
         pid = os.fork()
@@ -558,6 +563,7 @@ def test_a_forked_worker_gets_its_own_refresher(
             status = 0
         finally:
             os._exit(status)
+    fetcher._lock.release()
     os.close(write_end)
     _, status = os.waitpid(pid, 0)
     report = os.read(read_end, 200).decode()
