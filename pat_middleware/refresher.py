@@ -47,8 +47,9 @@ _LIVE: weakref.WeakSet[_Refresher] = weakref.WeakSet()
 
 
 class HttpFetcher:
-    """GET a directory with httpx: redirects not followed, body at most 64 KiB, each phase
-    (connect, each read) within ``timeout``, and the body done within ``timeout`` of the start.
+    """GET a directory with httpx: redirects not followed, no content-coding, body at most
+    64 KiB, each phase (connect, each read) within ``timeout``, and the body done within
+    ``timeout`` of the start.
 
     One connection pool per process: a child after fork makes its own.
     """
@@ -69,7 +70,8 @@ class HttpFetcher:
                 self._client = httpx.Client(
                     timeout=self.timeout,
                     follow_redirects=False,
-                    headers={"User-Agent": USER_AGENT},
+                    # A compressed body is inflated before any size check could see it.
+                    headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
                 )
                 self._pid = os.getpid()
             return self._client
@@ -81,7 +83,14 @@ class HttpFetcher:
             with client.stream("GET", request.url, headers=dict(request.headers)) as response:
                 body = b""
                 if response.status_code == httpx.codes.OK:
-                    chunks = self._before(deadline, response.iter_bytes())
+                    coding = response.headers.get("content-encoding", "").strip().lower()
+                    if coding not in ("", "identity"):
+                        raise DirectoryFetchError(
+                            f"the directory came with Content-Encoding {coding[:32]!r}; "
+                            "only identity is accepted"
+                        )
+                    # Raw bytes: nothing is inflated, so the size bound is the memory bound.
+                    chunks = self._before(deadline, response.iter_raw())
                     body = read_bounded(chunks, MAX_DIRECTORY_SIZE, response)
                 return DirectoryResponse(response.status_code, dict(response.headers), body)
         except _HTTPX_ERRORS as e:

@@ -7,6 +7,7 @@ with the background refresher, the way a deployment does.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 import socket
@@ -25,7 +26,7 @@ from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pat_middleware.demo import create_origin_app, pick_challenge
-from pat_middleware.discovery import DirectoryFetchError, DirectoryRequest
+from pat_middleware.discovery import DirectoryFetchError, DirectoryRequest, DirectoryResponse
 from pat_middleware.errors import ConfigurationError, Reason
 from pat_middleware.headers import build_authorization
 from pat_middleware.issuer import DIRECTORY_PATH, LEGACY_DIRECTORY_PATH, Issuer
@@ -436,12 +437,17 @@ def test_directory_down_keeps_the_last_good_keys_and_recovers(
 # ------------------------------------------------------------------ hostile directory
 
 
+#: Writes a raw HTTP answer to a connection, given the request head and a stop event.
+Answer = Callable[[socket.socket, bytes, threading.Event], None]
+
+
 @contextmanager
-def trickling_server(byte_every: float, count: int) -> Iterator[str]:
-    """An HTTP server that sends a 200 directory head at once, then one body byte every
-    ``byte_every`` seconds, ``count`` bytes in all; yields its base URL."""
+def raw_http_server(answer: Answer) -> Iterator[tuple[str, list[bytes]]]:
+    """A loopback server answering each connection with ``answer``; yields its base URL and
+    the request heads it received."""
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
+    heads: list[bytes] = []
 
     def serve() -> None:
         listener.settimeout(0.1)
@@ -452,40 +458,94 @@ def trickling_server(byte_every: float, count: int) -> Iterator[str]:
                 continue
             with conn:
                 try:
-                    conn.recv(4096)
-                    conn.sendall(
-                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                        b"Content-Length: %d\r\n\r\n" % (count + 1)
-                    )
-                    for _ in range(count):
-                        if stop.wait(byte_every):
-                            break
-                        conn.sendall(b" ")
+                    head = conn.recv(4096)
+                    heads.append(head)
+                    answer(conn, head, stop)
                 except OSError:
                     pass  # the client gave up
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", heads
     finally:
         stop.set()
         thread.join(5)
         listener.close()
 
 
+def trickle(byte_every: float, count: int) -> Answer:
+    """A 200 head at once, then one body byte every ``byte_every`` seconds."""
+
+    def answer(conn: socket.socket, head: bytes, stop: threading.Event) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (count + 1))
+        for _ in range(count):
+            if stop.wait(byte_every):
+                break
+            conn.sendall(b" ")
+
+    return answer
+
+
+def fixed(head: bytes, body: bytes) -> Answer:
+    def answer(conn: socket.socket, request: bytes, stop: threading.Event) -> None:
+        conn.sendall(head + b"\r\n\r\n" + body)
+
+    return answer
+
+
+def fetch_once(url: str, timeout: int = 5) -> DirectoryResponse:
+    fetch = HttpFetcher(timeout)
+    try:
+        return fetch(DirectoryRequest(url + DIRECTORY_PATH, ()))
+    finally:
+        fetch.close()
+
+
 def test_a_directory_trickling_its_body_is_abandoned_after_the_timeout() -> None:
     """Each read arrives within the timeout, but the whole body would take 8 s: the fetch
     gives up after directory_timeout (1 s) plus at most one read, instead of blocking the
     start-up and every other issuer's refresh for as long as the server likes."""
-    with trickling_server(byte_every=0.4, count=20) as url:
-        fetch = HttpFetcher(1)
+    with raw_http_server(trickle(byte_every=0.4, count=20)) as (url, _):
         started = time.monotonic()
         with pytest.raises(DirectoryFetchError, match="1 s"):
-            fetch(DirectoryRequest(url + DIRECTORY_PATH, ()))
+            fetch_once(url, timeout=1)
         elapsed = time.monotonic() - started
-        fetch.close()
     assert elapsed < 2.5, elapsed
+
+
+def test_a_compressed_directory_is_refused_before_it_is_inflated() -> None:
+    """60 KiB of gzip is 60 MiB of body (brotli, when installed, far more): the fetch asks
+    for identity and refuses any other content-coding instead of inflating it first."""
+    bomb = gzip.compress(b" " * (60 << 20))
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d" % len(bomb)
+    with (
+        raw_http_server(fixed(head, bomb)) as (url, heads),
+        pytest.raises(DirectoryFetchError, match="Content-Encoding 'gzip'"),
+    ):
+        fetch_once(url)
+    assert b"\r\naccept-encoding: identity\r\n" in heads[0].lower()
+
+
+def test_an_endless_directory_is_cut_at_64_kib() -> None:
+    chunk = b"%x\r\n%s\r\n" % (8192, b" " * 8192)
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked"
+    with (
+        raw_http_server(fixed(head, chunk * 64)) as (url, _),
+        pytest.raises(DirectoryFetchError, match="longer than 65536 bytes"),
+    ):
+        fetch_once(url)
+
+
+def test_a_redirect_is_not_followed(
+    make_policy: Callable[..., Policy], rsa_2048: rsa.RSAPrivateKey
+) -> None:
+    with serve_asgi(create_issuer_app(Issuer(ISSUER_NAME, rsa_2048))) as real:
+        head = b"HTTP/1.1 302 Found\r\nLocation: " + real.encode() + DIRECTORY_PATH.encode()
+        with raw_http_server(fixed(head + b"\r\nContent-Length: 0", b"")) as (url, _):
+            assert fetch_once(url).status == 302
+            with pytest.raises(ConfigurationError, match="HTTP 302"):
+                make_policy({"directory": url})
 
 
 # -------------------------------------------------------------- real time, real thread
