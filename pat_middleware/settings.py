@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from .challenges import ContextMode
 from .errors import ConfigurationError, DecodeError
@@ -463,6 +463,13 @@ class _Builder:
             if not discover:
                 return (), ""
             origin = "https://" + name
+            parts = urlsplit(origin)
+            if not parts.hostname or parts.netloc != name or not _has_valid_port(parts):
+                raise self.fail(
+                    f"{where}.discover",
+                    f"needs a name that is host[:port] to find the directory, not {name!r}; "
+                    "give directory = URL instead",
+                )
             return (origin + DIRECTORY_PATH, origin + LEGACY_DIRECTORY_PATH), f"{where}.discover"
         setting = f"{where}.directory"
         if discover:
@@ -541,6 +548,14 @@ class _Builder:
             except (OSError, UnicodeError) as e:
                 raise self.fail("challenge_body_file", f"cannot read {file}: {e}") from e
         return self.string("challenge_body", DEFAULT_CHALLENGE_BODY) or ""
+
+
+def _has_valid_port(parts: SplitResult) -> bool:
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not a number in range
+    except ValueError:
+        return False
+    return True
 
 
 def _is_loopback(host: str) -> bool:

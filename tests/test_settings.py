@@ -248,6 +248,10 @@ ERROR_CASES: list[tuple[dict[str, Any], str, str]] = [
         "issuers[0].directory",
         "loopback",
     ),
+    *(
+        ({"issuers": [{"name": name, "discover": True}]}, "issuers[0].discover", "host[:port]")
+        for name in ("i.example/x", "i.example?x", "i.example#x", ":443", "i.example:x")
+    ),
     ({"directory_refresh_min": 0}, "directory_refresh_min", "from 1 to"),
     ({"directory_refresh_max": 30}, "directory_refresh_max", "directory_refresh_min"),
     ({"directory_unknown_key_refresh": 0}, "directory_unknown_key_refresh", "from 1 to"),
