@@ -111,6 +111,15 @@ def test_key_is_prefixed_binary_and_expires_after_its_ttl(
     assert store.reserve(key, 0.3) is True
 
 
+@pytest.mark.parametrize("ttl", [0.0, 0.0001, 0.0015, 1e-300])
+def test_a_ttl_under_a_millisecond_is_rounded_up_never_to_zero(
+    store: RedisReplayStore, raw: redis.Redis, ttl: float
+) -> None:
+    """Redis refuses PX 0: rounding down would make the store fail on short TTLs."""
+    assert store.reserve(b"short", ttl) is True
+    assert raw.pttl(store.options.prefix.encode() + b"short") in (-2, 0, 1, 2)  # gone or going
+
+
 def test_binary_keys_do_not_collide(store: RedisReplayStore) -> None:
     keys = [b"", b"\x00", b"\x00\x00", b"\r\n", b"*1\r\n$4\r\nPING\r\n", b"\xff" * 64, b" "]
     assert [store.reserve(k, TTL) for k in keys] == [True] * len(keys)
