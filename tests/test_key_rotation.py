@@ -514,6 +514,42 @@ def test_a_directory_trickling_its_body_is_abandoned_after_the_timeout() -> None
     assert elapsed < 2.5, elapsed
 
 
+def test_requests_never_wait_for_a_slow_refresh(
+    make_policy: Callable[..., Policy],
+    rsa_2048: rsa.RSAPrivateKey,
+    other_rsa_2048: rsa.RSAPrivateKey,
+) -> None:
+    """While a refresh is stuck in a slow directory, challenges, tokens and the unknown-key
+    path (which touches the key source) answer at once: no lock is held across I/O."""
+    document = Issuer(ISSUER_NAME, rsa_2048).directory_bytes()
+    served = fixed(b"HTTP/1.1 200 OK\r\nContent-Length: %d" % len(document), document)
+    slow = trickle(byte_every=0.3, count=10)
+    calls: list[int] = []
+
+    def answer(conn: socket.socket, head: bytes, stop: threading.Event) -> None:
+        calls.append(1)
+        (served if len(calls) == 1 else slow)(conn, head, stop)
+
+    with raw_http_server(answer) as (url, _):
+        policy = make_policy({"directory": url}, directory_timeout=2)
+        browser = Browser(policy)
+        challenge, key = pick_challenge(browser.challenge())
+        stranger = IssuerKey.from_spki(encode_pss_spki(other_rsa_2048.public_key()))
+        refresh = threading.Thread(target=policy.refresh_keys)
+        refresh.start()
+        _wait_for(lambda: len(calls) == 2)
+        started = time.monotonic()
+        forged = browser.get(token=sign_token(other_rsa_2048, stranger, challenge))
+        good = browser.get(token=sign_token(rsa_2048, key, challenge))
+        browser.challenge()
+        elapsed = time.monotonic() - started
+        still_reading = refresh.is_alive()
+        refresh.join(10)
+    assert elapsed < 0.5, elapsed
+    assert still_reading, "the test must run while the refresh reads the slow directory"
+    assert forged.reason is Reason.UNKNOWN_KEY and good.outcome is Outcome.PASS
+
+
 def test_a_compressed_directory_is_refused_before_it_is_inflated() -> None:
     """60 KiB of gzip is 60 MiB of body (brotli, when installed, far more): the fetch asks
     for identity and refuses any other content-coding instead of inflating it first."""
