@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pat_middleware.codec import b64url_encode
 from pat_middleware.discovery import (
+    MAX_LISTED_KEYS,
     DirectoryFetchError,
     DirectoryRequest,
     DirectoryResponse,
@@ -238,6 +239,30 @@ def test_unusable_entries_are_skipped(key_a: IssuerKey, rsa_2048: rsa.RSAPrivate
     s = state()
     assert s.receive(ok(body), T0).outcome is Refresh.CHANGED
     assert [k.key for k in s.listed] == [key_a]
+
+
+def test_4096_bit_keys_are_taken_only_with_allow_4096(
+    key_a: IssuerKey, rsa_4096: rsa.RSAPrivateKey
+) -> None:
+    big = IssuerKey.from_spki(encode_pss_spki(rsa_4096.public_key()), allow_4096=True)
+    body = directory((big, None), (key_a, None))
+    for allow, expected in ((False, [key_a]), (True, [big, key_a])):
+        s = DirectoryState("issuer.example", (RFC_URL,), OPTIONS, allow_4096=allow)
+        assert s.receive(ok(body), T0).outcome is Refresh.CHANGED
+        assert [k.key for k in s.listed] == expected
+
+
+def test_at_most_16_keys_are_taken_in_directory_order() -> None:
+    # Distinct valid-looking moduli are enough to load a public key, and cheap to make.
+    keys = [
+        IssuerKey.from_spki(
+            encode_pss_spki(rsa.RSAPublicNumbers(65537, (1 << 2047) | (2 * i + 1)).public_key())
+        )
+        for i in range(MAX_LISTED_KEYS + 4)
+    ]
+    s = state()
+    assert s.receive(ok(directory(*((k, None) for k in keys))), T0).outcome is Refresh.CHANGED
+    assert [k.key for k in s.listed] == keys[:MAX_LISTED_KEYS]
 
 
 # --------------------------------------------------------------- failures keep keys

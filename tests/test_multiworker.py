@@ -226,6 +226,11 @@ def test_several_workers_refuse_a_per_process_store(
 ) -> None:
     monkeypatch.setenv("PAT_SECRET", "recorded so that teardown removes what main() sets")
     monkeypatch.delenv("PAT_SECRET")
+
+    def serve(*args: object, **kwargs: object) -> None:
+        raise AssertionError("refused starts must not serve")  # rather than serve forever
+
+    monkeypatch.setattr("pat_middleware.cli._uvicorn_run", serve)
     args = ["origin", "--issuer-name", ISSUER, "--token-key", issuer_key.token_key]
     assert main([*args, "--workers", "2"]) == 2
     err = capsys.readouterr().err
