@@ -294,6 +294,17 @@ def test_url_forms() -> None:
     assert v6.address == "[::1]:6390/1"
 
 
+def test_rediss_always_verifies_the_certificate_and_the_host_name() -> None:
+    """redis-py 5 (which the extra allows) skips the host-name check unless asked: any
+    CA-signed certificate would do, and a man in the middle could answer SET with OK."""
+    store = open_replay_store("rediss://cache.example:6380/0?ssl_ca_certs=/etc/ca.pem")
+    assert isinstance(store, RedisReplayStore)
+    kwargs = store._sync_client().connection_pool.connection_kwargs
+    assert (kwargs["ssl_check_hostname"], kwargs["ssl_cert_reqs"]) == (True, "required")
+    assert kwargs["ssl_ca_certs"] == "/etc/ca.pem"
+    assert "ssl_check_hostname" not in parse_redis_url("redis://h/0").pool_kwargs()
+
+
 def test_repr_and_errors_hide_the_password(own_redis: RedisServer) -> None:
     secret = "s3cr3t-Passw0rd"
     store = open_replay_store(f"redis://admin:{secret}@127.0.0.1:{own_redis.port}/4?prefix=shown:")

@@ -92,6 +92,10 @@ class RedisOptions:
         else:
             kwargs["host"] = self.host
             kwargs["port"] = self.port
+        if self.scheme == "rediss":
+            # Explicit: redis-py 5 checks the certificate but not the host name by default.
+            kwargs["ssl_cert_reqs"] = "required"
+            kwargs["ssl_check_hostname"] = True
         if self.ssl_ca_certs is not None:
             kwargs["ssl_ca_certs"] = self.ssl_ca_certs
         return kwargs
