@@ -248,7 +248,10 @@ class Policy:
                 return Decision(Outcome.PASS, token=_VIA_SESSION)
             return self._challenge(ctx)
 
-        first_error: TokenError | None = None
+        # The first failure's reason and detail, not the exception: a kept exception holds its
+        # traceback, whose frame holds the exception again, so every refused request's token,
+        # cookies and context would wait for the cyclic garbage collector.
+        first_error: tuple[Reason, str] | None = None
         for raw in tokens:
             try:
                 result = verify_token(
@@ -258,7 +261,7 @@ class Policy:
                     allowed_types=self.settings.token_types,
                 )
             except TokenError as e:
-                first_error = first_error or e
+                first_error = first_error or (e.reason, e.detail)
                 continue
             if self.mode is ContextMode.PER_REQUEST:
                 key = b"c" + result.token.challenge_digest
@@ -266,7 +269,7 @@ class Policy:
                 key = b"n" + result.nonce
             return _Pending(ctx, result, key, self._replay_ttl)
         assert first_error is not None
-        return self._refuse(ctx, first_error.reason, first_error.detail)
+        return self._refuse(ctx, *first_error)
 
     def _finish(self, step: _Pending, fresh: bool) -> Decision:
         ctx = step.ctx
