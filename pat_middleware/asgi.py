@@ -30,15 +30,20 @@ logger = logging.getLogger("pat_middleware")
 
 
 def request_info(scope: Scope) -> RequestInfo:
-    """Read method, path, Host, Authorization and Cookie from an HTTP scope."""
+    """Read method, path, Host, Authorization and Cookie from an HTTP scope.
+
+    Cookie and Host lines longer than ``MAX_HEADER_BYTES`` are dropped (no session, no host).
+    Authorization is kept whatever its size: the policy refuses one longer than
+    ``max_authorization_length`` as malformed before parsing it, rather than ignoring it.
+    """
     host: str | None = None
     authorization: list[str] = []
     cookie: list[str] = []
     for name, value in scope.get("headers", ()):
-        if len(value) > MAX_HEADER_BYTES:
-            continue
         if name == b"authorization":
             authorization.append(value.decode("latin-1"))
+        elif len(value) > MAX_HEADER_BYTES:
+            continue
         elif name == b"cookie":
             cookie.append(value.decode("latin-1"))
         elif name == b"host" and host is None:

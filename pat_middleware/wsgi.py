@@ -36,9 +36,11 @@ def status_line(status: int) -> str:
     return f"{status} {_STATUS_TEXT.get(status, 'Error')}"
 
 
-def _header(environ: Mapping[str, Any], key: str) -> str | None:
+def _header(
+    environ: Mapping[str, Any], key: str, limit: int | None = MAX_HEADER_BYTES
+) -> str | None:
     value = environ.get(key)
-    if not isinstance(value, str) or not value or len(value) > MAX_HEADER_BYTES:
+    if not isinstance(value, str) or not value or (limit is not None and len(value) > limit):
         return None
     return value
 
@@ -57,7 +59,8 @@ def request_info(environ: Mapping[str, Any], *, path: str | None = None) -> Requ
         method=str(environ.get("REQUEST_METHOD", "GET")),
         path=path,
         host=_header(environ, "HTTP_HOST") or _header(environ, "SERVER_NAME"),
-        authorization=_header(environ, "HTTP_AUTHORIZATION"),
+        # Any size: the policy refuses an over-long one as malformed, before parsing it.
+        authorization=_header(environ, "HTTP_AUTHORIZATION", limit=None),
         cookie=_header(environ, "HTTP_COOKIE"),
     )
 
