@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any
 
 from .headers import MAX_HEADER_BYTES
+from .metrics import MetricsHook
 from .policy import SCOPE_KEY, Decision, Policy, RequestInfo, TokenInfo
 from .settings import Settings
 
@@ -91,7 +92,10 @@ def start_response_with(
 
 
 class PrivateTokenWSGIMiddleware:
-    """Protect a WSGI app with Private Access Tokens (paths from the settings' ``protect``)."""
+    """Protect a WSGI app with Private Access Tokens (paths from the settings' ``protect``).
+
+    Options as for :class:`pat_middleware.asgi.PrivateTokenMiddleware`.
+    """
 
     def __init__(
         self,
@@ -100,9 +104,10 @@ class PrivateTokenWSGIMiddleware:
         policy: Policy | None = None,
         settings: Settings | None = None,
         settings_file: str | None = None,
+        metrics: MetricsHook | None = None,
     ) -> None:
         self.app = app
-        self.policy = Policy.resolve(policy, settings, settings_file)
+        self.policy = Policy.resolve(policy, settings, settings_file, metrics)
 
     def __repr__(self) -> str:
         return f"PrivateTokenWSGIMiddleware({self.policy!r})"

@@ -8,6 +8,7 @@ refusal reason is read from the decision's log record (``pat_reason``).
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
 import hashlib
 import logging
@@ -32,6 +33,7 @@ from pat_middleware.keys import IssuerKey, encode_pss_spki
 from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
 from pat_middleware.stores import MemoryReplayStore
 from pat_middleware.wire import GREASE_TOKEN_TYPES, Token, TokenChallenge
+from pat_middleware.wsgi import PrivateTokenWSGIMiddleware
 from pat_middleware.wsgi import request_info as wsgi_request_info
 
 from ._origin import (
@@ -45,6 +47,7 @@ from ._origin import (
     challenges_of,
     header,
     make_settings,
+    redemption,
     set_cookies,
 )
 from ._servers import serve_asgi
@@ -89,6 +92,11 @@ def _challenged(decision: Decision) -> None:
 async def _ok(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _ok_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [])
+    return [b"ok"]
 
 
 @pytest.fixture(scope="module")
@@ -154,18 +162,6 @@ def test_replay_of_a_spent_token_is_refused(
     assert _reasons(decisions)[-2:] == ["replayed", "challenge_mismatch"]
 
 
-def _redemption(policy: Policy, private_key: rsa.RSAPrivateKey, key: IssuerKey) -> RequestInfo:
-    """A request redeeming a valid token for a fresh 401 of ``policy``."""
-    browser = Browser(policy)
-    token = answer(browser.challenge(), private_key, key)
-    return RequestInfo(
-        "GET",
-        "/protected",
-        authorization=build_authorization(token),
-        cookie=browser.cookie_header(),
-    )
-
-
 def _exactly_one_passed(results: list[Decision]) -> None:
     assert [d.outcome for d in results].count(Outcome.PASS) == 1
     assert {d.reason for d in results if d.outcome is not Outcome.PASS} == {Reason.REPLAYED}
@@ -174,7 +170,7 @@ def _exactly_one_passed(results: list[Decision]) -> None:
 def test_concurrent_replay_from_threads_passes_exactly_once(
     policy: Policy, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
 ) -> None:
-    request = _redemption(policy, rsa_2048, issuer_key)
+    request = redemption(policy, rsa_2048, issuer_key)
     threads = 32
     barrier = threading.Barrier(threads)
     results: list[Decision] = []
@@ -229,7 +225,7 @@ def test_concurrent_replay_from_asyncio_tasks_passes_exactly_once(
     issuer_key: IssuerKey, clock: FakeClock, rsa_2048: rsa.RSAPrivateKey
 ) -> None:
     policy = Policy(make_settings(issuer_key), replay_store=_YieldingStore(), clock=clock)
-    request = _redemption(policy, rsa_2048, issuer_key)
+    request = redemption(policy, rsa_2048, issuer_key)
 
     async def race() -> list[Decision]:
         return await asyncio.gather(*(policy.evaluate_async(request) for _ in range(64)))
@@ -621,3 +617,134 @@ def test_refused_token_leaves_no_reference_cycle(
         gc.enable()
     assert (decision.outcome, decision.reason) == (Outcome.REJECT, Reason.BAD_SIGNATURE)
     assert ours == []
+
+
+# ------------------------------------------------------- secrets in logs and reprs
+
+
+class _Secrets:
+    """Every secret, token, nonce, cookie and session id an attack run handles, in each
+    spelling it could leak in (hex, base64url padded or not, standard base64)."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.values: set[str] = {SECRET, SECRET.encode().hex()}
+        self.add(policy.contexts._key)  # the derived context key
+        self.add(policy.settings.secret)
+
+    def add(self, raw: bytes) -> None:
+        padded = b64url_encode(raw)
+        for text in (raw.hex(), padded, padded.rstrip("="), base64.b64encode(raw).decode()):
+            if len(text) >= 16:  # shorter strings could occur by chance
+                self.values.add(text.rstrip("="))
+
+    def add_token(self, token: bytes) -> bytes:
+        self.add(token)
+        self.add(token[2:34])  # the nonce
+        self.add(token[98:])  # the authenticator
+        return token
+
+    def add_cookies(self, policy: Policy, cookies: dict[str, str]) -> None:
+        for value in cookies.values():
+            if len(value) >= 16:
+                self.values.add(value)
+        session = policy.sessions.load_session(cookies.get(SESSION_COOKIE))
+        if session is not None:
+            self.add(session.session_id)
+
+    def found_in(self, text: str) -> list[str]:
+        return [value for value in self.values if value in text]
+
+
+def _attack_run(
+    policy: Policy, clock: FakeClock, private_key: rsa.RSAPrivateKey, key: IssuerKey
+) -> _Secrets:
+    """Replays, forgeries, grease, oversize, expiry, copied marks: everything logs."""
+    seen = _Secrets(policy)
+    alice, mallory = Browser(policy, host=ORIGIN), Browser(policy, host=ORIGIN)
+    www = alice.challenge()
+    token = seen.add_token(answer(www, private_key, key))
+    assert alice.get(token=token).allowed
+    assert alice.get().allowed  # verified session
+    seen.add_cookies(policy, alice.cookies)
+    _refused(alice.get(token=token), Reason.REPLAYED)
+    bad = bytearray(seen.add_token(answer(www, private_key, key)))
+    bad[-1] ^= 1
+    _refused(alice.get(token=bytes(bad)), Reason.BAD_SIGNATURE)
+    mallory.challenge()
+    seen.add_cookies(policy, mallory.cookies)
+    foreign = seen.add_token(answer(www, private_key, key))
+    _refused(mallory.get(token=foreign), Reason.CHALLENGE_MISMATCH)
+    mallory.cookies[VERIFIED_COOKIE] = alice.cookies[VERIFIED_COOKIE]
+    _challenged(mallory.get())
+    grease = seen.add_token(b"\x11\x32" + secrets.token_bytes(352))
+    mallory.get(token=grease)
+    garbage = seen.add_token(secrets.token_bytes(354))
+    mallory.get(token=garbage)
+    _refused(mallory.get(authorization="PrivateToken token=" + "QUFB" * 600), Reason.MALFORMED)
+    late = seen.add_token(answer(mallory.challenge(), private_key, key))
+    clock.advance(3600)
+    seen.add_cookies(policy, mallory.cookies)
+    mallory.get(token=late)
+    return seen
+
+
+def test_no_secret_token_nonce_or_cookie_reaches_the_logs(
+    policy: Policy,
+    clock: FakeClock,
+    rsa_2048: rsa.RSAPrivateKey,
+    issuer_key: IssuerKey,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger, every level
+    seen = _attack_run(policy, clock, rsa_2048, issuer_key)
+    assert len(caplog.records) >= 12
+    for record in caplog.records:
+        text = " ".join([record.getMessage(), *(str(v) for v in vars(record).values())])
+        assert seen.found_in(text) == [], record.getMessage()
+    assert seen.found_in(caplog.text) == []
+
+
+def test_reprs_never_show_keys_secrets_tokens_nonces_or_cookies(
+    policy: Policy, clock: FakeClock, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    seen = _attack_run(policy, clock, rsa_2048, issuer_key)
+    browser = Browser(policy)
+    token = seen.add_token(answer(browser.challenge(), rsa_2048, issuer_key))
+    seen.add_cookies(policy, browser.cookies)
+    request = RequestInfo(
+        "GET",
+        "/protected",
+        authorization=build_authorization(token),
+        cookie=browser.cookie_header(),
+    )
+    pending = policy._begin(request, True)  # the verified token, waiting for the store
+    assert not isinstance(pending, Decision)
+    passed = policy.evaluate(request)
+    assert passed.allowed
+    seen.add_cookies(policy, set_cookies(passed.headers))
+    objects: list[object] = [
+        policy,
+        policy.settings,
+        policy.store,
+        policy.keys,
+        policy.sessions,
+        policy.contexts,
+        issuer_key,
+        request,
+        pending,
+        pending.ctx,
+        pending.result,
+        pending.result.token,
+        pending.result.challenge,
+        passed,
+        passed.token,
+        Token.from_bytes(token, issuer_key.authenticator_length),
+        pending.ctx.session,
+        TokenError(Reason.BAD_SIGNATURE, "authenticator does not verify"),
+        PrivateTokenMiddleware(_ok, policy=policy),
+        PrivateTokenWSGIMiddleware(_ok_wsgi, policy=policy),
+    ]
+    assert isinstance(policy.store, MemoryReplayStore) and len(policy.store) >= 2
+    for obj in objects:
+        for text in (repr(obj), str(obj)):
+            assert seen.found_in(text) == [], f"{type(obj).__name__}: {text}"
