@@ -38,6 +38,7 @@ from ._wsgi_harness import (
     Reply,
     Send,
     answer,
+    assert_oversized_headers_refused,
     httpx_send,
     serve_wsgi,
 )
@@ -275,6 +276,13 @@ def test_malformed_authorization_challenged(
     reply = browser.get("/protected/page", authorization=authorization)
     assert reply.status == 401
     assert reply.header("www-authenticate") is not None
+
+
+def test_oversized_headers_are_refused_or_ignored(
+    harness: Harness, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    browser = harness.start(pat_settings(issuer_key))()
+    assert_oversized_headers_refused(browser, rsa_2048, issuer_key, "/protected/page")
 
 
 def test_protect_methods_limits_protection(
