@@ -22,6 +22,7 @@ from .codec import b64url_encode
 from .discovery import KeySource
 from .errors import ConfigurationError, DecodeError, Reason, TokenError
 from .headers import WWW_AUTHENTICATE, format_challenge, parse_authorization
+from .metrics import CHALLENGE, PASS, REJECT, SESSION, UNAVAILABLE, DecisionEvent, MetricsHook
 from .sessions import (
     MAX_PENDING_CHALLENGES,
     Session,
@@ -31,9 +32,28 @@ from .sessions import (
 from .settings import Settings, load_settings
 from .stores import AsyncReplayStore, ReplayStore, StoreUnavailable, open_replay_store
 from .verify import KeyRing, TrustedKey, VerifiedToken, match_challenge, verify_token
-from .wire import GREASE_TOKEN_TYPES, TOKEN_TYPE_BLIND_RSA, TokenChallenge
+from .wire import (
+    AUTHENTICATOR_INPUT_LENGTH,
+    GREASE_TOKEN_TYPES,
+    TOKEN_KEY_ID_OFFSET,
+    TOKEN_TYPE_BLIND_RSA,
+    TokenChallenge,
+)
 
 logger = logging.getLogger("pat_middleware")
+#: One record per decision (see README "Logging and metrics"); a child of "pat_middleware".
+decision_logger = logging.getLogger("pat_middleware.decision")
+_LEVELS = {
+    CHALLENGE: logging.DEBUG,
+    PASS: logging.DEBUG,
+    SESSION: logging.DEBUG,
+    REJECT: logging.INFO,
+    UNAVAILABLE: logging.WARNING,
+}
+#: Refusals that come after the token's key was found among the trusted ones.
+_KEY_KNOWN = frozenset(
+    {Reason.WRONG_LENGTH, Reason.CHALLENGE_MISMATCH, Reason.EXPIRED, Reason.BAD_SIGNATURE}
+)
 
 #: Scope / environ key where adapters put the :class:`TokenInfo` of a passed request.
 SCOPE_KEY = "private_token"
@@ -127,6 +147,7 @@ class _Context:
     keys: _KeySnapshot
     cookies: Mapping[str, str] = field(default_factory=dict, repr=False)
     set_cookies: list[str] = field(default_factory=list, repr=False)
+    started: float = 0.0  # time.perf_counter() at the start, when a metrics hook is set
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +175,12 @@ class Policy:
         replay_store: ReplayStore | None = None,
         clock: Callable[[], float] = time.time,
         refresh_in_background: bool = True,
+        metrics: MetricsHook | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
+        self.metrics = metrics
+        self._metrics_failed = False
         self.mode = settings.redemption_context
         # Per issuer, built once: keys only decide which issuers appear.
         self._templates = {
@@ -259,12 +283,17 @@ class Policy:
         policy: Policy | None = None,
         settings: Settings | None = None,
         settings_file: str | None = None,
+        metrics: MetricsHook | None = None,
     ) -> Policy:
         """The adapters' constructor options: a policy, settings, or a settings file (``None``
-        reads ``$PAT_SETTINGS``), in that order of precedence."""
+        reads ``$PAT_SETTINGS``), in that order of precedence, and a metrics hook for a
+        policy built here (a ready policy brings its own)."""
         if policy is not None:
+            if metrics is not None:
+                raise ConfigurationError("metrics", "give it to the Policy passed as policy=")
             return policy
-        return cls(settings if settings is not None else load_settings(settings_file))
+        settings = settings if settings is not None else load_settings(settings_file)
+        return cls(settings, metrics=metrics)
 
     def evaluate(self, request: RequestInfo, *, force: bool = False) -> Decision:
         """Judge a request. ``force`` protects it whatever the path settings say."""
@@ -274,7 +303,7 @@ class Policy:
         try:
             fresh = self._spend(step)
         except StoreUnavailable as e:
-            return self._unavailable(e)
+            return self._unavailable(step.ctx, e)
         return self._finish(step, fresh)
 
     def _spend(self, step: _Pending) -> bool:
@@ -297,23 +326,26 @@ class Policy:
             else:
                 fresh = self._spend(step)
         except StoreUnavailable as e:
-            return self._unavailable(e)
+            return self._unavailable(step.ctx, e)
         return self._finish(step, fresh)
 
     def _begin(self, request: RequestInfo, force: bool) -> Decision | _Pending:
         if not force and not self.settings.protects(request.method, request.path):
             return _SKIP
+        started = time.perf_counter() if self.metrics is not None else 0.0
         now = self.clock()
         cookies = parse_cookie_header(request.cookie)
         session = self.sessions.load_session(cookies.get(self.settings.cookies.session_name))
-        ctx = _Context(request, now, session, self._current_keys(now), cookies)
+        ctx = _Context(request, now, session, self._current_keys(now), cookies, started=started)
 
         if self.settings.check_host and not self._host_allowed(request.host):
             return self._refuse(
                 ctx, Reason.CHALLENGE_MISMATCH, "Host is not in origin_info", status=421
             )
         if not ctx.keys.templates:
-            return _NO_KEYS  # no issuer has a key to challenge with (yet): fail closed
+            # No issuer has a key to challenge with (yet): fail closed.
+            self._observe(ctx, UNAVAILABLE, _NO_KEYS.status, detail="no issuer key available yet")
+            return _NO_KEYS
 
         tokens: list[bytes] = []
         if request.authorization:
@@ -333,10 +365,14 @@ class Policy:
                 session,
                 self.settings.verified_duration,
             ):
+                self._observe(ctx, SESSION, 200)
                 return Decision(Outcome.PASS, token=_VIA_SESSION)
             return self._challenge(ctx)
 
-        first_error: TokenError | None = None
+        # The first failure's reason, detail and token, not the exception: a kept exception
+        # holds its traceback, whose frame holds the exception again, so every refused
+        # request's token, cookies and context would wait for the cyclic garbage collector.
+        first_error: tuple[Reason, str, bytes] | None = None
         for raw in tokens:
             try:
                 result = verify_token(
@@ -348,7 +384,7 @@ class Policy:
             except TokenError as e:
                 if e.reason is Reason.UNKNOWN_KEY:
                     self._key_source.key_missing(now)  # rate-limited, never waits
-                first_error = first_error or e
+                first_error = first_error or (e.reason, e.detail, raw)
                 continue
             if self.mode is ContextMode.PER_REQUEST:
                 key = b"c" + result.token.challenge_digest
@@ -356,13 +392,29 @@ class Policy:
                 key = b"n" + result.nonce
             return _Pending(ctx, result, key, self._replay_ttl)
         assert first_error is not None
-        return self._refuse(ctx, first_error.reason, first_error.detail)
+        reason, detail, raw = first_error
+        # Name the issuer and key in the report only when the token's key is a trusted one.
+        key_id = raw[TOKEN_KEY_ID_OFFSET:AUTHENTICATOR_INPUT_LENGTH]
+        trusted = self.keys.find(key_id) if reason in _KEY_KNOWN else None
+        return self._refuse(
+            ctx,
+            reason,
+            detail,
+            issuer=trusted.issuer_name if trusted else None,
+            key_id=trusted.key.token_key_id if trusted else None,
+        )
 
     def _finish(self, step: _Pending, fresh: bool) -> Decision:
         ctx = step.ctx
-        if not fresh:
-            return self._refuse(ctx, Reason.REPLAYED, "token was already spent", step.result)
         result = step.result
+        if not fresh:
+            return self._refuse(
+                ctx,
+                Reason.REPLAYED,
+                "token was already spent",
+                issuer=result.issuer_name,
+                key_id=result.token_key_id,
+            )
         info = TokenInfo(
             issuer=result.issuer_name,
             token_type=result.token_type,
@@ -382,12 +434,7 @@ class Policy:
                     opts.render(opts.verified_name, self.sessions.dump_verified(session), duration),
                 )
             )
-        logger.debug(
-            "accept issuer=%s key_id=%s",
-            info.issuer,
-            result.token_key_id.hex()[:16],
-            extra={"pat_outcome": "accept", "pat_issuer": info.issuer},
-        )
+        self._observe(ctx, PASS, 200, issuer=result.issuer_name, key_id=result.token_key_id)
         return Decision(Outcome.PASS, headers=tuple(headers), token=info)
 
     # ---------------------------------------------------------------------- challenges
@@ -491,7 +538,7 @@ class Policy:
 
     def _challenge(self, ctx: _Context) -> Decision:
         header = self._challenge_header(ctx)
-        logger.debug("challenge", extra={"pat_outcome": "challenge"})
+        self._observe(ctx, CHALLENGE, 401)
         return Decision(
             Outcome.CHALLENGE,
             status=401,
@@ -504,19 +551,15 @@ class Policy:
         ctx: _Context,
         reason: Reason,
         detail: str,
-        result: VerifiedToken | None = None,
         *,
         status: int | None = None,
+        issuer: str | None = None,
+        key_id: bytes | None = None,
     ) -> Decision:
         status = status or self.settings.failure_status
         header = self._challenge_header(ctx) if status == 401 else None
-        logger.info(
-            "reject reason=%s%s",
-            reason.value,
-            f" issuer={result.issuer_name} key_id={result.token_key_id.hex()[:16]}"
-            if result
-            else "",
-            extra={"pat_outcome": "reject", "pat_reason": reason.value, "pat_detail": detail},
+        self._observe(
+            ctx, REJECT, status, reason=reason, detail=detail, issuer=issuer, key_id=key_id
         )
         return Decision(
             Outcome.REJECT,
@@ -526,17 +569,77 @@ class Policy:
             reason=reason,
         )
 
-    def _unavailable(self, error: StoreUnavailable) -> Decision:
-        logger.warning("store unavailable: %s", error, extra={"pat_outcome": "store_unavailable"})
+    def _unavailable(self, ctx: _Context, error: StoreUnavailable) -> Decision:
+        status = self.settings.store_unavailable_status
+        self._observe(ctx, UNAVAILABLE, status, detail=str(error))
         return Decision(
             Outcome.UNAVAILABLE,
-            status=self.settings.store_unavailable_status,
+            status=status,
             headers=(
                 ("Retry-After", str(error.retry_after)),
                 ("Content-Type", "text/plain; charset=utf-8"),
                 ("Cache-Control", "no-store"),
             ),
             body=b"Service temporarily unavailable; please retry.\n",
+        )
+
+    # --------------------------------------------------------------- logging and metrics
+
+    def _observe(
+        self,
+        ctx: _Context,
+        outcome: str,
+        status: int,
+        *,
+        reason: Reason | None = None,
+        detail: str = "",
+        issuer: str | None = None,
+        key_id: bytes | None = None,
+    ) -> None:
+        """Report one decision: one log record, one metrics event. Nothing identifying a
+        user (path, address, cookie, session id, nonce, token) goes into either."""
+        hook = self.metrics
+        if hook is not None:
+            event = DecisionEvent(
+                outcome,
+                reason,
+                issuer,
+                key_id.hex() if key_id is not None else None,
+                status,
+                time.perf_counter() - ctx.started,
+            )
+            try:
+                hook.record(event)
+            except Exception:
+                if not self._metrics_failed:  # once: a broken hook must not flood the log
+                    self._metrics_failed = True
+                    logger.error(
+                        "metrics hook %r raised; requests go on, its errors are not logged again",
+                        type(hook).__name__,
+                        exc_info=True,
+                    )
+        level = _LEVELS[outcome]
+        if not decision_logger.isEnabledFor(level):
+            return
+        key_hex = key_id.hex() if key_id is not None else None
+        parts = [outcome]
+        if reason is not None:
+            parts.append(f"reason={reason.value}")
+        parts.append(f"status={status}")
+        if issuer is not None:
+            parts.append(f"issuer={issuer} key_id={key_hex}")
+        message = " ".join(parts) + (f": {detail}" if detail else "")
+        decision_logger.log(
+            level,
+            message,
+            extra={
+                "pat_outcome": outcome,
+                "pat_reason": reason.value if reason is not None else None,
+                "pat_status": status,
+                "pat_issuer": issuer,
+                "pat_key_id": key_hex,
+                "pat_detail": detail or None,
+            },
         )
 
     def _response_headers(
