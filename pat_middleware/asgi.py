@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .headers import MAX_HEADER_BYTES
+from .metrics import MetricsHook
 from .policy import SCOPE_KEY, Decision, Policy, RequestInfo
 from .settings import Settings
 
@@ -30,15 +31,20 @@ logger = logging.getLogger("pat_middleware")
 
 
 def request_info(scope: Scope) -> RequestInfo:
-    """Read method, path, Host, Authorization and Cookie from an HTTP scope."""
+    """Read method, path, Host, Authorization and Cookie from an HTTP scope.
+
+    Cookie and Host lines longer than ``MAX_HEADER_BYTES`` are dropped (no session, no host).
+    Authorization is kept whatever its size: the policy refuses one longer than
+    ``max_authorization_length`` as malformed before parsing it, rather than ignoring it.
+    """
     host: str | None = None
     authorization: list[str] = []
     cookie: list[str] = []
     for name, value in scope.get("headers", ()):
-        if len(value) > MAX_HEADER_BYTES:
-            continue
         if name == b"authorization":
             authorization.append(value.decode("latin-1"))
+        elif len(value) > MAX_HEADER_BYTES:
+            continue
         elif name == b"cookie":
             cookie.append(value.decode("latin-1"))
         elif name == b"host" and host is None:
@@ -84,8 +90,9 @@ class PrivateTokenMiddleware:
     """Protect an ASGI app with Private Access Tokens.
 
     Pass a ready :class:`Policy`, validated :class:`Settings`, or a settings file path
-    (``None`` reads ``$PAT_SETTINGS``). Paths are protected by the settings' ``protect``
-    patterns; endpoints can also be protected with
+    (``None`` reads ``$PAT_SETTINGS``), and optionally a
+    :class:`~pat_middleware.metrics.MetricsHook` for the policy built from them. Paths are
+    protected by the settings' ``protect`` patterns; endpoints can also be protected with
     :func:`pat_middleware.starlette.require_private_token`.
     """
 
@@ -96,9 +103,10 @@ class PrivateTokenMiddleware:
         policy: Policy | None = None,
         settings: Settings | None = None,
         settings_file: str | None = None,
+        metrics: MetricsHook | None = None,
     ) -> None:
         self.app = app
-        self.policy = Policy.resolve(policy, settings, settings_file)
+        self.policy = Policy.resolve(policy, settings, settings_file, metrics)
 
     def __repr__(self) -> str:
         return f"PrivateTokenMiddleware({self.policy!r})"

@@ -10,10 +10,11 @@ import argparse
 import hashlib
 import json
 import os
+import secrets
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .codec import b64_decode
 from .errors import DecodeError, PrivateTokenError, TokenError
@@ -34,6 +35,9 @@ from .wire import (
     TokenChallenge,
     peek_token_type,
 )
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -279,12 +283,28 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------- issuer
 
 
-def _load_private_keys(paths: Sequence[str]) -> list[Any]:
+def _split_not_before(spec: str, now: int) -> tuple[str, int | None]:
+    """``FILE``, ``FILE:UNIX_SECONDS`` or ``FILE:+SECONDS`` (from now) -> (file, not-before)."""
+    path, sep, suffix = spec.rpartition(":")
+    if not sep or not suffix.lstrip("+").isdigit() or len(suffix) > 12:
+        return spec, None
+    return path, now + int(suffix) if suffix.startswith("+") else int(suffix)
+
+
+def _load_private_keys(specs: Sequence[str]) -> list[Any]:
+    """Issuer keys from ``--key FILE[:NOT_BEFORE]``, newest not-before first (the directory
+    order: clients use the first key whose not-before has passed)."""
+    import time
+
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    keys: list[Any] = []
-    for path in paths:
+    from .issuer import SigningKey
+
+    now = int(time.time())
+    keys: list[SigningKey] = []
+    for spec in specs:
+        path, not_before = _split_not_before(spec, now)
         try:
             data = Path(path).read_bytes()
             key = serialization.load_pem_private_key(data, password=None)
@@ -294,58 +314,145 @@ def _load_private_keys(paths: Sequence[str]) -> list[Any]:
             raise UsageError(f"--key {path}: not an unencrypted PEM private key") from e
         if not isinstance(key, rsa.RSAPrivateKey):
             raise UsageError(f"--key {path}: not an RSA key")
-        keys.append(key)
+        keys.append(SigningKey(key, not_before))
+    keys.sort(key=lambda k: -1 if k.not_before is None else k.not_before, reverse=True)
     return keys
 
 
-def _uvicorn_run(app: Any, host: str, port: int, workers: int = 1) -> None:
+def _uvicorn_run(
+    app: Any, host: str, port: int, workers: int = 1, *, factory: bool = False
+) -> None:
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level="info", workers=workers)
+    uvicorn.run(app, host=host, port=port, log_level="info", workers=workers, factory=factory)
 
 
 def cmd_issuer(args: argparse.Namespace) -> int:
+    import time
+
     from .issuer import Issuer
+    from .issuer.rotation import RotatingIssuer
     from .issuer.server import create_issuer_app
 
-    issuer = Issuer(args.name, *_load_private_keys(args.key), allow_4096=args.allow_4096)
-    key = issuer.preferred_key
-    print(
-        f"issuer {issuer.name}: {len(issuer.public_keys)} key(s); preferred key id "
-        f"{key.token_key_id.hex()}"
-    )
+    if bool(args.key) == (args.rotate_every is not None):
+        raise UsageError("give --key FILE (repeatable) or --rotate-every SECONDS")
+    if args.overlap is not None and args.rotate_every is None:
+        raise UsageError("--overlap goes with --rotate-every")
+    now = time.time()
+    served: Issuer | RotatingIssuer
+    if args.rotate_every is not None:
+        served = RotatingIssuer(args.name, period=args.rotate_every, overlap=args.overlap)
+        key = served.preferred_key(now)
+        count = f"a new key every {served.period} s (overlap {served.overlap} s)"
+    else:
+        served = Issuer(args.name, *_load_private_keys(args.key), allow_4096=args.allow_4096)
+        key = served.preferred_key_at(now)
+        count = f"{len(served.public_keys)} key(s)"
+    print(f"issuer {args.name}: {count}; preferred key id {key.token_key_id.hex()}")
     print(f"token-key: {key.token_key}")
     print(f"directory: http://{args.host}:{args.port}/.well-known/private-token-issuer-directory")
     sys.stdout.flush()
-    _uvicorn_run(create_issuer_app(issuer), args.host, args.port)
+    app = create_issuer_app(served, directory_max_age=args.directory_max_age)
+    _uvicorn_run(app, args.host, args.port)
     return EXIT_OK
 
 
-def cmd_origin(args: argparse.Namespace) -> int:
+#: Environment variable carrying the origin's command-line choices to its worker processes.
+ORIGIN_SPEC_ENV = "PAT_ORIGIN_SPEC"
+#: Environment variable holding the origin's secret (wins over the config file's).
+SECRET_ENV = "PAT_SECRET"  # noqa: S105 - a variable name, not a secret
+_SECRET_KEYS = ("secret", "secret_env", "secret_file")
+
+
+def _origin_base(spec: dict[str, Any]) -> dict[str, Any]:
+    """The settings mapping from ``--config`` and ``--replay-store``."""
     import tomllib
 
-    from .demo import create_origin_app, origin_settings
+    base: dict[str, Any] = {}
+    config = spec.get("config")
+    if config:
+        try:
+            loaded = tomllib.loads(Path(config).read_text(encoding="utf-8"))
+        except OSError as e:
+            raise UsageError(f"--config {config}: {e.strerror}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise UsageError(f"--config {config}: not valid TOML: {e}") from e
+        base = dict(loaded.get("pat_middleware", loaded))
+    if spec.get("replay_store"):
+        base["replay_store"] = spec["replay_store"]
+    return base
+
+
+def _origin_settings(spec: dict[str, Any]) -> Settings:
+    """The demo origin's settings from its command-line choices (also run in each worker)."""
+    from .demo import origin_settings
+
+    return origin_settings(
+        spec["issuer_name"],
+        spec["token_key"],
+        directory=spec.get("issuer_directory"),
+        base=_origin_base(spec),
+        secret=os.environ.get(SECRET_ENV),
+    )
+
+
+def _origin_app_factory() -> Any:
+    """Uvicorn's app factory in each ``origin --workers N`` process."""
+    from .demo import create_origin_app
     from .policy import Policy
 
-    base: dict[str, Any] = {}
-    if args.config:
-        try:
-            loaded = tomllib.loads(Path(args.config).read_text(encoding="utf-8"))
-        except OSError as e:
-            raise UsageError(f"--config {args.config}: {e.strerror}") from e
-        except tomllib.TOMLDecodeError as e:
-            raise UsageError(f"--config {args.config}: not valid TOML: {e}") from e
-        base = dict(loaded.get("pat_middleware", loaded))
-    settings = origin_settings(
-        args.issuer_name, args.token_key, base=base, secret=os.environ.get("PAT_SECRET")
-    )
-    policy = Policy(settings)
+    spec = json.loads(os.environ[ORIGIN_SPEC_ENV])
+    return create_origin_app(Policy(_origin_settings(spec)))
+
+
+def cmd_origin(args: argparse.Namespace) -> int:
+    from .demo import create_origin_app
+    from .policy import Policy
+
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    spec: dict[str, Any] = {
+        "issuer_name": args.issuer_name,
+        "token_key": args.token_key,
+        "issuer_directory": args.issuer_directory,
+        "config": str(Path(args.config).resolve()) if args.config else None,
+        "replay_store": args.replay_store,
+    }
+    base = _origin_base(spec)
+    if args.workers > 1 and str(base.get("replay_store", "memory://")).startswith("memory:"):
+        raise UsageError(
+            f"--workers {args.workers} needs a shared replay store: each worker would keep its "
+            "own memory:// store and accept a replayed token once per worker; pass "
+            "--replay-store redis://HOST:PORT/DB (or set replay_store in --config)"
+        )
+    if (
+        args.workers > 1
+        and SECRET_ENV not in os.environ
+        and not any(k in base for k in _SECRET_KEYS)
+    ):
+        # No secret given: one random secret for all workers, handed over in their
+        # environment and never printed (contexts and cookies must verify on every worker).
+        os.environ[SECRET_ENV] = secrets.token_urlsafe(32)
+        print(f"{args.workers} workers share a random per-run secret (set {SECRET_ENV} to fix it)")
+    settings = _origin_settings(spec)  # every setting is checked here, before any worker starts
+    # So are the checks that need I/O (issuer directories): a worker failing them would be
+    # restarted by uvicorn forever, with a traceback each time.
+    policy = Policy(settings, refresh_in_background=args.workers == 1)
+    store = settings.replay_store
     print(
         f"origin on http://{args.host}:{args.port}: GET / is public, GET /protected needs "
-        f"a token from {args.issuer_name}"
+        f"a token from {args.issuer_name}; replay store {store.split('://', 1)[0]}://, "
+        f"{args.workers} worker(s)"
     )
     sys.stdout.flush()
-    _uvicorn_run(create_origin_app(policy), args.host, args.port)
+    if args.workers == 1:
+        _uvicorn_run(create_origin_app(policy), args.host, args.port)
+        return EXIT_OK
+    policy.close()  # each worker builds its own
+    os.environ[ORIGIN_SPEC_ENV] = json.dumps(spec)
+    _uvicorn_run(
+        "pat_middleware.cli:_origin_app_factory", args.host, args.port, args.workers, factory=True
+    )
     return EXIT_OK
 
 
@@ -371,6 +478,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------- main
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    if not text.isdigit() or len(text) > 9:
+        raise argparse.ArgumentTypeError(f"expected whole seconds, got {text!r}")
+    return int(text)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -409,9 +529,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("issuer", help="serve a test issuer (directory + issuance) with uvicorn")
     p.add_argument(
         "--key",
-        required=True,
         action="append",
-        help="issuer private key PEM (repeatable; the first is preferred)",
+        metavar="FILE[:NOT_BEFORE]",
+        help="issuer private key PEM, optionally with a not-before (Unix seconds, or +SECONDS "
+        "from start); repeatable; listed newest not-before first",
+    )
+    p.add_argument(
+        "--rotate-every",
+        type=_positive_int,
+        metavar="SECONDS",
+        help="generate keys in memory: a new preferred key every SECONDS, published one "
+        "period ahead with its not-before (instead of --key)",
+    )
+    p.add_argument(
+        "--overlap",
+        type=_non_negative_int,
+        metavar="SECONDS",
+        help="with --rotate-every: keep a replaced key published and signing this long "
+        "(default: one period)",
+    )
+    p.add_argument(
+        "--directory-max-age",
+        type=_non_negative_int,
+        default=86400,
+        metavar="SECONDS",
+        help="Cache-Control max-age of the directory (with rotation, never past the next "
+        "change; default 86400)",
     )
     p.add_argument("--name", required=True, help="issuer name (host[:port]) in challenges")
     p.add_argument("--host", default="127.0.0.1")
@@ -421,8 +564,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("origin", help="serve a demo origin whose /protected needs a token")
     p.add_argument("--issuer-name", required=True, help="issuer name in challenges")
-    p.add_argument("--token-key", required=True, help="issuer token-key, base64url SPKI")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--token-key", help="issuer token-key, base64url SPKI")
+    source.add_argument(
+        "--issuer-directory",
+        metavar="URL",
+        help="fetch (and keep fetching) the issuer's keys from its directory: its URL, or "
+        "the issuer's base URL; http only on loopback",
+    )
     p.add_argument("--config", help="TOML settings file merged under the demo defaults")
+    p.add_argument(
+        "--replay-store", metavar="URL", help="replay store URL (wins over the config's)"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (more than 1 needs a shared store, e.g. redis://)",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=cmd_origin)

@@ -5,10 +5,12 @@ Imports Starlette, httpx and uvicorn: this is the command-line side, not the cor
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import secrets
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -33,15 +35,17 @@ from .wire import TOKEN_TYPE_BLIND_RSA, Token, TokenChallenge
 
 def origin_settings(
     issuer_name: str,
-    token_key: str,
+    token_key: str | None,
     *,
+    directory: str | None = None,
     base: Mapping[str, Any] | None = None,
     secret: str | None = None,
 ) -> Settings:
     """Demo-origin settings: ``/protected`` needs a token; plain-HTTP cookies allowed.
 
     ``base`` (a settings mapping, e.g. from a TOML file) wins over the demo defaults; the
-    issuer given on the command line is added to its issuers.
+    issuer given on the command line (with a token-key, a directory URL, or both) is added
+    to its issuers.
     """
     data: dict[str, Any] = {
         "protect": ["/protected"],
@@ -51,7 +55,12 @@ def origin_settings(
     if base:
         data.update(base)
     issuers = list(data.get("issuers", []))
-    issuers.insert(0, {"name": issuer_name, "token_key": token_key})
+    entry = {"name": issuer_name}
+    if token_key is not None:
+        entry["token_key"] = token_key
+    if directory is not None:
+        entry["directory"] = directory
+    issuers.insert(0, entry)
     data["issuers"] = issuers
     if secret is not None:
         data["secret"] = secret
@@ -61,7 +70,8 @@ def origin_settings(
 
 
 def create_origin_app(policy: Policy) -> PrivateTokenMiddleware:
-    """A tiny site: ``GET /`` is public, ``GET /protected`` needs a token."""
+    """A tiny site: ``GET /`` is public, ``GET /protected`` needs a token, ``GET /whoami``
+    (public) tells which worker process answered."""
 
     async def home(request: Request) -> Response:
         return PlainTextResponse("public page: no token needed\n")
@@ -78,8 +88,24 @@ def create_origin_app(policy: Policy) -> PrivateTokenMiddleware:
             )
         return JSONResponse(body)
 
-    app = Starlette(routes=[Route("/", home), Route("/protected", protected)])
+    async def whoami(request: Request) -> Response:
+        return JSONResponse({"pid": os.getpid()})
+
+    app = Starlette(
+        routes=[Route("/", home), Route("/protected", protected), Route("/whoami", whoami)],
+        lifespan=lambda app: closing_store(policy),
+    )
     return PrivateTokenMiddleware(app, policy=policy)
+
+
+@contextlib.asynccontextmanager
+async def closing_store(policy: Policy) -> AsyncIterator[None]:
+    """A Starlette lifespan that closes the policy's store connections at shutdown, in the
+    event loop that opened them (``RedisReplayStore.aclose``)."""
+    yield
+    aclose = getattr(policy.store, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 # ------------------------------------------------------------------------------- client
@@ -155,12 +181,13 @@ def follow(
 # --------------------------------------------------------------------------------- demo
 
 
-def run_demo(out: TextIO = sys.stdout) -> int:
-    """Issuer and origin on free loopback ports; the client runs the whole flow."""
+def run_demo(out: TextIO | None = None) -> int:
+    """Issuer and origin on free loopback ports; the client runs the whole flow. Prints to
+    ``out``, else to whatever ``sys.stdout`` is when it runs."""
     from .serve import serve_asgi
 
     def say(line: str) -> None:
-        print(line, file=out, flush=True)
+        print(line, file=out or sys.stdout, flush=True)
 
     failures: list[str] = []
 
@@ -239,6 +266,7 @@ class _LateApp:
 
 __all__ = [
     "FetchResult",
+    "closing_store",
     "create_origin_app",
     "follow",
     "origin_settings",

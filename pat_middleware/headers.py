@@ -23,7 +23,8 @@ AUTHORIZATION = "Authorization"
 #: scheme, quoting and a few unknown parameters, but not for megabytes.
 DEFAULT_MAX_AUTHORIZATION_LENGTH = 2048
 DEFAULT_MAX_WWW_AUTHENTICATE_LENGTH = 16384
-#: Adapters drop any single request header longer than this before the policy sees it.
+#: Adapters drop a Cookie or Host line longer than this before the policy sees it (read as
+#: absent). Authorization is passed on: the policy refuses it by length before parsing.
 MAX_HEADER_BYTES = 16384
 #: More challenges or credentials than this in one header is not a real client.
 MAX_ITEMS = 32

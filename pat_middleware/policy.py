@@ -12,14 +12,17 @@ import enum
 import functools
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from .challenges import ChallengeTemplate, ContextDeriver, ContextMode, Windows, derive_key
 from .codec import b64url_encode
-from .errors import DecodeError, Reason, TokenError
+from .discovery import KeySource
+from .errors import ConfigurationError, DecodeError, Reason, TokenError
 from .headers import WWW_AUTHENTICATE, format_challenge, parse_authorization
+from .metrics import CHALLENGE, PASS, REJECT, SESSION, UNAVAILABLE, DecisionEvent, MetricsHook
 from .sessions import (
     MAX_PENDING_CHALLENGES,
     Session,
@@ -29,9 +32,28 @@ from .sessions import (
 from .settings import Settings, load_settings
 from .stores import AsyncReplayStore, ReplayStore, StoreUnavailable, open_replay_store
 from .verify import KeyRing, TrustedKey, VerifiedToken, match_challenge, verify_token
-from .wire import GREASE_TOKEN_TYPES, TokenChallenge
+from .wire import (
+    AUTHENTICATOR_INPUT_LENGTH,
+    GREASE_TOKEN_TYPES,
+    TOKEN_KEY_ID_OFFSET,
+    TOKEN_TYPE_BLIND_RSA,
+    TokenChallenge,
+)
 
 logger = logging.getLogger("pat_middleware")
+#: One record per decision (see README "Logging and metrics"); a child of "pat_middleware".
+decision_logger = logging.getLogger("pat_middleware.decision")
+_LEVELS = {
+    CHALLENGE: logging.DEBUG,
+    PASS: logging.DEBUG,
+    SESSION: logging.DEBUG,
+    REJECT: logging.INFO,
+    UNAVAILABLE: logging.WARNING,
+}
+#: Refusals that come after the token's key was found among the trusted ones.
+_KEY_KNOWN = frozenset(
+    {Reason.WRONG_LENGTH, Reason.CHALLENGE_MISMATCH, Reason.EXPIRED, Reason.BAD_SIGNATURE}
+)
 
 #: Scope / environ key where adapters put the :class:`TokenInfo` of a passed request.
 SCOPE_KEY = "private_token"
@@ -39,6 +61,8 @@ SCOPE_KEY = "private_token"
 _SLOT_RANDOM_BITS = 16
 #: Extra seconds the replay store keeps a nonce past the last moment it could verify.
 REPLAY_TTL_SLACK = 5
+#: Retry-After of the 503 sent while no issuer has a key to challenge with.
+NO_KEYS_RETRY_AFTER = 30
 
 
 class Outcome(enum.StrEnum):
@@ -88,6 +112,29 @@ class Decision:
 
 _SKIP = Decision(Outcome.SKIP)
 _VIA_SESSION = TokenInfo(issuer=None, token_type=None, token_key_id=None, via_session=True)
+_NO_KEYS = Decision(
+    Outcome.UNAVAILABLE,
+    status=503,
+    headers=(
+        ("Retry-After", str(NO_KEYS_RETRY_AFTER)),
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Cache-Control", "no-store"),
+    ),
+    body=b"No issuer key is available yet; please retry.\n",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _KeySnapshot:
+    """The keys in force: built when they change, never per request, swapped whole."""
+
+    keys: KeyRing
+    #: (challenge template, token-key to advertise) per issuer that has a current key.
+    templates: tuple[tuple[ChallengeTemplate, str], ...]
+    static: tuple[TokenChallenge, ...]  # none mode: the empty-context challenges
+    static_header: str
+    version: int  # the key source's version it was built from
+    valid_until: float  # a not-before or the end of a removed key's grace
 
 
 @dataclass(slots=True)
@@ -97,8 +144,10 @@ class _Context:
     request: RequestInfo
     now: float
     session: Session | None
+    keys: _KeySnapshot
     cookies: Mapping[str, str] = field(default_factory=dict, repr=False)
     set_cookies: list[str] = field(default_factory=list, repr=False)
+    started: float = 0.0  # time.perf_counter() at the start, when a metrics hook is set
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +161,12 @@ class _Pending:
 
 
 class Policy:
-    """Settings + keys + stores. Thread- and task-safe; build one per app at start-up."""
+    """Settings + keys + stores. Thread- and task-safe; build one per app at start-up.
+
+    Issuers configured with a directory are fetched here, once, before this returns; then a
+    daemon thread keeps them fresh (``refresh_in_background=False``: call
+    :meth:`refresh_keys` yourself). :meth:`close` stops it.
+    """
 
     def __init__(
         self,
@@ -120,20 +174,34 @@ class Policy:
         *,
         replay_store: ReplayStore | None = None,
         clock: Callable[[], float] = time.time,
+        refresh_in_background: bool = True,
+        metrics: MetricsHook | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
+        self.metrics = metrics
+        self._metrics_failed = False
         self.mode = settings.redemption_context
-        self.keys = KeyRing(
-            TrustedKey(issuer.name, key) for issuer in settings.issuers for key in issuer.keys
-        )
-        self.templates: tuple[tuple[ChallengeTemplate, str], ...] = tuple(
-            (
-                ChallengeTemplate(issuer.key.token_type, issuer.name, settings.origin_info),
-                issuer.key.token_key,
-            )
+        # Per issuer, built once: keys only decide which issuers appear.
+        self._templates = {
+            issuer.name: ChallengeTemplate(TOKEN_TYPE_BLIND_RSA, issuer.name, settings.origin_info)
             for issuer in settings.issuers
-        )
+        }
+        self._empty_challenges = {
+            name: template.challenge(b"") for name, template in self._templates.items()
+        }
+        self._key_source = KeySource(settings.issuers, settings.discovery, clock=clock)
+        if self._key_source.discovers:
+            try:
+                from .refresher import attach  # imports httpx
+            except ImportError as e:
+                raise ConfigurationError(
+                    self._key_source.states[0].setting,
+                    "fetching issuer directories needs httpx: "
+                    "pip install 'pat-middleware[discovery]'",
+                ) from e
+            attach(self._key_source, background=refresh_in_background)
+        self._snapshot_lock = threading.Lock()
         self.windows = Windows.for_max_age(settings.max_age)
         self.contexts = ContextDeriver(derive_key(settings.secret, "redemption-context"))
         self.sessions = SessionCodec(
@@ -148,9 +216,7 @@ class Policy:
         self._async_store = self.store if isinstance(self.store, AsyncReplayStore) else None
         self._body = settings.challenge_body.encode("utf-8")
         self._pending_cookie = settings.cookies.session_name + "_c"
-        # none mode: one empty-context challenge per issuer, built and rendered once.
-        self._static = tuple(template.challenge(b"") for template, _ in self.templates)
-        self._static_header = self._render_challenges(b"", settings.max_age)
+        self._snapshot = self._build_snapshot(clock())
         self._origins = frozenset(settings.origin_info)
         if self.mode is ContextMode.PER_SESSION:
             self._replay_ttl = float(self.windows.longest_validity + REPLAY_TTL_SLACK)
@@ -161,6 +227,50 @@ class Policy:
 
     def __repr__(self) -> str:
         return f"Policy({self.settings!r}, store={self.store!r})"
+
+    # --------------------------------------------------------------------------- keys
+
+    @property
+    def keys(self) -> KeyRing:
+        """The keys tokens may be signed under, now."""
+        return self._current_keys(self.clock()).keys
+
+    @property
+    def templates(self) -> tuple[tuple[ChallengeTemplate, str], ...]:
+        """(challenge template, advertised token-key) per issuer challenged now."""
+        return self._current_keys(self.clock()).templates
+
+    def refresh_keys(self, *, force: bool = True) -> None:
+        """Fetch the issuer directories now (only those due with ``force=False``); blocks."""
+        self._key_source.refresh(force=force)
+
+    def close(self) -> None:
+        """Stop refreshing issuer directories (the policy keeps its last keys)."""
+        self._key_source.close()
+
+    def _current_keys(self, now: float) -> _KeySnapshot:
+        snapshot = self._snapshot
+        if now < snapshot.valid_until and snapshot.version == self._key_source.version:
+            return snapshot
+        with self._snapshot_lock:
+            snapshot = self._snapshot
+            if now >= snapshot.valid_until or snapshot.version != self._key_source.version:
+                self._key_source.ensure_running()  # again in a forked child
+                snapshot = self._snapshot = self._build_snapshot(now)
+            return snapshot
+
+    def _build_snapshot(self, now: float) -> _KeySnapshot:
+        selection = self._key_source.select(now)
+        live = [(i.name, i.preferred) for i in selection.issuers if i.preferred is not None]
+        templates = tuple((self._templates[name], key.token_key) for name, key in live)
+        return _KeySnapshot(
+            keys=KeyRing(TrustedKey(i.name, key) for i in selection.issuers for key in i.accepted),
+            templates=templates,
+            static=tuple(self._empty_challenges[name] for name, _ in live),
+            static_header=self._render_challenges(templates, b"", self.settings.max_age),
+            version=selection.version,
+            valid_until=selection.valid_until,
+        )
 
     def protects(self, method: str, path: str) -> bool:
         return self.settings.protects(method, path)
@@ -173,12 +283,17 @@ class Policy:
         policy: Policy | None = None,
         settings: Settings | None = None,
         settings_file: str | None = None,
+        metrics: MetricsHook | None = None,
     ) -> Policy:
         """The adapters' constructor options: a policy, settings, or a settings file (``None``
-        reads ``$PAT_SETTINGS``), in that order of precedence."""
+        reads ``$PAT_SETTINGS``), in that order of precedence, and a metrics hook for a
+        policy built here (a ready policy brings its own)."""
         if policy is not None:
+            if metrics is not None:
+                raise ConfigurationError("metrics", "give it to the Policy passed as policy=")
             return policy
-        return cls(settings if settings is not None else load_settings(settings_file))
+        settings = settings if settings is not None else load_settings(settings_file)
+        return cls(settings, metrics=metrics)
 
     def evaluate(self, request: RequestInfo, *, force: bool = False) -> Decision:
         """Judge a request. ``force`` protects it whatever the path settings say."""
@@ -188,7 +303,7 @@ class Policy:
         try:
             fresh = self._spend(step)
         except StoreUnavailable as e:
-            return self._unavailable(e)
+            return self._unavailable(step.ctx, e)
         return self._finish(step, fresh)
 
     def _spend(self, step: _Pending) -> bool:
@@ -211,21 +326,26 @@ class Policy:
             else:
                 fresh = self._spend(step)
         except StoreUnavailable as e:
-            return self._unavailable(e)
+            return self._unavailable(step.ctx, e)
         return self._finish(step, fresh)
 
     def _begin(self, request: RequestInfo, force: bool) -> Decision | _Pending:
         if not force and not self.settings.protects(request.method, request.path):
             return _SKIP
+        started = time.perf_counter() if self.metrics is not None else 0.0
         now = self.clock()
         cookies = parse_cookie_header(request.cookie)
         session = self.sessions.load_session(cookies.get(self.settings.cookies.session_name))
-        ctx = _Context(request, now, session, cookies)
+        ctx = _Context(request, now, session, self._current_keys(now), cookies, started=started)
 
         if self.settings.check_host and not self._host_allowed(request.host):
             return self._refuse(
                 ctx, Reason.CHALLENGE_MISMATCH, "Host is not in origin_info", status=421
             )
+        if not ctx.keys.templates:
+            # No issuer has a key to challenge with (yet): fail closed.
+            self._observe(ctx, UNAVAILABLE, _NO_KEYS.status, detail="no issuer key available yet")
+            return _NO_KEYS
 
         tokens: list[bytes] = []
         if request.authorization:
@@ -245,20 +365,26 @@ class Policy:
                 session,
                 self.settings.verified_duration,
             ):
+                self._observe(ctx, SESSION, 200)
                 return Decision(Outcome.PASS, token=_VIA_SESSION)
             return self._challenge(ctx)
 
-        first_error: TokenError | None = None
+        # The first failure's reason, detail and token, not the exception: a kept exception
+        # holds its traceback, whose frame holds the exception again, so every refused
+        # request's token, cookies and context would wait for the cyclic garbage collector.
+        first_error: tuple[Reason, str, bytes] | None = None
         for raw in tokens:
             try:
                 result = verify_token(
                     raw,
-                    keys=self.keys,
+                    keys=ctx.keys.keys,
                     challenges=self._matcher(ctx),
                     allowed_types=self.settings.token_types,
                 )
             except TokenError as e:
-                first_error = first_error or e
+                if e.reason is Reason.UNKNOWN_KEY:
+                    self._key_source.key_missing(now)  # rate-limited, never waits
+                first_error = first_error or (e.reason, e.detail, raw)
                 continue
             if self.mode is ContextMode.PER_REQUEST:
                 key = b"c" + result.token.challenge_digest
@@ -266,13 +392,29 @@ class Policy:
                 key = b"n" + result.nonce
             return _Pending(ctx, result, key, self._replay_ttl)
         assert first_error is not None
-        return self._refuse(ctx, first_error.reason, first_error.detail)
+        reason, detail, raw = first_error
+        # Name the issuer and key in the report only when the token's key is a trusted one.
+        key_id = raw[TOKEN_KEY_ID_OFFSET:AUTHENTICATOR_INPUT_LENGTH]
+        trusted = self.keys.find(key_id) if reason in _KEY_KNOWN else None
+        return self._refuse(
+            ctx,
+            reason,
+            detail,
+            issuer=trusted.issuer_name if trusted else None,
+            key_id=trusted.key.token_key_id if trusted else None,
+        )
 
     def _finish(self, step: _Pending, fresh: bool) -> Decision:
         ctx = step.ctx
-        if not fresh:
-            return self._refuse(ctx, Reason.REPLAYED, "token was already spent", step.result)
         result = step.result
+        if not fresh:
+            return self._refuse(
+                ctx,
+                Reason.REPLAYED,
+                "token was already spent",
+                issuer=result.issuer_name,
+                key_id=result.token_key_id,
+            )
         info = TokenInfo(
             issuer=result.issuer_name,
             token_type=result.token_type,
@@ -292,12 +434,7 @@ class Policy:
                     opts.render(opts.verified_name, self.sessions.dump_verified(session), duration),
                 )
             )
-        logger.debug(
-            "accept issuer=%s key_id=%s",
-            info.issuer,
-            result.token_key_id.hex()[:16],
-            extra={"pat_outcome": "accept", "pat_issuer": info.issuer},
-        )
+        self._observe(ctx, PASS, 200, issuer=result.issuer_name, key_id=result.token_key_id)
         return Decision(Outcome.PASS, headers=tuple(headers), token=info)
 
     # ---------------------------------------------------------------------- challenges
@@ -305,11 +442,11 @@ class Policy:
     def _matcher(self, ctx: _Context) -> Callable[[bytes], TokenChallenge | None]:
         """Rebuild the challenges this request's session may hold, newest first."""
         if self.mode is ContextMode.NONE:
-            return functools.partial(match_challenge, challenges=self._static)
+            return functools.partial(match_challenge, challenges=ctx.keys.static)
 
         def match(digest: bytes) -> TokenChallenge | None:
             for context, expired in self._candidate_contexts(ctx):
-                for template, _ in self.templates:
+                for template, _ in ctx.keys.templates:
                     challenge = template.match(context, digest)
                     if challenge is None:
                         continue
@@ -345,7 +482,7 @@ class Policy:
 
     def _challenge_header(self, ctx: _Context) -> str:
         if self.mode is ContextMode.NONE:
-            return self._static_header
+            return ctx.keys.static_header
         session = ctx.session
         fresh_needed = (
             session is None
@@ -383,9 +520,11 @@ class Policy:
                     self.settings.max_age + REPLAY_TTL_SLACK,
                 )
             )
-        return self._render_challenges(context, max_age)
+        return self._render_challenges(ctx.keys.templates, context, max_age)
 
-    def _render_challenges(self, context: bytes, max_age: int) -> str:
+    def _render_challenges(
+        self, templates: tuple[tuple[ChallengeTemplate, str], ...], context: bytes, max_age: int
+    ) -> str:
         """One PrivateToken challenge per issuer, all with ``context``."""
         return ", ".join(
             format_challenge(
@@ -394,12 +533,12 @@ class Policy:
                 max_age,
                 quoted=self.settings.quoted_values,
             )
-            for template, token_key in self.templates
+            for template, token_key in templates
         )
 
     def _challenge(self, ctx: _Context) -> Decision:
         header = self._challenge_header(ctx)
-        logger.debug("challenge", extra={"pat_outcome": "challenge"})
+        self._observe(ctx, CHALLENGE, 401)
         return Decision(
             Outcome.CHALLENGE,
             status=401,
@@ -412,19 +551,15 @@ class Policy:
         ctx: _Context,
         reason: Reason,
         detail: str,
-        result: VerifiedToken | None = None,
         *,
         status: int | None = None,
+        issuer: str | None = None,
+        key_id: bytes | None = None,
     ) -> Decision:
         status = status or self.settings.failure_status
         header = self._challenge_header(ctx) if status == 401 else None
-        logger.info(
-            "reject reason=%s%s",
-            reason.value,
-            f" issuer={result.issuer_name} key_id={result.token_key_id.hex()[:16]}"
-            if result
-            else "",
-            extra={"pat_outcome": "reject", "pat_reason": reason.value, "pat_detail": detail},
+        self._observe(
+            ctx, REJECT, status, reason=reason, detail=detail, issuer=issuer, key_id=key_id
         )
         return Decision(
             Outcome.REJECT,
@@ -434,17 +569,77 @@ class Policy:
             reason=reason,
         )
 
-    def _unavailable(self, error: StoreUnavailable) -> Decision:
-        logger.warning("store unavailable: %s", error, extra={"pat_outcome": "store_unavailable"})
+    def _unavailable(self, ctx: _Context, error: StoreUnavailable) -> Decision:
+        status = self.settings.store_unavailable_status
+        self._observe(ctx, UNAVAILABLE, status, detail=str(error))
         return Decision(
             Outcome.UNAVAILABLE,
-            status=503,
+            status=status,
             headers=(
                 ("Retry-After", str(error.retry_after)),
                 ("Content-Type", "text/plain; charset=utf-8"),
                 ("Cache-Control", "no-store"),
             ),
             body=b"Service temporarily unavailable; please retry.\n",
+        )
+
+    # --------------------------------------------------------------- logging and metrics
+
+    def _observe(
+        self,
+        ctx: _Context,
+        outcome: str,
+        status: int,
+        *,
+        reason: Reason | None = None,
+        detail: str = "",
+        issuer: str | None = None,
+        key_id: bytes | None = None,
+    ) -> None:
+        """Report one decision: one log record, one metrics event. Nothing identifying a
+        user (path, address, cookie, session id, nonce, token) goes into either."""
+        hook = self.metrics
+        if hook is not None:
+            event = DecisionEvent(
+                outcome,
+                reason,
+                issuer,
+                key_id.hex() if key_id is not None else None,
+                status,
+                time.perf_counter() - ctx.started,
+            )
+            try:
+                hook.record(event)
+            except Exception:
+                if not self._metrics_failed:  # once: a broken hook must not flood the log
+                    self._metrics_failed = True
+                    logger.error(
+                        "metrics hook %r raised; requests go on, its errors are not logged again",
+                        type(hook).__name__,
+                        exc_info=True,
+                    )
+        level = _LEVELS[outcome]
+        if not decision_logger.isEnabledFor(level):
+            return
+        key_hex = key_id.hex() if key_id is not None else None
+        parts = [outcome]
+        if reason is not None:
+            parts.append(f"reason={reason.value}")
+        parts.append(f"status={status}")
+        if issuer is not None:
+            parts.append(f"issuer={issuer} key_id={key_hex}")
+        message = " ".join(parts) + (f": {detail}" if detail else "")
+        decision_logger.log(
+            level,
+            message,
+            extra={
+                "pat_outcome": outcome,
+                "pat_reason": reason.value if reason is not None else None,
+                "pat_status": status,
+                "pat_issuer": issuer,
+                "pat_key_id": key_hex,
+                "pat_detail": detail or None,
+            },
         )
 
     def _response_headers(

@@ -27,9 +27,10 @@ SHUTDOWN_TIMEOUT = 10.0
 
 @contextmanager
 def serve_asgi(
-    app: ASGIApp, *, host: str = "127.0.0.1", log_level: str = "warning"
+    app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
 ) -> Iterator[str]:
-    """Serve ``app`` on a free port of ``host``; yields the base URL (``http://host:port``).
+    """Serve ``app`` on ``port`` (default: a free one) of ``host``; yields the base URL
+    (``http://host:port``).
 
     The socket is bound before uvicorn starts, so there is no race for the port. On exit the
     server is asked to stop and the thread is joined; an error inside the server thread is
@@ -37,7 +38,7 @@ def serve_asgi(
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+    sock.bind((host, port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         app,

@@ -8,6 +8,7 @@ The same keys work everywhere: a TOML file (path given or ``PAT_SETTINGS``), Dja
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import logging
 import os
 import re
@@ -17,10 +18,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 from .challenges import ContextMode
 from .errors import ConfigurationError, DecodeError
 from .headers import DEFAULT_MAX_AUTHORIZATION_LENGTH
+from .issuer.protocol import DIRECTORY_PATH, LEGACY_DIRECTORY_PATH
 from .keys import IssuerKey
 from .sessions import CookieOptions
 from .wire import TOKEN_TYPE_BLIND_RSA, TokenChallenge
@@ -52,17 +55,37 @@ def protected_methods(methods: Iterable[str]) -> frozenset[str]:
     return upper | {"HEAD"} if "GET" in upper else upper
 
 
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
+
+
 @dataclass(frozen=True, slots=True)
 class IssuerConfig:
-    """One trusted issuer: its name as challenges carry it, and its key(s)."""
+    """One trusted issuer: its name as challenges carry it, its static keys, and where to
+    fetch its directory (URLs tried in order, the next one only after a 404)."""
 
     name: str
     keys: tuple[IssuerKey, ...]
+    directory_urls: tuple[str, ...] = ()
+    allow_4096: bool = False
+    #: The setting that named the directory, for errors (``issuers[0].directory``).
+    directory_setting: str = ""
 
     @property
-    def key(self) -> IssuerKey:
-        """The key challenges advertise: the first one configured."""
-        return self.keys[0]
+    def key(self) -> IssuerKey | None:
+        """The first static key, or None when keys come only from the directory."""
+        return self.keys[0] if self.keys else None
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryOptions:
+    """How issuer directories are fetched and kept (the ``directory_*`` settings)."""
+
+    refresh_min: int = 60
+    refresh_max: int = 3600
+    unknown_key_refresh: int = 30
+    timeout: int = 5
+    require_keys: bool = True
+    key_grace: int = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +142,10 @@ class Settings:
     quoted_values: bool = True
     replay_store: str = "memory://"
     replay_ttl: int = 86400
+    store_unavailable_status: int = 503
     max_authorization_length: int = DEFAULT_MAX_AUTHORIZATION_LENGTH
     development: bool = False
+    discovery: DiscoveryOptions = field(default_factory=DiscoveryOptions)
 
     def __repr__(self) -> str:
         names = ", ".join(i.name for i in self.issuers)
@@ -167,11 +192,15 @@ KNOWN_KEYS = frozenset(
         "failure_status", "verified_duration", "session_lifetime", "cookie_name",
         "verified_cookie_name", "cookie_secure", "cookie_samesite", "cookie_domain",
         "cookie_path", "challenge_body", "challenge_body_file", "challenge_content_type",
-        "quoted_values", "replay_store", "replay_ttl", "max_authorization_length",
-        "development",
+        "quoted_values", "replay_store", "replay_ttl", "store_unavailable_status",
+        "max_authorization_length", "development", "directory_refresh_min",
+        "directory_refresh_max", "directory_unknown_key_refresh", "directory_timeout",
+        "directory_require_keys", "directory_key_grace",
     }
 )  # fmt: skip
-ISSUER_KEYS = frozenset({"name", "token_key", "token_keys", "token_key_file", "allow_4096"})
+ISSUER_KEYS = frozenset(
+    {"name", "token_key", "token_keys", "token_key_file", "allow_4096", "directory", "discover"}
+)
 
 
 class _Builder:
@@ -249,7 +278,7 @@ class _Builder:
             TokenChallenge(TOKEN_TYPE_BLIND_RSA, "issuer.invalid", b"", origin_info)
         except DecodeError as e:
             raise self.fail("origin_info", str(e)) from e
-        issuers = self.issuers(origin_info)
+        issuers = self.issuers(origin_info, development)
         check_host = self.boolean("check_host", False)
         if check_host and not origin_info:
             raise self.fail("check_host", "needs origin_info to list the accepted hosts")
@@ -301,11 +330,48 @@ class _Builder:
             quoted_values=self.boolean("quoted_values", True),
             replay_store=replay_store,
             replay_ttl=self.integer("replay_ttl", 86400, low=60, high=366 * 86400),
+            store_unavailable_status=self.store_unavailable_status(),
             max_authorization_length=self.integer(
                 "max_authorization_length", DEFAULT_MAX_AUTHORIZATION_LENGTH, low=600, high=16384
             ),
             development=development,
+            discovery=self.discovery(),
         )
+
+    def discovery(self) -> DiscoveryOptions:
+        default = DiscoveryOptions()
+        refresh_min = self.integer("directory_refresh_min", default.refresh_min, low=1, high=86400)
+        refresh_max = self.integer(
+            "directory_refresh_max", default.refresh_max, low=1, high=30 * 86400
+        )
+        if refresh_max < refresh_min:
+            raise self.fail("directory_refresh_max", "must not be less than directory_refresh_min")
+        return DiscoveryOptions(
+            refresh_min=refresh_min,
+            refresh_max=refresh_max,
+            unknown_key_refresh=self.integer(
+                "directory_unknown_key_refresh", default.unknown_key_refresh, low=1, high=86400
+            ),
+            timeout=self.integer("directory_timeout", default.timeout, low=1, high=60),
+            require_keys=self.boolean("directory_require_keys", default.require_keys),
+            key_grace=self.integer(
+                "directory_key_grace", default.key_grace, low=0, high=30 * 86400
+            ),
+        )
+
+    def store_unavailable_status(self) -> int:
+        """429 or a 5xx: the answer while the replay store cannot record a token."""
+        value = self.get("store_unavailable_status", 503)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not (value == 429 or 500 <= value <= 599)
+        ):
+            raise self.fail(
+                "store_unavailable_status",
+                f"expected 429 or an integer from 500 to 599, got {value!r}",
+            )
+        return value
 
     def header_safe(self, key: str, default: str | None, pattern: re.Pattern[str]) -> str | None:
         """A string that goes into a response header: printable ASCII, nothing that splits."""
@@ -320,7 +386,7 @@ class _Builder:
             raise self.fail(key, "cookie names are 1-64 letters, digits, '_', '-' or '.'")
         return name
 
-    def issuers(self, origin_info: tuple[str, ...]) -> tuple[IssuerConfig, ...]:
+    def issuers(self, origin_info: tuple[str, ...], development: bool) -> tuple[IssuerConfig, ...]:
         raw = self.get("issuers", None)
         if not isinstance(raw, list | tuple) or not raw:
             raise self.fail("issuers", "at least one issuer (name and token_key) is required")
@@ -352,8 +418,12 @@ class _Builder:
                 texts.append((f"{where}.token_keys[{j}]", text))
             if "token_key_file" in entry:
                 texts.append((f"{where}.token_key_file", self.read_key_file(entry, where)))
-            if not texts:
-                raise self.fail(f"{where}.token_key", "expected token_key or token_key_file")
+            urls, directory_setting = self.directory_urls(entry, where, name, development)
+            if not texts and not urls:
+                raise self.fail(
+                    f"{where}.token_key",
+                    "expected token_key, token_keys, token_key_file, directory or discover = true",
+                )
             keys: list[IssuerKey] = []
             for setting, text in texts:
                 if not isinstance(text, str):
@@ -365,7 +435,15 @@ class _Builder:
                         keys.append(IssuerKey.from_base64(text, allow_4096=allow_4096))
                 except DecodeError as e:
                     raise self.fail(setting, f"not a valid type-2 token-key: {e}") from e
-            out.append(IssuerConfig(name=name, keys=tuple(keys)))
+            out.append(
+                IssuerConfig(
+                    name=name,
+                    keys=tuple(keys),
+                    directory_urls=urls,
+                    allow_4096=allow_4096,
+                    directory_setting=directory_setting,
+                )
+            )
         names = [i.name.lower() for i in out]
         if len(set(names)) != len(names):
             raise self.fail("issuers", "each issuer name may appear once")
@@ -373,6 +451,47 @@ class _Builder:
         if len(set(key_ids)) != len(key_ids):
             raise self.fail("issuers", "the same token key is configured twice")
         return tuple(out)
+
+    def directory_urls(
+        self, entry: Mapping[str, Any], where: str, name: str, development: bool
+    ) -> tuple[tuple[str, ...], str]:
+        """The directory URLs to try for one issuer, and the setting that gave them."""
+        discover = entry.get("discover", False)
+        if not isinstance(discover, bool):
+            raise self.fail(f"{where}.discover", "expected true or false")
+        if "directory" not in entry:
+            if not discover:
+                return (), ""
+            origin = "https://" + name
+            parts = urlsplit(origin)
+            if not parts.hostname or parts.netloc != name or not _has_valid_port(parts):
+                raise self.fail(
+                    f"{where}.discover",
+                    f"needs a name that is host[:port] to find the directory, not {name!r}; "
+                    "give directory = URL instead",
+                )
+            return (origin + DIRECTORY_PATH, origin + LEGACY_DIRECTORY_PATH), f"{where}.discover"
+        setting = f"{where}.directory"
+        if discover:
+            raise self.fail(setting, "give directory or discover = true, not both")
+        url = entry["directory"]
+        if not isinstance(url, str) or not _HEADER_VALUE.fullmatch(url) or " " in url:
+            raise self.fail(setting, "expected an http(s) URL")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise self.fail(setting, f"expected an http(s) URL, got {url!r}")
+        if "@" in parts.netloc or parts.fragment:
+            raise self.fail(setting, "must not carry user information or a fragment")
+        if parts.scheme == "http" and not (development or _is_loopback(parts.hostname)):
+            raise self.fail(
+                setting,
+                "plain http is allowed only for loopback hosts or with development = true; "
+                "use https",
+            )
+        if parts.path in ("", "/") and not parts.query:
+            origin = f"{parts.scheme}://{parts.netloc}"
+            return (origin + DIRECTORY_PATH, origin + LEGACY_DIRECTORY_PATH), setting
+        return (url,), setting
 
     def read_key_file(self, entry: Mapping[str, Any], where: str) -> str:
         value = entry["token_key_file"]
@@ -431,4 +550,28 @@ class _Builder:
         return self.string("challenge_body", DEFAULT_CHALLENGE_BODY) or ""
 
 
-__all__ = ["IssuerConfig", "PathRule", "Settings", "load_settings", "protected_methods"]
+def _has_valid_port(parts: SplitResult) -> bool:
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not a number in range
+    except ValueError:
+        return False
+    return True
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+__all__ = [
+    "DiscoveryOptions",
+    "IssuerConfig",
+    "PathRule",
+    "Settings",
+    "load_settings",
+    "protected_methods",
+]

@@ -60,7 +60,9 @@ class TrustedKey:
 class KeyRing:
     """The keys an origin currently accepts, looked up by ``token_key_id``.
 
-    Lookup compares every id in constant time; a ring holds a handful of keys.
+    One key may be trusted for several issuers (two directories may list it); each
+    (issuer, key) pair is held once. Lookup compares every id in constant time; a ring holds
+    a handful of keys.
     """
 
     __slots__ = ("_entries",)
@@ -71,16 +73,26 @@ class KeyRing:
             self.add(entry)
 
     def add(self, entry: TrustedKey) -> None:
-        if any(e.key.token_key_id == entry.key.token_key_id for e in self._entries):
+        name = entry.issuer_name.lower()
+        if any(
+            e.key.token_key_id == entry.key.token_key_id and e.issuer_name.lower() == name
+            for e in self._entries
+        ):
             return
         self._entries = (*self._entries, entry)
 
     def find(self, token_key_id: bytes) -> TrustedKey | None:
-        found: TrustedKey | None = None
-        for entry in self._entries:
-            if hmac.compare_digest(entry.key.token_key_id, token_key_id) and found is None:
-                found = entry
-        return found
+        """The first entry with this key id."""
+        found = self.find_all(token_key_id)
+        return found[0] if found else None
+
+    def find_all(self, token_key_id: bytes) -> tuple[TrustedKey, ...]:
+        """Every entry with this key id (one per issuer trusting the key)."""
+        return tuple(
+            entry
+            for entry in self._entries
+            if hmac.compare_digest(entry.key.token_key_id, token_key_id)
+        )
 
     def __iter__(self) -> Iterator[TrustedKey]:
         return iter(self._entries)
@@ -138,10 +150,14 @@ def verify_token(
     if len(data) < AUTHENTICATOR_INPUT_LENGTH:
         raise TokenError(Reason.WRONG_LENGTH, f"token is {len(data)} bytes")
 
-    trusted = keys.find(data[TOKEN_KEY_ID_OFFSET:AUTHENTICATOR_INPUT_LENGTH])
-    if trusted is None or trusted.key.token_type != token_type:
+    candidates = [
+        trusted
+        for trusted in keys.find_all(data[TOKEN_KEY_ID_OFFSET:AUTHENTICATOR_INPUT_LENGTH])
+        if trusted.key.token_type == token_type
+    ]
+    if not candidates:
         raise TokenError(Reason.UNKNOWN_KEY, "token_key_id matches no accepted key")
-    key = trusted.key
+    key = candidates[0].key  # the id hashes the key's bytes: every candidate has this key
     if len(data) != key.token_length:
         raise TokenError(
             Reason.WRONG_LENGTH, f"token is {len(data)} bytes, key needs {key.token_length}"
@@ -154,9 +170,10 @@ def verify_token(
         challenge = match_challenge(token.challenge_digest, challenges)
     if challenge is None:
         raise TokenError(Reason.CHALLENGE_MISMATCH, "challenge_digest matches no challenge")
-    if challenge.token_type != token_type or not _same_name(
-        challenge.issuer_name, trusted.issuer_name
-    ):
+    trusted = next(
+        (c for c in candidates if _same_name(challenge.issuer_name, c.issuer_name)), None
+    )
+    if challenge.token_type != token_type or trusted is None:
         raise TokenError(Reason.CHALLENGE_MISMATCH, "challenge names another token type or issuer")
 
     if not verify_authenticator(key, data[:AUTHENTICATOR_INPUT_LENGTH], token.authenticator):

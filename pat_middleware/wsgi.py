@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any
 
 from .headers import MAX_HEADER_BYTES
+from .metrics import MetricsHook
 from .policy import SCOPE_KEY, Decision, Policy, RequestInfo, TokenInfo
 from .settings import Settings
 
@@ -36,9 +37,11 @@ def status_line(status: int) -> str:
     return f"{status} {_STATUS_TEXT.get(status, 'Error')}"
 
 
-def _header(environ: Mapping[str, Any], key: str) -> str | None:
+def _header(
+    environ: Mapping[str, Any], key: str, limit: int | None = MAX_HEADER_BYTES
+) -> str | None:
     value = environ.get(key)
-    if not isinstance(value, str) or not value or len(value) > MAX_HEADER_BYTES:
+    if not isinstance(value, str) or not value or (limit is not None and len(value) > limit):
         return None
     return value
 
@@ -64,7 +67,8 @@ def request_info(environ: Mapping[str, Any], *, path: str | None = None) -> Requ
         method=request_method(environ),
         path=request_path(environ) if path is None else path,
         host=_header(environ, "HTTP_HOST") or _header(environ, "SERVER_NAME"),
-        authorization=_header(environ, "HTTP_AUTHORIZATION"),
+        # Any size: the policy refuses an over-long one as malformed, before parsing it.
+        authorization=_header(environ, "HTTP_AUTHORIZATION", limit=None),
         cookie=_header(environ, "HTTP_COOKIE"),
     )
 
@@ -95,7 +99,10 @@ def start_response_with(
 
 
 class PrivateTokenWSGIMiddleware:
-    """Protect a WSGI app with Private Access Tokens (paths from the settings' ``protect``)."""
+    """Protect a WSGI app with Private Access Tokens (paths from the settings' ``protect``).
+
+    Options as for :class:`pat_middleware.asgi.PrivateTokenMiddleware`.
+    """
 
     def __init__(
         self,
@@ -104,9 +111,10 @@ class PrivateTokenWSGIMiddleware:
         policy: Policy | None = None,
         settings: Settings | None = None,
         settings_file: str | None = None,
+        metrics: MetricsHook | None = None,
     ) -> None:
         self.app = app
-        self.policy = Policy.resolve(policy, settings, settings_file)
+        self.policy = Policy.resolve(policy, settings, settings_file, metrics)
 
     def __repr__(self) -> str:
         return f"PrivateTokenWSGIMiddleware({self.policy!r})"

@@ -133,5 +133,17 @@ class Browser:
         return value
 
 
+def redemption(policy: Policy, private_key: rsa.RSAPrivateKey, key: IssuerKey) -> RequestInfo:
+    """A request redeeming a valid token for a fresh 401 of ``policy`` (not yet sent)."""
+    browser = Browser(policy)
+    token = answer(browser.challenge(), private_key, key)
+    return RequestInfo(
+        "GET",
+        "/protected",
+        authorization=build_authorization(token),
+        cookie=browser.cookie_header(),
+    )
+
+
 def cookie_string(cookies: Mapping[str, str]) -> str:
     return "; ".join(f"{k}={v}" for k, v in cookies.items())

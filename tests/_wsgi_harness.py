@@ -142,3 +142,18 @@ def pat_settings(key: IssuerKey, *, secret: str, **extra: Any) -> dict[str, Any]
         "max_age": MAX_AGE,
         **extra,
     }
+
+
+def assert_oversized_headers_refused(
+    browser: Browser, private_key: rsa.RSAPrivateKey, key: IssuerKey, path: str
+) -> None:
+    """On a verified session, a 20 KB Authorization is refused (never read as "no token" and
+    passed on the session), and a Cookie header over 16 KiB is ignored (a new session)."""
+    challenged = browser.get(path)
+    assert browser.get(path, authorization=answer(challenged, private_key, key)).status == 200
+    assert browser.get(path).status == 200  # the verified session
+    reply = browser.get(path, authorization="PrivateToken token=" + "A" * 20_000)
+    assert reply.status == 401 and reply.header("www-authenticate")
+    ours = "; ".join(f"{k}={v}" for k, v in browser.jar.items())
+    reply = browser.get(path, cookie=f"{ours}; big={'A' * 17_000}")
+    assert reply.status == 401 and reply.header("www-authenticate")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -9,6 +10,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from hypothesis import HealthCheck, settings
 
 from pat_middleware import IssuerKey, Token, TokenChallenge, encode_pss_spki
+
+from ._redis import RedisServer, shared_redis_url
 
 settings.register_profile(
     "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -62,3 +65,22 @@ def sign_token(
         hashes.SHA384(),
     )
     return unsigned.authenticator_input + authenticator
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis shared by the session: PAT_TEST_REDIS_URL, else a spawned redis-server.
+    Tests isolate themselves with a key prefix of their own; none stops this server."""
+    url = shared_redis_url()
+    if url is not None:
+        yield url
+        return
+    with RedisServer() as server:
+        yield server.url
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server for this test alone: it may stop, restart or pause it."""
+    with RedisServer() as server:
+        yield server

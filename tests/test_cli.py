@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import socket
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,48 +14,15 @@ import httpx
 import pytest
 
 from pat_middleware import IssuerKey, TokenChallenge, b64url_encode, build_authorization
-from pat_middleware.cli import main
+from pat_middleware.cli import _load_private_keys, _split_not_before, main
+from pat_middleware.issuer import Issuer
 from pat_middleware.issuer.client import fetch_token
 
+from ._servers import CLI, free_port
+from ._servers import cli_process as _process
 from .vectors import HTTP_HEADERS, TYPE2_ISSUANCE, h
 
-CLI = [sys.executable, "-m", "pat_middleware.cli"]
 ISSUER_NAME = "issuer.example"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextmanager
-def _process(args: list[str], ready_url: str) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen(CLI + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                out = proc.stdout.read() if proc.stdout else ""
-                raise RuntimeError(f"{args[0]} exited early:\n{out}")
-            try:
-                httpx.get(ready_url, timeout=1.0)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        if proc.stdout:
-            proc.stdout.close()
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +47,7 @@ def test_keygen_writes_a_private_file_and_prints_the_token_key(key_file: tuple[P
 def minted(key_file: tuple[Path, str]) -> tuple[str, str, str]:
     """(token-key, challenge, token), the token minted by `pat-middleware issuer` over HTTP."""
     path, token_key = key_file
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     args = ["issuer", "--key", str(path), "--name", ISSUER_NAME, "--port", str(port)]
     with _process(args, base + "/.well-known/private-token-issuer-directory"):
@@ -326,7 +291,7 @@ def test_inspect_bad_input_one_line(value: str) -> None:
 
 def test_origin_and_fetch_processes(key_file: tuple[Path, str]) -> None:
     path, token_key = key_file
-    issuer_port, origin_port = _free_port(), _free_port()
+    issuer_port, origin_port = free_port(), free_port()
     issuer_url = f"http://127.0.0.1:{issuer_port}"
     origin_url = f"http://127.0.0.1:{origin_port}"
     issuer_args = ["issuer", "--key", str(path), "--name", ISSUER_NAME, "--port", str(issuer_port)]
@@ -347,20 +312,106 @@ def test_origin_and_fetch_processes(key_file: tuple[Path, str]) -> None:
         challenge = httpx.get(origin_url + "/protected")
         assert challenge.status_code == 401
         assert challenge.headers["www-authenticate"].startswith("PrivateToken challenge=")
-        run = subprocess.run(
-            [*CLI, "fetch", origin_url + "/protected", "--issuer", issuer_url],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert run.returncode == 0, run.stdout + run.stderr
-        assert "<- 401" in run.stdout and "<- 200" in run.stdout
-        assert "token accepted" in run.stdout
+        _fetch_protected(origin_url, issuer_url)
+
+
+def _fetch_protected(origin_url: str, issuer_url: str) -> None:
+    """`pat-middleware fetch` answers the origin's challenge with a token from the issuer."""
+    run = subprocess.run(
+        [*CLI, "fetch", origin_url + "/protected", "--issuer", issuer_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "<- 401" in run.stdout and "<- 200" in run.stdout
+    assert "token accepted" in run.stdout
+
+
+def test_rotating_issuer_and_origin_on_its_directory(tmp_path: Path) -> None:
+    issuer_port, origin_port = free_port(), free_port()
+    issuer_url = f"http://127.0.0.1:{issuer_port}"
+    origin_url = f"http://127.0.0.1:{origin_port}"
+    config = tmp_path / "origin.toml"
+    config.write_text("directory_refresh_min = 1\n", encoding="utf-8")
+    issuer_args = [
+        "issuer", "--rotate-every", "2", "--name", ISSUER_NAME, "--port", str(issuer_port)
+    ]  # fmt: skip
+    origin_args = [
+        "origin", "--issuer-name", ISSUER_NAME, "--issuer-directory", issuer_url,
+        "--config", str(config), "--port", str(origin_port),
+    ]  # fmt: skip
+    with (
+        _process(issuer_args, issuer_url + "/.well-known/private-token-issuer-directory"),
+        _process(origin_args, origin_url + "/"),
+    ):
+        directory = httpx.get(issuer_url + "/.well-known/private-token-issuer-directory")
+        assert directory.headers["cache-control"] in ("max-age=1", "max-age=2")
+        not_before = [key["not-before"] for key in directory.json()["token-keys"]]
+        assert len(not_before) >= 2 and not_before == sorted(not_before, reverse=True)
+        assert not_before[0] - not_before[1] == 2  # the next key, published one period early
+        _fetch_protected(origin_url, issuer_url)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--name", ISSUER_NAME], "give --key FILE"),
+        (["--name", ISSUER_NAME, "--key", "k.pem", "--rotate-every", "5"], "give --key FILE"),
+        (["--name", ISSUER_NAME, "--key", "k.pem", "--overlap", "5"], "--overlap goes with"),
+    ],
+)
+def test_issuer_usage_errors(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["issuer", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1.5", "soon"])
+def test_rotate_every_must_be_whole_positive_seconds(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["issuer", "--name", ISSUER_NAME, "--rotate-every", value])
+    assert info.value.code == 2
+    assert "--rotate-every" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("issuer.pem", ("issuer.pem", None)),
+        ("issuer.pem:1700000000", ("issuer.pem", 1_700_000_000)),
+        ("issuer.pem:+30", ("issuer.pem", 1_000_030)),
+        ("C:/keys/issuer.pem", ("C:/keys/issuer.pem", None)),
+        ("keys:v2.pem", ("keys:v2.pem", None)),
+        ("dir:1/issuer.pem:+0", ("dir:1/issuer.pem", 1_000_000)),
+    ],
+)
+def test_key_not_before_spec(spec: str, expected: tuple[str, int | None]) -> None:
+    assert _split_not_before(spec, 1_000_000) == expected
+
+
+def test_keys_with_not_before_are_listed_newest_first(
+    key_file: tuple[Path, str], tmp_path: Path
+) -> None:
+    path, token_key = key_file
+    newer = tmp_path / "newer.pem"
+    assert main(["keygen", "--out", str(newer)]) == 0
+    keys = _load_private_keys([str(path), f"{newer}:+3600"])
+    issuer = Issuer(ISSUER_NAME, *keys)
+    now = time.time()
+    [first, second] = issuer.directory().token_keys
+    assert first.not_before is not None and now + 3590 < first.not_before <= now + 3600
+    assert second.not_before is None
+    assert issuer.preferred_key_at(now).token_key == token_key
+    assert issuer.preferred_key_at(now + 3600).token_key != token_key
 
 
 def test_fetch_unreachable_is_one_line() -> None:
     run = subprocess.run(
-        [*CLI, "fetch", f"http://127.0.0.1:{_free_port()}/x", "--timeout", "2"],
+        [*CLI, "fetch", f"http://127.0.0.1:{free_port()}/x", "--timeout", "2"],
         capture_output=True,
         text=True,
         timeout=30,

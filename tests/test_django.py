@@ -40,6 +40,7 @@ from pat_middleware.contrib.django import (
 )
 from pat_middleware.contrib.django.checks import MIDDLEWARE_PATH, check_settings
 from pat_middleware.contrib.django.middleware import passed_token
+from pat_middleware.metrics import DecisionEvent
 from pat_middleware.policy import Policy, TokenInfo
 from pat_middleware.settings import Settings
 from pat_middleware.wsgi import PrivateTokenWSGIMiddleware
@@ -52,6 +53,7 @@ from ._wsgi_harness import (
     Reply,
     Send,
     answer,
+    assert_oversized_headers_refused,
     httpx_send,
     serve_wsgi,
 )
@@ -349,6 +351,13 @@ def test_malformed_authorization_challenged(harness: Harness, authorization: str
     assert reply.header("www-authenticate") is not None
 
 
+def test_oversized_headers_are_refused_or_ignored(
+    harness: Harness, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    browser = harness.start()()
+    assert_oversized_headers_refused(browser, rsa_2048, issuer_key, "/protected/page")
+
+
 def test_protect_methods_limits_protection(
     harness: Harness, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
 ) -> None:
@@ -531,6 +540,50 @@ def test_check_warnings() -> None:
     del development["secret"]
     with override_settings(PAT_MIDDLEWARE=development):
         assert check_ids() == ["pat_middleware.W002"]
+
+
+# -------------------------------------------------------------------------------- metrics
+
+
+class Events:
+    """A metrics hook; ``PAT_METRICS`` may name this class or :data:`EVENTS`."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+
+    def record(self, event: DecisionEvent) -> None:
+        self.outcomes.append(event.outcome)
+
+
+EVENTS = Events()
+
+
+def test_pat_metrics_reaches_the_policy() -> None:
+    hook = Events()
+    with override_settings(PAT_METRICS=hook):
+        assert get_policy().metrics is hook
+        assert Client().get("/protected/page").status_code == 401
+        assert hook.outcomes == ["challenge"]
+    with override_settings(PAT_METRICS=f"{__name__}.EVENTS"):
+        assert get_policy().metrics is EVENTS
+    with override_settings(PAT_METRICS=f"{__name__}.Events"):
+        made = get_policy().metrics
+        assert isinstance(made, Events) and made is not EVENTS
+        assert get_policy().metrics is made  # one instance per setting value
+    assert get_policy().metrics is None
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [(f"{__name__}.NOWHERE", "cannot import"), (42, "record(event)"), ("os.path", "record")],
+)
+def test_check_e003_invalid_metrics(value: object, fragment: str) -> None:
+    with override_settings(PAT_METRICS=value):
+        [message] = [m for m in check_settings() if m.id == "pat_middleware.E003"]
+        assert message.msg.startswith("PAT_METRICS is invalid: ") and fragment in message.msg
+        with pytest.raises(ConfigurationError) as caught:
+            PrivateTokenMiddleware(lambda request: HttpResponse())
+        assert caught.value.setting == "PAT_METRICS"
 
 
 # -------------------------------------------------------------------------------- example

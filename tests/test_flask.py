@@ -25,6 +25,7 @@ from pat_middleware.contrib.flask import (
     private_token_required,
     settings_from_config,
 )
+from pat_middleware.metrics import DecisionEvent
 from pat_middleware.policy import Policy, TokenInfo
 from pat_middleware.settings import Settings
 from pat_middleware.wsgi import PrivateTokenWSGIMiddleware
@@ -37,6 +38,7 @@ from ._wsgi_harness import (
     Reply,
     Send,
     answer,
+    assert_oversized_headers_refused,
     httpx_send,
     serve_wsgi,
 )
@@ -276,6 +278,13 @@ def test_malformed_authorization_challenged(
     assert reply.header("www-authenticate") is not None
 
 
+def test_oversized_headers_are_refused_or_ignored(
+    harness: Harness, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    browser = harness.start(pat_settings(issuer_key))()
+    assert_oversized_headers_refused(browser, rsa_2048, issuer_key, "/protected/page")
+
+
 def test_protect_methods_limits_protection(
     harness: Harness, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
 ) -> None:
@@ -475,3 +484,31 @@ def test_example_app(
             reply = browser.get(path, authorization=answer(challenged, rsa_2048, issuer_key))
             assert reply.status == 200, reply
         assert b"Members only" in browser.get("/members/").body
+
+
+# -------------------------------------------------------------------------------- metrics
+
+
+class _Events:
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+
+    def record(self, event: DecisionEvent) -> None:
+        self.outcomes.append(event.outcome)
+
+
+def test_extension_gives_the_policy_it_builds_the_metrics_hook(issuer_key: IssuerKey) -> None:
+    hook = _Events()
+    app = make_app()
+    app.config.update(flask_config(pat_settings(issuer_key)))
+    tokens = PrivateTokens(app, metrics=hook)
+    assert tokens.policy.metrics is hook
+    client = app.test_client(use_cookies=False)
+    assert client.get("/protected/page").status_code == 401
+    assert client.get("/public").status_code == 200
+    assert hook.outcomes == ["challenge"]
+
+    ready = Policy(Settings.from_mapping(pat_settings(issuer_key)))
+    with pytest.raises(ConfigurationError) as caught:
+        PrivateTokens(policy=ready, metrics=hook)
+    assert caught.value.setting == "metrics"

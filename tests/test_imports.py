@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-FORBIDDEN = ("starlette", "flask", "django", "redis", "httpx", "uvicorn")
+FORBIDDEN = ("starlette", "flask", "django", "redis", "httpx", "uvicorn", "prometheus_client")
 
 
 @pytest.mark.parametrize(
@@ -15,6 +15,7 @@ FORBIDDEN = ("starlette", "flask", "django", "redis", "httpx", "uvicorn")
     [
         "pat_middleware",
         "pat_middleware.policy",
+        "pat_middleware.metrics",
         "pat_middleware.asgi",
         "pat_middleware.wsgi",
         "pat_middleware.settings",

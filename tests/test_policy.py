@@ -717,7 +717,7 @@ def test_reject_is_logged_with_its_reason(
     browser.get(token=token)
 
     [record] = [r for r in caplog.records if getattr(r, "pat_outcome", None) == "reject"]
-    assert record.name == "pat_middleware"
+    assert record.name == "pat_middleware.decision"
     assert record.levelno == logging.INFO
     assert "reason=replayed" in record.getMessage()
     assert getattr(record, "pat_reason", None) == "replayed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from pat_middleware.keys import IssuerKey
 from pat_middleware.settings import (
     KNOWN_KEYS,
     SETTINGS_ENV,
+    DiscoveryOptions,
     PathRule,
     Settings,
     load_settings,
@@ -95,6 +97,7 @@ def test_every_known_key_is_applied(
         "issuers": [
             {"name": ISSUER, "token_key": issuer_key.token_key},
             {"name": OTHER_ISSUER, "token_keys": [other_pem], "allow_4096": True},
+            {"name": "third.example", "discover": True},
         ],
         "secret_file": "secret.txt",
         "origin_info": ["Origin.Example", "www.origin.example"],
@@ -118,14 +121,36 @@ def test_every_known_key_is_applied(
         "quoted_values": False,
         "replay_store": "memory://?max_entries=10",
         "replay_ttl": 600,
+        "store_unavailable_status": 429,
         "max_authorization_length": 4096,
         "development": False,
+        "directory_refresh_min": 10,
+        "directory_refresh_max": 7200,
+        "directory_unknown_key_refresh": 20,
+        "directory_timeout": 3,
+        "directory_require_keys": False,
+        "directory_key_grace": 900,
     }
     assert set(data) | {"secret", "secret_env", "challenge_body"} == KNOWN_KEYS
     s = _build(data, base_dir)
 
-    assert [i.name for i in s.issuers] == [ISSUER, OTHER_ISSUER]
-    assert s.issuers[1].key.token_key_id != issuer_key.token_key_id
+    assert [i.name for i in s.issuers] == [ISSUER, OTHER_ISSUER, "third.example"]
+    other = s.issuers[1].key
+    assert other is not None and other.token_key_id != issuer_key.token_key_id
+    assert s.issuers[1].allow_4096 and s.issuers[2].keys == ()
+    assert s.issuers[2].directory_urls == (
+        "https://third.example/.well-known/private-token-issuer-directory",
+        "https://third.example/.well-known/token-issuer-directory",
+    )
+    assert s.issuers[2].directory_setting == "issuers[2].discover"
+    assert s.discovery == DiscoveryOptions(
+        refresh_min=10,
+        refresh_max=7200,
+        unknown_key_refresh=20,
+        timeout=3,
+        require_keys=False,
+        key_grace=900,
+    )
     assert s.secret == SECRET.encode()
     assert s.origin_info == ("origin.example", "www.origin.example")
     assert s.check_host
@@ -150,6 +175,7 @@ def test_every_known_key_is_applied(
         600,
     )
     assert s.max_authorization_length == 4096
+    assert s.store_unavailable_status == 429
     assert not s.development
 
 
@@ -199,6 +225,39 @@ ERROR_CASES: list[tuple[dict[str, Any], str, str]] = [
     ({"issuers": "issuer.example"}, "issuers", "at least one issuer"),
     ({"issuers": ["issuer.example"]}, "issuers[0]", "table"),
     ({"issuers": [{"name": ISSUER}]}, "issuers[0].token_key", "token_key"),
+    ({"issuers": [{"name": ISSUER, "discover": False}]}, "issuers[0].token_key", "discover"),
+    ({"issuers": [{"name": ISSUER, "discover": "yes"}]}, "issuers[0].discover", "true or false"),
+    (
+        {"issuers": [{"name": ISSUER, "discover": True, "directory": "https://i.example"}]},
+        "issuers[0].directory",
+        "not both",
+    ),
+    ({"issuers": [{"name": ISSUER, "directory": 5}]}, "issuers[0].directory", "http(s) URL"),
+    (
+        {"issuers": [{"name": ISSUER, "directory": "ftp://i.example/d"}]},
+        "issuers[0].directory",
+        "http(s) URL",
+    ),
+    (
+        {"issuers": [{"name": ISSUER, "directory": "https://u:p@i.example/d"}]},
+        "issuers[0].directory",
+        "user information",
+    ),
+    (
+        {"issuers": [{"name": ISSUER, "directory": "http://issuer.example/d"}]},
+        "issuers[0].directory",
+        "loopback",
+    ),
+    *(
+        ({"issuers": [{"name": name, "discover": True}]}, "issuers[0].discover", "host[:port]")
+        for name in ("i.example/x", "i.example?x", "i.example#x", ":443", "i.example:x")
+    ),
+    ({"directory_refresh_min": 0}, "directory_refresh_min", "from 1 to"),
+    ({"directory_refresh_max": 30}, "directory_refresh_max", "directory_refresh_min"),
+    ({"directory_unknown_key_refresh": 0}, "directory_unknown_key_refresh", "from 1 to"),
+    ({"directory_timeout": 61}, "directory_timeout", "from 1 to"),
+    ({"directory_require_keys": 1}, "directory_require_keys", "true or false"),
+    ({"directory_key_grace": -1}, "directory_key_grace", "from 0 to"),
     ({"issuers": [{"name": ISSUER, "token_key": "!!!"}]}, "issuers[0].token_key", "token-key"),
     ({"issuers": [{"name": ISSUER, "token_key": "AAAA"}]}, "issuers[0].token_key", "token-key"),
     ({"issuers": [{"name": ISSUER, "token_key": 7}]}, "issuers[0].token_key", "string"),
@@ -258,9 +317,10 @@ ERROR_CASES: list[tuple[dict[str, Any], str, str]] = [
     ),
     ({"challenge_content_type": 5}, "challenge_content_type", "string"),
     ({"quoted_values": "no"}, "quoted_values", "true or false"),
-    ({"replay_store": "redis://localhost"}, "replay_store", "redis"),
+    ({"replay_store": "redis://localhost?bogus=1"}, "replay_store", "bogus"),
     ({"replay_store": "memory://?max_entries=none"}, "replay_store", "integer"),
     ({"replay_ttl": 10}, "replay_ttl", "integer"),
+    ({"store_unavailable_status": 404}, "store_unavailable_status", "429 or an integer"),
     ({"max_authorization_length": 100}, "max_authorization_length", "integer"),
     ({"development": "yes"}, "development", "true or false"),
     ({"protected": ["/a"]}, "protected", "unknown setting"),
@@ -465,3 +525,44 @@ def test_header_unsafe_values_are_refused_at_start_up(
 def test_token_keys_must_be_a_list(base: dict[str, Any], value: object) -> None:
     base["issuers"][0]["token_keys"] = value
     assert _error(base).setting == "issuers[0].token_keys"
+
+
+@pytest.mark.parametrize(
+    ("url", "development", "expected"),
+    [
+        (
+            "https://issuer.example",
+            False,
+            (
+                "https://issuer.example/.well-known/private-token-issuer-directory",
+                "https://issuer.example/.well-known/token-issuer-directory",
+            ),
+        ),
+        ("https://issuer.example/keys.json", False, ("https://issuer.example/keys.json",)),
+        ("http://127.0.0.1:8001/d", False, ("http://127.0.0.1:8001/d",)),
+        ("http://[::1]:8001/d", False, ("http://[::1]:8001/d",)),
+        ("http://localhost/d", False, ("http://localhost/d",)),
+        ("http://issuer.example/d", True, ("http://issuer.example/d",)),
+    ],
+)
+def test_directory_urls(
+    base: dict[str, Any], url: str, development: bool, expected: tuple[str, ...]
+) -> None:
+    base["issuers"] = [{"name": ISSUER, "directory": url}]
+    base["development"] = development
+    [issuer] = _build(base).issuers
+    assert issuer.directory_urls == expected
+    assert issuer.keys == () and issuer.key is None
+    assert issuer.directory_setting == "issuers[0].directory"
+
+
+def test_discovery_defaults(base: dict[str, Any]) -> None:
+    # refresh_min, refresh_max, unknown_key_refresh, timeout, require_keys, key_grace
+    assert dataclasses.astuple(_build(base).discovery) == (60, 3600, 30, 5, True, 600)
+
+
+def test_static_keys_and_directory_together(base: dict[str, Any], issuer_key: IssuerKey) -> None:
+    base["issuers"] = [{"name": ISSUER, "token_key": issuer_key.token_key, "discover": True}]
+    [issuer] = _build(base).issuers
+    assert issuer.keys == (issuer_key,)
+    assert len(issuer.directory_urls) == 2

@@ -219,8 +219,6 @@ def test_open_memory_store_with_max_entries() -> None:
         ("memory://?max_entries=1.5", "integer"),
         ("memory://?max_entries=0", "at least 1"),
         ("memory://?max_entries=-5", "at least 1"),
-        ("redis://localhost:6379/0", "redis"),
-        ("rediss://localhost:6379/0", "redis"),
         ("postgres://db/replay", "scheme"),
         ("", "scheme"),
         ("memory", "scheme"),

@@ -147,6 +147,22 @@ def test_primitive_returns_bool(rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerK
     assert verify_authenticator(issuer_key, token[:98], token[98:-1]) is False
 
 
+def test_a_key_listed_by_two_issuers_verifies_under_the_one_the_challenge_names(
+    rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    # Another issuer's directory may list our key: it must not capture our tokens.
+    ring = KeyRing([TrustedKey("first.example", issuer_key), TrustedKey(ISSUER, issuer_key)])
+    assert len(ring) == 2
+    token = sign_token(rsa_2048, issuer_key, CHALLENGE)
+    assert verify_token(token, keys=ring, challenges=[CHALLENGE]).issuer_name == ISSUER
+    first = TokenChallenge(2, "first.example", bytes(32), ("origin.example",))
+    token = sign_token(rsa_2048, issuer_key, first)
+    assert verify_token(token, keys=ring, challenges=[first]).issuer_name == "first.example"
+    third = TokenChallenge(2, "third.example", bytes(32), ("origin.example",))
+    token = sign_token(rsa_2048, issuer_key, third)
+    assert _reason(token, ring, [third]) is Reason.CHALLENGE_MISMATCH
+
+
 def test_keyring_deduplicates_and_hides_keys(issuer_key: IssuerKey) -> None:
     ring = KeyRing([TrustedKey(ISSUER, issuer_key), TrustedKey(ISSUER, issuer_key)])
     assert len(ring) == 1

@@ -34,6 +34,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 
 from ..errors import ConfigurationError
+from ..metrics import MetricsHook
 from ..policy import SCOPE_KEY, Decision, Outcome, Policy, TokenInfo
 from ..settings import KNOWN_KEYS, Settings, load_settings, protected_methods
 from ..wsgi import POLICY_ENVIRON_KEY, request_info, request_method, request_path
@@ -147,7 +148,8 @@ def _decorate(
 
 
 class PrivateTokens:
-    """The Flask extension. ``policy`` or ``settings`` override the app's ``PAT_*`` config."""
+    """The Flask extension. ``policy`` or ``settings`` override the app's ``PAT_*`` config;
+    ``metrics`` is the :class:`~pat_middleware.metrics.MetricsHook` of the policies it builds."""
 
     def __init__(
         self,
@@ -155,11 +157,15 @@ class PrivateTokens:
         *,
         policy: Policy | None = None,
         settings: Settings | None = None,
+        metrics: MetricsHook | None = None,
     ) -> None:
         if policy is not None and settings is not None:
             raise ConfigurationError("policy", "give policy or settings, not both")
+        if policy is not None and metrics is not None:
+            raise ConfigurationError("metrics", "give it to the Policy passed as policy=")
         self._policy = policy
         self._settings = settings
+        self._metrics = metrics
         self.app = app
         if app is not None:
             self.init_app(app)
@@ -172,7 +178,7 @@ class PrivateTokens:
         policy = self._policy
         if policy is None:
             settings = self._settings or settings_from_config(app.config, root_path=app.root_path)
-            policy = Policy(settings)
+            policy = Policy(settings, metrics=self._metrics)
         app.extensions[EXTENSION_KEY] = self
         app.extensions[POLICY_KEY] = policy
         app.before_request(self._before_request)

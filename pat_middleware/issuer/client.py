@@ -83,7 +83,7 @@ def fetch_token(
             timeout=timeout,
         ) as response:
             _check_response(response, "token request", TOKEN_RESPONSE_MEDIA_TYPE)
-            body = _read_bounded(response.iter_bytes(), key.authenticator_length, response)
+            body = read_bounded(response.iter_bytes(), key.authenticator_length, response)
     except _HTTPX_ERRORS as e:
         raise IssuanceError(f"issuer request failed: {e!r}", status=_BAD_GATEWAY) from e
     return finalize_issuance(state, body)
@@ -163,7 +163,7 @@ def _get_directory(
             if not response.is_success and index + 1 < len(urls):
                 continue
             _check_response(response, "issuer directory", None)
-            body = _read_bounded(response.iter_bytes(), MAX_DIRECTORY_SIZE, response)
+            body = read_bounded(response.iter_bytes(), MAX_DIRECTORY_SIZE, response)
             return parse_directory(body), str(response.url)
     raise IssuanceError("no directory URL to try", status=_BAD_GATEWAY)  # pragma: no cover
 
@@ -255,7 +255,8 @@ def _check_declared_length(response: httpx.Response, limit: int) -> None:
         raise IssuanceError(f"issuer answer is longer than {limit} bytes", status=_BAD_GATEWAY)
 
 
-def _read_bounded(chunks: Iterator[bytes], limit: int, response: httpx.Response) -> bytes:
+def read_bounded(chunks: Iterator[bytes], limit: int, response: httpx.Response) -> bytes:
+    """The body, or :class:`IssuanceError` (502) as soon as it passes ``limit`` bytes."""
     _check_declared_length(response, limit)
     body = bytearray()
     for chunk in chunks:

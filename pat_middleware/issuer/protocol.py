@@ -375,6 +375,14 @@ class Issuer:
     def preferred_key(self) -> IssuerKey:
         return self._entries[0].public
 
+    def preferred_key_at(self, now: float) -> IssuerKey:
+        """The key clients pick at ``now``: the first whose not-before has passed (RFC 9578
+        §4), else the first."""
+        for entry in self._entries:
+            if entry.not_before is None or entry.not_before <= now:
+                return entry.public
+        return self._entries[0].public
+
     @property
     def max_request_length(self) -> int:
         """The longest valid TokenRequest: header plus the largest Nk among the keys."""

@@ -4,7 +4,8 @@ Routes (RFC 9578 §4, §6):
 
 * ``GET /.well-known/private-token-issuer-directory`` and the legacy
   ``GET /.well-known/token-issuer-directory``: the directory JSON with ``Cache-Control``
-  and ``ETag`` (``If-None-Match`` gets a 304).
+  and ``ETag`` (``If-None-Match`` gets a 304). A :class:`RotatingIssuer`'s directory
+  changes at each rotation, with a new ETag; its max-age never runs past the next change.
 * ``POST <path of issuer-request-uri>``: ``application/private-token-request`` in,
   ``application/private-token-response`` out.
 
@@ -16,6 +17,7 @@ This module is the only one in :mod:`pat_middleware.issuer` that imports Starlet
 from __future__ import annotations
 
 import hashlib
+import math
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
@@ -33,6 +35,7 @@ from .protocol import (
     TOKEN_RESPONSE_MEDIA_TYPE,
     Issuer,
 )
+from .rotation import RotatingIssuer
 
 #: The directory's ``Cache-Control: max-age`` unless told otherwise (the RFC example value).
 DEFAULT_DIRECTORY_MAX_AGE = 86400
@@ -53,40 +56,53 @@ def _etag_matches(if_none_match: str, etag: str) -> bool:
     return "*" in candidates or etag in candidates
 
 
+def _etag_of(directory: bytes) -> str:
+    return '"' + hashlib.sha256(directory).hexdigest()[:32] + '"'
+
+
 def create_issuer_app(
-    issuer: Issuer,
+    issuer: Issuer | RotatingIssuer,
     *,
     directory_max_age: int = DEFAULT_DIRECTORY_MAX_AGE,
     max_body_size: int | None = None,
 ) -> Starlette:
-    """A Starlette app serving ``issuer``.
+    """A Starlette app serving ``issuer`` (fixed keys, or keys rotating on a schedule).
 
     ``max_body_size`` bounds a token request body (default 1 KiB, and never less than the
     longest valid request for the issuer's keys); larger bodies get 413 unread.
     """
+
+    def serving() -> Issuer:
+        return issuer.current() if isinstance(issuer, RotatingIssuer) else issuer
+
+    first = serving()
     limit = (
-        max(DEFAULT_MAX_BODY_SIZE, issuer.max_request_length)
+        max(DEFAULT_MAX_BODY_SIZE, first.max_request_length)
         if max_body_size is None
         else max_body_size
     )
-    if limit < issuer.max_request_length:
+    if limit < first.max_request_length:
         raise ConfigurationError(
-            "max_body_size", f"must be at least {issuer.max_request_length} bytes"
+            "max_body_size", f"must be at least {first.max_request_length} bytes"
         )
     if directory_max_age < 0:
         raise ConfigurationError("directory_max_age", "must not be negative")
-    directory = issuer.directory_bytes()
-    etag = '"' + hashlib.sha256(directory).hexdigest()[:32] + '"'
-    directory_headers = {"Cache-Control": f"max-age={directory_max_age}", "ETag": etag}
-    request_path = urlsplit(issuer.request_uri).path
+    request_path = urlsplit(first.request_uri).path
+
+    def directory_headers(directory: bytes) -> dict[str, str]:
+        max_age = directory_max_age
+        if isinstance(issuer, RotatingIssuer):
+            now = issuer.clock()
+            max_age = min(max_age, math.ceil(issuer.next_change(now) - now))
+        return {"Cache-Control": f"max-age={max_age}", "ETag": _etag_of(directory)}
 
     async def directory_endpoint(request: Request) -> Response:
+        directory = serving().directory_bytes()
+        headers = directory_headers(directory)
         if_none_match = request.headers.get("if-none-match")
-        if if_none_match is not None and _etag_matches(if_none_match, etag):
-            return Response(status_code=304, headers=directory_headers)
-        return Response(
-            directory, media_type=ISSUER_DIRECTORY_MEDIA_TYPE, headers=directory_headers
-        )
+        if if_none_match is not None and _etag_matches(if_none_match, headers["ETag"]):
+            return Response(status_code=304, headers=headers)
+        return Response(directory, media_type=ISSUER_DIRECTORY_MEDIA_TYPE, headers=headers)
 
     async def token_request_endpoint(request: Request) -> Response:
         if _media_type(request.headers.get("content-type")) != TOKEN_REQUEST_MEDIA_TYPE:
@@ -107,7 +123,7 @@ def create_issuer_app(
             return _error(400, "client disconnected")
         try:
             # Blind signing is CPU work of a few milliseconds; keep it off the event loop.
-            answer = await run_in_threadpool(issuer.issue, bytes(body))
+            answer = await run_in_threadpool(serving().issue, bytes(body))
         except IssuanceError as e:
             return _error(e.status, str(e))
         return Response(

@@ -37,7 +37,8 @@ class AsyncReplayStore(Protocol):
 
 
 def open_replay_store(url: str, *, setting: str = "replay_store") -> ReplayStore:
-    """Build a store from its URL. ``memory://`` (``?max_entries=N``) is built in."""
+    """Build a store from its URL: ``memory://`` (``?max_entries=N``), or Redis
+    (``redis://``, ``rediss://``, ``unix://``; needs the ``redis`` extra)."""
     parts = urlsplit(url)
     if parts.scheme == "memory":
         from .memory import MemoryReplayStore
@@ -55,8 +56,8 @@ def open_replay_store(url: str, *, setting: str = "replay_store") -> ReplayStore
             if max_entries < 1:
                 raise ConfigurationError(setting, "max_entries must be at least 1")
         return MemoryReplayStore(max_entries=max_entries)
-    if parts.scheme in ("redis", "rediss"):
-        raise ConfigurationError(
-            setting, "redis:// replay stores are not available in this version; use memory://"
-        )
+    if parts.scheme in ("redis", "rediss", "unix"):
+        from .redis import RedisReplayStore  # imports redis-py: only when asked for
+
+        return RedisReplayStore.from_url(url, setting=setting)
     raise ConfigurationError(setting, f"unknown store URL scheme {parts.scheme!r}")

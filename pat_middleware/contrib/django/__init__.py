@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .decorators import private_token_required
 from .middleware import (
+    METRICS_SETTING,
     SETTING,
     SETTINGS_FILE_KEY,
     PrivateTokenMiddleware,
@@ -18,6 +19,7 @@ from .middleware import (
 )
 
 __all__ = [
+    "METRICS_SETTING",
     "SETTING",
     "SETTINGS_FILE_KEY",
     "PrivateTokenMiddleware",

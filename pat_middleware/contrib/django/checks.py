@@ -2,6 +2,7 @@
 
 * ``pat_middleware.E001``: ``PAT_MIDDLEWARE`` is not set.
 * ``pat_middleware.E002``: ``PAT_MIDDLEWARE`` is invalid (the message names the setting).
+* ``pat_middleware.E003``: ``PAT_METRICS`` does not name a metrics hook.
 * ``pat_middleware.W001``: ``cookie_secure`` is false while ``DEBUG`` is off.
 * ``pat_middleware.W002``: ``development`` is true (random per-process secret) while
   ``DEBUG`` is off.
@@ -19,7 +20,7 @@ from django.conf import settings as django_settings
 from django.core import checks
 
 from ...errors import ConfigurationError
-from .middleware import SETTING, read_settings
+from .middleware import METRICS_SETTING, SETTING, read_metrics, read_settings
 
 MIDDLEWARE_PATH = "pat_middleware.contrib.django.PrivateTokenMiddleware"
 #: Either spelling of the middleware in ``MIDDLEWARE``.
@@ -45,6 +46,12 @@ def check_settings(
     except ConfigurationError as e:
         return [checks.Error(f"{SETTING} is invalid: {e}", id="pat_middleware.E002")]
     messages: list[checks.CheckMessage] = []
+    try:
+        read_metrics()
+    except ConfigurationError as e:
+        messages.append(
+            checks.Error(f"{METRICS_SETTING} is invalid: {e.message}", id="pat_middleware.E003")
+        )
     if not django_settings.DEBUG and not settings.cookies.secure:
         messages.append(
             checks.Warning(

@@ -2,8 +2,10 @@
 
 ``PAT_MIDDLEWARE`` is a dict with the keys of the TOML settings file, or
 ``{"settings_file": path}`` (a relative path resolves against ``BASE_DIR`` when it is set).
-It is read on every request and the policy rebuilt when it changes, so ``override_settings``
-works; a rebuilt policy starts a new in-memory replay store.
+``PAT_METRICS`` (optional) is a :class:`~pat_middleware.metrics.MetricsHook`, or the dotted
+path of one (a class is instantiated once). Both are read on every request and the policy
+rebuilt when they change, so ``override_settings`` works; a rebuilt policy starts a new
+in-memory replay store.
 
 A passed request carries its :class:`~pat_middleware.policy.TokenInfo` as
 ``request.private_token`` (``None`` on unprotected paths); refusals are answered here.
@@ -24,9 +26,11 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings as django_settings
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
+from django.utils.module_loading import import_string
 
 from ... import wsgi
 from ...errors import ConfigurationError
+from ...metrics import MetricsHook
 from ...policy import SCOPE_KEY, Decision, Outcome, Policy, RequestInfo, TokenInfo
 from ...settings import Settings, load_settings
 
@@ -34,6 +38,8 @@ from ...settings import Settings, load_settings
 SETTING = "PAT_MIDDLEWARE"
 #: The ``PAT_MIDDLEWARE`` key naming a TOML settings file instead of inline settings.
 SETTINGS_FILE_KEY = "settings_file"
+#: The Django setting holding the metrics hook (or its dotted path).
+METRICS_SETTING = "PAT_METRICS"
 
 SyncGetResponse = Callable[[HttpRequest], HttpResponseBase]
 AsyncGetResponse = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
@@ -70,10 +76,32 @@ def read_settings(raw: object = _MISSING) -> Settings:
         raise
 
 
+def read_metrics(raw: object = _MISSING) -> MetricsHook | None:
+    """The hook ``PAT_METRICS`` names (or ``raw``, a value for it); None when unset."""
+    if raw is _MISSING:
+        raw = getattr(django_settings, METRICS_SETTING, None)
+    if raw is None:
+        return None
+    hook = raw
+    if isinstance(raw, str):
+        try:
+            hook = import_string(raw)
+        except ImportError as e:
+            raise ConfigurationError(METRICS_SETTING, f"cannot import {raw!r}: {e}") from e
+        if isinstance(hook, type):
+            hook = hook()
+    if not isinstance(hook, MetricsHook):
+        raise ConfigurationError(
+            METRICS_SETTING, "expected an object with a record(event) method, or its dotted path"
+        )
+    return hook
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     raw: object  # the PAT_MIDDLEWARE object the policy was built from
     snapshot: object  # a deep copy, so changes made in place are noticed too
+    metrics: object  # the PAT_METRICS value it was built with
     policy: Policy
 
 
@@ -84,22 +112,28 @@ class _PolicyCache:
         self._entry: _Entry | None = None
         self._lock = threading.Lock()
 
-    def _current(self, raw: object) -> Policy | None:
+    def _current(self, raw: object, metrics: object) -> Policy | None:
         entry = self._entry
-        if entry is not None and entry.raw is raw and entry.snapshot == raw:
+        if (
+            entry is not None
+            and entry.raw is raw
+            and entry.snapshot == raw
+            and entry.metrics is metrics
+        ):
             return entry.policy
         return None
 
     def get(self) -> Policy:
         raw = getattr(django_settings, SETTING, _MISSING)
-        policy = self._current(raw)
+        metrics = getattr(django_settings, METRICS_SETTING, None)
+        policy = self._current(raw, metrics)
         if policy is not None:
             return policy
         with self._lock:  # one build, so concurrent requests share one replay store
-            policy = self._current(raw)
+            policy = self._current(raw, metrics)
             if policy is None:
-                policy = Policy(read_settings(raw))
-                self._entry = _Entry(raw, copy.deepcopy(raw), policy)
+                policy = Policy(read_settings(raw), metrics=read_metrics(metrics))
+                self._entry = _Entry(raw, copy.deepcopy(raw), metrics, policy)
             return policy
 
 
@@ -231,6 +265,7 @@ class PrivateTokenMiddleware:
 
 
 __all__ = [
+    "METRICS_SETTING",
     "SETTING",
     "SETTINGS_FILE_KEY",
     "PrivateTokenMiddleware",
@@ -239,6 +274,7 @@ __all__ = [
     "check_request",
     "get_policy",
     "passed_token",
+    "read_metrics",
     "read_settings",
     "refusal_response",
     "request_info",

@@ -1,0 +1,391 @@
+"""Redis replay store: one atomic ``SET key 1 NX PX ttl`` per accepted token.
+
+Shared by every worker and host that points at the same Redis, so a token is accepted once
+across all of them. Imports redis-py, so it is imported only when a ``redis://``,
+``rediss://`` or ``unix://`` store URL is opened.
+
+Failure is closed: any Redis error or timeout raises :class:`StoreUnavailable`. After a
+failure the store answers :class:`StoreUnavailable` at once, without touching the network,
+for ``retry_after`` seconds; then one request probes Redis again, and the store recovers by
+itself when Redis is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from ..errors import ConfigurationError
+from .base import StoreUnavailable
+
+if TYPE_CHECKING:
+    import redis
+    import redis.asyncio
+
+SCHEMES = ("redis", "rediss", "unix")
+DEFAULT_PORT = 6379
+DEFAULT_PREFIX = "pat:"
+DEFAULT_TIMEOUT = 0.5
+DEFAULT_MAX_CONNECTIONS = 50
+DEFAULT_RETRY_AFTER = 1.0
+MAX_PREFIX_LENGTH = 64
+#: Option -> (lowest, highest) for the numeric options.
+_FLOAT_OPTIONS = {
+    "timeout": (0.001, 60.0),
+    "connect_timeout": (0.001, 60.0),
+    "retry_after": (0.001, 300.0),
+}
+_INT_OPTIONS = {"max_connections": (1, 10_000), "db": (0, 1_000_000)}
+_STR_OPTIONS = ("prefix", "password_env", "ssl_ca_certs")
+OPTIONS = frozenset((*_FLOAT_OPTIONS, *_INT_OPTIONS, *_STR_OPTIONS))
+_INSTALL_HINT = "redis:// replay stores need redis-py: pip install 'pat-middleware[redis]'"
+#: The value stored under each key; only the key's existence matters.
+_MARK = b"1"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisOptions:
+    """A parsed store URL. The password never appears in ``repr``."""
+
+    scheme: str
+    host: str = "localhost"
+    port: int = DEFAULT_PORT
+    path: str | None = None  # unix:// socket path
+    db: int = 0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    prefix: str = DEFAULT_PREFIX
+    timeout: float = DEFAULT_TIMEOUT
+    connect_timeout: float = DEFAULT_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    retry_after: float = DEFAULT_RETRY_AFTER
+    ssl_ca_certs: str | None = None
+
+    @property
+    def address(self) -> str:
+        """Where the server is, without credentials: ``host:port/db`` or ``unix:path/db``."""
+        if self.path is not None:
+            return f"unix:{self.path}/{self.db}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}/{self.db}"
+
+    def pool_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for a redis-py (sync or asyncio) ``BlockingConnectionPool``."""
+        kwargs: dict[str, Any] = {
+            "db": self.db,
+            "username": self.username,
+            "password": self.password,
+            "socket_timeout": self.timeout,
+            "socket_connect_timeout": self.connect_timeout,
+            "max_connections": self.max_connections,
+            "timeout": self.timeout,  # wait for a free pooled connection at most this long
+        }
+        if self.path is not None:
+            kwargs["path"] = self.path
+        else:
+            kwargs["host"] = self.host
+            kwargs["port"] = self.port
+        if self.scheme == "rediss":
+            # Explicit: redis-py 5 checks the certificate but not the host name by default.
+            kwargs["ssl_cert_reqs"] = "required"
+            kwargs["ssl_check_hostname"] = True
+        if self.ssl_ca_certs is not None:
+            kwargs["ssl_ca_certs"] = self.ssl_ca_certs
+        return kwargs
+
+
+def parse_redis_url(url: str, *, setting: str = "replay_store") -> RedisOptions:
+    """Validate a Redis store URL; every problem names ``setting`` and the option."""
+
+    def fail(message: str) -> ConfigurationError:
+        return ConfigurationError(setting, message)
+
+    parts = urlsplit(url)
+    if parts.scheme not in SCHEMES:
+        raise fail(f"a Redis store URL starts with redis://, rediss:// or unix://, not {url[:8]!r}")
+    query = parse_qs(parts.query, keep_blank_values=True)
+    for name, values in query.items():
+        if name not in OPTIONS:
+            raise fail(f"unknown {parts.scheme}:// option {name!r}; known: {sorted(OPTIONS)}")
+        if len(values) > 1:
+            raise fail(f"option {name!r} is given more than once")
+    opts: dict[str, Any] = {}
+    for name, (low, high) in _FLOAT_OPTIONS.items():
+        if name in query:
+            text = query[name][0]
+            try:
+                value = float(text)
+            except ValueError:
+                value = math.nan
+            if not low <= value <= high:
+                raise fail(f"option {name!r} must be a number of seconds from {low} to {high}")
+            opts[name] = value
+    for name, (ilow, ihigh) in _INT_OPTIONS.items():
+        if name in query:
+            text = query[name][0]
+            if not text.isdigit() or not ilow <= int(text) <= ihigh:
+                raise fail(f"option {name!r} must be an integer from {ilow} to {ihigh}")
+            opts[name] = int(text)
+    if "timeout" in opts and "connect_timeout" not in opts:
+        opts["connect_timeout"] = opts["timeout"]
+    if "prefix" in query:
+        prefix = query["prefix"][0]
+        if len(prefix.encode()) > MAX_PREFIX_LENGTH:
+            raise fail(f"option 'prefix' is longer than {MAX_PREFIX_LENGTH} bytes")
+        opts["prefix"] = prefix
+    if "ssl_ca_certs" in query:
+        if parts.scheme != "rediss":
+            raise fail("option 'ssl_ca_certs' needs a rediss:// URL")
+        opts["ssl_ca_certs"] = query["ssl_ca_certs"][0]
+
+    try:
+        port = parts.port
+    except ValueError as e:
+        raise fail("the port must be a number from 0 to 65535") from e
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise fail("a unix:// URL needs the socket path, e.g. unix:///run/redis.sock")
+        opts["path"] = unquote(parts.path)
+    else:
+        opts["host"] = unquote(parts.hostname) if parts.hostname else "localhost"
+        opts["port"] = port if port is not None else DEFAULT_PORT
+        db_text = parts.path.strip("/")
+        if db_text:
+            if "db" in query:
+                raise fail("give the database number in the path or as db=, not both")
+            if not db_text.isdigit():
+                raise fail(f"the path must be the database number, e.g. /0, not {db_text!r}")
+            opts["db"] = int(db_text)
+
+    if parts.username:
+        opts["username"] = unquote(parts.username)
+    password = unquote(parts.password) if parts.password is not None else None
+    if "password_env" in query:
+        if password is not None:
+            raise fail("give the password in the URL or as password_env, not both")
+        var = query["password_env"][0]
+        password = os.environ.get(var)
+        if password is None:
+            raise fail(f"environment variable {var!r} named by password_env is not set")
+    opts["password"] = password
+    return RedisOptions(scheme=parts.scheme, **opts)
+
+
+def _import_redis(setting: str = "replay_store") -> Any:
+    try:
+        import redis
+        import redis.asyncio
+    except ImportError as e:
+        raise ConfigurationError(setting, _INSTALL_HINT) from e
+    return redis
+
+
+class _Breaker:
+    """Fails fast for ``back_off`` seconds after a failure, then lets one probe through.
+
+    Shared by the sync and async forms; its lock is never held across I/O.
+    """
+
+    __slots__ = ("_back_off", "_clock", "_down_until", "_lock", "_reason")
+
+    def __init__(self, back_off: float, clock: Callable[[], float]) -> None:
+        self._back_off = back_off
+        self._clock = clock
+        self._down_until = 0.0
+        self._reason = ""
+        self._lock = threading.Lock()
+
+    def check(self, where: str) -> None:
+        """Raise at once while backing off; past the back-off, admit this caller as the probe
+        (the others keep failing fast until it answers)."""
+        if not self._down_until:
+            return
+        with self._lock:
+            now = self._clock()
+            remaining = self._down_until - now
+            if remaining > 0:
+                raise StoreUnavailable(
+                    f"redis replay store {where} unavailable ({self._reason}); "
+                    f"backing off {remaining:.1f} s",
+                    retry_after=max(1, math.ceil(remaining)),
+                )
+            if self._down_until:
+                self._down_until = now + self._back_off  # this caller probes
+
+    def failed(self, where: str, error: BaseException) -> StoreUnavailable:
+        first_line = (str(error).splitlines() or [""])[0][:120]
+        reason = f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
+        with self._lock:
+            self._down_until = self._clock() + self._back_off
+            self._reason = reason
+        return StoreUnavailable(
+            f"redis replay store {where} failed ({reason})",
+            retry_after=max(1, math.ceil(self._back_off)),
+        )
+
+    def succeeded(self) -> None:
+        if self._down_until:
+            with self._lock:
+                self._down_until = 0.0
+
+
+class RedisReplayStore:
+    """Replay store in Redis, with sync (``reserve``) and asyncio (``reserve_async``) forms.
+
+    Each form (and each running event loop) has its own bounded connection pool
+    (``max_connections``, waiting at most ``timeout`` for a free connection) with bounded
+    socket and connect timeouts, and no retries: a timeout is reported, not repeated. Keys
+    are ``prefix + key`` (binary-safe).
+
+    ``reserve`` is one round trip, atomic on the server: ``SET prefix+key 1 NX PX ttl_ms``.
+    ``commit`` does nothing, because the reservation already holds the key for its whole
+    TTL; so an accepted token costs exactly one round trip. ``release`` is ``DEL``.
+    """
+
+    def __init__(
+        self,
+        options: RedisOptions,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._redis = _import_redis()
+        self.options = options
+        self._prefix = options.prefix.encode("utf-8")
+        self._where = options.address
+        self._breaker = _Breaker(options.retry_after, clock)
+        self._client: redis.Redis | None = None
+        self._client_lock = threading.Lock()
+        # An asyncio client works only in the loop that made it: one per running loop (a
+        # threaded WSGI server running async views has one loop per thread at once). Clients
+        # of closed loops are dropped when a new loop first asks, so this holds at most one
+        # client per loop alive at that moment.
+        self._aclients: dict[asyncio.AbstractEventLoop, redis.asyncio.Redis] = {}
+
+    @classmethod
+    def from_url(cls, url: str, *, setting: str = "replay_store") -> RedisReplayStore:
+        """Build the store from a ``redis://``, ``rediss://`` or ``unix://`` URL."""
+        _import_redis(setting)  # a missing redis-py names the caller's setting
+        return cls(parse_redis_url(url, setting=setting))
+
+    def __repr__(self) -> str:
+        o = self.options
+        return f"RedisReplayStore({o.scheme}://{o.address}, prefix={o.prefix!r})"
+
+    # ------------------------------------------------------------------------ clients
+
+    def _connection_class(self, module: Any) -> Any:
+        if self.options.path is not None:
+            return module.UnixDomainSocketConnection
+        return module.SSLConnection if self.options.scheme == "rediss" else module.Connection
+
+    def _sync_client(self) -> redis.Redis:
+        client = self._client
+        if client is None:
+            with self._client_lock:
+                if self._client is None:
+                    r = self._redis
+                    pool = r.BlockingConnectionPool(
+                        connection_class=self._connection_class(r),
+                        retry=r.retry.Retry(r.backoff.NoBackoff(), 0),
+                        **self.options.pool_kwargs(),
+                    )
+                    self._client = r.Redis(connection_pool=pool)
+                client = self._client
+        assert client is not None
+        return client
+
+    def _async_client(self) -> redis.asyncio.Redis:
+        loop = asyncio.get_running_loop()
+        client = self._aclients.get(loop)
+        if client is not None:
+            return client
+        with self._client_lock:
+            client = self._aclients.get(loop)
+            if client is None:
+                for closed in [other for other in self._aclients if other.is_closed()]:
+                    del self._aclients[closed]
+                ra = self._redis.asyncio
+                pool = ra.BlockingConnectionPool(
+                    connection_class=self._connection_class(ra),
+                    retry=ra.retry.Retry(self._redis.backoff.NoBackoff(), 0),
+                    **self.options.pool_kwargs(),
+                )
+                client = self._aclients[loop] = ra.Redis(connection_pool=pool)
+        return client
+
+    def close(self) -> None:
+        """Close the sync pool's connections (the store stays usable: it reconnects)."""
+        client = self._client
+        if client is not None:
+            client.connection_pool.disconnect()
+
+    async def aclose(self) -> None:
+        """Close the running loop's asyncio connections (other loops keep theirs)."""
+        with self._client_lock:
+            client = self._aclients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.connection_pool.disconnect()
+
+    # -------------------------------------------------------------------------- sync
+
+    def _errors(self) -> tuple[type[BaseException], ...]:
+        return (self._redis.RedisError, OSError)
+
+    def reserve(self, key: bytes, ttl: float) -> bool:
+        self._breaker.check(self._where)
+        try:
+            fresh = self._sync_client().set(self._prefix + key, _MARK, nx=True, px=_ttl_ms(ttl))
+        except self._errors() as e:
+            raise self._breaker.failed(self._where, e) from None
+        self._breaker.succeeded()
+        return fresh is True
+
+    def commit(self, key: bytes) -> None:
+        # The reservation already holds the key for its TTL: an accept is one round trip.
+        return None
+
+    def release(self, key: bytes) -> None:
+        self._breaker.check(self._where)
+        try:
+            self._sync_client().delete(self._prefix + key)
+        except self._errors() as e:
+            raise self._breaker.failed(self._where, e) from None
+        self._breaker.succeeded()
+
+    # ------------------------------------------------------------------------- async
+
+    async def reserve_async(self, key: bytes, ttl: float) -> bool:
+        self._breaker.check(self._where)
+        try:
+            fresh = await self._async_client().set(
+                self._prefix + key, _MARK, nx=True, px=_ttl_ms(ttl)
+            )
+        except self._errors() as e:
+            raise self._breaker.failed(self._where, e) from None
+        self._breaker.succeeded()
+        return fresh is True
+
+    async def commit_async(self, key: bytes) -> None:
+        return None
+
+    async def release_async(self, key: bytes) -> None:
+        self._breaker.check(self._where)
+        try:
+            await self._async_client().delete(self._prefix + key)
+        except self._errors() as e:
+            raise self._breaker.failed(self._where, e) from None
+        self._breaker.succeeded()
+
+
+def _ttl_ms(ttl: float) -> int:
+    return max(1, math.ceil(ttl * 1000))
+
+
+__all__ = ["OPTIONS", "RedisOptions", "RedisReplayStore", "parse_redis_url"]

@@ -1,0 +1,119 @@
+"""Real redis-server processes for tests.
+
+The shared server comes from ``PAT_TEST_REDIS_URL`` (``.ci/run`` starts one) or is spawned
+here from ``redis-server`` on PATH; tests that stop or pause Redis spawn their own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+
+from ._servers import free_port
+
+REDIS_URL_ENV = "PAT_TEST_REDIS_URL"
+STARTUP_TIMEOUT = 10.0
+
+
+def unique_prefix() -> str:
+    """A key prefix no other test uses, so tests share one server without flushing it."""
+    return f"pat-test-{uuid.uuid4().hex[:12]}:"
+
+
+def ping(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True when a Redis server answers on ``host:port`` (NOAUTH counts as an answer)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(b"PING\r\n")
+            reply = s.recv(64)
+    except OSError:
+        return False
+    return reply.startswith((b"+PONG", b"-NOAUTH"))
+
+
+def redis_server_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip(
+            f"redis-server is not installed and {REDIS_URL_ENV} is not set "
+            "(apt-get install redis-server, or run .ci/run)"
+        )
+    return binary
+
+
+class RedisServer:
+    """One redis-server on a loopback port, no persistence; can be stopped, restarted on the
+    same port, paused (SIGSTOP: connections hang) and resumed."""
+
+    def __init__(self, *extra: str, port: int | None = None) -> None:
+        self.binary = redis_server_binary()
+        self.port = port or free_port()
+        self.extra = extra
+        self.dir = tempfile.mkdtemp(prefix="pat-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--save", "", "--appendonly", "no", "--dir", self.dir, *self.extra]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not ping("127.0.0.1", self.port):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"redis-server did not answer within {STARTUP_TIMEOUT} s")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def shared_redis_url() -> str | None:
+    """``PAT_TEST_REDIS_URL`` when set; it must answer (a set but dead URL fails the tests)."""
+    url = os.environ.get(REDIS_URL_ENV)
+    if not url:
+        return None
+    from pat_middleware.stores.redis import parse_redis_url
+
+    opts = parse_redis_url(url)
+    if not ping(opts.host, opts.port, timeout=2.0):
+        raise RuntimeError(f"{REDIS_URL_ENV}={url} does not answer")
+    return url

@@ -1,0 +1,544 @@
+"""The directory state machine and the key source, driven with bytes and times alone."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from pat_middleware.codec import b64url_encode
+from pat_middleware.discovery import (
+    MAX_LISTED_KEYS,
+    DirectoryFetchError,
+    DirectoryRequest,
+    DirectoryResponse,
+    DirectoryState,
+    KeySource,
+    Refresh,
+    RefreshHooks,
+)
+from pat_middleware.errors import ConfigurationError
+from pat_middleware.issuer import DirectoryKey, IssuerDirectory
+from pat_middleware.keys import IssuerKey, encode_pss_spki
+from pat_middleware.policy import Policy
+from pat_middleware.settings import DiscoveryOptions, IssuerConfig, Settings
+
+T0 = 1_700_000_000.0
+RFC_URL = "https://issuer.example/.well-known/private-token-issuer-directory"
+LEGACY_URL = "https://issuer.example/.well-known/token-issuer-directory"
+OPTIONS = DiscoveryOptions(refresh_min=60, refresh_max=3600, unknown_key_refresh=30, key_grace=600)
+
+
+@pytest.fixture(scope="module")
+def key_a(rsa_2048: rsa.RSAPrivateKey) -> IssuerKey:
+    return IssuerKey.from_spki(encode_pss_spki(rsa_2048.public_key()))
+
+
+@pytest.fixture(scope="module")
+def key_b(other_rsa_2048: rsa.RSAPrivateKey) -> IssuerKey:
+    return IssuerKey.from_spki(encode_pss_spki(other_rsa_2048.public_key()))
+
+
+@pytest.fixture(scope="module")
+def key_c() -> IssuerKey:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return IssuerKey.from_spki(encode_pss_spki(private.public_key()))
+
+
+def directory(*keys: tuple[IssuerKey, int | None]) -> bytes:
+    entries = tuple(DirectoryKey(2, key.spki, not_before) for key, not_before in keys)
+    return IssuerDirectory("/token-request", entries).to_bytes()
+
+
+def ok(
+    body: bytes, cache_control: str | None = "max-age=1000", **headers: str
+) -> DirectoryResponse:
+    out = {name.replace("_", "-"): value for name, value in headers.items()}
+    if cache_control is not None:
+        out["Cache-Control"] = cache_control
+    return DirectoryResponse(200, out, body)
+
+
+def state(*urls: str, static: tuple[IssuerKey, ...] = (), **options: Any) -> DirectoryState:
+    opts = dataclasses.replace(OPTIONS, **options)
+    return DirectoryState("issuer.example", urls or (RFC_URL,), opts, static=static)
+
+
+def accepted(s: DirectoryState, now: float) -> set[bytes]:
+    return {k.token_key_id for k in s.select(now)[0].accepted}
+
+
+def preferred(s: DirectoryState, now: float) -> IssuerKey | None:
+    return s.select(now)[0].preferred
+
+
+# ------------------------------------------------------------------------- freshness
+
+
+@pytest.mark.parametrize(
+    ("headers", "delay"),
+    [
+        ({"Cache-Control": "max-age=1000"}, 900),  # 10 % early
+        ({"Cache-Control": 'public, max-age="1000"'}, 900),
+        ({"Cache-Control": "max-age=1000", "Age": "400"}, 540),  # RFC 9111: minus Age
+        ({"Cache-Control": "max-age=10"}, 60),  # clamped up to directory_refresh_min
+        ({"Cache-Control": "max-age=1000000"}, 3600),  # clamped down to the maximum
+        ({"Cache-Control": "max-age=86400"}, 3600),
+        ({"Cache-Control": "no-cache, max-age=1000"}, 60),
+        ({"Cache-Control": "no-store"}, 60),
+        ({"Cache-Control": "max-age=abc"}, 60),
+        ({}, 60),  # no freshness information: revalidate as soon as allowed
+    ],
+)
+def test_next_refresh_honours_max_age_within_bounds(
+    key_a: IssuerKey, headers: Mapping[str, str], delay: int
+) -> None:
+    s = state()
+    result = s.receive(DirectoryResponse(200, headers, directory((key_a, None))), T0)
+    assert result.outcome is Refresh.CHANGED
+    assert s.next_refresh == T0 + delay
+    assert not s.due(T0 + delay - 1) and s.due(T0 + delay)
+
+
+def test_refresh_ahead_is_capped(key_a: IssuerKey) -> None:
+    s = state(refresh_max=86400)
+    s.receive(ok(directory((key_a, None)), "max-age=86400"), T0)
+    assert s.next_refresh == T0 + 86400 - 300
+
+
+def test_a_new_state_is_due_at_once() -> None:
+    assert state().due(-1e18)
+
+
+# -------------------------------------------------------------------------- ETag, 304
+
+
+def test_etag_is_sent_back_and_304_keeps_the_keys(key_a: IssuerKey) -> None:
+    s = state()
+    assert dict(s.request().headers) == {
+        "Accept": "application/private-token-issuer-directory, application/json;q=0.5"
+    }
+    s.receive(ok(directory((key_a, None)), ETag='"v1"'), T0)
+    assert dict(s.request().headers)["If-None-Match"] == '"v1"'
+
+    result = s.receive(DirectoryResponse(304, {"cache-control": "max-age=200"}), T0 + 900)
+    assert result.outcome is Refresh.NOT_MODIFIED
+    assert accepted(s, T0 + 900) == {key_a.token_key_id}
+    assert s.next_refresh == T0 + 900 + 180
+    assert dict(s.request().headers)["If-None-Match"] == '"v1"'
+
+
+def test_weak_etag_is_kept_and_garbage_etag_ignored(key_a: IssuerKey) -> None:
+    s = state()
+    s.receive(ok(directory((key_a, None)), ETag='W/"x1"'), T0)
+    assert dict(s.request().headers)["If-None-Match"] == 'W/"x1"'
+    s.receive(ok(directory((key_a, None)), ETag="no quotes"), T0)
+    assert "If-None-Match" not in dict(s.request().headers)
+
+
+def test_304_without_a_validator_is_a_failure(key_a: IssuerKey) -> None:
+    s = state()
+    s.receive(ok(directory((key_a, None))), T0)
+    result = s.receive(DirectoryResponse(304, {}), T0 + 900)
+    assert result.outcome is Refresh.FAILED and "304" in result.detail
+    assert accepted(s, T0 + 900) == {key_a.token_key_id}
+
+
+def test_same_keys_again_are_unchanged_but_a_new_not_before_is_a_change(
+    key_a: IssuerKey, key_b: IssuerKey
+) -> None:
+    s = state()
+    body = directory((key_b, int(T0) + 100), (key_a, None))
+    assert s.receive(ok(body), T0).outcome is Refresh.CHANGED
+    assert s.receive(ok(body), T0 + 1).outcome is Refresh.UNCHANGED
+    moved = directory((key_b, int(T0) + 200), (key_a, None))
+    assert s.receive(ok(moved), T0 + 2).outcome is Refresh.CHANGED
+
+
+def test_known_keys_are_not_parsed_again(key_a: IssuerKey) -> None:
+    s = state()
+    s.receive(ok(directory((key_a, None))), T0)
+    first = s.listed[0].key
+    s.receive(ok(directory((key_a, None))), T0 + 1)
+    assert s.listed[0].key is first
+
+
+# ------------------------------------------------------------------------ not-before
+
+
+@pytest.mark.parametrize("scale", [1, 1000], ids=["seconds", "milliseconds"])
+def test_preferred_key_switches_at_not_before(
+    key_a: IssuerKey, key_b: IssuerKey, scale: int
+) -> None:
+    switch = int(T0) + 100
+    s = state()
+    s.receive(ok(directory((key_b, switch * scale), (key_a, None))), T0)
+
+    keys, until = s.select(T0)
+    assert keys.preferred == key_a  # key_b is listed first but not yet valid
+    assert {k.token_key_id for k in keys.accepted} == {key_a.token_key_id, key_b.token_key_id}
+    assert until == switch
+    assert preferred(s, switch - 0.001) == key_a
+    keys, until = s.select(switch)
+    assert keys.preferred == key_b and until == float("inf")
+
+
+def test_first_current_key_in_directory_order_is_preferred(
+    key_a: IssuerKey, key_b: IssuerKey, key_c: IssuerKey
+) -> None:
+    s = state()
+    s.receive(ok(directory((key_c, int(T0) + 50), (key_b, int(T0) - 50), (key_a, None))), T0)
+    assert preferred(s, T0) == key_b  # not the newest not-before, the first current one
+
+
+def test_only_future_keys_advertise_nothing(key_a: IssuerKey) -> None:
+    s = state()
+    s.receive(ok(directory((key_a, int(T0) + 50))), T0)
+    keys, until = s.select(T0)
+    assert keys.preferred is None
+    assert [k.token_key_id for k in keys.accepted] == [key_a.token_key_id]
+    assert until == T0 + 50
+
+
+def test_static_key_is_advertised_only_without_a_current_directory_key(
+    key_a: IssuerKey, key_b: IssuerKey
+) -> None:
+    s = state(static=(key_a,))
+    assert preferred(s, T0) == key_a and s.has_keys  # before any fetch
+    s.receive(ok(directory((key_b, int(T0) + 50))), T0)
+    assert preferred(s, T0) == key_a
+    assert preferred(s, T0 + 50) == key_b
+    s.receive(ok(directory((key_b, None))), T0 + 60)
+    assert accepted(s, T0 + 10_000) == {key_a.token_key_id, key_b.token_key_id}  # always
+
+
+def test_unusable_entries_are_skipped(key_a: IssuerKey, rsa_2048: rsa.RSAPrivateKey) -> None:
+    plain = rsa_2048.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    body = json.dumps(
+        {
+            "issuer-request-uri": "/token-request",
+            "token-keys": [
+                {"token-type": 1, "token-key": b64url_encode(b"\x02" * 49)},
+                {"token-type": 2, "token-key": b64url_encode(plain)},  # rsaEncryption SPKI
+                {"token-type": 2, "token-key": "!!"},
+                {"token-type": 2, "token-key": b64url_encode(key_a.spki), "not-before": "x"},
+                {"token-type": 2, "token-key": b64url_encode(key_a.spki).rstrip("=")},
+                {"token-type": 2, "token-key": b64url_encode(key_a.spki)},  # duplicate
+            ],
+        }
+    ).encode()
+    s = state()
+    assert s.receive(ok(body), T0).outcome is Refresh.CHANGED
+    assert [k.key for k in s.listed] == [key_a]
+
+
+def test_4096_bit_keys_are_taken_only_with_allow_4096(
+    key_a: IssuerKey, rsa_4096: rsa.RSAPrivateKey
+) -> None:
+    big = IssuerKey.from_spki(encode_pss_spki(rsa_4096.public_key()), allow_4096=True)
+    body = directory((big, None), (key_a, None))
+    for allow, expected in ((False, [key_a]), (True, [big, key_a])):
+        s = DirectoryState("issuer.example", (RFC_URL,), OPTIONS, allow_4096=allow)
+        assert s.receive(ok(body), T0).outcome is Refresh.CHANGED
+        assert [k.key for k in s.listed] == expected
+
+
+def test_at_most_16_keys_are_taken_in_directory_order() -> None:
+    # Distinct valid-looking moduli are enough to load a public key, and cheap to make.
+    keys = [
+        IssuerKey.from_spki(
+            encode_pss_spki(rsa.RSAPublicNumbers(65537, (1 << 2047) | (2 * i + 1)).public_key())
+        )
+        for i in range(MAX_LISTED_KEYS + 4)
+    ]
+    s = state()
+    assert s.receive(ok(directory(*((k, None) for k in keys))), T0).outcome is Refresh.CHANGED
+    assert [k.key for k in s.listed] == keys[:MAX_LISTED_KEYS]
+
+
+# --------------------------------------------------------------- failures keep keys
+
+
+@pytest.mark.parametrize(
+    ("response", "detail"),
+    [
+        (DirectoryResponse(500, {}), "HTTP 500"),
+        (DirectoryResponse(403, {}), "HTTP 403"),
+        (DirectoryResponse(404, {}), "HTTP 404"),
+        (DirectoryResponse(200, {}, b"<html>down for maintenance</html>"), "not valid JSON"),
+        (DirectoryResponse(200, {}, b'{"token-keys": []}'), "issuer-request-uri"),
+        (DirectoryResponse(200, {}, b"[1, 2]"), "not a JSON object"),
+        (
+            DirectoryResponse(200, {}, b'{"issuer-request-uri": "/t", "token-keys": []}'),
+            "no usable token type 2 key",
+        ),
+        (DirectoryResponse(200, {}, b" " * 70_000), "longer than"),
+    ],
+)
+def test_bad_answers_keep_the_last_good_keys(
+    key_a: IssuerKey, key_b: IssuerKey, response: DirectoryResponse, detail: str
+) -> None:
+    s = state()
+    s.receive(ok(directory((key_b, int(T0) + 100), (key_a, None)), ETag='"v1"'), T0)
+    before = s.select(T0 + 900)
+
+    result = s.receive(response, T0 + 900)
+    assert result.outcome is Refresh.FAILED
+    assert detail in result.detail and s.last_error == result.detail
+    assert s.select(T0 + 900) == before
+    assert s.etag == '"v1"'  # a later 304 still works
+
+
+def test_failures_back_off_and_success_resets(key_a: IssuerKey) -> None:
+    s = state(refresh_min=10, refresh_max=100)
+    delays = []
+    for i in range(6):
+        s.fail("connection refused", T0 + i)
+        delays.append(s.next_refresh - (T0 + i))
+    assert delays == [10, 20, 40, 80, 100, 100]
+    s.receive(ok(directory((key_a, None)), "max-age=50"), T0 + 10)
+    assert (s.failures, s.last_error) == (0, None)
+    assert s.next_refresh == T0 + 10 + 45
+    s.fail("timeout", T0 + 60)
+    assert s.next_refresh == T0 + 70
+
+
+def test_404_falls_back_to_the_legacy_path_and_stays_there(key_a: IssuerKey) -> None:
+    s = state(RFC_URL, LEGACY_URL)
+    assert s.request().url == RFC_URL
+    result = s.receive(DirectoryResponse(404, {}), T0)
+    assert result.outcome is Refresh.RETRY
+    assert s.request().url == LEGACY_URL
+    s.receive(ok(directory((key_a, None)), ETag='"l1"'), T0)
+    assert s.request().url == LEGACY_URL
+    assert dict(s.request().headers)["If-None-Match"] == '"l1"'
+    # A failure there starts again from the RFC path, without the legacy path's validator.
+    assert s.receive(DirectoryResponse(503, {}), T0 + 900).outcome is Refresh.FAILED
+    assert s.request().url == RFC_URL and s.etag is None
+    assert accepted(s, T0 + 900) == {key_a.token_key_id}
+
+
+def test_404_at_the_last_url_is_a_failure() -> None:
+    s = state(RFC_URL, LEGACY_URL)
+    s.receive(DirectoryResponse(404, {}), T0)
+    assert s.receive(DirectoryResponse(404, {}), T0).outcome is Refresh.FAILED
+    assert not s.has_keys
+
+
+# ------------------------------------------------------------------- removed keys
+
+
+def test_removed_key_is_trusted_for_the_grace_period(key_a: IssuerKey, key_b: IssuerKey) -> None:
+    s = state()
+    s.receive(ok(directory((key_b, int(T0) + 100), (key_a, None))), T0)
+    removed_at = T0 + 900
+    assert s.receive(ok(directory((key_b, int(T0) + 100))), removed_at).outcome is (Refresh.CHANGED)
+    grace = 1000  # max(directory_key_grace 600, the max-age clients may have cached)
+    keys, until = s.select(removed_at)
+    assert keys.preferred == key_b
+    assert key_a in keys.accepted
+    assert until == removed_at + grace
+    assert key_a.token_key_id in accepted(s, removed_at + grace - 0.001)
+    assert accepted(s, removed_at + grace) == {key_b.token_key_id}
+
+
+def test_grace_setting_wins_over_a_short_max_age(key_a: IssuerKey, key_b: IssuerKey) -> None:
+    s = state()
+    s.receive(ok(directory((key_a, None)), "max-age=60"), T0)
+    s.receive(ok(directory((key_b, None)), "max-age=60"), T0 + 60)
+    assert s.select(T0 + 60)[1] == T0 + 60 + 600
+
+
+def test_a_key_that_comes_back_is_listed_again(key_a: IssuerKey, key_b: IssuerKey) -> None:
+    s = state()
+    s.receive(ok(directory((key_a, None))), T0)
+    s.receive(ok(directory((key_b, None))), T0 + 1)
+    s.receive(ok(directory((key_b, None), (key_a, None))), T0 + 2)
+    assert s.retired == {}
+    assert accepted(s, T0 + 10**6) == {key_a.token_key_id, key_b.token_key_id}
+
+
+def test_a_failure_does_not_retire_keys(key_a: IssuerKey) -> None:
+    s = state()
+    s.receive(ok(directory((key_a, None))), T0)
+    for i in range(5):
+        s.fail("down", T0 + 10**6 * i)
+    assert preferred(s, T0 + 10**7) == key_a
+
+
+# ------------------------------------------------------------ unknown-key refresh
+
+
+def test_unknown_key_refresh_is_rate_limited(key_a: IssuerKey) -> None:
+    s = state()
+    s.receive(ok(directory((key_a, None))), T0)
+    assert not s.due(T0 + 1)
+    assert s.request_refresh(T0 + 1) and s.due(T0 + 1)
+    s.receive(ok(directory((key_a, None))), T0 + 1)
+    assert not s.request_refresh(T0 + 30) and not s.due(T0 + 30)
+    assert s.request_refresh(T0 + 31) and s.due(T0 + 31)
+
+
+# ------------------------------------------------------------------- the key source
+
+
+class Scripted:
+    """A fetcher answering from a script, recording each request."""
+
+    def __init__(self, *answers: DirectoryResponse | DirectoryFetchError) -> None:
+        self.answers = list(answers)
+        self.requests: list[DirectoryRequest] = []
+
+    def __call__(self, request: DirectoryRequest) -> DirectoryResponse:
+        self.requests.append(request)
+        answer = self.answers.pop(0)
+        if isinstance(answer, DirectoryFetchError):
+            raise answer
+        return answer
+
+
+class Hooks(RefreshHooks):
+    def __init__(self) -> None:
+        self.woken = 0
+
+    def wake(self) -> None:
+        self.woken += 1
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def source(
+    key_a: IssuerKey, clock: Clock, *, require_keys: bool = True
+) -> tuple[KeySource, Scripted]:
+    issuers = [
+        IssuerConfig("static.example", (key_a,)),
+        IssuerConfig(
+            "issuer.example",
+            (),
+            directory_urls=(RFC_URL, LEGACY_URL),
+            directory_setting="issuers[1].discover",
+        ),
+    ]
+    options = dataclasses.replace(OPTIONS, require_keys=require_keys)
+    src = KeySource(issuers, options, clock=clock)
+    fetcher = Scripted()
+    src.fetcher = fetcher
+    return src, fetcher
+
+
+def test_source_refreshes_what_is_due_and_versions_changes(
+    key_a: IssuerKey, key_b: IssuerKey
+) -> None:
+    clock = Clock()
+    src, fetcher = source(key_a, clock)
+    fetcher.answers = [
+        DirectoryResponse(404, {}),
+        ok(directory((key_b, None)), ETag='"1"'),
+    ]
+    assert src.refresh() == 900
+    assert [r.url for r in fetcher.requests] == [RFC_URL, LEGACY_URL]
+    assert src.version == 1
+    selection = src.select(clock.now)
+    assert [(i.name, i.preferred) for i in selection.issuers] == [
+        ("static.example", key_a),
+        ("issuer.example", key_b),
+    ]
+    assert selection.version == 1
+
+    clock.now += 899
+    assert src.refresh() == 1 and len(fetcher.requests) == 2  # nothing due yet
+    clock.now += 1
+    fetcher.answers = [DirectoryResponse(304, {"Cache-Control": "max-age=1000"})]
+    src.refresh()
+    assert fetcher.requests[-1].url == LEGACY_URL
+    assert src.version == 1  # a 304 changes nothing
+
+
+def test_source_unknown_key_wakes_the_refresher_at_most_once_per_interval(
+    key_a: IssuerKey,
+) -> None:
+    clock = Clock()
+    src, _ = source(key_a, clock)
+    hooks = Hooks()
+    src.hooks = hooks
+    for _ in range(5):
+        src.key_missing(clock.now)
+    assert hooks.woken == 1
+    clock.now += 30
+    src.key_missing(clock.now)
+    assert hooks.woken == 2
+
+
+def test_source_without_keys_names_the_setting(key_a: IssuerKey) -> None:
+    clock = Clock()
+    src, fetcher = source(key_a, clock)
+    fetcher.answers = [DirectoryFetchError("ConnectError: refused")]
+    src.refresh(force=True)
+    with pytest.raises(ConfigurationError) as info:
+        src.check_start_up()
+    assert info.value.setting == "issuers[1].discover"
+    assert "ConnectError: refused" in info.value.message
+    assert "directory_require_keys = false" in info.value.message
+
+
+def test_source_may_start_without_keys(key_a: IssuerKey, caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    src, fetcher = source(key_a, clock, require_keys=False)
+    fetcher.answers = [DirectoryResponse(500, {})]
+    with caplog.at_level(logging.WARNING, logger="pat_middleware"):
+        src.refresh(force=True)
+        src.check_start_up()
+    [failed, starting] = caplog.records
+    assert "HTTP 500" in failed.getMessage() and failed.exc_info is None
+    assert "starting without its keys" in starting.getMessage()
+    issuer = src.select(clock.now).issuers[1]
+    assert (issuer.preferred, issuer.accepted) == (None, ())
+
+
+def test_failure_is_logged_in_one_line_without_key_material(
+    key_a: IssuerKey, key_b: IssuerKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock()
+    src, fetcher = source(key_a, clock)
+    fetcher.answers = [ok(directory((key_b, None)))]
+    src.refresh(force=True)
+    fetcher.answers = [DirectoryFetchError("ReadTimeout: timed out")]
+    with caplog.at_level(logging.INFO, logger="pat_middleware"):
+        src.refresh(force=True)
+    [record] = caplog.records
+    message = record.getMessage()
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert message == (
+        f"issuer issuer.example: directory refresh from {RFC_URL} failed: "
+        "ReadTimeout: timed out; keeping 1 key(s), next try in 60 s"
+    )
+    assert b64url_encode(key_b.spki)[:40] not in message
+    assert src.select(clock.now).issuers[1].preferred == key_b
+
+
+def test_directory_without_httpx_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "pat_middleware.refresher", None)  # as if httpx were missing
+    settings = Settings.from_mapping(
+        {"issuers": [{"name": "issuer.example", "discover": True}], "secret": "s" * 32}
+    )
+    with pytest.raises(ConfigurationError) as info:
+        Policy(settings)
+    assert info.value.setting == "issuers[0].discover"
+    assert "pat-middleware[discovery]" in info.value.message

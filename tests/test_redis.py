@@ -1,0 +1,558 @@
+"""The Redis replay store against a real redis-server: contract, races, URLs, outages, HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from pat_middleware import IssuerKey
+from pat_middleware.demo import create_origin_app
+from pat_middleware.errors import ConfigurationError
+from pat_middleware.policy import Outcome, Policy
+from pat_middleware.settings import Settings
+from pat_middleware.stores import (
+    AsyncReplayStore,
+    ReplayStore,
+    StoreUnavailable,
+    open_replay_store,
+)
+from pat_middleware.stores.redis import RedisReplayStore, parse_redis_url
+from pat_middleware.wsgi import PrivateTokenWSGIMiddleware, StartResponse, WSGIEnviron
+
+from ._origin import Browser, header, make_settings
+from ._redis import RedisServer, unique_prefix
+from ._servers import serve_asgi
+from ._wsgi_harness import Browser as HttpBrowser
+from ._wsgi_harness import answer, httpx_send, pat_settings, serve_wsgi
+
+TTL = 10.0
+
+
+def store_for(url: str, prefix: str | None = None, **options: str) -> RedisReplayStore:
+    query = [f"prefix={prefix or unique_prefix()}", *(f"{k}={v}" for k, v in options.items())]
+    store = open_replay_store(f"{url}?{'&'.join(query)}")
+    assert isinstance(store, RedisReplayStore)
+    return store
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[RedisReplayStore]:
+    s = store_for(redis_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain redis-py client, to look at what the store wrote."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def run_async(store: RedisReplayStore, coro: Any) -> Any:
+    """Run ``coro`` in a fresh loop and close the store's asyncio connections in it."""
+
+    async def scenario() -> Any:
+        try:
+            return await coro
+        finally:
+            await store.aclose()
+
+    return asyncio.run(scenario())
+
+
+# ------------------------------------------------------------------------------ contract
+
+
+def test_implements_both_interfaces(store: RedisReplayStore) -> None:
+    assert isinstance(store, ReplayStore)
+    assert isinstance(store, AsyncReplayStore)
+
+
+def test_reserve_once_then_refuse(store: RedisReplayStore) -> None:
+    assert store.reserve(b"nonce-1", TTL) is True
+    assert store.reserve(b"nonce-1", TTL) is False
+    store.commit(b"nonce-1")
+    assert store.reserve(b"nonce-1", TTL) is False
+    assert store.reserve(b"nonce-2", TTL) is True
+
+
+def test_release_lets_the_key_be_reserved_again(store: RedisReplayStore) -> None:
+    assert store.reserve(b"k", TTL)
+    store.release(b"k")
+    assert store.reserve(b"k", TTL) is True
+    assert store.reserve(b"k", TTL) is False
+    store.release(b"never-reserved")  # harmless
+
+
+def test_key_is_prefixed_binary_and_expires_after_its_ttl(
+    store: RedisReplayStore, raw: redis.Redis
+) -> None:
+    key = bytes(range(256))
+    assert store.reserve(key, 0.3)
+    stored = store.options.prefix.encode() + key
+    assert raw.get(stored) == b"1"
+    assert 0 < raw.pttl(stored) <= 300
+    assert store.reserve(key, 0.3) is False
+    time.sleep(0.4)
+    assert raw.exists(stored) == 0
+    assert store.reserve(key, 0.3) is True
+
+
+@pytest.mark.parametrize("ttl", [0.0, 0.0001, 0.0015, 1e-300])
+def test_a_ttl_under_a_millisecond_is_rounded_up_never_to_zero(
+    store: RedisReplayStore, raw: redis.Redis, ttl: float
+) -> None:
+    """Redis refuses PX 0: rounding down would make the store fail on short TTLs."""
+    assert store.reserve(b"short", ttl) is True
+    assert raw.pttl(store.options.prefix.encode() + b"short") in (-2, 0, 1, 2)  # gone or going
+
+
+def test_binary_keys_do_not_collide(store: RedisReplayStore) -> None:
+    keys = [b"", b"\x00", b"\x00\x00", b"\r\n", b"*1\r\n$4\r\nPING\r\n", b"\xff" * 64, b" "]
+    assert [store.reserve(k, TTL) for k in keys] == [True] * len(keys)
+    assert [store.reserve(k, TTL) for k in keys] == [False] * len(keys)
+
+
+def test_prefixes_isolate_stores(redis_url: str) -> None:
+    prefix = unique_prefix()
+    a, b, same = store_for(redis_url, prefix), store_for(redis_url), store_for(redis_url, prefix)
+    assert a.reserve(b"k", TTL) is True
+    assert b.reserve(b"k", TTL) is True, "another prefix is another namespace"
+    assert same.reserve(b"k", TTL) is False, "the same prefix is the same namespace"
+    for s in (a, b, same):
+        s.close()
+
+
+def test_threads_racing_on_one_key_exactly_one_wins(store: RedisReplayStore) -> None:
+    n = 24
+    barrier = threading.Barrier(n)
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    def race() -> None:
+        barrier.wait()
+        fresh = store.reserve(b"raced", TTL)
+        with lock:
+            results.append(fresh)
+
+    threads = [threading.Thread(target=race) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(results) == n
+    assert results.count(True) == 1
+
+
+def test_async_form_contract_and_race(store: RedisReplayStore, raw: redis.Redis) -> None:
+    async def scenario() -> list[Any]:
+        first = await store.reserve_async(b"a", TTL)
+        again = await store.reserve_async(b"a", TTL)
+        await store.commit_async(b"a")
+        await store.release_async(b"a")
+        after_release = await store.reserve_async(b"a", TTL)
+        racing = await asyncio.gather(*(store.reserve_async(b"r", TTL) for _ in range(40)))
+        return [first, again, after_release, racing.count(True)]
+
+    assert run_async(store, scenario()) == [True, False, True, 1]
+    assert raw.exists(store.options.prefix.encode() + b"r") == 1
+    # A new event loop gets working connections of its own.
+    assert run_async(store, store.reserve_async(b"b", TTL)) is True
+    assert store.reserve(b"b", TTL) is False, "the sync and async forms share the keys"
+
+
+def test_event_loops_running_at_once_in_threads_each_get_their_own_client(
+    store: RedisReplayStore,
+) -> None:
+    """Several threads each running an event loop (Django async views under a threaded WSGI
+    server do): a loop must never be handed another loop's connections, and a healthy Redis
+    must never look unavailable."""
+    threads, calls = 4, 100
+    barrier = threading.Barrier(threads)
+    outcomes: list[object] = []
+    lock = threading.Lock()
+
+    async def one(key: bytes) -> object:
+        try:
+            return await store.reserve_async(key, TTL)
+        except StoreUnavailable as e:
+            return str(e)
+
+    async def loop_body(index: int) -> list[object]:
+        barrier.wait()
+        try:
+            return await asyncio.gather(*(one(b"%d-%d" % (index, i)) for i in range(calls)))
+        finally:
+            await store.aclose()
+
+    def worker(index: int) -> None:
+        results = asyncio.run(loop_body(index))
+        with lock:
+            outcomes.extend(results)
+
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(30)
+    assert outcomes == [True] * (threads * calls), sorted(set(map(str, outcomes)))
+
+
+def test_an_accept_is_one_round_trip(
+    own_redis: RedisServer, issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
+) -> None:
+    """Policy.evaluate on a fresh token sends exactly one command: SET NX PX (commit is free)."""
+    policy = Policy(make_settings(issuer_key, replay_store=own_redis.url + "?prefix=p:"))
+    browser = Browser(policy)
+    from ._origin import answer as answer_policy
+
+    warm = browser.get(token=answer_policy(browser.challenge(), rsa_2048, issuer_key))
+    assert warm.outcome is Outcome.PASS  # the pool now holds a connection
+    browser.cookies.clear()
+    token = answer_policy(browser.challenge(), rsa_2048, issuer_key)
+    admin = redis.Redis(port=own_redis.port)
+    admin.config_resetstat()
+    assert browser.get(token=token).outcome is Outcome.PASS
+    stats = admin.info("commandstats")
+    admin.close()
+    admin_calls = ("cmdstat_info", "cmdstat_config|resetstat")
+    calls = {k: v["calls"] for k, v in stats.items() if k not in admin_calls}
+    assert calls == {"cmdstat_set": 1}
+    assert isinstance(policy.store, RedisReplayStore)
+    policy.store.close()
+
+
+# ------------------------------------------------------------------------------ URLs
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("redis://127.0.0.1:6379/0?colour=blue", "'colour'"),
+        ("redis://127.0.0.1:6379/0?timeout=soon", "'timeout'"),
+        ("redis://127.0.0.1:6379/0?timeout=0", "'timeout'"),
+        ("redis://127.0.0.1:6379/0?connect_timeout=nan", "'connect_timeout'"),
+        ("redis://127.0.0.1:6379/0?retry_after=-1", "'retry_after'"),
+        ("redis://127.0.0.1:6379/0?max_connections=0", "'max_connections'"),
+        ("redis://127.0.0.1:6379/0?max_connections=1.5", "'max_connections'"),
+        ("redis://127.0.0.1:6379/0?prefix=a&prefix=b", "'prefix'"),
+        ("redis://127.0.0.1:6379/0?prefix=" + "x" * 65, "'prefix'"),
+        ("redis://127.0.0.1:notaport/0", "port"),
+        ("redis://127.0.0.1:6379/zero", "database number"),
+        ("redis://127.0.0.1:6379/0?db=1", "db="),
+        ("redis://127.0.0.1:6379/0?password_env=PAT_TEST_SURELY_UNSET", "PAT_TEST_SURELY_UNSET"),
+        ("redis://:pw@127.0.0.1:6379/0?password_env=HOME", "password_env"),
+        ("redis://127.0.0.1:6379/0?ssl_ca_certs=/ca.pem", "rediss://"),
+        ("unix://", "socket path"),
+        ("redis+sentinel://127.0.0.1/0", "unknown store URL scheme"),
+    ],
+)
+def test_bad_urls_name_the_setting_and_the_option(url: str, words: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        open_replay_store(url)
+    assert info.value.setting == "replay_store"
+    assert words in info.value.message
+
+
+def test_settings_validate_the_store_url_at_start_up(issuer_key: IssuerKey) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        make_settings(issuer_key, replay_store="redis://127.0.0.1:6379/0?bogus=1")
+    assert info.value.setting == "replay_store"
+    assert "'bogus'" in str(info.value)
+
+
+def test_url_forms() -> None:
+    o = parse_redis_url(
+        "rediss://user:pw@cache.example:6380/3?prefix=app:&timeout=0.25&max_connections=7"
+        "&retry_after=2.5&ssl_ca_certs=/etc/ca.pem"
+    )
+    assert (o.scheme, o.host, o.port, o.db, o.username, o.password) == (
+        "rediss", "cache.example", 6380, 3, "user", "pw"
+    )  # fmt: skip
+    assert (o.prefix, o.timeout, o.connect_timeout, o.max_connections, o.retry_after) == (
+        "app:", 0.25, 0.25, 7, 2.5
+    )  # fmt: skip
+    assert o.ssl_ca_certs == "/etc/ca.pem"
+    u = parse_redis_url("unix:///run/redis/redis.sock?db=2&connect_timeout=1")
+    assert (u.path, u.db, u.timeout, u.connect_timeout) == ("/run/redis/redis.sock", 2, 0.5, 1.0)
+    d = parse_redis_url("redis://")
+    assert (d.host, d.port, d.db, d.prefix) == ("localhost", 6379, 0, "pat:")
+    v6 = parse_redis_url("redis://[::1]:6390/1")
+    assert v6.address == "[::1]:6390/1"
+
+
+def test_rediss_always_verifies_the_certificate_and_the_host_name() -> None:
+    """redis-py 5 (which the extra allows) skips the host-name check unless asked: any
+    CA-signed certificate would do, and a man in the middle could answer SET with OK."""
+    store = open_replay_store("rediss://cache.example:6380/0?ssl_ca_certs=/etc/ca.pem")
+    assert isinstance(store, RedisReplayStore)
+    kwargs = store._sync_client().connection_pool.connection_kwargs
+    assert (kwargs["ssl_check_hostname"], kwargs["ssl_cert_reqs"]) == (True, "required")
+    assert kwargs["ssl_ca_certs"] == "/etc/ca.pem"
+    assert "ssl_check_hostname" not in parse_redis_url("redis://h/0").pool_kwargs()
+
+
+def test_repr_and_errors_hide_the_password(own_redis: RedisServer) -> None:
+    secret = "s3cr3t-Passw0rd"
+    store = open_replay_store(f"redis://admin:{secret}@127.0.0.1:{own_redis.port}/4?prefix=shown:")
+    text = repr(store)
+    assert secret not in text
+    assert f"127.0.0.1:{own_redis.port}/4" in text and "shown:" in text
+    assert secret not in repr(parse_redis_url(f"redis://:{secret}@h/0"))
+    with pytest.raises(StoreUnavailable) as info:  # no such user on this server
+        store.reserve(b"k", TTL)
+    assert secret not in str(info.value)
+
+
+def test_missing_redis_py_says_how_to_install_it() -> None:
+    code = (
+        "import sys; sys.modules['redis'] = None\n"
+        "from pat_middleware.stores import open_replay_store\n"
+        "from pat_middleware.errors import ConfigurationError\n"
+        "try:\n"
+        "    open_replay_store('redis://127.0.0.1:6379/0')\n"
+        "except ConfigurationError as e:\n"
+        "    print(e.setting, '|', e.message)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == (
+        "replay_store | redis:// replay stores need redis-py: pip install 'pat-middleware[redis]'"
+    )
+
+
+# ------------------------------------------------------------------------------ passwords
+
+
+@pytest.fixture
+def locked_redis() -> Iterator[RedisServer]:
+    with RedisServer("--requirepass", "hunter2-but-longer") as server:
+        yield server
+
+
+def test_password_from_password_env(
+    locked_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PAT_TEST_REDIS_PASSWORD", "hunter2-but-longer")
+    store = store_for(locked_redis.url, password_env="PAT_TEST_REDIS_PASSWORD")
+    assert store.reserve(b"k", TTL) is True
+    assert store.reserve(b"k", TTL) is False
+    assert "hunter2" not in repr(store)
+    store.close()
+
+
+def test_inline_password_and_wrong_password(locked_redis: RedisServer) -> None:
+    url = f"redis://:hunter2-but-longer@127.0.0.1:{locked_redis.port}/0"
+    good = store_for(url)
+    assert good.reserve(b"k", TTL) is True
+    good.close()
+    for bad_url in (locked_redis.url, f"redis://:wrong@127.0.0.1:{locked_redis.port}/0"):
+        bad = store_for(bad_url)
+        with pytest.raises(StoreUnavailable) as info:
+            bad.reserve(b"k2", TTL)
+        assert "hunter2" not in str(info.value)
+
+
+# ------------------------------------------------------------------------------ outages
+
+
+def test_outage_fails_fast_then_recovers_by_itself(own_redis: RedisServer) -> None:
+    store = store_for(own_redis.url, timeout="0.3", retry_after="0.5")
+    assert store.reserve(b"before", TTL)
+
+    own_redis.pause()  # connections hang: the socket timeout bounds the wait
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable) as info:
+        store.reserve(b"k", TTL)
+    elapsed = time.monotonic() - started
+    assert 0.25 <= elapsed < 1.0, elapsed
+    assert info.value.retry_after == 1
+
+    # The breaker: no network, no wait, for retry_after seconds.
+    started = time.monotonic()
+    for _ in range(20):
+        with pytest.raises(StoreUnavailable, match="backing off"):
+            store.reserve(b"k", TTL)
+    assert time.monotonic() - started < 0.05
+
+    own_redis.stop()  # down: connection refused
+    time.sleep(0.55)
+    with pytest.raises(StoreUnavailable):
+        store.reserve(b"k", TTL)
+
+    own_redis.start()  # same port, empty: the store finds it again after the back-off
+    time.sleep(0.55)
+    assert store.reserve(b"k", TTL) is True
+    assert store.reserve(b"k", TTL) is False
+    store.close()
+
+
+def test_async_outage_is_bounded_by_the_timeout(own_redis: RedisServer) -> None:
+    store = store_for(own_redis.url, timeout="0.3", retry_after="0.5")
+
+    async def scenario() -> tuple[float, bool, bool]:
+        assert await store.reserve_async(b"before", TTL)
+        own_redis.pause()
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            await store.reserve_async(b"k", TTL)
+        elapsed = time.monotonic() - started
+        own_redis.resume()
+        await asyncio.sleep(0.55)
+        return elapsed, await store.reserve_async(b"k", TTL), await store.reserve_async(b"n", TTL)
+
+    elapsed, timed_out_key, new_key = run_async(store, scenario())
+    assert 0.25 <= elapsed < 1.0, elapsed
+    # The SET that timed out reached the server and ran once it resumed: that key is spent
+    # (its token is refused as replayed: closed, never accepted twice). New keys work again.
+    assert timed_out_key is False
+    assert new_key is True
+
+
+def _outage_policy(url: str, key: IssuerKey, **overrides: Any) -> Policy:
+    return Policy(
+        make_settings(key, replay_store=f"{url}?timeout=0.3&retry_after=0.5", **overrides)
+    )
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_policy_never_accepts_a_token_the_store_could_not_record(
+    own_redis: RedisServer,
+    issuer_key: IssuerKey,
+    rsa_2048: rsa.RSAPrivateKey,
+    caplog: pytest.LogCaptureFixture,
+    status: int,
+) -> None:
+    from ._origin import answer as answer_policy
+
+    overrides = {} if status == 503 else {"store_unavailable_status": status}
+    policy = _outage_policy(own_redis.url, issuer_key, **overrides)
+    browser = Browser(policy)
+    token = answer_policy(browser.challenge(), rsa_2048, issuer_key)
+    own_redis.stop()
+    with caplog.at_level(logging.WARNING, logger="pat_middleware"):
+        decision = browser.get(token=token)
+    assert decision.outcome is Outcome.UNAVAILABLE
+    assert decision.status == status
+    assert decision.token is None and not decision.allowed
+    assert header(decision.headers, "Retry-After") == "1"
+    assert header(decision.headers, "Set-Cookie") is None, "no verified-session cookie"
+    failures = [r for r in caplog.records if getattr(r, "pat_outcome", None) == "unavailable"]
+    assert len(failures) == 1
+    assert "\n" not in failures[0].getMessage() and failures[0].exc_info is None
+    # Fails fast while backing off, whatever the status.
+    assert browser.get(token=token).outcome is Outcome.UNAVAILABLE
+
+    own_redis.start()
+    time.sleep(0.55)
+    accepted = browser.get(token=token)
+    assert accepted.outcome is Outcome.PASS
+    replayed = browser.get(token=token)
+    assert replayed.outcome is Outcome.REJECT
+    assert replayed.reason is not None and replayed.reason.value == "replayed"
+
+
+@pytest.mark.parametrize("value", [200, 401, 428, 499, 600, "503", True])
+def test_store_unavailable_status_is_validated(issuer_key: IssuerKey, value: object) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        make_settings(issuer_key, store_unavailable_status=value)
+    assert info.value.setting == "store_unavailable_status"
+
+
+def test_store_unavailable_status_default(issuer_key: IssuerKey) -> None:
+    assert make_settings(issuer_key).store_unavailable_status == 503
+    assert make_settings(issuer_key, store_unavailable_status=599).store_unavailable_status == 599
+
+
+# ------------------------------------------------------------------------------ over HTTP
+
+
+def _redeem_over_http(
+    base_url: str, key: IssuerKey, private_key: rsa.RSAPrivateKey, path: str
+) -> tuple[int, int, int]:
+    """(status with a fresh token, status of its replay, status with cookies only)."""
+    with httpx.Client(base_url=base_url, timeout=10) as http:
+        browser = HttpBrowser(httpx_send(http))
+        challenge = browser.get(path)
+        assert challenge.status == 401
+        authorization = answer(challenge, private_key, key)
+        first = browser.get(path, authorization=authorization)
+        replay = browser.get(path, authorization=authorization)
+        session = browser.get(path)
+    return first.status, replay.status, session.status
+
+
+def _http_settings(key: IssuerKey, url: str, **extra: Any) -> Settings:
+    data = pat_settings(
+        key, secret="redis-http-test-secret-0123456789abcdef", replay_store=url, **extra
+    )
+    data["protect"] = ["/protected"]
+    return Settings.from_mapping(data)
+
+
+def test_asgi_middleware_with_redis_under_uvicorn(
+    own_redis: RedisServer, issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
+) -> None:
+    url = f"{own_redis.url}?prefix={unique_prefix()}&timeout=0.3&retry_after=0.5"
+    policy = Policy(_http_settings(issuer_key, url))
+    assert isinstance(policy.store, RedisReplayStore)
+    with serve_asgi(create_origin_app(policy)) as base:
+        assert _redeem_over_http(base, issuer_key, rsa_2048, "/protected") == (200, 401, 200)
+        own_redis.stop()
+        with httpx.Client(base_url=base, timeout=10) as http:
+            browser = HttpBrowser(httpx_send(http))
+            authorization = answer(browser.get("/protected"), rsa_2048, issuer_key)
+            down = browser.get("/protected", authorization=authorization)
+            assert down.status == 503
+            assert down.header("retry-after") == "1"
+            assert b"Traceback" not in down.body
+            own_redis.start()
+            time.sleep(0.55)
+            assert browser.get("/protected", authorization=authorization).status == 200
+            assert browser.get("/protected", authorization=authorization).status == 401
+
+
+def test_wsgi_middleware_with_redis(
+    redis_url: str, issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
+) -> None:
+    def app(environ: WSGIEnviron, start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    url = f"{redis_url}?prefix={unique_prefix()}"
+    policy = Policy(_http_settings(issuer_key, url))
+    with serve_wsgi(PrivateTokenWSGIMiddleware(app, policy=policy)) as base:
+        assert _redeem_over_http(base, issuer_key, rsa_2048, "/protected") == (200, 401, 200)
+    assert isinstance(policy.store, RedisReplayStore)
+    policy.store.close()
+
+
+def test_two_policies_share_one_redis(
+    redis_url: str, issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
+) -> None:
+    """Two processes' worth of policies (same secret, same store): a token is spent once."""
+    from ._origin import answer as answer_policy
+
+    url = f"{redis_url}?prefix={unique_prefix()}"
+    first, second = (Policy(make_settings(issuer_key, replay_store=url)) for _ in range(2))
+    browser = Browser(first)
+    token = answer_policy(browser.challenge(), rsa_2048, issuer_key)
+    assert browser.get(token=token).outcome is Outcome.PASS
+    browser.policy = second
+    replay = browser.get(token=token, cookie=f"pat_session={browser.cookies['pat_session']}")
+    assert replay.reason is not None and replay.reason.value == "replayed"
+    for policy in (first, second):
+        assert isinstance(policy.store, RedisReplayStore)
+        policy.store.close()

@@ -1,0 +1,750 @@
+"""Security regressions: one named test per attack, each asserting the exact refusal.
+
+Attacks go through the real :class:`Policy` (sans-IO, on a fake clock where time matters) and,
+where it is cheap, through the ASGI middleware under a real uvicorn server; over HTTP the
+refusal reason is read from the decision's log record (``pat_reason``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gc
+import hashlib
+import logging
+import secrets
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from pat_middleware import b64url_encode
+from pat_middleware.asgi import PrivateTokenMiddleware
+from pat_middleware.asgi import request_info as asgi_request_info
+from pat_middleware.errors import ConfigurationError, Reason, TokenError
+from pat_middleware.headers import MAX_HEADER_BYTES, build_authorization
+from pat_middleware.keys import IssuerKey, encode_pss_spki
+from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
+from pat_middleware.stores import MemoryReplayStore
+from pat_middleware.wire import GREASE_TOKEN_TYPES, Token, TokenChallenge
+from pat_middleware.wsgi import PrivateTokenWSGIMiddleware
+from pat_middleware.wsgi import request_info as wsgi_request_info
+
+from ._origin import (
+    ISSUER,
+    SECRET,
+    SESSION_COOKIE,
+    VERIFIED_COOKIE,
+    Browser,
+    FakeClock,
+    answer,
+    challenges_of,
+    header,
+    make_settings,
+    redemption,
+    set_cookies,
+)
+from ._servers import serve_asgi
+from ._wsgi_harness import Browser as HttpBrowser
+from ._wsgi_harness import httpx_send
+from .conftest import sign_token
+
+ORIGIN = "www.example.com"
+DECISION_LOGGER = "pat_middleware"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def policy(issuer_key: IssuerKey, clock: FakeClock) -> Policy:
+    return Policy(make_settings(issuer_key, origin_info=[ORIGIN]), clock=clock)
+
+
+@pytest.fixture(scope="module")
+def other_key(other_rsa_2048: rsa.RSAPrivateKey) -> IssuerKey:
+    return IssuerKey.from_spki(encode_pss_spki(other_rsa_2048.public_key()))
+
+
+def _refused(decision: Decision, reason: Reason) -> None:
+    """A refusal for ``reason``: 401 with a fresh challenge, never the app."""
+    assert (decision.outcome, decision.reason, decision.status) == (Outcome.REJECT, reason, 401)
+    assert challenges_of(header(decision.headers, "WWW-Authenticate") or "")
+
+
+def _challenged(decision: Decision) -> None:
+    """A plain 401 challenge: no reason, as for a request without a token."""
+    assert (decision.outcome, decision.reason, decision.status) == (Outcome.CHALLENGE, None, 401)
+    assert challenges_of(header(decision.headers, "WWW-Authenticate") or "")
+
+
+# --------------------------------------------------------------- a real ASGI origin
+
+
+async def _ok(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _ok_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [])
+    return [b"ok"]
+
+
+@pytest.fixture(scope="module")
+def served_policy(issuer_key: IssuerKey) -> Policy:
+    return Policy(make_settings(issuer_key, cookie_secure=False))
+
+
+@pytest.fixture(scope="module")
+def base_url(served_policy: Policy) -> Iterator[str]:
+    with serve_asgi(PrivateTokenMiddleware(_ok, policy=served_policy)) as url:
+        yield url
+
+
+@pytest.fixture
+def http(base_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base_url, timeout=10.0) as client:
+        yield client
+
+
+@pytest.fixture
+def decisions(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """Captures this test's decision log records (from every thread, the server's included)."""
+    caplog.set_level(logging.DEBUG, logger=DECISION_LOGGER)
+    return caplog
+
+
+def _decided(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if hasattr(r, "pat_outcome")]
+
+
+def _reasons(caplog: pytest.LogCaptureFixture) -> list[str | None]:
+    return [getattr(r, "pat_reason", None) for r in _decided(caplog)]
+
+
+def _earn(browser: HttpBrowser, private_key: rsa.RSAPrivateKey, key: IssuerKey) -> str:
+    """A 401 and then a token for it: returns the Authorization value that passed."""
+    reply = browser.get("/protected")
+    assert reply.status == 401
+    www = reply.header("www-authenticate")
+    assert www is not None
+    return build_authorization(answer(www, private_key, key))
+
+
+# ------------------------------------------------------------------------ replay
+
+
+def test_replay_of_a_spent_token_is_refused(
+    http: httpx.Client,
+    rsa_2048: rsa.RSAPrivateKey,
+    issuer_key: IssuerKey,
+    decisions: pytest.LogCaptureFixture,
+) -> None:
+    browser = HttpBrowser(httpx_send(http))
+    authorization = _earn(browser, rsa_2048, issuer_key)
+    assert browser.get("/protected", authorization=authorization).status == 200
+
+    replay = browser.get("/protected", authorization=authorization)
+    assert replay.status == 401
+    assert replay.header("www-authenticate")
+    # From a client without the session the token is refused before the store is asked.
+    stranger = HttpBrowser(httpx_send(http))
+    assert stranger.get("/protected", authorization=authorization).status == 401
+    assert _reasons(decisions)[-2:] == ["replayed", "challenge_mismatch"]
+
+
+def _exactly_one_passed(results: list[Decision]) -> None:
+    assert [d.outcome for d in results].count(Outcome.PASS) == 1
+    assert {d.reason for d in results if d.outcome is not Outcome.PASS} == {Reason.REPLAYED}
+
+
+def test_concurrent_replay_from_threads_passes_exactly_once(
+    policy: Policy, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    request = redemption(policy, rsa_2048, issuer_key)
+    threads = 32
+    barrier = threading.Barrier(threads)
+    results: list[Decision] = []
+    lock = threading.Lock()
+
+    def redeem() -> None:
+        barrier.wait()
+        decision = policy.evaluate(request)
+        with lock:
+            results.append(decision)
+
+    pool = [threading.Thread(target=redeem) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(10)
+    assert len(results) == threads
+    _exactly_one_passed(results)
+
+
+class _YieldingStore:
+    """The memory store's async form, yielding to other tasks around every step, so tasks
+    interleave wherever the policy awaits."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryReplayStore()
+
+    def reserve(self, key: bytes, ttl: float) -> bool:
+        return self.inner.reserve(key, ttl)
+
+    def commit(self, key: bytes) -> None:
+        self.inner.commit(key)
+
+    def release(self, key: bytes) -> None:
+        self.inner.release(key)
+
+    async def reserve_async(self, key: bytes, ttl: float) -> bool:
+        await asyncio.sleep(0)
+        won = self.inner.reserve(key, ttl)
+        await asyncio.sleep(0)
+        return won
+
+    async def commit_async(self, key: bytes) -> None:
+        await asyncio.sleep(0)
+
+    async def release_async(self, key: bytes) -> None:
+        await asyncio.sleep(0)
+        self.inner.release(key)
+
+
+def test_concurrent_replay_from_asyncio_tasks_passes_exactly_once(
+    issuer_key: IssuerKey, clock: FakeClock, rsa_2048: rsa.RSAPrivateKey
+) -> None:
+    policy = Policy(make_settings(issuer_key), replay_store=_YieldingStore(), clock=clock)
+    request = redemption(policy, rsa_2048, issuer_key)
+
+    async def race() -> list[Decision]:
+        return await asyncio.gather(*(policy.evaluate_async(request) for _ in range(64)))
+
+    _exactly_one_passed(asyncio.run(race()))
+
+
+def test_concurrent_replay_over_http_passes_exactly_once(
+    base_url: str, http: httpx.Client, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    browser = HttpBrowser(httpx_send(http))
+    authorization = _earn(browser, rsa_2048, issuer_key)
+    headers = {
+        "Authorization": authorization,
+        "Cookie": "; ".join(f"{k}={v}" for k, v in browser.jar.items()),
+    }
+
+    async def race() -> list[int]:
+        limits = httpx.Limits(max_connections=32)
+        async with httpx.AsyncClient(base_url=base_url, timeout=20.0, limits=limits) as client:
+            replies = await asyncio.gather(
+                *(client.get("/protected", headers=headers) for _ in range(32))
+            )
+        return [r.status_code for r in replies]
+
+    statuses = asyncio.run(race())
+    assert sorted(statuses) == [200] + [401] * 31
+
+
+# ----------------------------------------------------------- tokens for other challenges
+
+
+def test_token_for_another_sessions_challenge_is_refused(
+    http: httpx.Client,
+    rsa_2048: rsa.RSAPrivateKey,
+    issuer_key: IssuerKey,
+    decisions: pytest.LogCaptureFixture,
+) -> None:
+    alice, mallory = HttpBrowser(httpx_send(http)), HttpBrowser(httpx_send(http))
+    authorization = _earn(alice, rsa_2048, issuer_key)  # minted for alice's challenge
+    mallory.get("/protected")  # mallory has a session of her own
+
+    reply = mallory.get("/protected", authorization=authorization)
+    assert reply.status == 401
+    assert _reasons(decisions)[-1] == "challenge_mismatch"
+    # ... and the token is not burnt: alice can still use it.
+    assert alice.get("/protected", authorization=authorization).status == 200
+
+
+def test_token_for_another_sessions_challenge_is_refused_by_the_policy(
+    policy: Policy, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    alice, mallory = Browser(policy), Browser(policy)
+    token = answer(alice.challenge(), rsa_2048, issuer_key)
+    mallory.challenge()
+    _refused(mallory.get(token=token), Reason.CHALLENGE_MISMATCH)
+
+
+@pytest.mark.parametrize("mode", ["per-session", "per-request", "none"])
+def test_token_for_another_origins_challenge_is_refused(
+    issuer_key: IssuerKey, clock: FakeClock, rsa_2048: rsa.RSAPrivateKey, mode: str
+) -> None:
+    """The same issuer, even the same context, but a challenge naming another origin."""
+    policy = Policy(
+        make_settings(issuer_key, origin_info=[ORIGIN], redemption_context=mode), clock=clock
+    )
+    browser = Browser(policy)
+    [ours] = challenges_of(browser.challenge())
+    assert ours.origin_info == (ORIGIN,)
+    for origin_info in [("evil.example",), (ORIGIN, "evil.example"), ()]:
+        theirs = TokenChallenge(
+            ours.token_type, ours.issuer_name, ours.redemption_context, origin_info
+        )
+        _refused(
+            browser.get(token=sign_token(rsa_2048, issuer_key, theirs)), Reason.CHALLENGE_MISMATCH
+        )
+    # The control: our own challenge passes.
+    assert browser.get(token=sign_token(rsa_2048, issuer_key, ours)).outcome is Outcome.PASS
+
+
+@pytest.mark.parametrize("mode", ["per-session", "per-request"])
+def test_challenge_older_than_max_age_is_refused_as_expired(
+    issuer_key: IssuerKey, clock: FakeClock, rsa_2048: rsa.RSAPrivateKey, mode: str
+) -> None:
+    policy = Policy(make_settings(issuer_key, redemption_context=mode), clock=clock)
+    browser = Browser(policy)
+    www = browser.challenge()
+    max_age = int(www.rsplit("max-age=", 1)[1].strip('"'))
+    clock.advance(max_age + 1)
+    browser.challenge()  # the session moves on; the old challenge is still recognised
+    _refused(browser.get(token=answer(www, rsa_2048, issuer_key)), Reason.EXPIRED)
+
+
+# ------------------------------------------------------------------------------ keys
+
+
+def test_token_under_a_key_the_origin_no_longer_trusts_is_refused_as_unknown_key(
+    issuer_key: IssuerKey,
+    other_key: IssuerKey,
+    clock: FakeClock,
+    rsa_2048: rsa.RSAPrivateKey,
+) -> None:
+    """After rotation only the new key is configured: a token under the old one is stale."""
+    policy = Policy(make_settings(other_key), clock=clock)
+    browser = Browser(policy)
+    [challenge] = challenges_of(browser.challenge())
+    stale = sign_token(rsa_2048, issuer_key, challenge)  # the old key, for a current challenge
+    _refused(browser.get(token=stale), Reason.UNKNOWN_KEY)
+
+
+#: Offsets in a 2048-bit RSASSA-PSS SPKI: the AlgorithmIdentifier starts at byte 4.
+_HASH_OID_LAST = 4 + 29  # last byte of the hash OID: 0x02 is SHA-384, 0x01 SHA-256
+_SALT = 4 + 62  # the salt length INTEGER
+
+
+def _spki_with(spki: bytes, **changes: int) -> bytes:
+    raw = bytearray(spki)
+    if "hash_oid_last" in changes:
+        raw[_HASH_OID_LAST] = changes["hash_oid_last"]
+    if "salt" in changes:
+        raw[_SALT] = changes["salt"]
+    return bytes(raw)
+
+
+@pytest.mark.parametrize(
+    ("changes", "hash_", "salt"),
+    [({"hash_oid_last": 0x01}, hashes.SHA256(), 48), ({"salt": 32}, hashes.SHA384(), 32)],
+    ids=["sha256", "salt-32"],
+)
+def test_key_with_other_pss_parameters_is_refused_and_so_are_its_tokens(
+    issuer_key: IssuerKey,
+    clock: FakeClock,
+    rsa_2048: rsa.RSAPrivateKey,
+    changes: dict[str, int],
+    hash_: hashes.HashAlgorithm,
+    salt: int,
+) -> None:
+    assert issuer_key.spki[_HASH_OID_LAST] == 0x02 and issuer_key.spki[_SALT] == 48
+    wrong = _spki_with(issuer_key.spki, **changes)
+    with pytest.raises(ConfigurationError) as caught:
+        make_settings(issuer_key, issuers=[{"name": ISSUER, "token_key": b64url_encode(wrong)}])
+    assert caught.value.setting == "issuers[0].token_key"
+    assert "RSASSA-PSS" in caught.value.message
+
+    # A token signed as that key's parameters say, under its key id or ours: never accepted.
+    browser = Browser(Policy(make_settings(issuer_key), clock=clock))
+    [challenge] = challenges_of(browser.challenge())
+    for key_id, reason in [
+        (hashlib.sha256(wrong).digest(), Reason.UNKNOWN_KEY),
+        (issuer_key.token_key_id, Reason.BAD_SIGNATURE),
+    ]:
+        token = Token(2, secrets.token_bytes(32), challenge.digest, key_id, b"\x00")
+        signature = rsa_2048.sign(
+            token.authenticator_input,
+            padding.PSS(mgf=padding.MGF1(hash_), salt_length=salt),
+            hash_,
+        )
+        _refused(browser.get(token=token.authenticator_input + signature), reason)
+
+
+def _write_settings(tmp_path: Path, token_key: str, **extra: str) -> Path:
+    path = tmp_path / "pat.toml"
+    lines = [f'secret = "{SECRET}"', 'protect = ["/protected"]', "[[issuers]]"]
+    lines += [f'name = "{ISSUER}"', f'token_key = "{token_key}"']
+    lines += [f"{k} = {v}" for k, v in extra.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_rsa_encryption_spki_offered_as_token_key_is_refused_at_start_up(
+    tmp_path: Path, rsa_2048: rsa.RSAPrivateKey
+) -> None:
+    plain = rsa_2048.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    settings_file = _write_settings(tmp_path, b64url_encode(plain))
+    with pytest.raises(ConfigurationError) as caught:
+        PrivateTokenMiddleware(_ok, settings_file=str(settings_file))
+    assert caught.value.setting == "issuers[0].token_key"
+    assert "rsaEncryption" in caught.value.message
+
+
+def test_4096_bit_key_and_tokens_are_refused_unless_enabled(
+    tmp_path: Path,
+    rsa_4096: rsa.RSAPrivateKey,
+    rsa_2048: rsa.RSAPrivateKey,
+    issuer_key: IssuerKey,
+    clock: FakeClock,
+) -> None:
+    big = IssuerKey.from_spki(encode_pss_spki(rsa_4096.public_key()), allow_4096=True)
+    with pytest.raises(ConfigurationError) as caught:
+        PrivateTokenMiddleware(_ok, settings_file=str(_write_settings(tmp_path, big.token_key)))
+    assert caught.value.setting == "issuers[0].token_key"
+    assert "4096" in caught.value.message
+    enabled = _write_settings(tmp_path, big.token_key, allow_4096="true")
+    assert PrivateTokenMiddleware(_ok, settings_file=str(enabled)).policy.keys.find(
+        big.token_key_id
+    )
+
+    # An origin with the default (2048-bit) key: a 4096-bit token is refused either way.
+    browser = Browser(Policy(make_settings(issuer_key), clock=clock))
+    [challenge] = challenges_of(browser.challenge())
+    under_big_key = sign_token(rsa_4096, big, challenge)
+    assert len(under_big_key) == 98 + 512
+    _refused(browser.get(token=under_big_key), Reason.UNKNOWN_KEY)
+    # Our key id with a 512-byte authenticator: refused on length before any RSA work.
+    ours = sign_token(rsa_2048, issuer_key, challenge)
+    _refused(browser.get(token=ours[:98] + under_big_key[98:]), Reason.WRONG_LENGTH)
+
+
+# ----------------------------------------------------------------------------- grease
+
+
+@pytest.mark.parametrize("token_type", sorted(GREASE_TOKEN_TYPES)[:4])
+def test_grease_token_counts_as_no_token(
+    policy: Policy, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey, token_type: int
+) -> None:
+    browser = Browser(policy)
+    grease = token_type.to_bytes(2, "big") + secrets.token_bytes(352)
+    _challenged(browser.get(token=grease))
+    # On a verified session, grease is still "no token": the session decides, never grease.
+    assert browser.get(token=answer(browser.challenge(), rsa_2048, issuer_key)).allowed
+    passed = browser.get(token=grease)
+    assert passed.outcome is Outcome.PASS and passed.token is not None
+    assert passed.token.via_session
+
+
+def test_grease_token_over_http_gets_a_plain_challenge(
+    http: httpx.Client, decisions: pytest.LogCaptureFixture
+) -> None:
+    assert 0x1132 in GREASE_TOKEN_TYPES
+    grease = build_authorization(b"\x11\x32" + secrets.token_bytes(352))
+    reply = HttpBrowser(httpx_send(http)).get("/protected", authorization=grease)
+    assert reply.status == 401 and reply.header("www-authenticate")
+    [record] = _decided(decisions)
+    assert (getattr(record, "pat_outcome", None), getattr(record, "pat_reason", None)) == (
+        "challenge",
+        None,
+    )
+
+
+# ------------------------------------------------------------------- oversized headers
+
+
+class _Tripwire(str):
+    """A header value that fails the test if the policy reads its characters."""
+
+    def _touched(self, *args: object, **kwargs: object) -> Any:
+        raise AssertionError(f"a {len(self)}-character header was parsed")
+
+    __getitem__ = __iter__ = __contains__ = _touched
+    split = partition = strip = lower = find = encode = startswith = _touched
+
+
+@pytest.mark.parametrize("size", [2049, MAX_HEADER_BYTES + 1, 1 << 20])
+def test_oversized_authorization_is_refused_unparsed(
+    policy: Policy, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey, size: int
+) -> None:
+    value = "PrivateToken token=" + "A" * (size - 19)
+    browser = Browser(policy)
+    _refused(browser.get(authorization=_Tripwire(value)), Reason.MALFORMED)
+    # A verified session does not turn an unreadable Authorization into "no token".
+    assert browser.get(token=answer(browser.challenge(), rsa_2048, issuer_key)).allowed
+    _refused(browser.get(authorization=_Tripwire(value)), Reason.MALFORMED)
+
+
+def test_oversized_authorization_reaches_the_policy_from_both_adapters() -> None:
+    """Adapters pass Authorization on whatever its size (the policy refuses it by length);
+    Cookie and Host lines over the limit are dropped (read as absent)."""
+    big = "PrivateToken token=" + "A" * MAX_HEADER_BYTES
+    junk = "x=" + "A" * MAX_HEADER_BYTES
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/protected",
+        "headers": [
+            (b"authorization", big.encode()),
+            (b"cookie", junk.encode()),
+            (b"host", junk.encode()),
+        ],
+    }
+    environ = {"HTTP_AUTHORIZATION": big, "HTTP_COOKIE": junk, "HTTP_HOST": junk}
+    for info in (asgi_request_info(scope), wsgi_request_info(environ)):
+        assert info.authorization == big
+        assert info.cookie is None and info.host is None
+
+
+def test_oversized_cookie_is_ignored_and_starts_a_new_session(
+    policy: Policy, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    browser = Browser(policy)
+    assert browser.get(token=answer(browser.challenge(), rsa_2048, issuer_key)).allowed
+    ours = browser.cookie_header()
+    assert ours is not None
+    cookie = _Tripwire(f"{ours}; big={'A' * MAX_HEADER_BYTES}")
+    decision = policy.evaluate(RequestInfo("GET", "/protected", cookie=cookie))
+    _challenged(decision)
+    assert set_cookies(decision.headers)[SESSION_COOKIE] != browser.cookies[SESSION_COOKIE]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("Authorization", "PrivateToken token=" + "A" * 3000),
+        ("Authorization", "PrivateToken token=" + "A" * 20000),
+        ("Cookie", "a=" + "A" * 20000),
+        ("Host", "h" * 20000),
+    ],
+    ids=["authorization-3k", "authorization-20k", "cookie-20k", "host-20k"],
+)
+def test_oversized_header_over_http_gets_a_clear_4xx(
+    http: httpx.Client, name: str, value: str
+) -> None:
+    reply = http.get("/protected", headers={name: value})
+    assert 400 <= reply.status_code < 500
+
+
+def test_many_authorization_lines_over_http_are_refused(
+    http: httpx.Client, decisions: pytest.LogCaptureFixture
+) -> None:
+    lines = [("Authorization", "PrivateToken token=" + "A" * 100)] * 40
+    reply = http.get("/protected", headers=httpx.Headers(lines))
+    assert reply.status_code == 401
+    assert _reasons(decisions)[-1] == "malformed"
+
+
+# --------------------------------------------------------------------------- cookies
+
+
+def test_forged_session_cookie_starts_a_new_session_and_its_token_is_refused(
+    issuer_key: IssuerKey, clock: FakeClock, rsa_2048: rsa.RSAPrivateKey, policy: Policy
+) -> None:
+    """Mallory signs her own session cookie (under another secret), gets a challenge bound to
+    it there, and redeems a token for it here: the cookie's MAC fails, so the session is new
+    and the token matches none of its challenges."""
+    forger = Browser(Policy(make_settings(issuer_key, secret="m" * 40), clock=clock))
+    token = answer(forger.challenge(), rsa_2048, issuer_key)
+    forged = forger.cookies[SESSION_COOKIE]
+
+    decision = Browser(policy).get(token=token, cookie=f"{SESSION_COOKIE}={forged}")
+    _refused(decision, Reason.CHALLENGE_MISMATCH)
+    fresh = set_cookies(decision.headers)[SESSION_COOKIE]
+    assert fresh != forged
+    assert policy.sessions.load_session(forged) is None
+    assert policy.sessions.load_session(fresh) is not None
+
+
+def test_verified_cookie_copied_into_another_session_is_refused(
+    http: httpx.Client, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    alice, mallory = HttpBrowser(httpx_send(http)), HttpBrowser(httpx_send(http))
+    assert alice.get("/protected", authorization=_earn(alice, rsa_2048, issuer_key)).status == 200
+    assert alice.get("/protected").status == 200  # alice's mark works for alice
+    mallory.get("/protected")
+
+    mallory.jar[VERIFIED_COOKIE] = alice.jar[VERIFIED_COOKIE]
+    assert mallory.get("/protected").status == 401
+    # Nor does the mark work alone, without any session.
+    alone = f"{VERIFIED_COOKIE}={alice.jar[VERIFIED_COOKIE]}"
+    assert HttpBrowser(httpx_send(http)).get("/protected", cookie=alone).status == 401
+
+
+# ------------------------------------------------------------------- memory hygiene
+
+
+def test_refused_token_leaves_no_reference_cycle(
+    rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    """A refused request must be freed at once, not when the cyclic collector runs: until
+    then its token, cookies and context stay in memory (and a flood of bad tokens grows it)."""
+    browser = Browser(Policy(make_settings(issuer_key)))
+    token = bytearray(answer(browser.challenge(), rsa_2048, issuer_key))
+    token[-1] ^= 1
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # keep what the collector finds, to look at it
+    try:
+        decision = browser.get(token=bytes(token))
+        gc.collect()
+        ours = [
+            o
+            for o in gc.garbage
+            if isinstance(o, RequestInfo | TokenError)
+            or (isinstance(o, FrameType) and "pat_middleware" in o.f_code.co_filename)
+        ]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert (decision.outcome, decision.reason) == (Outcome.REJECT, Reason.BAD_SIGNATURE)
+    assert ours == []
+
+
+# ------------------------------------------------------- secrets in logs and reprs
+
+
+class _Secrets:
+    """Every secret, token, nonce, cookie and session id an attack run handles, in each
+    spelling it could leak in (hex, base64url padded or not, standard base64)."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.values: set[str] = {SECRET, SECRET.encode().hex()}
+        self.add(policy.contexts._key)  # the derived context key
+        self.add(policy.settings.secret)
+
+    def add(self, raw: bytes) -> None:
+        padded = b64url_encode(raw)
+        for text in (raw.hex(), padded, padded.rstrip("="), base64.b64encode(raw).decode()):
+            if len(text) >= 16:  # shorter strings could occur by chance
+                self.values.add(text.rstrip("="))
+
+    def add_token(self, token: bytes) -> bytes:
+        self.add(token)
+        self.add(token[2:34])  # the nonce
+        self.add(token[98:])  # the authenticator
+        return token
+
+    def add_cookies(self, policy: Policy, cookies: dict[str, str]) -> None:
+        for value in cookies.values():
+            if len(value) >= 16:
+                self.values.add(value)
+        session = policy.sessions.load_session(cookies.get(SESSION_COOKIE))
+        if session is not None:
+            self.add(session.session_id)
+
+    def found_in(self, text: str) -> list[str]:
+        return [value for value in self.values if value in text]
+
+
+def _attack_run(
+    policy: Policy, clock: FakeClock, private_key: rsa.RSAPrivateKey, key: IssuerKey
+) -> _Secrets:
+    """Replays, forgeries, grease, oversize, expiry, copied marks: everything logs."""
+    seen = _Secrets(policy)
+    alice, mallory = Browser(policy, host=ORIGIN), Browser(policy, host=ORIGIN)
+    www = alice.challenge()
+    token = seen.add_token(answer(www, private_key, key))
+    assert alice.get(token=token).allowed
+    assert alice.get().allowed  # verified session
+    seen.add_cookies(policy, alice.cookies)
+    _refused(alice.get(token=token), Reason.REPLAYED)
+    bad = bytearray(seen.add_token(answer(www, private_key, key)))
+    bad[-1] ^= 1
+    _refused(alice.get(token=bytes(bad)), Reason.BAD_SIGNATURE)
+    mallory.challenge()
+    seen.add_cookies(policy, mallory.cookies)
+    foreign = seen.add_token(answer(www, private_key, key))
+    _refused(mallory.get(token=foreign), Reason.CHALLENGE_MISMATCH)
+    mallory.cookies[VERIFIED_COOKIE] = alice.cookies[VERIFIED_COOKIE]
+    _challenged(mallory.get())
+    grease = seen.add_token(b"\x11\x32" + secrets.token_bytes(352))
+    mallory.get(token=grease)
+    garbage = seen.add_token(secrets.token_bytes(354))
+    mallory.get(token=garbage)
+    _refused(mallory.get(authorization="PrivateToken token=" + "QUFB" * 600), Reason.MALFORMED)
+    late = seen.add_token(answer(mallory.challenge(), private_key, key))
+    clock.advance(3600)
+    seen.add_cookies(policy, mallory.cookies)
+    mallory.get(token=late)
+    return seen
+
+
+def test_no_secret_token_nonce_or_cookie_reaches_the_logs(
+    policy: Policy,
+    clock: FakeClock,
+    rsa_2048: rsa.RSAPrivateKey,
+    issuer_key: IssuerKey,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger, every level
+    seen = _attack_run(policy, clock, rsa_2048, issuer_key)
+    assert len(caplog.records) >= 12
+    for record in caplog.records:
+        text = " ".join([record.getMessage(), *(str(v) for v in vars(record).values())])
+        assert seen.found_in(text) == [], record.getMessage()
+    assert seen.found_in(caplog.text) == []
+
+
+def test_reprs_never_show_keys_secrets_tokens_nonces_or_cookies(
+    policy: Policy, clock: FakeClock, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    seen = _attack_run(policy, clock, rsa_2048, issuer_key)
+    browser = Browser(policy)
+    token = seen.add_token(answer(browser.challenge(), rsa_2048, issuer_key))
+    seen.add_cookies(policy, browser.cookies)
+    request = RequestInfo(
+        "GET",
+        "/protected",
+        authorization=build_authorization(token),
+        cookie=browser.cookie_header(),
+    )
+    pending = policy._begin(request, True)  # the verified token, waiting for the store
+    assert not isinstance(pending, Decision)
+    passed = policy.evaluate(request)
+    assert passed.allowed
+    seen.add_cookies(policy, set_cookies(passed.headers))
+    objects: list[object] = [
+        policy,
+        policy.settings,
+        policy.store,
+        policy.keys,
+        policy.sessions,
+        policy.contexts,
+        issuer_key,
+        request,
+        pending,
+        pending.ctx,
+        pending.result,
+        pending.result.token,
+        pending.result.challenge,
+        passed,
+        passed.token,
+        Token.from_bytes(token, issuer_key.authenticator_length),
+        pending.ctx.session,
+        TokenError(Reason.BAD_SIGNATURE, "authenticator does not verify"),
+        PrivateTokenMiddleware(_ok, policy=policy),
+        PrivateTokenWSGIMiddleware(_ok_wsgi, policy=policy),
+    ]
+    assert isinstance(policy.store, MemoryReplayStore) and len(policy.store) >= 2
+    for obj in objects:
+        for text in (repr(obj), str(obj)):
+            assert seen.found_in(text) == [], f"{type(obj).__name__}: {text}"
