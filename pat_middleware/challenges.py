@@ -18,6 +18,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from ._hmac import HmacSha256
 from .wire import TokenChallenge
 
 _U8 = struct.Struct("!B")
@@ -129,19 +130,18 @@ class Windows:
 class ContextDeriver:
     """Keyed derivation of 32-byte redemption contexts from (session id, time slot)."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_mac",)
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 32:
             raise ValueError("context key must be at least 32 bytes")
-        self._key = key
+        self._mac = HmacSha256(key)
 
     def __repr__(self) -> str:
         return "ContextDeriver(<key hidden>)"
 
     def context(self, session_id: bytes, slot: int) -> bytes:
-        out = hmac.digest(self._key, session_id + _U64.pack(slot), "sha256")
-        return out
+        return self._mac.digest(session_id + _U64.pack(slot))
 
 
 def derive_key(secret: bytes, purpose: str) -> bytes:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 from .errors import DecodeError
 
 _TO_URLSAFE = str.maketrans("+/", "-_")
-_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+#: The base64url alphabet, compiled: one C-level scan instead of a set test per character.
+_URLSAFE_BODY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def b64url_encode(data: bytes, *, padded: bool = True) -> str:
@@ -34,16 +37,25 @@ def b64_decode(text: str | bytes, *, max_length: int | None = None) -> bytes:
             raise DecodeError("base64 value is not ASCII") from e
     if max_length is not None and len(text) > max_length:
         raise DecodeError(f"base64 value is longer than {max_length} characters")
-    body = text.strip().rstrip("=").translate(_TO_URLSAFE)
+    body = text.strip().rstrip("=")
+    if "+" in body or "/" in body:
+        body = body.translate(_TO_URLSAFE)
     if not body:
         raise DecodeError("base64 value is empty")
-    if not _ALPHABET.issuperset(body):
+    if _URLSAFE_BODY.fullmatch(body) is None:
         raise DecodeError("base64 value has characters outside the alphabet")
+    return decode_checked_body(body)
+
+
+def decode_checked_body(body: str) -> bytes:
+    """Decode a non-empty base64 body without ``=``, its characters already checked to be in
+    either alphabet (the last step of :func:`b64_decode`, for callers that checked first)."""
     if len(body) % 4 == 1:
         raise DecodeError("base64 value has an impossible length")
+    raw = body.encode("ascii").translate(_URLSAFE_TO_STANDARD) + b"=" * (-len(body) % 4)
     try:
-        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-    except (binascii.Error, ValueError) as e:  # pragma: no cover - alphabet checked above
+        return binascii.a2b_base64(raw)
+    except (binascii.Error, ValueError) as e:  # pragma: no cover - alphabet checked before
         raise DecodeError("base64 value does not decode") from e
 
 

@@ -8,10 +8,11 @@ several challenges or credentials in one value, unknown parameters ignored, boun
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .codec import b64_decode, b64url_encode
+from .codec import b64_decode, b64url_encode, decode_checked_body
 from .errors import DecodeError
 
 AUTH_SCHEME = "PrivateToken"
@@ -28,9 +29,22 @@ MAX_HEADER_BYTES = 16384
 #: More challenges or credentials than this in one header is not a real client.
 MAX_ITEMS = 32
 
-_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _WS = frozenset(" \t")
+# Compiled scanners: a token (RFC 9110 tchar*), optional white space, a whole quoted-string
+# (escapes consume two characters; no closing quote means no match), a bare value.
+_TOKEN_RUN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]*")
+_WS_RUN = re.compile(r"[ \t]*")
+_QUOTED = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"', re.DOTALL)
+_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
+_BARE = re.compile(r"[^, \t]*")
 _SCHEME_LOWER = AUTH_SCHEME.lower()
+#: What clients send: exactly one PrivateToken credential with only a token parameter,
+#: quoted (without escapes) or bare. Gives what the general parser would, without it.
+_SINGLE_TOKEN = re.compile(
+    r"[ \t]*PrivateToken[ \t]+token[ \t]*=[ \t]*"
+    r'(?:"([A-Za-z0-9_+/-]+=*)"|([A-Za-z0-9_+/-]+=*))[ \t]*',
+    re.IGNORECASE | re.ASCII,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,20 +85,15 @@ def parse_auth_items(value: str, *, max_length: int) -> list[AuthItem]:
             pos += 1
             continue
         start = pos
-        while pos < n and value[pos] in _TCHAR:
-            pos += 1
+        pos = _TOKEN_RUN.match(value, pos).end()  # type: ignore[union-attr]  # matches ""
         name = value[start:pos]
         if not name:
             # Not a token: junk (or a token68 character such as '/'). Skip to the next item.
             pos = _skip_junk(value, pos)
             continue
-        after = pos
-        while after < n and value[after] in _WS:
-            after += 1
+        after = _WS_RUN.match(value, pos).end()  # type: ignore[union-attr]
         if after < n and value[after] == "=" and current is not None:
-            pos = after + 1
-            while pos < n and value[pos] in _WS:
-                pos += 1
+            pos = _WS_RUN.match(value, after + 1).end()  # type: ignore[union-attr]
             param, pos = _read_value(value, pos)
             # RFC 9110: a name occurs once per challenge. Keep the first, ignore repeats.
             current.params.setdefault(name.lower(), param)
@@ -98,27 +107,23 @@ def parse_auth_items(value: str, *, max_length: int) -> list[AuthItem]:
 
 
 def _read_value(value: str, pos: int) -> tuple[str, int]:
-    n = len(value)
-    if pos < n and value[pos] == '"':
-        out: list[str] = []
-        pos += 1
-        while pos < n:
-            ch = value[pos]
-            if ch == "\\":
-                if pos + 1 >= n:
-                    break
-                out.append(value[pos + 1])
-                pos += 2
-                continue
-            if ch == '"':
-                return "".join(out), pos + 1
-            out.append(ch)
-            pos += 1
-        raise DecodeError("unterminated quoted-string")
-    start = pos
-    while pos < n and value[pos] != "," and value[pos] not in _WS:
-        pos += 1
-    return value[start:pos], pos
+    if value.startswith('"', pos):
+        end = value.find('"', pos + 1)
+        if end != -1 and "\\" not in value[pos + 1 : end]:
+            return value[pos + 1 : end], end + 1  # the usual case: no escapes
+        quoted = _QUOTED.match(value, pos)
+        if quoted is None:
+            raise DecodeError("unterminated quoted-string")
+        text = quoted.group(1)
+        if "\\" in text:
+            text = _ESCAPED.sub(_unescape, text)
+        return text, quoted.end()
+    end = _BARE.match(value, pos).end()  # type: ignore[union-attr]  # matches ""
+    return value[pos:end], end
+
+
+def _unescape(match: re.Match[str]) -> str:
+    return match.group(1)
 
 
 def _skip_junk(value: str, pos: int) -> int:
@@ -139,6 +144,12 @@ def parse_authorization(
     Other schemes are ignored, so the result may be empty. A PrivateToken credential without
     a decodable ``token`` raises :class:`DecodeError`, unless another credential decodes.
     """
+    if len(value) <= max_length:
+        single = _SINGLE_TOKEN.fullmatch(value)
+        if single is not None:
+            # The pattern admits only base64 characters and trailing '=': what b64_decode
+            # would check is checked.
+            return [decode_checked_body((single.group(1) or single.group(2)).rstrip("="))]
     tokens: list[bytes] = []
     error: DecodeError | None = None
     for item in parse_auth_items(value, max_length=max_length):

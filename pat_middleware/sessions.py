@@ -14,8 +14,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from itsdangerous import BadSignature, TimestampSigner
+from itsdangerous import BadData, BadSignature, TimestampSigner
+from itsdangerous.encoding import base64_decode, base64_encode, want_bytes
 
+from ._hmac import HmacSha256
 from .codec import b64_decode, b64url_encode
 from .errors import DecodeError
 
@@ -26,17 +28,65 @@ DEFAULT_MAX_COOKIE_HEADER = 16384
 MAX_COOKIE_VALUE = 512
 #: Per-request mode remembers this many outstanding challenges per session (parallel 401s).
 MAX_PENDING_CHALLENGES = 4
+#: itsdangerous writes a timestamp as at most 8 bytes, which is 11 base64 characters.
+_MAX_TIMESTAMP_TEXT = 11
 
 
 class _ClockSigner(TimestampSigner):
-    """A TimestampSigner whose clock can be set (tests of expiry run on a fake clock)."""
+    """A TimestampSigner whose clock can be set (tests of expiry run on a fake clock).
+
+    It derives its HMAC key once, not on every call as itsdangerous does, and keeps the
+    key's HMAC pads hashed: the same signatures, without re-hashing the secret for every
+    cookie on the request path.
+    """
 
     def __init__(self, secret: bytes, salt: str, clock: Callable[[], float]) -> None:
         super().__init__(secret, salt=salt, digest_method=hashlib.sha256)
         self._clock = clock
+        self._mac = HmacSha256(self.derive_key())  # this signer has exactly one secret key
 
     def get_timestamp(self) -> int:
         return int(self._clock())
+
+    def get_signature(self, value: str | bytes) -> bytes:
+        return base64_encode(self._mac.digest(want_bytes(value)))
+
+    def verify_signature(self, value: str | bytes, sig: str | bytes) -> bool:
+        try:
+            raw = base64_decode(sig)
+        except Exception:  # itsdangerous's own rule: an undecodable signature is just wrong
+            return False
+        return hmac.compare_digest(raw, self._mac.digest(want_bytes(value)))
+
+    def check(self, value: str, max_age: int) -> tuple[bytes, int]:
+        """``(payload, timestamp)`` of a value this signer signed at most ``max_age`` seconds
+        ago; raises :class:`BadSignature` otherwise.
+
+        ``unsign(max_age=...)`` on the request path, minus its detours (datetime objects,
+        decoding the signature): the signature's canonical text is compared in constant
+        time, which accepts exactly what :meth:`sign` produces.
+        """
+        try:
+            raw = value.encode("ascii")
+        except UnicodeEncodeError as e:
+            raise BadSignature("not ASCII") from e
+        signed, dot, signature = raw.rpartition(b".")
+        payload, dot_ts, stamp_text = signed.rpartition(b".")
+        if not dot or not dot_ts:
+            raise BadSignature("not a timestamped value")
+        expected = base64_encode(self._mac.digest(signed))
+        if not hmac.compare_digest(expected, signature):
+            raise BadSignature("signature does not match")
+        if not 0 < len(stamp_text) <= _MAX_TIMESTAMP_TEXT:
+            raise BadSignature("malformed timestamp")
+        try:
+            stamp = int.from_bytes(base64_decode(stamp_text))
+        except BadData as e:
+            raise BadSignature("malformed timestamp") from e
+        age = self.get_timestamp() - stamp
+        if age > max_age or age < 0:
+            raise BadSignature("expired")
+        return payload, stamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,13 +128,13 @@ class SessionCodec:
         if not value or len(value) > MAX_COOKIE_VALUE:
             return None
         try:
-            raw, issued = self._session.unsign(value, max_age=self._lifetime, return_timestamp=True)
+            raw, issued = self._session.check(value, self._lifetime)
             session_id = b64_decode(raw, max_length=64)
         except (BadSignature, DecodeError, ValueError, UnicodeError):
             return None
         if len(session_id) != SESSION_ID_LENGTH:
             return None
-        return Session(session_id, int(issued.timestamp()))
+        return Session(session_id, issued)
 
     def dump_verified(self, session: Session) -> str:
         return self._verified.sign(b64url_encode(session.session_id, padded=False)).decode()
@@ -94,7 +144,7 @@ class SessionCodec:
         if not value or session is None or duration <= 0 or len(value) > MAX_COOKIE_VALUE:
             return False
         try:
-            raw = self._verified.unsign(value, max_age=duration)
+            raw, _ = self._verified.check(value, duration)
             session_id = b64_decode(raw, max_length=64)
         except (BadSignature, DecodeError, ValueError, UnicodeError):
             return False
@@ -109,7 +159,7 @@ class SessionCodec:
         if not value or session is None or len(value) > MAX_COOKIE_VALUE:
             return []
         try:
-            raw = self._pending.unsign(value, max_age=max_age).decode("ascii")
+            raw = self._pending.check(value, max_age)[0].decode("ascii")
             sid_text, _, rest = raw.partition(".")
             if not hmac.compare_digest(b64_decode(sid_text, max_length=64), session.session_id):
                 return []

@@ -221,13 +221,18 @@ class Token:
                 f"token is {len(data)} bytes, expected "
                 f"{AUTHENTICATOR_INPUT_LENGTH + authenticator_length}"
             )
-        return cls(
-            token_type=_U16.unpack_from(data)[0],
-            nonce=data[NONCE_OFFSET:CHALLENGE_DIGEST_OFFSET],
-            challenge_digest=data[CHALLENGE_DIGEST_OFFSET:TOKEN_KEY_ID_OFFSET],
-            token_key_id=data[TOKEN_KEY_ID_OFFSET:AUTHENTICATOR_INPUT_LENGTH],
-            authenticator=data[AUTHENTICATOR_INPUT_LENGTH:],
-        )
+        if authenticator_length < 1:
+            raise DecodeError("authenticator must be non-empty bytes")
+        # The length check above fixes every field's size, which is all __post_init__ would
+        # check: set the fields directly (this runs once per redemption).
+        token = object.__new__(cls)
+        setattr_ = object.__setattr__
+        setattr_(token, "token_type", _U16.unpack_from(data)[0])
+        setattr_(token, "nonce", data[NONCE_OFFSET:CHALLENGE_DIGEST_OFFSET])
+        setattr_(token, "challenge_digest", data[CHALLENGE_DIGEST_OFFSET:TOKEN_KEY_ID_OFFSET])
+        setattr_(token, "token_key_id", data[TOKEN_KEY_ID_OFFSET:AUTHENTICATOR_INPUT_LENGTH])
+        setattr_(token, "authenticator", data[AUTHENTICATOR_INPUT_LENGTH:])
+        return token
 
 
 def peek_token_type(data: bytes) -> int:

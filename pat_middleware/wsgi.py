@@ -46,19 +46,26 @@ def _header(
     return value
 
 
+def request_method(environ: Mapping[str, Any]) -> str:
+    return str(environ.get("REQUEST_METHOD", "GET"))
+
+
+def request_path(environ: Mapping[str, Any]) -> str:
+    """SCRIPT_NAME + PATH_INFO: the path the ``protect`` patterns are matched against."""
+    info = environ.get("PATH_INFO", "/") or "/"
+    script = environ.get("SCRIPT_NAME", "")
+    return f"{script}{info}" if isinstance(script, str) and script else str(info)
+
+
 def request_info(environ: Mapping[str, Any], *, path: str | None = None) -> RequestInfo:
     """Read method, path, Host, Authorization and Cookie from a WSGI environ.
 
     ``path`` overrides SCRIPT_NAME + PATH_INFO (Django passes ``request.path``, reading its
     ``request.META`` through here too).
     """
-    if path is None:
-        info = environ.get("PATH_INFO", "/") or "/"
-        script = environ.get("SCRIPT_NAME", "")
-        path = f"{script}{info}" if isinstance(script, str) and script else str(info)
     return RequestInfo(
-        method=str(environ.get("REQUEST_METHOD", "GET")),
-        path=path,
+        method=request_method(environ),
+        path=request_path(environ) if path is None else path,
         host=_header(environ, "HTTP_HOST") or _header(environ, "SERVER_NAME"),
         # Any size: the policy refuses an over-long one as malformed, before parsing it.
         authorization=_header(environ, "HTTP_AUTHORIZATION", limit=None),
@@ -118,11 +125,10 @@ class PrivateTokenWSGIMiddleware:
             # An outer layer already passed this request: judging it again would spend the
             # token twice and refuse it as replayed.
             return self.app(environ, start_response)
-        info = request_info(environ)
-        if not self.policy.protects(info.method, info.path):
+        if not self.policy.protects(request_method(environ), request_path(environ)):
             environ[SCOPE_KEY] = None
             return self.app(environ, start_response)
-        decision = self.policy.evaluate(info, force=True)
+        decision = self.policy.evaluate(request_info(environ), force=True)
         if not decision.allowed:
             return respond(decision, start_response)
         environ[SCOPE_KEY] = decision.token
@@ -133,6 +139,8 @@ __all__ = [
     "POLICY_ENVIRON_KEY",
     "PrivateTokenWSGIMiddleware",
     "request_info",
+    "request_method",
+    "request_path",
     "respond",
     "start_response_with",
 ]

@@ -21,14 +21,23 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ParamSpec, Protocol, overload
 
-from flask import Flask, Response, current_app, g, has_app_context, make_response, request
+from flask import (
+    Flask,
+    Response,
+    after_this_request,
+    current_app,
+    g,
+    has_app_context,
+    make_response,
+    request,
+)
 from flask.typing import ResponseReturnValue
 
 from ..errors import ConfigurationError
 from ..metrics import MetricsHook
 from ..policy import SCOPE_KEY, Decision, Outcome, Policy, TokenInfo
 from ..settings import KNOWN_KEYS, Settings, load_settings, protected_methods
-from ..wsgi import POLICY_ENVIRON_KEY, request_info
+from ..wsgi import POLICY_ENVIRON_KEY, request_info, request_method, request_path
 
 #: ``app.extensions`` key holding the :class:`PrivateTokens` instance.
 EXTENSION_KEY = "pat_middleware"
@@ -36,8 +45,6 @@ EXTENSION_KEY = "pat_middleware"
 POLICY_KEY = "pat_middleware.policy"
 CONFIG_PREFIX = "PAT_"
 SETTINGS_FILE_CONFIG = "PAT_SETTINGS_FILE"
-#: Environ key for the cookies a pass adds to the response (written in ``after_request``).
-_HEADERS_ENVIRON_KEY = "pat_middleware.headers"
 _CONFIG_KEYS = {CONFIG_PREFIX + key.upper(): key for key in KNOWN_KEYS}
 
 _P = ParamSpec("_P")
@@ -175,7 +182,6 @@ class PrivateTokens:
         app.extensions[EXTENSION_KEY] = self
         app.extensions[POLICY_KEY] = policy
         app.before_request(self._before_request)
-        app.after_request(self._after_request)
 
     @property
     def policy(self) -> Policy:
@@ -219,22 +225,26 @@ class PrivateTokens:
     def _before_request(self) -> Response | None:
         policy = self.policy
         environ = request.environ
-        info = request_info(environ)
         passed = isinstance(environ.get(SCOPE_KEY), TokenInfo)
-        if not passed and not policy.protects(info.method, info.path):
+        # Method and path straight from the environ: an unprotected request (most of them)
+        # costs two lookups and a pattern match, and no after-request hook.
+        if not passed and not policy.protects(request_method(environ), request_path(environ)):
             environ.setdefault(SCOPE_KEY, None)
             g.private_token = None
             return None
         decision = _evaluate(policy)
         if not decision.allowed:
             return _refusal(decision)
-        environ[_HEADERS_ENVIRON_KEY] = decision.headers
+        if decision.headers:
+            after_this_request(functools.partial(_add_headers, headers=decision.headers))
         return None
 
-    def _after_request(self, response: Response) -> Response:
-        for name, value in request.environ.pop(_HEADERS_ENVIRON_KEY, ()):
-            response.headers.add(name, value)
-        return response
+
+def _add_headers(response: Response, *, headers: tuple[tuple[str, str], ...]) -> Response:
+    """Add a pass's cookies to the view's response."""
+    for name, value in headers:
+        response.headers.add(name, value)
+    return response
 
 
 @overload

@@ -1,0 +1,1 @@
+"""Benchmarks for pat-middleware: run ``python -m benchmarks`` (see BENCHMARKS.md)."""

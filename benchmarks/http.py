@@ -1,0 +1,413 @@
+"""Item 3: requests per second through real servers on loopback, with and without us.
+
+Two servers run at once (the idle one costs nothing): a Starlette app under uvicorn, then a
+Flask app under gunicorn (gthread, one thread), each once without and once with the
+middleware; one worker each. The
+load generator is ``wrk -t1`` (one thread, so it leaves the other core to the server), or
+the Python driver in :mod:`benchmarks.loadgen` when wrk is missing. Every round runs every
+variant for one second at a time, ``--seconds`` times a round, in an order that alternates.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pat_middleware.policy import Policy
+
+from .common import (
+    Issuer,
+    Options,
+    Result,
+    Row,
+    Skip,
+    authorizations,
+    installs_allowed,
+    session_challenge,
+)
+
+HERE = Path(__file__).resolve().parent
+LUA = HERE / "wrk" / "bench.lua"
+ROOT = HERE.parent
+STARTUP_TIMEOUT = 20.0
+CPU_LABELS = {
+    "plain": "no middleware",
+    "open": "unprotected",
+    "token": "token",
+    "challenge": "401",
+}
+#: variant -> (server, path, expected status)
+VARIANTS = {
+    "plain": ("plain", "/open", 200),
+    "open": ("guarded", "/open", 200),
+    "token": ("guarded", "/protected", 200),
+    "challenge": ("guarded", "/protected", 401),
+}
+
+
+@dataclass
+class Run:
+    """What one load-generator run saw."""
+
+    seconds: float
+    requests: int
+    s200: int
+    s401: int
+    other: int
+    errors: int
+    ran_out: bool = False  # the tokens ran out (wrk then reports the full duration anyway)
+    server_cpu: float | None = None  # seconds of server CPU the run took
+
+    def rate(self, expect: int) -> float:
+        good = self.s200 if expect == 200 else self.s401
+        return good / self.seconds if self.seconds > 0 else 0.0
+
+    def unexpected(self, expect: int) -> int:
+        wrong = self.other + (self.s401 if expect == 200 else self.s200)
+        return wrong + self.errors
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@dataclass
+class LoadGen:
+    kind: str  # "wrk" or "python"
+    connections: int
+    workdir: Path
+    runs: int = field(default=0)
+
+    def run(
+        self,
+        base: str,
+        path: str,
+        seconds: float,
+        tokens: list[str] | None = None,
+        cookie: str | None = None,
+    ) -> Run:
+        url = base + path
+        self.runs += 1
+        token_file = "-"
+        if tokens:
+            file = self.workdir / f"tokens-{self.runs}.txt"
+            file.write_text("\n".join(tokens) + "\n", encoding="latin-1")
+            token_file = str(file)
+        if self.kind == "wrk":
+            argv = [
+                "wrk",
+                "-t1",
+                f"-c{self.connections}",
+                f"-d{max(1, round(seconds))}s",  # wrk takes whole seconds
+                "--timeout",
+                "5s",
+                "-s",
+                str(LUA),
+                url,
+                "--",
+                path,
+                token_file,
+                cookie or "-",
+            ]
+        else:
+            argv = [
+                sys.executable,
+                "-m",
+                "benchmarks.loadgen",
+                url,
+                "--seconds",
+                str(seconds),
+                "--connections",
+                str(self.connections),
+            ]
+            if tokens:
+                argv += ["--tokens", token_file]
+            if cookie:
+                argv += ["--cookie", cookie]
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=seconds + 60, cwd=ROOT, check=False
+        )
+        for line in done.stdout.splitlines():
+            if line.startswith("RESULT "):
+                us, requests, s200, s401, other, errors, out = (int(x) for x in line.split()[1:])
+                return Run(us / 1e6, requests, s200, s401, other, errors, bool(out))
+        raise RuntimeError(
+            f"{self.kind} printed no result: {done.stdout[-300:]}{done.stderr[-300:]}"
+        )
+
+
+def server_cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) of a process and its children that are still running (the
+    gunicorn worker), from /proc; None where there is no /proc."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0.0
+    try:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(entry) == pid or int(fields[1]) == pid:  # fields[1] is the parent's pid
+                total += (int(fields[11]) + int(fields[12])) / tick
+    except OSError:
+        return None
+    return total
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_ready(server: Server) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{server.name} exited: {server.log.read_text()[-500:]}")
+        try:
+            with urllib.request.urlopen(server.url + "/open", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{server.name} did not start in {STARTUP_TIMEOUT} s")
+
+
+@contextmanager
+def servers(kind: str, settings_file: Path, workdir: Path) -> Iterator[tuple[Server, Server]]:
+    """A server without the middleware and one with it, for ``kind`` "asgi" or "wsgi"."""
+    started: list[Server] = []
+    env = {**os.environ, "PAT_BENCH_SETTINGS": str(settings_file)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    try:
+        for middleware in (False, True):
+            port = _free_port()
+            name = f"{kind}-{'middleware' if middleware else 'plain'}"
+            if kind == "asgi":
+                argv = [sys.executable, "-m", "benchmarks.apps", "--port", str(port)]
+                if middleware:
+                    argv.append("--middleware")
+            else:
+                argv = [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "--workers",
+                    "1",
+                    # one thread serving keep-alive connections, like uvicorn's loop
+                    "--worker-class",
+                    "gthread",
+                    "--threads",
+                    "1",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--log-level",
+                    "warning",
+                    f"benchmarks.apps:flask_app('{int(middleware)}')",
+                ]
+            log = workdir / f"{name}.log"
+            with log.open("wb") as out:
+                process = subprocess.Popen(
+                    argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+                )
+            started.append(Server(name, f"http://127.0.0.1:{port}", process, log))
+        for server in started:
+            _wait_ready(server)
+        yield started[0], started[1]
+    finally:
+        for server in started:
+            server.process.terminate()
+        for server in started:
+            try:
+                server.process.wait(10)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+                server.process.wait(10)
+
+
+def find_loadgen(opts: Options) -> LoadGen | str:
+    """wrk when asked for or found (installing it where apt-get can), else the Python driver."""
+    if opts.loadgen in ("auto", "wrk") and shutil.which("wrk") is None:
+        _try_install_wrk()
+    if opts.loadgen == "wrk" and shutil.which("wrk") is None:
+        return "wrk not found (apt-get install wrk) and --loadgen wrk was asked for"
+    kind = "wrk" if opts.loadgen != "python" and shutil.which("wrk") else "python"
+    return LoadGen(kind, opts.connections, opts.workdir)
+
+
+def _try_install_wrk() -> None:
+    """Debian's wrk, when this process may install packages (root with apt-get)."""
+    if (
+        shutil.which("apt-get") is None
+        or not hasattr(os, "geteuid")
+        or os.geteuid() != 0
+        or not installs_allowed()
+    ):
+        return
+    print("... installing wrk with apt-get", file=sys.stderr, flush=True)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "wrk"],
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def run(issuer: Issuer, opts: Options) -> list[Result]:
+    loadgen = find_loadgen(opts)
+    if isinstance(loadgen, str):
+        return [Skip("3", "HTTP", loadgen)]
+    settings_file = issuer.write_settings(opts.workdir / "pat.toml")
+    policy = Policy(issuer.settings())  # same secret: mints sessions the servers accept
+    results: list[Result] = []
+    for kind, needs, label in (
+        ("asgi", ("uvicorn", "starlette"), "ASGI: Starlette under uvicorn"),
+        ("wsgi", ("gunicorn", "flask"), "WSGI: Flask under gunicorn"),
+    ):
+        if kind not in opts.servers:
+            continue
+        missing = [m for m in needs if importlib.util.find_spec(m) is None]
+        if missing:
+            results.append(
+                Skip("3", label, f"{', '.join(missing)} not installed (pip install -e '.[bench]')")
+            )
+            continue
+        with servers(kind, settings_file, opts.workdir) as (plain, guarded):
+            results += _measure(label, plain, guarded, issuer, policy, loadgen, opts)
+    return results
+
+
+def _measure(
+    label: str,
+    plain: Server,
+    guarded: Server,
+    issuer: Issuer,
+    policy: Policy,
+    loadgen: LoadGen,
+    opts: Options,
+) -> list[Result]:
+    notes: list[str] = []
+
+    def measure(
+        which: str, duration: float, tokens: list[str] | None = None, cookie: str | None = None
+    ) -> Run:
+        server, path, expect = VARIANTS[which]
+        process = (plain if server == "plain" else guarded).process
+        cpu_before = server_cpu_seconds(process.pid)
+        run = loadgen.run(
+            plain.url if server == "plain" else guarded.url, path, duration, tokens, cookie
+        )
+        cpu_after = server_cpu_seconds(process.pid)
+        if cpu_before is not None and cpu_after is not None:
+            run.server_cpu = cpu_after - cpu_before
+        wrong = run.unexpected(expect)
+        # A few replays are possible where wrk sends the last token again as it stops.
+        if wrong > max(opts.connections, run.requests // 100):
+            notes.append(f"{which}: {wrong} of {run.requests} answers were not {expect}")
+        if run.ran_out:
+            notes.append("the tokens ran out in a run: its 3b rate is a lower bound")
+        return run
+
+    cookie, challenge = session_challenge(policy)
+    if opts.quick:  # a smoke run: no warm-up, a fixed number of tokens
+        token_rate = 1500.0
+    else:
+        # Warm up every variant; the token run also estimates how many tokens a run needs.
+        measure("plain", 1)
+        open_rate = measure("open", 1).rate(200)
+        measure("challenge", 1, cookie=cookie)
+        # The token path is slower than the open one: open_rate tokens last the second.
+        tokens = authorizations(issuer.mint(challenge, max(50, int(open_rate))))
+        token_rate = measure("token", 1, tokens, cookie).rate(200)
+
+    rows = {
+        "a": Row(
+            "3a",
+            f"{label}, unprotected route",
+            "middleware installed",
+            "no middleware",
+            target=0.97,
+            target_text=">= 0.97",
+        ),
+        "b": Row(
+            "3b",
+            f"{label}, fresh valid token on every request",
+            "protected + token",
+            "unprotected",
+            target=0.70,
+            target_text=">= 0.70",
+        ),
+        "c": Row(
+            "3c",
+            f"{label}, 401 challenge",
+            "401 path",
+            "unprotected",
+            target=0.90,
+            target_text=">= 0.90",
+        ),
+    }
+    cpu_per_request: dict[str, list[float]] = {which: [] for which in VARIANTS}
+    # Each round: ``slices`` one-second runs of every variant, in turn (the order reversed
+    # every other slice), so a noisy second of the machine falls on all of them alike.
+    slices = max(1, round(opts.seconds))
+    for _ in range(opts.rounds):
+        need = int(token_rate * slices * 1.5) + slices * opts.connections
+        cookie, challenge = session_challenge(policy)  # a fresh window: tokens stay valid
+        tokens = authorizations(issuer.mint(challenge, need))
+        good = dict.fromkeys(VARIANTS, 0)
+        spent = dict.fromkeys(VARIANTS, 0.0)
+        cpu = dict.fromkeys(VARIANTS, 0.0)
+        for i in range(slices):
+            order = list(VARIANTS) if i % 2 == 0 else list(reversed(VARIANTS))
+            for which in order:
+                if which == "token":
+                    run = measure(which, 1, tokens, cookie)
+                    # Whatever was in flight when the run stopped may have been spent too.
+                    tokens = tokens[run.requests + opts.connections :]
+                else:
+                    run = measure(which, 1, cookie=cookie)
+                good[which] += run.s200 if VARIANTS[which][2] == 200 else run.s401
+                spent[which] += run.seconds
+                cpu[which] += run.server_cpu or 0.0
+        rates = {which: good[which] / spent[which] for which in VARIANTS}
+        for which in VARIANTS:
+            cpu_per_request[which].append(cpu[which] / max(1, good[which]) * 1e6)
+        token_rate = max(token_rate, rates["token"])
+        rows["a"].add(rates["open"], rates["plain"])
+        rows["b"].add(rates["token"], rates["open"])
+        rows["c"].add(rates["challenge"], rates["open"])
+    note = (
+        f"load generator: {'wrk -t1' if loadgen.kind == 'wrk' else 'Python driver'}, "
+        f"{opts.connections} connections, {slices} one-second runs of each variant a round; "
+        "per-session mode with a "
+        "fixed session cookie; 3b pre-mints one token per request."
+    )
+    if all(cpu_per_request.values()) and any(v > 0 for v in cpu_per_request["plain"]):
+        # Server CPU per answer does not depend on how busy the rest of the machine is.
+        cpu_text = ", ".join(
+            f"{CPU_LABELS[which]} {statistics.median(cpu_per_request[which]):.0f} us"
+            for which in VARIANTS
+        )
+        note += f" Server CPU per answer (median of rounds): {cpu_text}."
+    rows["a"].note = note + (" Problems: " + "; ".join(sorted(set(notes))) if notes else "")
+    return list(rows.values())

@@ -1,0 +1,311 @@
+"""Item 4: the replay stores. Memory per nonce in the memory store at one million entries;
+Redis commands per accepted redemption, counted by the server (``INFO commandstats``)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pat_middleware.errors import ConfigurationError
+from pat_middleware.policy import Outcome, Policy, RequestInfo
+from pat_middleware.stores import AsyncReplayStore, MemoryReplayStore, ReplayStore
+from pat_middleware.stores import open_replay_store as _open_replay_store
+
+from .common import Issuer, Options, Result, Row, Skip, Value, authorizations
+
+#: The policy's key for a spent nonce: a one-byte tag and the 32-byte nonce.
+KEY_LENGTH = 33
+TTL = 75.0  # per-session mode's replay TTL with max_age 60
+#: Commands that are ours to send, not the store's: the counting itself and connection setup.
+_NOT_COUNTED = frozenset({"info", "client", "hello", "ping", "select", "auth", "command"})
+
+
+def run(issuer: Issuer, opts: Options) -> list[Result]:
+    results: list[Result] = memory(opts)
+    results += redis(issuer, opts)
+    return results
+
+
+# ------------------------------------------------------------------------------ memory
+
+
+def memory(opts: Options) -> list[Result]:
+    entries = 100_000 if opts.quick else 1_000_000
+    runs = 1 if opts.quick else min(opts.rounds, 3)
+    traced: list[float] = []
+    resident: list[float] = []
+    for _ in range(runs):
+        traced.append(_traced_bytes_per_entry(entries))
+        resident.append(_rss_bytes_per_entry(entries))
+    label = f"{entries:,} entries"
+    return [
+        Value(
+            "4",
+            f"memory store, bytes per stored nonce at {label} (tracemalloc)",
+            traced,
+            "B",
+            target=200,
+            target_text="<= 200",
+            note=(
+                "tracemalloc: every Python allocation made while filling the store, keys "
+                f"({KEY_LENGTH}-byte bytes as the policy stores them) included, divided by "
+                "the entries. RSS delta: the process's resident memory grown while filling "
+                "it, allocator slack and the dict's spare room included (a child process "
+                "without tracemalloc)."
+            ),
+        ),
+        Value(
+            "4",
+            f"memory store, bytes per stored nonce at {label} (RSS delta)",
+            resident,
+            "B",
+            target=200,
+            target_text="<= 200",
+        ),
+    ]
+
+
+def _fill(store: MemoryReplayStore, entries: int) -> None:
+    for _ in range(entries):
+        if not store.reserve(b"n" + secrets.token_bytes(KEY_LENGTH - 1), TTL):
+            raise AssertionError("a fresh key was refused")
+
+
+def _traced_bytes_per_entry(entries: int) -> float:
+    gc.collect()
+    store = MemoryReplayStore(max_entries=entries)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        _fill(store, entries)
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(store) == entries
+    return (after - before) / entries
+
+
+def _rss_bytes_per_entry(entries: int) -> float:
+    """Measured in a child process, so nothing else this process allocated gets in."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.store", str(entries)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    return float(done.stdout.split()[-1])
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _child(entries: int) -> None:
+    store = MemoryReplayStore(max_entries=entries)
+    gc.collect()
+    before = _rss()
+    _fill(store, entries)
+    gc.collect()
+    print((_rss() - before) / entries)
+
+
+# ------------------------------------------------------------------------------ redis
+
+
+def open_replay_store(url: str) -> ReplayStore:
+    """The library's factory (a seam: lets the harness be checked against any store)."""
+    return _open_replay_store(url)
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port; yields its URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    workdir = tempfile.mkdtemp(prefix="pat-bench-redis-")
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as c:
+                    c.sendall(b"PING\r\n")
+                    if c.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def command_count(client: Any) -> int:
+    """Commands the server has run so far, but for the counting and connection set-up."""
+    stats: dict[str, Any] = client.info("commandstats")
+    total = 0
+    for name, fields in stats.items():
+        command = name.removeprefix("cmdstat_").split("|", 1)[0]
+        if command not in _NOT_COUNTED:
+            total += int(fields["calls"])
+    return total
+
+
+def redis(issuer: Issuer, opts: Options) -> list[Result]:
+    if shutil.which("redis-server") is None:
+        return [
+            Skip("4", "Redis round trips", "redis-server not found (apt-get install redis-server)")
+        ]
+    try:
+        import redis as redis_py
+    except ImportError:
+        return [
+            Skip("4", "Redis round trips", "redis-py not installed (pip install -e '.[bench]')")
+        ]
+    count = 200 if opts.quick else 2000
+    results: list[Result] = []
+    with redis_server() as url:
+        counter = redis_py.Redis.from_url(url)
+        try:
+            results.append(_reference(redis_py, url, counter, count))
+            try:
+                store = open_replay_store(url)
+            except ConfigurationError as e:
+                results.append(
+                    Skip("4", "Redis store round trips", f"redis:// store not available: {e}")
+                )
+                return results
+            results += _store_figures(issuer, opts, store, counter, count)
+        finally:
+            counter.close()
+    return results
+
+
+def _reference(redis_py: Any, url: str, counter: Any, count: int) -> Value:
+    """A hand-written SET NX PX loop: checks that the counting says 1.00."""
+    client = redis_py.Redis.from_url(url)
+    try:
+        client.ping()  # connect (and any set-up) before counting
+        before = command_count(counter)
+        for _ in range(count):
+            if not client.set(b"ref:" + secrets.token_bytes(32), b"1", nx=True, px=75_000):
+                raise AssertionError("a fresh key was refused")
+        per_call = (command_count(counter) - before) / count
+    finally:
+        client.close()
+    return Value(
+        "4",
+        "Redis: commands per call of a hand-written SET NX PX loop (checks the counting)",
+        [per_call],
+        "cmds",
+        note="INFO commandstats deltas on a throwaway redis-server, counting every command "
+        "but INFO itself and connection set-up (HELLO, CLIENT, SELECT, AUTH, PING).",
+    )
+
+
+def _store_figures(
+    issuer: Issuer, opts: Options, store: ReplayStore, counter: Any, count: int
+) -> list[Result]:
+    settings = issuer.settings(redemption_context="none", verified_duration=0)
+    challenge = Policy(settings).templates[0][0].challenge(b"")
+    tokens = issuer.mint(challenge, count * 2 + 20)
+    requests = [RequestInfo("GET", "/protected", authorization=a) for a in authorizations(tokens)]
+    results: list[Result] = []
+
+    def judge_sync(
+        policy: Policy, warm: list[RequestInfo], batch: list[RequestInfo]
+    ) -> tuple[float, float]:
+        """(seconds, commands per redemption) for the batch, after the warm-up."""
+        for request in warm + batch:
+            if request is batch[0]:
+                before, start = command_count(counter), time.perf_counter()
+            if policy.evaluate(request).outcome is not Outcome.PASS:
+                raise AssertionError("a valid token was refused")
+        spent = time.perf_counter() - start
+        return spent, (command_count(counter) - before) / len(batch)
+
+    async def judge_async(
+        policy: Policy, warm: list[RequestInfo], batch: list[RequestInfo]
+    ) -> tuple[float, float]:
+        for request in warm + batch:  # one event loop for the warm-up and the batch
+            if request is batch[0]:
+                before, start = command_count(counter), time.perf_counter()
+            if (await policy.evaluate_async(request)).outcome is not Outcome.PASS:
+                raise AssertionError("a valid token was refused")
+        spent = time.perf_counter() - start
+        return spent, (command_count(counter) - before) / len(batch)
+
+    forms: list[tuple[str, Any]] = [("sync", judge_sync)]
+    if isinstance(store, AsyncReplayStore):
+        forms.append(("async", lambda *a: asyncio.run(judge_async(*a))))
+    rest = requests
+    for form, judge in forms:
+        warm, batch, rest = rest[:5], rest[5 : 5 + count], rest[5 + count :]
+        spent, per = judge(Policy(settings, replay_store=store), warm, batch)
+        memory_spent, _ = judge(Policy(settings), warm, batch)
+        results.append(
+            Value(
+                "4",
+                f"Redis store: commands per accepted redemption ({form} evaluate)",
+                [per],
+                "cmds",
+                target=1.0,
+                target_text="<= 1",
+            )
+        )
+        row = Row(
+            "4",
+            f"Redis store throughput ({form} evaluate)",
+            "redis://",
+            "memory://",
+            note="one redemption at a time through Policy with each store, `none` mode, "
+            "the same fresh tokens.",
+        )
+        row.add(len(batch) / spent, len(batch) / memory_spent)
+        results.append(row)
+    return results
+
+
+if __name__ == "__main__":
+    _child(int(sys.argv[1]))
