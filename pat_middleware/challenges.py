@@ -130,12 +130,11 @@ class Windows:
 class ContextDeriver:
     """Keyed derivation of 32-byte redemption contexts from (session id, time slot)."""
 
-    __slots__ = ("_key", "_mac")
+    __slots__ = ("_mac",)
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 32:
             raise ValueError("context key must be at least 32 bytes")
-        self._key = key
         self._mac = HmacSha256(key)
 
     def __repr__(self) -> str:

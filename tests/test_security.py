@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pat_middleware import b64url_encode
 from pat_middleware.asgi import PrivateTokenMiddleware
 from pat_middleware.asgi import request_info as asgi_request_info
+from pat_middleware.challenges import derive_key
 from pat_middleware.errors import ConfigurationError, Reason, TokenError
 from pat_middleware.headers import MAX_HEADER_BYTES, build_authorization
 from pat_middleware.keys import IssuerKey, encode_pss_spki
@@ -628,7 +629,7 @@ class _Secrets:
 
     def __init__(self, policy: Policy) -> None:
         self.values: set[str] = {SECRET, SECRET.encode().hex()}
-        self.add(policy.contexts._key)  # the derived context key
+        self.add(derive_key(policy.settings.secret, "redemption-context"))  # context key
         self.add(policy.settings.secret)
 
     def add(self, raw: bytes) -> None:
