@@ -175,11 +175,14 @@ def test_async_form_contract_and_race(store: RedisReplayStore, raw: redis.Redis)
 
 
 def test_event_loops_running_at_once_in_threads_each_get_their_own_client(
-    store: RedisReplayStore,
+    redis_url: str,
 ) -> None:
     """Several threads each running an event loop (Django async views under a threaded WSGI
     server do): a loop must never be handed another loop's connections, and a healthy Redis
-    must never look unavailable."""
+    must never look unavailable. A generous timeout: 400 connects at once on a loaded CI
+    machine can take longer than the default 0.5 s, while a loop handed another loop's
+    connections hangs whatever the timeout."""
+    store = store_for(redis_url, timeout="3")
     threads, calls = 4, 100
     barrier = threading.Barrier(threads)
     outcomes: list[object] = []
@@ -208,6 +211,7 @@ def test_event_loops_running_at_once_in_threads_each_get_their_own_client(
         t.start()
     for t in workers:
         t.join(30)
+    store.close()
     assert outcomes == [True] * (threads * calls), sorted(set(map(str, outcomes)))
 
 
