@@ -393,9 +393,10 @@ class Policy:
             return _Pending(ctx, result, key, self._replay_ttl)
         assert first_error is not None
         reason, detail, raw = first_error
-        # Name the issuer and key in the report only when the token's key is a trusted one.
+        # Name the issuer and key in the report only when the token's key is a trusted one
+        # (in the key snapshot this request was verified against).
         key_id = raw[TOKEN_KEY_ID_OFFSET:AUTHENTICATOR_INPUT_LENGTH]
-        trusted = self.keys.find(key_id) if reason in _KEY_KNOWN else None
+        trusted = ctx.keys.keys.find(key_id) if reason in _KEY_KNOWN else None
         return self._refuse(
             ctx,
             reason,
