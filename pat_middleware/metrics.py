@@ -16,7 +16,7 @@ CHALLENGE = "challenge"  # no token: 401 with challenges
 PASS = "pass"  # noqa: S105 - a valid token was accepted (not a password)
 SESSION = "session"  # no token, passed on a verified session
 REJECT = "reject"  # a token (or the Host) was refused; ``reason`` says why
-UNAVAILABLE = "unavailable"  # the replay store could not answer: 503
+UNAVAILABLE = "unavailable"  # the replay store could not answer, or no issuer key yet
 OUTCOMES = (CHALLENGE, PASS, SESSION, REJECT, UNAVAILABLE)
 
 
