@@ -2,8 +2,9 @@
 request get?" Every adapter (ASGI, WSGI, Flask, Django) calls it and does nothing else.
 
 The answer is a :class:`Decision`: pass (with cookies to add to the app's response), a 401
-challenge, a refusal with a :class:`Reason`, or "store unavailable" (503). Client input
-never raises out of :meth:`Policy.evaluate`.
+challenge, a refusal with a :class:`Reason`, or "unavailable" (the replay store could not
+answer: ``store_unavailable_status``, 503 by default; or no issuer key yet: 503). Client
+input never raises out of :meth:`Policy.evaluate`.
 """
 
 from __future__ import annotations
