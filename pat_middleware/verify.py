@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from .errors import DecodeError, Reason, TokenError
+from .errors import Reason, TokenError
 from .keys import PSS_SALT_LENGTH, IssuerKey
 from .wire import (
     AUTHENTICATOR_INPUT_LENGTH,
+    CHALLENGE_DIGEST_OFFSET,
     GREASE_TOKEN_TYPES,
+    NONCE_OFFSET,
     TOKEN_KEY_ID_OFFSET,
     TOKEN_TYPE_BLIND_RSA,
     Token,
     TokenChallenge,
-    peek_token_type,
 )
 
 #: RSASSA-PSS with SHA-384, MGF1-SHA-384 and a 48-byte salt. Built once, shared by every call.
@@ -61,14 +62,16 @@ class KeyRing:
     """The keys an origin currently accepts, looked up by ``token_key_id``.
 
     One key may be trusted for several issuers (two directories may list it); each
-    (issuer, key) pair is held once. Lookup compares every id in constant time; a ring holds
-    a handful of keys.
+    (issuer, key) pair is held once. Lookup compares each distinct id in constant time; a
+    ring holds a handful of keys.
     """
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_entries", "_groups")
 
     def __init__(self, entries: Iterable[TrustedKey] = ()) -> None:
         self._entries: tuple[TrustedKey, ...] = ()
+        # (token_key_id, every entry with it), built when the ring changes, never per lookup.
+        self._groups: tuple[tuple[bytes, tuple[TrustedKey, ...]], ...] = ()
         for entry in entries:
             self.add(entry)
 
@@ -80,6 +83,10 @@ class KeyRing:
         ):
             return
         self._entries = (*self._entries, entry)
+        groups: dict[bytes, tuple[TrustedKey, ...]] = {}
+        for e in self._entries:
+            groups[e.key.token_key_id] = (*groups.get(e.key.token_key_id, ()), e)
+        self._groups = tuple(groups.items())
 
     def find(self, token_key_id: bytes) -> TrustedKey | None:
         """The first entry with this key id."""
@@ -88,11 +95,10 @@ class KeyRing:
 
     def find_all(self, token_key_id: bytes) -> tuple[TrustedKey, ...]:
         """Every entry with this key id (one per issuer trusting the key)."""
-        return tuple(
-            entry
-            for entry in self._entries
-            if hmac.compare_digest(entry.key.token_key_id, token_key_id)
-        )
+        for key_id, group in self._groups:
+            if hmac.compare_digest(key_id, token_key_id):
+                return group
+        return ()
 
     def __iter__(self) -> Iterator[TrustedKey]:
         return iter(self._entries)
@@ -104,26 +110,49 @@ class KeyRing:
         return f"KeyRing({len(self._entries)} keys)"
 
 
-@dataclass(frozen=True, slots=True)
 class VerifiedToken:
-    """What a valid token proved: which issuer and key accepted it, for which challenge."""
+    """What a valid token proved: which issuer and key accepted it, for which challenge.
 
-    token: Token
-    challenge: TokenChallenge = field(repr=False)
-    issuer_name: str
-    key: IssuerKey
+    Holds the token's bytes; the fields are read from them on demand (the policy needs only
+    the nonce or digest, so no :class:`Token` is built per request).
+    """
+
+    __slots__ = ("_data", "challenge", "issuer_name", "key")
+
+    def __init__(
+        self, data: bytes, challenge: TokenChallenge, issuer_name: str, key: IssuerKey
+    ) -> None:
+        self._data = data
+        self.challenge = challenge
+        self.issuer_name = issuer_name
+        self.key = key
+
+    def __repr__(self) -> str:
+        # The nonce and authenticator stay out: they are the spendable part of a token.
+        return (
+            f"VerifiedToken(issuer_name={self.issuer_name!r}, token_type={self.token_type}, "
+            f"token_key_id={self.token_key_id.hex()})"
+        )
+
+    @property
+    def token(self) -> Token:
+        return Token.from_bytes(self._data, self.key.authenticator_length)
 
     @property
     def token_type(self) -> int:
-        return self.token.token_type
+        return (self._data[0] << 8) | self._data[1]
 
     @property
     def token_key_id(self) -> bytes:
-        return self.token.token_key_id
+        return self._data[TOKEN_KEY_ID_OFFSET:AUTHENTICATOR_INPUT_LENGTH]
 
     @property
     def nonce(self) -> bytes:
-        return self.token.nonce
+        return self._data[NONCE_OFFSET:CHALLENGE_DIGEST_OFFSET]
+
+    @property
+    def challenge_digest(self) -> bytes:
+        return self._data[CHALLENGE_DIGEST_OFFSET:TOKEN_KEY_ID_OFFSET]
 
 
 def verify_token(
@@ -139,46 +168,46 @@ def verify_token(
     type, key lookup, exact length, challenge digest, signature. Raises
     :class:`TokenError` with the reason of the first failing step.
     """
-    try:
-        token_type = peek_token_type(data)
-    except DecodeError as e:
-        raise TokenError(Reason.MALFORMED, "token is shorter than 2 bytes") from e
-    if token_type in GREASE_TOKEN_TYPES:
-        raise TokenError(Reason.UNSUPPORTED_TYPE, f"grease token type 0x{token_type:04x}")
+    # This runs once per redemption: fields are sliced from the bytes, not parsed into a
+    # Token, and the common case takes no detours.
+    if type(data) is not bytes:
+        data = bytes(data)
+    size = len(data)
+    if size < 2:
+        raise TokenError(Reason.MALFORMED, "token is shorter than 2 bytes")
+    token_type = (data[0] << 8) | data[1]
     if token_type not in allowed_types or token_type not in VERIFIABLE_TOKEN_TYPES:
+        if token_type in GREASE_TOKEN_TYPES:
+            raise TokenError(Reason.UNSUPPORTED_TYPE, f"grease token type 0x{token_type:04x}")
         raise TokenError(Reason.UNSUPPORTED_TYPE, f"token type 0x{token_type:04x}")
-    if len(data) < AUTHENTICATOR_INPUT_LENGTH:
-        raise TokenError(Reason.WRONG_LENGTH, f"token is {len(data)} bytes")
+    if size < AUTHENTICATOR_INPUT_LENGTH:
+        raise TokenError(Reason.WRONG_LENGTH, f"token is {size} bytes")
 
-    candidates = [
-        trusted
-        for trusted in keys.find_all(data[TOKEN_KEY_ID_OFFSET:AUTHENTICATOR_INPUT_LENGTH])
-        if trusted.key.token_type == token_type
-    ]
-    if not candidates:
+    # Every entry of a group has the same key: the id hashes the key's bytes.
+    candidates = keys.find_all(data[TOKEN_KEY_ID_OFFSET:AUTHENTICATOR_INPUT_LENGTH])
+    if not candidates or candidates[0].key.token_type != token_type:
         raise TokenError(Reason.UNKNOWN_KEY, "token_key_id matches no accepted key")
-    key = candidates[0].key  # the id hashes the key's bytes: every candidate has this key
-    if len(data) != key.token_length:
+    key = candidates[0].key
+    if size != key.token_length:
         raise TokenError(
-            Reason.WRONG_LENGTH, f"token is {len(data)} bytes, key needs {key.token_length}"
+            Reason.WRONG_LENGTH, f"token is {size} bytes, key needs {key.token_length}"
         )
-    token = Token.from_bytes(data, key.authenticator_length)
 
-    if callable(challenges):
-        challenge = challenges(token.challenge_digest)
-    else:
-        challenge = match_challenge(token.challenge_digest, challenges)
+    digest = data[CHALLENGE_DIGEST_OFFSET:TOKEN_KEY_ID_OFFSET]
+    challenge = challenges(digest) if callable(challenges) else match_challenge(digest, challenges)
     if challenge is None:
         raise TokenError(Reason.CHALLENGE_MISMATCH, "challenge_digest matches no challenge")
-    trusted = next(
-        (c for c in candidates if _same_name(challenge.issuer_name, c.issuer_name)), None
-    )
+    name = challenge.issuer_name
+    trusted = next((c for c in candidates if _same_name(name, c.issuer_name)), None)
     if challenge.token_type != token_type or trusted is None:
         raise TokenError(Reason.CHALLENGE_MISMATCH, "challenge names another token type or issuer")
 
-    if not verify_authenticator(key, data[:AUTHENTICATOR_INPUT_LENGTH], token.authenticator):
-        raise TokenError(Reason.BAD_SIGNATURE, "authenticator does not verify")
-    return VerifiedToken(token=token, challenge=challenge, issuer_name=trusted.issuer_name, key=key)
+    token_input = data[:AUTHENTICATOR_INPUT_LENGTH]
+    try:
+        key.public_key.verify(data[AUTHENTICATOR_INPUT_LENGTH:], token_input, _PSS, _SHA384)
+    except InvalidSignature:
+        raise TokenError(Reason.BAD_SIGNATURE, "authenticator does not verify") from None
+    return VerifiedToken(data, challenge, trusted.issuer_name, key)
 
 
 def match_challenge(digest: bytes, challenges: Iterable[TokenChallenge]) -> TokenChallenge | None:
@@ -190,7 +219,7 @@ def match_challenge(digest: bytes, challenges: Iterable[TokenChallenge]) -> Toke
 
 
 def _same_name(a: str, b: str) -> bool:
-    return a.lower() == b.lower()
+    return a == b or a.lower() == b.lower()
 
 
 __all__ = [

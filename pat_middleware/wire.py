@@ -128,15 +128,13 @@ class TokenChallenge:
         re-encoding and re-hashing on the redemption path.
         """
         challenge = object.__new__(cls)
-        for name, value in (
-            ("token_type", token_type),
-            ("issuer_name", issuer_name),
-            ("redemption_context", redemption_context),
-            ("origin_info", origin_info),
-            ("_encoded", encoded),
-            ("_digest", digest),
-        ):
-            object.__setattr__(challenge, name, value)
+        set_ = object.__setattr__
+        set_(challenge, "token_type", token_type)
+        set_(challenge, "issuer_name", issuer_name)
+        set_(challenge, "redemption_context", redemption_context)
+        set_(challenge, "origin_info", origin_info)
+        set_(challenge, "_encoded", encoded)
+        set_(challenge, "_digest", digest)
         return challenge
 
     @property
