@@ -7,7 +7,6 @@ are tolerated as the stdlib does) is a :class:`DecodeError`.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 
@@ -15,13 +14,14 @@ from .errors import DecodeError
 
 _TO_URLSAFE = str.maketrans("+/", "-_")
 _URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_STANDARD_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 #: The base64url alphabet, compiled: one C-level scan instead of a set test per character.
 _URLSAFE_BODY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def b64url_encode(data: bytes, *, padded: bool = True) -> str:
     """base64url text of ``data``, padded by default."""
-    text = base64.urlsafe_b64encode(data).decode("ascii")
+    text = binascii.b2a_base64(data, newline=False).translate(_STANDARD_TO_URLSAFE).decode()
     return text if padded else text.rstrip("=")
 
 
