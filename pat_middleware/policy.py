@@ -17,12 +17,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
-from .challenges import ChallengeTemplate, ContextDeriver, ContextMode, Windows, derive_key
+from .challenges import (
+    EXPIRED_LOOKBACK_WINDOWS,
+    ChallengeTemplate,
+    ContextDeriver,
+    ContextMode,
+    Windows,
+    derive_key,
+)
 from .codec import b64url_encode
 from .discovery import KeySource
 from .errors import ConfigurationError, DecodeError, Reason, TokenError
-from .headers import WWW_AUTHENTICATE, format_challenge, parse_authorization
+from .headers import AUTH_SCHEME, WWW_AUTHENTICATE, parse_authorization
 from .metrics import CHALLENGE, PASS, REJECT, SESSION, UNAVAILABLE, DecisionEvent, MetricsHook
 from .sessions import (
     MAX_PENDING_CHALLENGES,
@@ -112,6 +120,31 @@ class Decision:
 
 
 _SKIP = Decision(Outcome.SKIP)
+_NO_COOKIES: Mapping[str, str] = MappingProxyType({})
+
+
+def _render(
+    pieces: tuple[tuple[ChallengeTemplate, str, str, str], ...], context: bytes, max_age: int
+) -> str:
+    """One PrivateToken challenge per issuer, all with ``context``: what
+    :func:`~pat_middleware.headers.format_challenge` writes, from pre-rendered pieces."""
+    age = str(max_age)
+    if len(pieces) == 1:
+        template, head, middle, tail = pieces[0]
+        return head + b64url_encode(template.encode(context)) + middle + age + tail
+    return ", ".join(
+        head + b64url_encode(template.encode(context)) + middle + age + tail
+        for template, head, middle, tail in pieces
+    )
+
+
+def _is_grease_or_empty(token: bytes) -> bool:
+    """Empty, or of a grease type: read as "no token" (RFC 9577 §2.2)."""
+    if len(token) < 2:
+        return not token
+    return ((token[0] << 8) | token[1]) in GREASE_TOKEN_TYPES
+
+
 _VIA_SESSION = TokenInfo(issuer=None, token_type=None, token_key_id=None, via_session=True)
 _NO_KEYS = Decision(
     Outcome.UNAVAILABLE,
@@ -136,29 +169,48 @@ class _KeySnapshot:
     static_header: str
     version: int  # the key source's version it was built from
     valid_until: float  # a not-before or the end of a removed key's grace
+    #: Per challenged issuer: (template, the header text before the base64 challenge, the
+    #: text between it and the max-age value, the text after that). Rendered once.
+    pieces: tuple[tuple[ChallengeTemplate, str, str, str], ...] = field(repr=False)
+    #: none mode: the matcher over ``static``, built once rather than per request.
+    static_match: Callable[[bytes], TokenChallenge | None] = field(repr=False)
+    #: The pass (without cookies) per (issuer name, token_key_id): built once per key.
+    passes: Mapping[tuple[str, bytes], Decision] = field(repr=False)
 
 
-@dataclass(slots=True)
 class _Context:
     """Per-request working state."""
 
-    request: RequestInfo
-    now: float
-    session: Session | None
-    keys: _KeySnapshot
-    cookies: Mapping[str, str] = field(default_factory=dict, repr=False)
-    set_cookies: list[str] = field(default_factory=list, repr=False)
-    started: float = 0.0  # time.perf_counter() at the start, when a metrics hook is set
+    __slots__ = ("cookies", "keys", "now", "request", "session", "set_cookies", "started")
+
+    def __init__(
+        self,
+        request: RequestInfo,
+        now: float,
+        session: Session | None,
+        keys: _KeySnapshot,
+        cookies: Mapping[str, str],
+        started: float,
+    ) -> None:
+        self.request = request
+        self.now = now
+        self.session = session
+        self.keys = keys
+        self.cookies = cookies
+        self.set_cookies: list[str] = []
+        self.started = started  # time.perf_counter() at the start, when a metrics hook is set
 
 
-@dataclass(frozen=True, slots=True)
 class _Pending:
     """A verified token waiting for the replay store's verdict."""
 
-    ctx: _Context
-    result: VerifiedToken
-    replay_key: bytes = field(repr=False)
-    ttl: float
+    __slots__ = ("ctx", "replay_key", "result", "ttl")
+
+    def __init__(self, ctx: _Context, result: VerifiedToken, replay_key: bytes, ttl: float):
+        self.ctx = ctx
+        self.result = result
+        self.replay_key = replay_key
+        self.ttl = ttl
 
 
 class Policy:
@@ -217,6 +269,12 @@ class Policy:
         self._async_store = self.store if isinstance(self.store, AsyncReplayStore) else None
         self._body = settings.challenge_body.encode("utf-8")
         self._pending_cookie = settings.cookies.session_name + "_c"
+        self._session_cookie_name = settings.cookies.session_name
+        self._refusal_headers = (
+            ("Content-Type", settings.challenge_content_type),
+            ("Cache-Control", "no-store"),
+        )
+        self._protects = settings.protection()
         self._snapshot = self._build_snapshot(clock())
         self._origins = frozenset(settings.origin_info)
         if self.mode is ContextMode.PER_SESSION:
@@ -264,17 +322,43 @@ class Policy:
         selection = self._key_source.select(now)
         live = [(i.name, i.preferred) for i in selection.issuers if i.preferred is not None]
         templates = tuple((self._templates[name], key.token_key) for name, key in live)
+        ring = KeyRing(TrustedKey(i.name, key) for i in selection.issuers for key in i.accepted)
+        static = tuple(self._empty_challenges[name] for name, _ in live)
+        q = '"' if self.settings.quoted_values else ""
+        pieces = tuple(
+            (
+                template,
+                f"{AUTH_SCHEME} challenge={q}",
+                f"{q}, token-key={q}{token_key}{q}, max-age={q}",
+                q,
+            )
+            for template, token_key in templates
+        )
         return _KeySnapshot(
-            keys=KeyRing(TrustedKey(i.name, key) for i in selection.issuers for key in i.accepted),
+            keys=ring,
             templates=templates,
-            static=tuple(self._empty_challenges[name] for name, _ in live),
-            static_header=self._render_challenges(templates, b"", self.settings.max_age),
+            static=static,
+            static_header=_render(pieces, b"", self.settings.max_age),
+            pieces=pieces,
             version=selection.version,
             valid_until=selection.valid_until,
+            static_match=functools.partial(match_challenge, challenges=static),
+            passes={
+                (t.issuer_name, t.key.token_key_id): Decision(
+                    Outcome.PASS,
+                    token=TokenInfo(
+                        issuer=t.issuer_name,
+                        token_type=t.key.token_type,
+                        token_key_id=t.key.token_key_id.hex(),
+                    ),
+                )
+                for t in ring
+            },
         )
 
     def protects(self, method: str, path: str) -> bool:
-        return self.settings.protects(method, path)
+        """True when the settings protect this request (see :meth:`Settings.protects`)."""
+        return self._protects(method, path)
 
     # ------------------------------------------------------------------------ evaluation
 
@@ -331,13 +415,15 @@ class Policy:
         return self._finish(step, fresh)
 
     def _begin(self, request: RequestInfo, force: bool) -> Decision | _Pending:
-        if not force and not self.settings.protects(request.method, request.path):
+        if not force and not self._protects(request.method, request.path):
             return _SKIP
         started = time.perf_counter() if self.metrics is not None else 0.0
         now = self.clock()
-        cookies = parse_cookie_header(request.cookie)
-        session = self.sessions.load_session(cookies.get(self.settings.cookies.session_name))
-        ctx = _Context(request, now, session, self._current_keys(now), cookies, started=started)
+        cookies = parse_cookie_header(request.cookie) if request.cookie else _NO_COOKIES
+        session = (
+            self.sessions.load_session(cookies.get(self._session_cookie_name)) if cookies else None
+        )
+        ctx = _Context(request, now, session, self._current_keys(now), cookies, started)
 
         if self.settings.check_host and not self._host_allowed(request.host):
             return self._refuse(
@@ -356,8 +442,9 @@ class Policy:
                 )
             except DecodeError as e:
                 return self._refuse(ctx, Reason.MALFORMED, str(e))
-        # Grease tokens stand for "no token" (RFC 9577 §2.2).
-        tokens = [t for t in tokens if t[:2] and int.from_bytes(t[:2]) not in GREASE_TOKEN_TYPES]
+        # Grease tokens stand for "no token" (RFC 9577 §2.2); so do empty ones.
+        if tokens and (len(tokens) != 1 or _is_grease_or_empty(tokens[0])):
+            tokens = [t for t in tokens if not _is_grease_or_empty(t)]
         if not tokens:
             # Only a request without a token is judged by the verified mark (its MAC is
             # checked here, not on the token path).
@@ -374,12 +461,13 @@ class Policy:
         # holds its traceback, whose frame holds the exception again, so every refused
         # request's token, cookies and context would wait for the cyclic garbage collector.
         first_error: tuple[Reason, str, bytes] | None = None
+        matcher = self._matcher(ctx)
         for raw in tokens:
             try:
                 result = verify_token(
                     raw,
                     keys=ctx.keys.keys,
-                    challenges=self._matcher(ctx),
+                    challenges=matcher,
                     allowed_types=self.settings.token_types,
                 )
             except TokenError as e:
@@ -388,7 +476,7 @@ class Policy:
                 first_error = first_error or (e.reason, e.detail, raw)
                 continue
             if self.mode is ContextMode.PER_REQUEST:
-                key = b"c" + result.token.challenge_digest
+                key = b"c" + result.challenge_digest
             else:
                 key = b"n" + result.nonce
             return _Pending(ctx, result, key, self._replay_ttl)
@@ -417,34 +505,31 @@ class Policy:
                 issuer=result.issuer_name,
                 key_id=result.token_key_id,
             )
-        info = TokenInfo(
-            issuer=result.issuer_name,
-            token_type=result.token_type,
-            token_key_id=result.token_key_id.hex(),
-        )
-        headers: list[tuple[str, str]] = []
+        key_id = result.key.token_key_id
+        passed = ctx.keys.passes[result.issuer_name, key_id]
         duration = self.settings.verified_duration
         if duration > 0:
+            headers: list[tuple[str, str]] = []
             session = ctx.session
             if session is None:
                 session = self.sessions.new_session()
                 headers.append(("Set-Cookie", self._session_cookie(session)))
             opts = self.settings.cookies
-            headers.append(
-                (
-                    "Set-Cookie",
-                    opts.render(opts.verified_name, self.sessions.dump_verified(session), duration),
-                )
-            )
-        self._observe(ctx, PASS, 200, issuer=result.issuer_name, key_id=result.token_key_id)
-        return Decision(Outcome.PASS, headers=tuple(headers), token=info)
+            verified = self.sessions.dump_verified(session)
+            headers.append(("Set-Cookie", opts.render(opts.verified_name, verified, duration)))
+            passed = Decision(Outcome.PASS, headers=tuple(headers), token=passed.token)
+        self._observe(ctx, PASS, 200, issuer=result.issuer_name, key_id=key_id)
+        return passed
 
     # ---------------------------------------------------------------------- challenges
 
     def _matcher(self, ctx: _Context) -> Callable[[bytes], TokenChallenge | None]:
         """Rebuild the challenges this request's session may hold, newest first."""
         if self.mode is ContextMode.NONE:
-            return functools.partial(match_challenge, challenges=ctx.keys.static)
+            return ctx.keys.static_match
+
+        if self.mode is ContextMode.PER_SESSION:
+            return functools.partial(self._match_per_session, ctx)
 
         def match(digest: bytes) -> TokenChallenge | None:
             for context, expired in self._candidate_contexts(ctx):
@@ -459,18 +544,40 @@ class Policy:
 
         return match
 
+    def _match_per_session(self, ctx: _Context, digest: bytes) -> TokenChallenge | None:
+        """The live window's challenge with this digest, newest window first; ``expired``
+        for one of the windows just before them. Loops rather than generators: this runs on
+        every redemption, and the token nearly always answers the newest window."""
+        session = ctx.session
+        if session is None:
+            return None
+        sid = session.session_id
+        now = ctx.now
+        pieces = ctx.keys.pieces
+        derive = self.contexts.context
+        deadline = self.windows.deadline
+        window = self.windows.index(now)
+        while deadline(window) >= now:
+            context = derive(sid, window)
+            for piece in pieces:
+                challenge = piece[0].match(context, digest)
+                if challenge is not None:
+                    return challenge
+            window -= 1
+        for _ in range(EXPIRED_LOOKBACK_WINDOWS):
+            context = derive(sid, window)
+            for piece in pieces:
+                if piece[0].match(context, digest) is not None:
+                    raise TokenError(Reason.EXPIRED, "challenge is older than max-age")
+            window -= 1
+        return None
+
     def _candidate_contexts(self, ctx: _Context) -> Iterator[tuple[bytes, bool]]:
-        """(context, expired) pairs for the session modes, newest first."""
+        """Per-request mode: (context, expired) per challenge the session was sent."""
         session = ctx.session
         if session is None:
             return
         sid = session.session_id
-        if self.mode is ContextMode.PER_SESSION:
-            for w in self.windows.live(ctx.now):
-                yield self.contexts.context(sid, w), False
-            for w in self.windows.expired(ctx.now):
-                yield self.contexts.context(sid, w), True
-            return
         slots = self.sessions.load_pending(
             ctx.cookies.get(self._pending_cookie), session, self.settings.session_lifetime
         )
@@ -522,21 +629,7 @@ class Policy:
                     self.settings.max_age + REPLAY_TTL_SLACK,
                 )
             )
-        return self._render_challenges(ctx.keys.templates, context, max_age)
-
-    def _render_challenges(
-        self, templates: tuple[tuple[ChallengeTemplate, str], ...], context: bytes, max_age: int
-    ) -> str:
-        """One PrivateToken challenge per issuer, all with ``context``."""
-        return ", ".join(
-            format_challenge(
-                b64url_encode(template.encode(context)),
-                token_key,
-                max_age,
-                quoted=self.settings.quoted_values,
-            )
-            for template, token_key in templates
-        )
+        return _render(ctx.keys.pieces, context, max_age)
 
     def _challenge(self, ctx: _Context) -> Decision:
         header = self._challenge_header(ctx)
@@ -647,13 +740,10 @@ class Policy:
     def _response_headers(
         self, ctx: _Context, challenge: str | None
     ) -> tuple[tuple[str, str], ...]:
-        headers: list[tuple[str, str]] = []
+        cookies = [("Set-Cookie", c) for c in ctx.set_cookies] if ctx.set_cookies else ()
         if challenge:
-            headers.append((WWW_AUTHENTICATE, challenge))
-        headers.extend(("Set-Cookie", c) for c in ctx.set_cookies)
-        headers.append(("Content-Type", self.settings.challenge_content_type))
-        headers.append(("Cache-Control", "no-store"))
-        return tuple(headers)
+            return ((WWW_AUTHENTICATE, challenge), *cookies, *self._refusal_headers)
+        return (*cookies, *self._refusal_headers)
 
     def _session_cookie(self, session: Session) -> str:
         opts = self.settings.cookies

@@ -14,7 +14,7 @@ import os
 import re
 import secrets
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,10 +155,32 @@ class Settings:
         )
 
     def protects(self, method: str, path: str) -> bool:
-        """True when settings protect this request (decorators protect on their own)."""
+        """True when settings protect this request (decorators protect on their own).
+
+        The reference rule; :meth:`protection` compiles the same rule for the request path.
+        """
         if self.protect_methods and method.upper() not in self.protect_methods:
             return False
         return any(rule.matches(path) for rule in self.protect)
+
+    def protection(self) -> Callable[[str, str], bool]:
+        """:meth:`protects`, compiled once: exact paths in a set, prefixes in one
+        ``startswith`` call, globs as compiled patterns."""
+        methods = self.protect_methods
+        exact = frozenset(r.pattern for r in self.protect if r.kind == "exact")
+        prefixes = tuple(r.pattern for r in self.protect if r.kind == "prefix")
+        globs = tuple(
+            re.compile(fnmatch.translate(r.pattern)).match for r in self.protect if r.kind == "glob"
+        )
+
+        def protects(method: str, path: str) -> bool:
+            if methods and method not in methods and method.upper() not in methods:
+                return False
+            if path in exact or path.startswith(prefixes):
+                return True
+            return any(match(path) is not None for match in globs)
+
+        return protects
 
     @classmethod
     def from_mapping(

@@ -1,0 +1,289 @@
+"""Each shortcut on the request path gives exactly what the general code it stands in for
+gives: compiled path rules, pre-rendered challenges, the single-token Authorization match,
+base64 and cookie signing through binascii, and tokens read by slicing."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from itsdangerous import TimestampSigner
+
+from pat_middleware import IssuerKey, Token, TokenChallenge, encode_pss_spki
+from pat_middleware.challenges import ContextMode
+from pat_middleware.codec import b64_decode, b64url_encode
+from pat_middleware.errors import DecodeError, Reason
+from pat_middleware.headers import (
+    ChallengeParams,
+    build_www_authenticate,
+    parse_auth_items,
+    parse_authorization,
+    parse_www_authenticate,
+)
+from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
+from pat_middleware.sessions import _ClockSigner
+from pat_middleware.settings import Settings
+from pat_middleware.verify import KeyRing, TrustedKey, VerifiedToken, verify_token
+
+from .conftest import sign_token
+
+# ------------------------------------------------------------------------ path protection
+
+_SEGMENTS = st.sampled_from(["", "a", "api", "admin", "x.y", "*", "?", "[ab]", "v1", "é"])
+_PATHS = st.lists(_SEGMENTS, min_size=1, max_size=4).map(lambda parts: "/" + "/".join(parts))
+_RULES = st.lists(
+    st.tuples(st.sampled_from(["exact:", "prefix:", "glob:", ""]), _PATHS).map("".join),
+    max_size=5,
+)
+_METHODS = st.sampled_from(["GET", "get", "HEAD", "POST", "pOsT", "DELETE", "BREW"])
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    rules=_RULES,
+    methods=st.lists(st.sampled_from(["GET", "POST", "DELETE"]), max_size=2),
+    method=_METHODS,
+    data=st.data(),
+)
+def test_compiled_protection_agrees_with_the_rule_objects(
+    rules: list[str], methods: list[str], method: str, data: st.DataObject, issuer_key: IssuerKey
+) -> None:
+    # Paths near the rules' own patterns, so that matches are common, and random ones.
+    patterns = [r.split(":", 1)[-1] for r in rules]
+    near = st.sampled_from(patterns).flatmap(
+        lambda p: st.sampled_from([p, p + "x", p + "/x", p.rstrip("*"), p[:-1] or "/"])
+    )
+    path = data.draw(near | _PATHS if patterns else _PATHS)
+    s = Settings.from_mapping(
+        {
+            "issuers": [{"name": "issuer.example", "token_key": issuer_key.token_key}],
+            "secret": "s" * 32,
+            "protect": rules,
+            "protect_methods": methods,
+        }
+    )
+    assert s.protection()(method, path) == s.protects(method, path)
+
+
+# --------------------------------------------------------------------- challenge headers
+
+
+@pytest.mark.parametrize("quoted", [True, False])
+@pytest.mark.parametrize("mode", ["per-session", "none"])
+def test_rendered_challenges_are_what_the_header_builder_writes(
+    quoted: bool, mode: str, issuer_key: IssuerKey, other_rsa_2048: rsa.RSAPrivateKey
+) -> None:
+    other = IssuerKey.from_spki(encode_pss_spki(other_rsa_2048.public_key()))
+    policy = Policy(
+        Settings.from_mapping(
+            {
+                "issuers": [
+                    {"name": "issuer.example", "token_key": issuer_key.token_key},
+                    {"name": "second.example", "token_key": other.token_key},
+                ],
+                "secret": "s" * 32,
+                "origin_info": ["origin.example"],
+                "protect": ["/p"],
+                "redemption_context": mode,
+                "quoted_values": quoted,
+            }
+        )
+    )
+    decision = policy.evaluate(RequestInfo("GET", "/p"))
+    header = dict(decision.headers)["WWW-Authenticate"]
+    parsed = parse_www_authenticate(header)
+    assert [p.token_key for p in parsed] == [issuer_key.spki, other.spki]
+    context = TokenChallenge.from_bytes(parsed[0].challenge).redemption_context
+    assert len(context) == (0 if mode == "none" else 32)
+    expected = build_www_authenticate(
+        [
+            ChallengeParams(
+                challenge=template.encode(context),
+                token_key=base64.urlsafe_b64decode(token_key),
+                max_age=parsed[0].max_age,
+            )
+            for template, token_key in policy.templates
+        ],
+        quoted=quoted,
+    )
+    assert header == expected
+
+
+# ------------------------------------------------------------------- Authorization values
+
+_B64 = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_+/", max_size=24)
+_SCHEMES = st.sampled_from(
+    [
+        "PrivateToken",
+        "privatetoken",
+        "PRIVATETOKEN",
+        "PrivateToKen",
+        "PrivateToken\u212a",
+        "Basic",
+        "",
+    ]
+)
+_NAMES = st.sampled_from(["token", "TOKEN", "Token", "to\u212aen", "tokens"])
+
+
+def _general(value: str) -> list[bytes] | str:
+    """The general parser's answer, without the single-token shortcut."""
+    tokens: list[bytes] = []
+    error = None
+    try:
+        items = parse_auth_items(value, max_length=2048)
+    except DecodeError:
+        return "error"
+    for item in items:
+        if not item.is_private_token:
+            continue
+        raw = item.params.get("token")
+        if raw is None:
+            error = "error"
+            continue
+        try:
+            tokens.append(b64_decode(raw, max_length=2048))
+        except DecodeError:
+            error = "error"
+    if not tokens and error:
+        return error
+    return tokens
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    lead=st.sampled_from(["", " ", "\t "]),
+    scheme=_SCHEMES,
+    gap=st.sampled_from([" ", "  ", "\t", ""]),
+    name=_NAMES,
+    eq=st.sampled_from(["=", " = ", "=\t"]),
+    quote=st.sampled_from(['"', ""]),
+    body=_B64,
+    pad=st.sampled_from(["", "=", "==", "==="]),
+    trail=st.sampled_from(["", " ", ",", ", Basic x"]),
+)
+def test_single_token_shortcut_agrees_with_the_general_parser(
+    lead: str,
+    scheme: str,
+    gap: str,
+    name: str,
+    eq: str,
+    quote: str,
+    body: str,
+    pad: str,
+    trail: str,
+) -> None:
+    value = f"{lead}{scheme}{gap}{name}{eq}{quote}{body}{pad}{quote}{trail}"
+    try:
+        fast: list[bytes] | str = parse_authorization(value)
+    except DecodeError:
+        fast = "error"
+    assert fast == _general(value)
+
+
+# ------------------------------------------------------------------ base64 and signatures
+
+
+@given(st.binary(max_size=600), st.booleans())
+def test_b64url_encode_is_the_stdlib_encoding(data: bytes, padded: bool) -> None:
+    expected = base64.urlsafe_b64encode(data).decode()
+    assert b64url_encode(data, padded=padded) == (expected if padded else expected.rstrip("="))
+
+
+_ASCII_NO_DOT = bytes(b % 128 if b % 128 != ord(".") else ord("-") for b in range(256))
+
+
+@settings(max_examples=300)
+@given(
+    # Payloads are base64 text (ASCII, no '.'); clocks are after 1970.
+    value=st.binary(max_size=120).map(lambda v: v.translate(_ASCII_NO_DOT)),
+    now=st.integers(min_value=1, max_value=2**40),
+)
+def test_cookie_signatures_are_itsdangerous_bytes(value: bytes, now: int) -> None:
+    key = b"k" * 32
+
+    class Fixed(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return now
+
+    stock = Fixed(key, salt="pat-middleware/session", digest_method=hashlib.sha256)
+    ours = _ClockSigner(key, "pat-middleware/session", lambda: float(now))
+    signed = ours.sign(value)
+    assert signed == stock.sign(value)
+    assert ours.check(signed.decode("latin-1"), 0) == (value, now)
+
+
+# ---------------------------------------------------------------------- verified tokens
+
+CHALLENGE = TokenChallenge(2, "issuer.example", secrets.token_bytes(32), ("origin.example",))
+
+
+def test_verified_token_reads_its_fields_from_the_bytes(
+    rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    ring = KeyRing([TrustedKey("issuer.example", issuer_key)])
+    nonce = secrets.token_bytes(32)
+    data = sign_token(rsa_2048, issuer_key, CHALLENGE, nonce=nonce)
+    result = verify_token(bytes(bytearray(data)), keys=ring, challenges=[CHALLENGE])
+    token = Token.from_bytes(data, issuer_key.authenticator_length)
+    assert result.token == token
+    assert (result.token_type, result.nonce) == (2, nonce)
+    assert result.token_key_id == token.token_key_id == issuer_key.token_key_id
+    assert result.challenge_digest == CHALLENGE.digest
+    assert nonce.hex() not in repr(result) and token.authenticator.hex() not in repr(result)
+    assert isinstance(result, VerifiedToken)
+
+
+def test_key_ring_groups_one_key_trusted_by_two_issuers(
+    issuer_key: IssuerKey, other_rsa_2048: rsa.RSAPrivateKey
+) -> None:
+    other = IssuerKey.from_spki(encode_pss_spki(other_rsa_2048.public_key()))
+    a, b, c = (
+        TrustedKey("a.example", issuer_key),
+        TrustedKey("b.example", other),
+        TrustedKey("c.example", issuer_key),
+    )
+    ring = KeyRing([a, b, c, TrustedKey("A.example", issuer_key)])
+    assert list(ring) == [a, b, c]
+    assert ring.find_all(issuer_key.token_key_id) == (a, c)
+    assert ring.find_all(other.token_key_id) == (b,)
+    assert ring.find_all(b"\0" * 32) == () and ring.find(b"\0" * 32) is None
+
+
+def test_grease_tokens_alone_or_among_others_are_dropped(
+    rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    """Grease tokens are skipped, alone or among others, and a real one after them passes;
+    a one-byte token is not "no token" but a malformed one."""
+    policy = Policy(
+        Settings.from_mapping(
+            {
+                "issuers": [{"name": "issuer.example", "token_key": issuer_key.token_key}],
+                "secret": "s" * 32,
+                "protect": ["/p"],
+                "redemption_context": ContextMode.NONE.value,
+                "verified_duration": 0,
+            }
+        )
+    )
+    challenge = policy.templates[0][0].challenge(b"")
+    good = sign_token(rsa_2048, issuer_key, challenge)
+    grease = (0x02AA).to_bytes(2, "big") + b"\0" * 40  # a grease type (RFC 9577)
+
+    def header(*tokens: bytes) -> str:
+        return ", ".join(f"PrivateToken token={b64url_encode(t)}" for t in tokens)
+
+    def judge(value: str) -> Decision:
+        return policy.evaluate(RequestInfo("GET", "/p", authorization=value))
+
+    assert judge(header(grease)).outcome is Outcome.CHALLENGE
+    assert judge(header(grease, grease)).outcome is Outcome.CHALLENGE
+    assert judge(header(grease, good)).allowed
+    assert judge(header(b"x")).reason is Reason.MALFORMED
+    assert judge(header(b"\0")).reason is Reason.MALFORMED  # not type 0x0000: too short
+    assert judge(header(grease, b"x")).reason is Reason.MALFORMED
