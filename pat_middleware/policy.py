@@ -266,7 +266,14 @@ class Policy:
         self.store: ReplayStore = (
             replay_store if replay_store is not None else open_replay_store(settings.replay_store)
         )
-        self._async_store = self.store if isinstance(self.store, AsyncReplayStore) else None
+        # A store that never blocks (the memory store) is called directly from async code
+        # too: no coroutines per request for a dict operation.
+        self._async_store = (
+            self.store
+            if isinstance(self.store, AsyncReplayStore)
+            and not getattr(self.store, "never_blocks", False)
+            else None
+        )
         self._body = settings.challenge_body.encode("utf-8")
         self._pending_cookie = settings.cookies.session_name + "_c"
         self._session_cookie_name = settings.cookies.session_name

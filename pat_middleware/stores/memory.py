@@ -18,6 +18,9 @@ class MemoryReplayStore:
     """
 
     __slots__ = ("_clock", "_expiry", "_full_sweep_at", "_lock", "_max_entries", "_sweep_at")
+    #: Its operations are a dict update under a lock held for microseconds: async callers
+    #: may call the synchronous methods directly (see Policy.evaluate_async).
+    never_blocks = True
 
     def __init__(
         self,
