@@ -28,7 +28,7 @@ from pat_middleware.headers import (
 )
 from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
 from pat_middleware.sessions import _ClockSigner
-from pat_middleware.settings import Settings
+from pat_middleware.settings import PathRule, Settings
 from pat_middleware.verify import KeyRing, TrustedKey, VerifiedToken, verify_token
 
 from .conftest import sign_token
@@ -340,3 +340,22 @@ def test_verified_token_is_frozen_and_compares_by_value(
         with pytest.raises(AttributeError):
             setattr(first, name, "x")
     assert first.issuer_name == "issuer.example" and first.token.to_bytes() == data
+
+
+def test_compiled_protection_with_rules_and_methods_built_by_hand(issuer_key: IssuerKey) -> None:
+    """Settings built directly (not through from_mapping) get the same answers too: a rule
+    of another kind matches as a glob, methods not upper-cased never match."""
+    base = Settings.from_mapping(
+        {
+            "issuers": [{"name": "issuer.example", "token_key": issuer_key.token_key}],
+            "secret": "s" * 32,
+        }
+    )
+    s = dataclasses.replace(
+        base,
+        protect=(PathRule("Exact", "/a*"), PathRule("glob", "/g/*")),
+        protect_methods=frozenset({"post", "GET"}),
+    )
+    for method in ("GET", "get", "post", "POST", "PUT"):
+        for path in ("/a", "/ab", "/g/x", "/h"):
+            assert s.protection()(method, path) == s.protects(method, path), (method, path)
