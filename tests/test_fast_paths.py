@@ -256,12 +256,9 @@ def test_key_ring_groups_one_key_trusted_by_two_issuers(
     assert ring.find_all(b"\0" * 32) == () and ring.find(b"\0" * 32) is None
 
 
-def test_grease_tokens_alone_or_among_others_are_dropped(
-    rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
-) -> None:
-    """Grease tokens are skipped, alone or among others, and a real one after them passes;
-    a one-byte token is not "no token" but a malformed one."""
-    policy = Policy(
+def _plain_policy(issuer_key: IssuerKey) -> Policy:
+    """Empty contexts, no verified mark: a token's own answer, nothing else."""
+    return Policy(
         Settings.from_mapping(
             {
                 "issuers": [{"name": "issuer.example", "token_key": issuer_key.token_key}],
@@ -272,6 +269,14 @@ def test_grease_tokens_alone_or_among_others_are_dropped(
             }
         )
     )
+
+
+def test_grease_tokens_alone_or_among_others_are_dropped(
+    rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    """Grease tokens are skipped, alone or among others, and a real one after them passes;
+    a one-byte token is not "no token" but a malformed one."""
+    policy = _plain_policy(issuer_key)
     challenge = policy.templates[0][0].challenge(b"")
     good = sign_token(rsa_2048, issuer_key, challenge)
     grease = (0x02AA).to_bytes(2, "big") + b"\0" * 40  # a grease type (RFC 9577)
@@ -359,3 +364,18 @@ def test_compiled_protection_with_rules_and_methods_built_by_hand(issuer_key: Is
     for method in ("GET", "get", "post", "POST", "PUT"):
         for path in ("/a", "/ab", "/g/x", "/h"):
             assert s.protection()(method, path) == s.protects(method, path), (method, path)
+
+
+def test_a_key_added_to_the_live_ring_passes_instead_of_failing(
+    rsa_2048: rsa.RSAPrivateKey, other_rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    """``policy.keys`` is the live ring: a key added to it verifies and passes (no 500)."""
+    other = IssuerKey.from_spki(encode_pss_spki(other_rsa_2048.public_key()))
+    policy = _plain_policy(issuer_key)
+    policy.keys.add(TrustedKey("issuer.example", other))
+    token = sign_token(other_rsa_2048, other, policy.templates[0][0].challenge(b""))
+    decision = policy.evaluate(
+        RequestInfo("GET", "/p", authorization=f"PrivateToken token={b64url_encode(token)}")
+    )
+    assert decision.allowed and decision.token is not None
+    assert decision.token.token_key_id == other.token_key_id.hex()
