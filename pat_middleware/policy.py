@@ -138,6 +138,19 @@ def _render(
     )
 
 
+def _pass(trusted: TrustedKey) -> Decision:
+    """The pass, without cookies, for a token under this issuer and key."""
+    key = trusted.key
+    return Decision(
+        Outcome.PASS,
+        token=TokenInfo(
+            issuer=trusted.issuer_name,
+            token_type=key.token_type,
+            token_key_id=key.token_key_id.hex(),
+        ),
+    )
+
+
 def _is_grease_or_empty(token: bytes) -> bool:
     """Empty, or of a grease type: read as "no token" (RFC 9577 §2.2)."""
     if len(token) < 2:
@@ -350,17 +363,7 @@ class Policy:
             version=selection.version,
             valid_until=selection.valid_until,
             static_match=functools.partial(match_challenge, challenges=static),
-            passes={
-                (t.issuer_name, t.key.token_key_id): Decision(
-                    Outcome.PASS,
-                    token=TokenInfo(
-                        issuer=t.issuer_name,
-                        token_type=t.key.token_type,
-                        token_key_id=t.key.token_key_id.hex(),
-                    ),
-                )
-                for t in ring
-            },
+            passes={(t.issuer_name, t.key.token_key_id): _pass(t) for t in ring},
         )
 
     def protects(self, method: str, path: str) -> bool:
@@ -513,7 +516,9 @@ class Policy:
                 key_id=result.token_key_id,
             )
         key_id = result.key.token_key_id
-        passed = ctx.keys.passes[result.issuer_name, key_id]
+        passed = ctx.keys.passes.get((result.issuer_name, key_id))
+        if passed is None:  # a key added to the live ring (``Policy.keys``) after the snapshot
+            passed = _pass(TrustedKey(result.issuer_name, result.key))
         duration = self.settings.verified_duration
         if duration > 0:
             headers: list[tuple[str, str]] = []

@@ -167,14 +167,19 @@ class Settings:
         """:meth:`protects`, compiled once: exact paths in a set, prefixes in one
         ``startswith`` call, globs as compiled patterns."""
         methods = self.protect_methods
+        # A method found as given is its own upper case only when every method is upper
+        # case (as from_mapping makes them); otherwise only the upper-cased lookup counts.
+        direct = methods if all(m == m.upper() for m in methods) else frozenset()
         exact = frozenset(r.pattern for r in self.protect if r.kind == "exact")
         prefixes = tuple(r.pattern for r in self.protect if r.kind == "prefix")
         globs = tuple(
-            re.compile(fnmatch.translate(r.pattern)).match for r in self.protect if r.kind == "glob"
+            re.compile(fnmatch.translate(r.pattern)).match
+            for r in self.protect
+            if r.kind not in ("exact", "prefix")  # PathRule.matches: anything else is a glob
         )
 
         def protects(method: str, path: str) -> bool:
-            if methods and method not in methods and method.upper() not in methods:
+            if methods and method not in direct and method.upper() not in methods:
                 return False
             if path in exact or path.startswith(prefixes):
                 return True

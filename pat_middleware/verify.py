@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -66,12 +66,14 @@ class KeyRing:
     ring holds a handful of keys.
     """
 
-    __slots__ = ("_entries", "_groups")
+    __slots__ = ("_entries", "_groups", "_mixed_types")
 
     def __init__(self, entries: Iterable[TrustedKey] = ()) -> None:
         self._entries: tuple[TrustedKey, ...] = ()
         # (token_key_id, every entry with it), built when the ring changes, never per lookup.
         self._groups: tuple[tuple[bytes, tuple[TrustedKey, ...]], ...] = ()
+        # True when one id is trusted under several token types (an IssuerKey built by hand).
+        self._mixed_types = False
         for entry in entries:
             self.add(entry)
 
@@ -87,6 +89,7 @@ class KeyRing:
         for e in self._entries:
             groups[e.key.token_key_id] = (*groups.get(e.key.token_key_id, ()), e)
         self._groups = tuple(groups.items())
+        self._mixed_types = any(len({e.key.token_type for e in g}) > 1 for g in groups.values())
 
     def find(self, token_key_id: bytes) -> TrustedKey | None:
         """The first entry with this key id."""
@@ -119,13 +122,36 @@ class VerifiedToken:
 
     __slots__ = ("_data", "challenge", "issuer_name", "key")
 
+    _data: bytes
+    challenge: TokenChallenge
+    issuer_name: str
+    key: IssuerKey
+
     def __init__(
         self, data: bytes, challenge: TokenChallenge, issuer_name: str, key: IssuerKey
     ) -> None:
-        self._data = data
-        self.challenge = challenge
-        self.issuer_name = issuer_name
-        self.key = key
+        set_ = object.__setattr__  # frozen, as the dataclass it replaces
+        set_(self, "_data", data)
+        set_(self, "challenge", challenge)
+        set_(self, "issuer_name", issuer_name)
+        set_(self, "key", key)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def _fields(self) -> tuple[bytes, TokenChallenge, str, IssuerKey]:
+        return (self._data, self.challenge, self.issuer_name, self.key)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, VerifiedToken):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
 
     def __repr__(self) -> str:
         # The nonce and authenticator stay out: they are the spendable part of a token.
@@ -171,7 +197,7 @@ def verify_token(
     # This runs once per redemption: fields are sliced from the bytes, not parsed into a
     # Token, and the common case takes no detours.
     if type(data) is not bytes:
-        data = bytes(data)
+        data = bytes(memoryview(data))  # bytes-like only: bytes(5) would be five zero bytes
     size = len(data)
     if size < 2:
         raise TokenError(Reason.MALFORMED, "token is shorter than 2 bytes")
@@ -185,6 +211,8 @@ def verify_token(
 
     # Every entry of a group has the same key: the id hashes the key's bytes.
     candidates = keys.find_all(data[TOKEN_KEY_ID_OFFSET:AUTHENTICATOR_INPUT_LENGTH])
+    if keys._mixed_types:  # only entries of this token's type are candidates
+        candidates = tuple(c for c in candidates if c.key.token_type == token_type)
     if not candidates or candidates[0].key.token_type != token_type:
         raise TokenError(Reason.UNKNOWN_KEY, "token_key_id matches no accepted key")
     key = candidates[0].key

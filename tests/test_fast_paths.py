@@ -5,6 +5,7 @@ base64 and cookie signing through binascii, and tokens read by slicing."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import secrets
 
@@ -17,7 +18,7 @@ from itsdangerous import TimestampSigner
 from pat_middleware import IssuerKey, Token, TokenChallenge, encode_pss_spki
 from pat_middleware.challenges import ContextMode
 from pat_middleware.codec import b64_decode, b64url_encode
-from pat_middleware.errors import DecodeError, Reason
+from pat_middleware.errors import DecodeError, Reason, TokenError
 from pat_middleware.headers import (
     ChallengeParams,
     build_www_authenticate,
@@ -27,7 +28,7 @@ from pat_middleware.headers import (
 )
 from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
 from pat_middleware.sessions import _ClockSigner
-from pat_middleware.settings import Settings
+from pat_middleware.settings import PathRule, Settings
 from pat_middleware.verify import KeyRing, TrustedKey, VerifiedToken, verify_token
 
 from .conftest import sign_token
@@ -255,12 +256,9 @@ def test_key_ring_groups_one_key_trusted_by_two_issuers(
     assert ring.find_all(b"\0" * 32) == () and ring.find(b"\0" * 32) is None
 
 
-def test_grease_tokens_alone_or_among_others_are_dropped(
-    rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
-) -> None:
-    """Grease tokens are skipped, alone or among others, and a real one after them passes;
-    a one-byte token is not "no token" but a malformed one."""
-    policy = Policy(
+def _plain_policy(issuer_key: IssuerKey) -> Policy:
+    """Empty contexts, no verified mark: a token's own answer, nothing else."""
+    return Policy(
         Settings.from_mapping(
             {
                 "issuers": [{"name": "issuer.example", "token_key": issuer_key.token_key}],
@@ -271,6 +269,14 @@ def test_grease_tokens_alone_or_among_others_are_dropped(
             }
         )
     )
+
+
+def test_grease_tokens_alone_or_among_others_are_dropped(
+    rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    """Grease tokens are skipped, alone or among others, and a real one after them passes;
+    a one-byte token is not "no token" but a malformed one."""
+    policy = _plain_policy(issuer_key)
     challenge = policy.templates[0][0].challenge(b"")
     good = sign_token(rsa_2048, issuer_key, challenge)
     grease = (0x02AA).to_bytes(2, "big") + b"\0" * 40  # a grease type (RFC 9577)
@@ -287,3 +293,89 @@ def test_grease_tokens_alone_or_among_others_are_dropped(
     assert judge(header(b"x")).reason is Reason.MALFORMED
     assert judge(header(b"\0")).reason is Reason.MALFORMED  # not type 0x0000: too short
     assert judge(header(grease, b"x")).reason is Reason.MALFORMED
+
+
+# ------------------------------------------------------------------ review: exact parity
+
+
+@pytest.mark.parametrize("data", [5, 10**15, [0, 2, 1], "\x00\x02", None])
+def test_verify_token_refuses_what_is_not_bytes_like(data: object, issuer_key: IssuerKey) -> None:
+    """A non-bytes-like argument is a TypeError, as before: an int is not read as that many
+    zero bytes (nor allocated: 10**15 would be a petabyte)."""
+    ring = KeyRing([TrustedKey("issuer.example", issuer_key)])
+    with pytest.raises(TypeError):
+        verify_token(data, keys=ring, challenges=[CHALLENGE])  # type: ignore[arg-type]
+
+
+def test_key_ids_group_by_token_type_too(
+    rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    """Only entries of the token's type are candidates, whatever else shares the key id:
+    an issuer that trusts the key for another type cannot lend its name to this one."""
+    typed_1 = dataclasses.replace(issuer_key, token_type=1)
+    token = sign_token(rsa_2048, issuer_key, CHALLENGE)
+    named = TokenChallenge(2, "b.example", CHALLENGE.redemption_context, CHALLENGE.origin_info)
+    token_b = sign_token(rsa_2048, issuer_key, named)
+    # The type-2 entry second: it is still found.
+    ring = KeyRing([TrustedKey("a.example", typed_1), TrustedKey("issuer.example", issuer_key)])
+    assert verify_token(token, keys=ring, challenges=[CHALLENGE]).issuer_name == "issuer.example"
+    # b.example trusts the key for type 1 only: a type-2 challenge naming it is refused.
+    ring = KeyRing([TrustedKey("issuer.example", issuer_key), TrustedKey("b.example", typed_1)])
+    with pytest.raises(TokenError) as info:
+        verify_token(token_b, keys=ring, challenges=[named])
+    assert info.value.reason is Reason.CHALLENGE_MISMATCH
+    # Only a type-1 entry: the key is unknown for a type-2 token.
+    with pytest.raises(TokenError) as info:
+        verify_token(token, keys=KeyRing([TrustedKey("issuer.example", typed_1)]), challenges=[])
+    assert info.value.reason is Reason.UNKNOWN_KEY
+
+
+def test_verified_token_is_frozen_and_compares_by_value(
+    rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    ring = KeyRing([TrustedKey("issuer.example", issuer_key)])
+    data = sign_token(rsa_2048, issuer_key, CHALLENGE)
+    first = verify_token(data, keys=ring, challenges=[CHALLENGE])
+    again = verify_token(bytearray(data), keys=ring, challenges=[CHALLENGE])  # type: ignore[arg-type]
+    assert first == again and hash(first) == hash(again)
+    assert first != verify_token(
+        sign_token(rsa_2048, issuer_key, CHALLENGE), keys=ring, challenges=[CHALLENGE]
+    )
+    for name in ("issuer_name", "challenge", "key", "_data", "nonce", "token"):
+        with pytest.raises(AttributeError):
+            setattr(first, name, "x")
+    assert first.issuer_name == "issuer.example" and first.token.to_bytes() == data
+
+
+def test_compiled_protection_with_rules_and_methods_built_by_hand(issuer_key: IssuerKey) -> None:
+    """Settings built directly (not through from_mapping) get the same answers too: a rule
+    of another kind matches as a glob, methods not upper-cased never match."""
+    base = Settings.from_mapping(
+        {
+            "issuers": [{"name": "issuer.example", "token_key": issuer_key.token_key}],
+            "secret": "s" * 32,
+        }
+    )
+    s = dataclasses.replace(
+        base,
+        protect=(PathRule("Exact", "/a*"), PathRule("glob", "/g/*")),
+        protect_methods=frozenset({"post", "GET"}),
+    )
+    for method in ("GET", "get", "post", "POST", "PUT"):
+        for path in ("/a", "/ab", "/g/x", "/h"):
+            assert s.protection()(method, path) == s.protects(method, path), (method, path)
+
+
+def test_a_key_added_to_the_live_ring_passes_instead_of_failing(
+    rsa_2048: rsa.RSAPrivateKey, other_rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    """``policy.keys`` is the live ring: a key added to it verifies and passes (no 500)."""
+    other = IssuerKey.from_spki(encode_pss_spki(other_rsa_2048.public_key()))
+    policy = _plain_policy(issuer_key)
+    policy.keys.add(TrustedKey("issuer.example", other))
+    token = sign_token(other_rsa_2048, other, policy.templates[0][0].challenge(b""))
+    decision = policy.evaluate(
+        RequestInfo("GET", "/p", authorization=f"PrivateToken token={b64url_encode(token)}")
+    )
+    assert decision.allowed and decision.token is not None
+    assert decision.token.token_key_id == other.token_key_id.hex()
