@@ -5,18 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
-import signal
 import struct
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 from itsdangerous import TimestampSigner
 
-from pat_middleware import TokenChallenge
 from pat_middleware.challenges import ContextMode
 from pat_middleware.policy import Outcome, Policy, RequestInfo
 
@@ -29,7 +23,6 @@ from .common import (
     Options,
     Result,
     Row,
-    Skip,
     authorizations,
     paired,
     session_challenge,
@@ -71,50 +64,7 @@ def verification(issuer: Issuer, opts: Options) -> list[Result]:
     return [
         _verification(issuer, opts, none, {"redemption_context": "none", "verified_duration": 0}),
         _verification(issuer, opts, session, {}),
-        _neighbour(issuer, opts),
     ]
-
-
-def _neighbour(issuer: Issuer, opts: Options) -> Result:
-    """Context for items 1 and 3: the bare verify while another process keeps a second core
-    busy, against the same verify with that process stopped (SIGSTOP/SIGCONT per chunk)."""
-    row = Row(
-        "1",
-        "context: raw verify with a busy process on another core",
-        "neighbour running",
-        "neighbour stopped",
-        note=(
-            "no target: shows how much the RSA call itself slows when another core works, "
-            "as wrk's does during item 3 (a Python busy loop, paused and resumed per chunk; "
-            "thread CPU time, so it is the call that slows, not the scheduler)."
-        ),
-    )
-    if (os.cpu_count() or 1) < 2 or not hasattr(signal, "SIGSTOP"):
-        return Skip("1", row.name, "needs two cores and SIGSTOP")
-    tokens = issuer.mint(TokenChallenge(2, ISSUER, b""), _CHUNK)
-    split = [(t[98:], t[:98]) for t in tokens]
-    verify = issuer.key.public_key.verify
-    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(0.2)
-        running = [True]
-
-        def chunk(want_running: bool) -> Callable[[int], None]:
-            def run(_: int) -> None:
-                if running[0] != want_running:
-                    os.kill(neighbour.pid, signal.SIGCONT if want_running else signal.SIGSTOP)
-                    running[0] = want_running
-                    time.sleep(0.002)  # let the neighbour get back on (or off) its core
-                for authenticator, token_input in split:
-                    verify(authenticator, token_input, PSS, SHA384)
-
-            return run
-
-        chunks = 4 if opts.quick else 40
-        return paired(opts.rounds, chunks, chunk(True), chunk(False), _CHUNK, row)
-    finally:
-        neighbour.kill()
-        neighbour.wait()
 
 
 _CHUNK = 50
