@@ -43,6 +43,7 @@ ROOT = HERE.parent
 STARTUP_TIMEOUT = 20.0
 CPU_LABELS = {
     "plain": "no middleware",
+    "reference": "do-nothing middleware",
     "open": "unprotected",
     "token": "token",
     "challenge": "401",
@@ -50,6 +51,7 @@ CPU_LABELS = {
 #: variant -> (server, path, expected status)
 VARIANTS = {
     "plain": ("plain", "/open", 200),
+    "reference": ("reference", "/open", 200),
     "open": ("guarded", "/open", 200),
     "token": ("guarded", "/protected", 200),
     "challenge": ("guarded", "/protected", 401),
@@ -194,19 +196,21 @@ def _wait_ready(server: Server) -> None:
 
 
 @contextmanager
-def servers(kind: str, settings_file: Path, workdir: Path) -> Iterator[tuple[Server, Server]]:
-    """A server without the middleware and one with it, for ``kind`` "asgi" or "wsgi"."""
+def servers(kind: str, settings_file: Path, workdir: Path) -> Iterator[dict[str, Server]]:
+    """For ``kind`` "asgi" or "wsgi": a server without the middleware ("plain"), one with
+    a middleware that does nothing ("reference") and one with ours ("guarded")."""
     started: list[Server] = []
     env = {**os.environ, "PAT_BENCH_SETTINGS": str(settings_file)}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    flags = {"plain": "0", "reference": "reference", "guarded": "1"}
     try:
-        for middleware in (False, True):
+        for role, flag in flags.items():
             port = _free_port()
-            name = f"{kind}-{'middleware' if middleware else 'plain'}"
+            name = f"{kind}-{role}"
             if kind == "asgi":
                 argv = [sys.executable, "-m", "benchmarks.apps", "--port", str(port)]
-                if middleware:
-                    argv.append("--middleware")
+                if role != "plain":
+                    argv.append("--middleware" if role == "guarded" else "--reference")
             else:
                 argv = [
                     sys.executable,
@@ -223,7 +227,7 @@ def servers(kind: str, settings_file: Path, workdir: Path) -> Iterator[tuple[Ser
                     f"127.0.0.1:{port}",
                     "--log-level",
                     "warning",
-                    f"benchmarks.apps:flask_app('{int(middleware)}')",
+                    f"benchmarks.apps:flask_app('{flag}')",
                 ]
             log = workdir / f"{name}.log"
             with log.open("wb") as out:
@@ -233,7 +237,7 @@ def servers(kind: str, settings_file: Path, workdir: Path) -> Iterator[tuple[Ser
             started.append(Server(name, f"http://127.0.0.1:{port}", process, log))
         for server in started:
             _wait_ready(server)
-        yield started[0], started[1]
+        yield dict(zip(flags, started, strict=True))
     finally:
         for server in started:
             server.process.terminate()
@@ -292,15 +296,14 @@ def run(issuer: Issuer, opts: Options) -> list[Result]:
                 Skip("3", label, f"{', '.join(missing)} not installed (pip install -e '.[bench]')")
             )
             continue
-        with servers(kind, settings_file, opts.workdir) as (plain, guarded):
-            results += _measure(label, plain, guarded, issuer, policy, loadgen, opts)
+        with servers(kind, settings_file, opts.workdir) as running:
+            results += _measure(label, running, issuer, policy, loadgen, opts)
     return results
 
 
 def _measure(
     label: str,
-    plain: Server,
-    guarded: Server,
+    running: dict[str, Server],
     issuer: Issuer,
     policy: Policy,
     loadgen: LoadGen,
@@ -312,11 +315,9 @@ def _measure(
         which: str, duration: float, tokens: list[str] | None = None, cookie: str | None = None
     ) -> Run:
         server, path, expect = VARIANTS[which]
-        process = (plain if server == "plain" else guarded).process
+        process = running[server].process
         cpu_before = server_cpu_seconds(process.pid)
-        run = loadgen.run(
-            plain.url if server == "plain" else guarded.url, path, duration, tokens, cookie
-        )
+        run = loadgen.run(running[server].url, path, duration, tokens, cookie)
         cpu_after = server_cpu_seconds(process.pid)
         if cpu_before is not None and cpu_after is not None:
             run.server_cpu = cpu_after - cpu_before
@@ -334,6 +335,7 @@ def _measure(
     else:
         # Warm up every variant; the token run also estimates how many tokens a run needs.
         measure("plain", 1)
+        measure("reference", 1)
         open_rate = measure("open", 1).rate(200)
         measure("challenge", 1, cookie=cookie)
         # The token path is slower than the open one: open_rate tokens last the second.
@@ -348,6 +350,16 @@ def _measure(
             "no middleware",
             target=0.97,
             target_text=">= 0.97",
+        ),
+        "ref": Row(
+            "3a",
+            f"{label}, reference: a middleware that does nothing",
+            "do-nothing middleware",
+            "no middleware",
+            note=(
+                "no target: one more layer that only calls the app, to show what any "
+                "middleware costs on this server and how far this machine's noise reaches."
+            ),
         ),
         "b": Row(
             "3b",
@@ -394,6 +406,7 @@ def _measure(
             cpu_per_request[which].append(cpu[which] / max(1, good[which]) * 1e6)
         token_rate = max(token_rate, rates["token"])
         rows["a"].add(rates["open"], rates["plain"])
+        rows["ref"].add(rates["reference"], rates["plain"])
         rows["b"].add(rates["token"], rates["open"])
         rows["c"].add(rates["challenge"], rates["open"])
     note = (
