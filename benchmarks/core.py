@@ -12,7 +12,10 @@ from typing import Any
 from itsdangerous import TimestampSigner
 
 from pat_middleware.challenges import ContextMode
+from pat_middleware.headers import parse_authorization
 from pat_middleware.policy import Outcome, Policy, RequestInfo
+from pat_middleware.stores.memory import MemoryReplayStore
+from pat_middleware.verify import verify_token
 
 from .common import (
     ISSUER,
@@ -63,8 +66,51 @@ def verification(issuer: Issuer, opts: Options) -> list[Result]:
     )
     return [
         _verification(issuer, opts, none, {"redemption_context": "none", "verified_duration": 0}),
+        _steps(issuer, opts),
         _verification(issuer, opts, session, {}),
     ]
+
+
+def _steps(issuer: Issuer, opts: Options) -> Row:
+    """The steps item 1 names, called directly: what the policy's glue costs on top."""
+    row = Row(
+        "1",
+        "verification core, the named steps only",
+        "parse + verify_token + reserve",
+        "raw verify",
+        note=(
+            "no target (the row above is the figure): `parse_authorization`, `verify_token` "
+            "(type, key lookup, length, digest, RSA-PSS) and `MemoryReplayStore.reserve` "
+            "called in a loop, without `Policy.evaluate`'s path check, decision and report."
+        ),
+    )
+    setup = Policy(issuer.settings(redemption_context="none", verified_duration=0))
+    challenge = setup.templates[0][0].challenge(b"")
+    count = (6 if opts.quick else 60) * _CHUNK
+    tokens = issuer.mint(challenge, count)
+    headers = authorizations(tokens)
+    split = [(t[98:], t[:98]) for t in tokens]
+    ring = setup.keys
+    accepted = (challenge,)
+    verify = issuer.key.public_key.verify
+    store = [MemoryReplayStore()]
+
+    def new_round() -> None:
+        store[0] = MemoryReplayStore()
+
+    def ours(chunk: int) -> None:
+        reserve = store[0].reserve
+        for header in headers[chunk * _CHUNK : (chunk + 1) * _CHUNK]:
+            for raw in parse_authorization(header):
+                result = verify_token(raw, keys=ring, challenges=accepted)
+                if not reserve(b"n" + result.nonce, 60.0):
+                    raise AssertionError("a fresh token was seen as spent")
+
+    def raw(chunk: int) -> None:
+        for authenticator, token_input in split[chunk * _CHUNK : (chunk + 1) * _CHUNK]:
+            verify(authenticator, token_input, PSS, SHA384)
+
+    return paired(opts.rounds, count // _CHUNK, ours, raw, _CHUNK, row, new_round)
 
 
 _CHUNK = 50
