@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigurationError, DecodeError, PrivateTokenError
 from .issuer.protocol import ISSUER_DIRECTORY_MEDIA_TYPE, DirectoryKey, parse_directory
@@ -436,7 +437,9 @@ class KeySource:
         for state in self.states:
             if state.has_keys:
                 continue
-            problem = f"no token key could be fetched from {state.url} ({state.last_error})"
+            problem = (
+                f"no token key could be fetched from {shown_url(state.url)} ({state.last_error})"
+            )
             if self.options.require_keys:
                 raise ConfigurationError(
                     state.setting,
@@ -467,13 +470,28 @@ class RefreshHooks:
         """Stop refreshing."""
 
 
+def shown_url(url: str) -> str:
+    """A directory URL as logs and errors show it: no user info, query or fragment (they
+    may carry credentials)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = f"{host}:{port}" if port is not None else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 def _log_refresh(state: DirectoryState, url: str, result: RefreshResult, now: float) -> None:
     if result.outcome is Refresh.FAILED:
         kept = len(state.static) + len(state.listed) + len(state.retired)
         logger.warning(
             "issuer %s: directory refresh from %s failed: %s; keeping %d key(s), next try in %d s",
             state.name,
-            url,
+            shown_url(url),
             result.detail,
             kept,
             max(0, round(state.next_refresh - now)),

@@ -23,6 +23,7 @@ from pat_middleware.discovery import (
     KeySource,
     Refresh,
     RefreshHooks,
+    shown_url,
 )
 from pat_middleware.errors import ConfigurationError
 from pat_middleware.issuer import DirectoryKey, IssuerDirectory
@@ -542,3 +543,40 @@ def test_directory_without_httpx_is_a_configuration_error(
         Policy(settings)
     assert info.value.setting == "issuers[0].discover"
     assert "pat-middleware[discovery]" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (RFC_URL, RFC_URL),
+        (
+            "https://user:pw@issuer.example:8443/dir?token=s3cret#frag",
+            "https://issuer.example:8443/dir",
+        ),
+        ("http://[::1]:9000/d?k=v", "http://[::1]:9000/d"),
+    ],
+)
+def test_directory_urls_are_shown_without_credentials(url: str, shown: str) -> None:
+    assert shown_url(url) == shown
+
+
+def test_failure_logs_and_errors_hide_the_directory_query(
+    key_a: IssuerKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret_url = "https://user:pw@issuer.example/dir?api_key=s3cret"
+    issuers = [
+        IssuerConfig(
+            "issuer.example", (), directory_urls=(secret_url,), directory_setting="issuers[0]"
+        )
+    ]
+    src = KeySource(issuers, OPTIONS, clock=Clock())
+    fetcher = Scripted()
+    fetcher.answers = [DirectoryFetchError("ConnectError: refused")]
+    src.fetcher = fetcher
+    with caplog.at_level(logging.INFO, logger="pat_middleware"):
+        src.refresh(force=True)
+    with pytest.raises(ConfigurationError) as info:
+        src.check_start_up()
+    texts = [r.getMessage() for r in caplog.records] + [info.value.message]
+    assert any("https://issuer.example/dir" in t for t in texts)
+    assert not any(word in t for t in texts for word in ("s3cret", "api_key", "pw@", "user"))
