@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -129,3 +130,34 @@ def test_directory_etag_and_max_age_follow_the_rotation(served: tuple[str, FakeC
         assert second.headers["etag"] != etag
         assert second.headers["cache-control"] == "max-age=10"
         assert len(parse_directory(second.content).token_keys) == 3
+
+
+def test_keys_are_generated_off_the_event_loop(pool: list[rsa.RSAPrivateKey]) -> None:
+    """A rotation's new key (tens of ms of RSA key generation) is made in a worker thread,
+    never on the server's event loop, for directory fetches and token requests alike."""
+    on_loop: list[bool] = []
+    keys = factory(pool)
+
+    def recording_factory() -> rsa.RSAPrivateKey:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return keys()
+
+    clock = FakeClock(T0)
+    issuer = RotatingIssuer(NAME, period=10, start=T0, clock=clock, key_factory=recording_factory)
+    made_at_start = len(on_loop)
+    with serve_asgi(create_issuer_app(issuer)) as url, httpx.Client() as client:
+        clock.now = T0 + 10  # key 2 is due: the next request makes it
+        assert client.get(url + DIRECTORY_PATH).status_code == 200
+        clock.now = T0 + 20  # key 3 is due: made by a token request this time
+        answer = client.post(
+            url + "/token-request",
+            content=b"\x00\x02",
+            headers={"Content-Type": "application/private-token-request"},
+        )
+        assert answer.status_code == 400  # too short, but the issuer was chosen first
+    assert len(on_loop) == made_at_start + 2
+    assert on_loop[made_at_start:] == [False, False]

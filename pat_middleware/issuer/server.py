@@ -97,7 +97,8 @@ def create_issuer_app(
         return {"Cache-Control": f"max-age={max_age}", "ETag": _etag_of(directory)}
 
     async def directory_endpoint(request: Request) -> Response:
-        directory = serving().directory_bytes()
+        # A rotating issuer may generate a key here (tens of ms): not on the event loop.
+        directory = await run_in_threadpool(lambda: serving().directory_bytes())
         headers = directory_headers(directory)
         if_none_match = request.headers.get("if-none-match")
         if if_none_match is not None and _etag_matches(if_none_match, headers["ETag"]):
@@ -123,7 +124,8 @@ def create_issuer_app(
             return _error(400, "client disconnected")
         try:
             # Blind signing is CPU work of a few milliseconds; keep it off the event loop.
-            answer = await run_in_threadpool(serving().issue, bytes(body))
+            # (Choosing the issuer may generate a rotating key: in the thread too.)
+            answer = await run_in_threadpool(lambda: serving().issue(bytes(body)))
         except IssuanceError as e:
             return _error(e.status, str(e))
         return Response(
