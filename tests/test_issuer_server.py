@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import secrets
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from pat_middleware.issuer import (
 )
 from pat_middleware.issuer.client import (
     fetch_directory,
+    fetch_directory_async,
     fetch_token,
     fetch_token_async,
 )
@@ -292,3 +294,42 @@ def test_fetch_token_network_errors_are_issuance_errors(
     assert info.value.status == 502
     with pytest.raises(IssuanceError):
         fetch_token(challenge, issuer.preferred_key, "ftp://issuer.example", client)
+
+
+def test_client_asks_for_identity_and_refuses_compressed_answers(
+    issuer: Issuer, client: httpx.Client, challenge: TokenChallenge
+) -> None:
+    """A gzip directory (small on the wire, 32 MiB inflated) is refused unread, sync and
+    async, and the client asked for identity in the first place."""
+    bomb = gzip.compress(b"{" + b" " * (32 << 20) + b"}")
+    seen: list[str] = []
+
+    async def compressing(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"])
+        seen.append(headers.get(b"accept-encoding", b"").decode())
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/private-token-issuer-directory"),
+                    (b"content-encoding", b"gzip"),
+                    (b"content-length", str(len(bomb)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": bomb})
+
+    with serve_asgi(compressing) as url:
+        with pytest.raises(IssuanceError, match="only identity"):
+            fetch_directory(url, client)
+        with pytest.raises(IssuanceError, match="only identity"):
+            fetch_token(challenge, issuer.preferred_key, url, client)
+
+        async def fetch_async() -> None:
+            async with httpx.AsyncClient(timeout=10.0) as async_client:
+                await fetch_directory_async(url, async_client)
+
+        with pytest.raises(IssuanceError, match="only identity"):
+            asyncio.run(fetch_async())
+    assert seen and set(seen) == {"identity"}

@@ -83,7 +83,7 @@ def fetch_token(
             timeout=timeout,
         ) as response:
             _check_response(response, "token request", TOKEN_RESPONSE_MEDIA_TYPE)
-            body = read_bounded(response.iter_bytes(), key.authenticator_length, response)
+            body = read_bounded(response.iter_raw(), key.authenticator_length, response)
     except _HTTPX_ERRORS as e:
         raise IssuanceError(f"issuer request failed: {e!r}", status=_BAD_GATEWAY) from e
     return finalize_issuance(state, body)
@@ -119,7 +119,7 @@ async def fetch_token_async(
         ) as response:
             _check_response(response, "token request", TOKEN_RESPONSE_MEDIA_TYPE)
             body = await _read_bounded_async(
-                response.aiter_bytes(), key.authenticator_length, response
+                response.aiter_raw(), key.authenticator_length, response
             )
     except _HTTPX_ERRORS as e:
         raise IssuanceError(f"issuer request failed: {e!r}", status=_BAD_GATEWAY) from e
@@ -156,14 +156,14 @@ def _get_directory(
         with client.stream(
             "GET",
             url,
-            headers={"Accept": _DIRECTORY_ACCEPT},
+            headers={"Accept": _DIRECTORY_ACCEPT, "Accept-Encoding": "identity"},
             timeout=timeout,
             follow_redirects=True,
         ) as response:
             if not response.is_success and index + 1 < len(urls):
                 continue
             _check_response(response, "issuer directory", None)
-            body = read_bounded(response.iter_bytes(), MAX_DIRECTORY_SIZE, response)
+            body = read_bounded(response.iter_raw(), MAX_DIRECTORY_SIZE, response)
             return parse_directory(body), str(response.url)
     raise IssuanceError("no directory URL to try", status=_BAD_GATEWAY)  # pragma: no cover
 
@@ -175,14 +175,14 @@ async def _get_directory_async(
         async with client.stream(
             "GET",
             url,
-            headers={"Accept": _DIRECTORY_ACCEPT},
+            headers={"Accept": _DIRECTORY_ACCEPT, "Accept-Encoding": "identity"},
             timeout=timeout,
             follow_redirects=True,
         ) as response:
             if not response.is_success and index + 1 < len(urls):
                 continue
             _check_response(response, "issuer directory", None)
-            body = await _read_bounded_async(response.aiter_bytes(), MAX_DIRECTORY_SIZE, response)
+            body = await _read_bounded_async(response.aiter_raw(), MAX_DIRECTORY_SIZE, response)
             return parse_directory(body), str(response.url)
     raise IssuanceError("no directory URL to try", status=_BAD_GATEWAY)  # pragma: no cover
 
@@ -233,13 +233,25 @@ def _check_listed(directory: IssuerDirectory, key: IssuerKey, required: bool) ->
 
 
 def _post_headers() -> dict[str, str]:
-    return {"Content-Type": TOKEN_REQUEST_MEDIA_TYPE, "Accept": TOKEN_RESPONSE_MEDIA_TYPE}
+    return {
+        "Content-Type": TOKEN_REQUEST_MEDIA_TYPE,
+        "Accept": TOKEN_RESPONSE_MEDIA_TYPE,
+        "Accept-Encoding": "identity",
+    }
 
 
 def _check_response(response: httpx.Response, what: str, media_type: str | None) -> None:
     if response.status_code != httpx.codes.OK:
         raise IssuanceError(
             f"{what}: issuer answered HTTP {response.status_code}", status=_BAD_GATEWAY
+        )
+    # Bodies are read raw, so the size bound is a memory bound: a compressed answer (which
+    # httpx would inflate first) is refused, not unpacked.
+    coding = response.headers.get("content-encoding", "").strip().lower()
+    if coding not in ("", "identity"):
+        raise IssuanceError(
+            f"{what}: Content-Encoding {coding[:32]!r}; only identity is accepted",
+            status=_BAD_GATEWAY,
         )
     if media_type is not None:
         received = response.headers.get("content-type")
