@@ -205,7 +205,9 @@ class DirectoryState:
         if status == 404 and self._url_index + 1 < len(self.urls):
             self._url_index += 1
             self.etag = None  # a validator belongs to the URL that sent it
-            return RefreshResult(Refresh.RETRY, f"HTTP 404 at {self.urls[self._url_index - 1]}")
+            return RefreshResult(
+                Refresh.RETRY, f"HTTP 404 at {shown_url(self.urls[self._url_index - 1])}"
+            )
         if status == 304:
             if self.etag is None:
                 return self.fail("HTTP 304 to a request without If-None-Match", now)
@@ -472,17 +474,16 @@ class RefreshHooks:
 
 def shown_url(url: str) -> str:
     """A directory URL as logs and errors show it: no user info, query or fragment (they
-    may carry credentials)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
+    may carry credentials); the host and port as written. Never raises (it runs on error
+    paths): text that does not parse, or has no ``//host``, is not shown at all."""
     try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = f"{host}:{port}" if port is not None else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unbalanced "[" or "]" in the host
+        return "(unparsable URL)"
+    if not parts.netloc:  # "user:pw@host/dir" parses as scheme "user", path "pw@host/dir"
+        return "(URL without a host)"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def _log_refresh(state: DirectoryState, url: str, result: RefreshResult, now: float) -> None:

@@ -490,8 +490,13 @@ class _Builder:
             if not discover:
                 return (), ""
             origin = "https://" + name
-            parts = urlsplit(origin)
-            if not parts.hostname or parts.netloc != name or not _has_valid_port(parts):
+            parts = _split_url(origin)
+            if (
+                parts is None
+                or not parts.hostname
+                or parts.netloc != name
+                or not _has_valid_port(parts)
+            ):
                 raise self.fail(
                     f"{where}.discover",
                     f"needs a name that is host[:port] to find the directory, not {name!r}; "
@@ -504,9 +509,15 @@ class _Builder:
         url = entry["directory"]
         if not isinstance(url, str) or not _HEADER_VALUE.fullmatch(url) or " " in url:
             raise self.fail(setting, "expected an http(s) URL")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise self.fail(setting, f"expected an http(s) URL, got {url!r}")
+        parts = _split_url(url)
+        # Not echoed: its query may hold an API key.
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or not _has_valid_port(parts)
+        ):
+            raise self.fail(setting, "expected an http(s) URL with a host and a valid port")
         if "@" in parts.netloc or parts.fragment:
             raise self.fail(setting, "must not carry user information or a fragment")
         if parts.scheme == "http" and not (development or _is_loopback(parts.hostname)):
@@ -575,6 +586,14 @@ class _Builder:
             except (OSError, UnicodeError) as e:
                 raise self.fail("challenge_body_file", f"cannot read {file}: {e}") from e
         return self.string("challenge_body", DEFAULT_CHALLENGE_BODY) or ""
+
+
+def _split_url(url: str) -> SplitResult | None:
+    """``urlsplit(url)``, or None where it raises (an unbalanced "[", a bad IP literal)."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
 
 
 def _has_valid_port(parts: SplitResult) -> bool:

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from pat_middleware.codec import b64url_encode
 from pat_middleware.discovery import (
@@ -580,3 +582,68 @@ def test_failure_logs_and_errors_hide_the_directory_query(
     texts = [r.getMessage() for r in caplog.records] + [info.value.message]
     assert any("https://issuer.example/dir" in t for t in texts)
     assert not any(word in t for t in texts for word in ("s3cret", "api_key", "pw@", "user"))
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://[::1/dir?k=s3cret", "(unparsable URL)"),  # urlsplit raises for these two
+        ("https://issuer.example]/dir?k=s3cret", "(unparsable URL)"),
+        ("https://issuer.example:99999/dir?k=s3cret", "https://issuer.example:99999/dir"),
+        ("https://u:pw@issuer.example:/dir", "https://issuer.example:/dir"),
+        ("http://[v1.fe]:80/?k=s3cret", "http://[v1.fe]:80/"),
+        ("user:pw@issuer.example/dir?k=s3cret", "(URL without a host)"),
+        ("//user:pw@issuer.example/dir?k=s3cret", "//issuer.example/dir"),
+        ("", "(URL without a host)"),
+    ],
+)
+def test_odd_directory_urls_are_shown_without_raising(url: str, shown: str) -> None:
+    """shown_url runs on error paths: it never raises, and shows a port as written."""
+    assert shown_url(url) == shown
+
+
+_SAFE = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-._~", min_size=1, max_size=12)
+_HOSTS = st.one_of(
+    _SAFE.map(lambda s: s + ".example"),
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=6).map(lambda a: f"[{a}]"),
+)
+# User info, query and fragment hold a marker that no host, port or path can produce.
+_USERINFO = st.text(alphabet=st.characters(exclude_characters="@/?#[]\\"), max_size=12)
+_ANY = st.text(max_size=12)
+
+
+@given(
+    scheme=st.sampled_from(["https", "http", "HTTPS", ""]),
+    userinfo=st.one_of(st.none(), _USERINFO),
+    host=_HOSTS,
+    port=st.one_of(st.none(), st.text(alphabet="0123456789", max_size=7)),
+    path=st.lists(_SAFE, max_size=3).map(lambda s: "".join("/" + p for p in s)),
+    query=st.one_of(st.none(), _ANY.filter(lambda s: "#" not in s)),
+    fragment=st.one_of(st.none(), _ANY),
+)
+def test_shown_url_never_shows_credentials(
+    scheme: str,
+    userinfo: str | None,
+    host: str,
+    port: str | None,
+    path: str,
+    query: str | None,
+    fragment: str | None,
+) -> None:
+    url = (scheme + ":" if scheme else "") + "//"
+    url += f"SECRETU{userinfo}@" if userinfo is not None else ""
+    url += host + (f":{port}" if port is not None else "") + path
+    url += f"?SECRETQ{query}" if query is not None else ""
+    url += f"#SECRETF{fragment}" if fragment is not None else ""
+    shown = shown_url(url)
+    assert "SECRET" not in shown
+    assert shown.endswith(host + (f":{port}" if port is not None else "") + path)
+
+
+@given(st.text())
+@example("https://[::1/x?k=v")
+@example("//h]/x")
+def test_shown_url_never_raises(url: str) -> None:
+    shown = shown_url(url)
+    assert "?" not in shown and "#" not in shown

@@ -250,7 +250,18 @@ ERROR_CASES: list[tuple[dict[str, Any], str, str]] = [
     ),
     *(
         ({"issuers": [{"name": name, "discover": True}]}, "issuers[0].discover", "host[:port]")
-        for name in ("i.example/x", "i.example?x", "i.example#x", ":443", "i.example:x")
+        for name in (
+            "i.example/x", "i.example?x", "i.example#x", ":443", "i.example:x", "[::1", "[zz]"
+        )
+    ),
+    *(  # urlsplit raises ValueError for the first three; the last has no valid port
+        ({"issuers": [{"name": ISSUER, "directory": url}]}, "issuers[0].directory", "http(s) URL")
+        for url in (
+            "https://[::1/d",
+            "https://i.example]/d",
+            "https://[zz]/d",
+            "https://i.example:99999/d",
+        )
     ),
     ({"directory_refresh_min": 0}, "directory_refresh_min", "from 1 to"),
     ({"directory_refresh_max": 30}, "directory_refresh_max", "directory_refresh_min"),
@@ -566,3 +577,14 @@ def test_static_keys_and_directory_together(base: dict[str, Any], issuer_key: Is
     [issuer] = _build(base).issuers
     assert issuer.keys == (issuer_key,)
     assert len(issuer.directory_urls) == 2
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://i.example/d?api_key=s3cret", "https:///d?api_key=s3cret", "https://[::1/d?k=s3cret"]
+)
+def test_a_refused_directory_url_is_not_echoed(base: dict[str, Any], url: str) -> None:
+    """Its query may hold an API key: the start-up error names the setting only."""
+    base["issuers"] = [{"name": ISSUER, "directory": url}]
+    error = _error(base)
+    assert error.setting == "issuers[0].directory"
+    assert "s3cret" not in str(error)
