@@ -6,7 +6,8 @@ import asyncio
 import gzip
 import json
 import secrets
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -35,7 +36,7 @@ from pat_middleware.issuer.client import (
 from pat_middleware.issuer.server import create_issuer_app
 from pat_middleware.keys import IssuerKey, encode_pss_spki
 from pat_middleware.wire import Token, TokenChallenge
-from tests._servers import serve_asgi
+from tests._servers import ASGIApp, serve_asgi
 
 PSS_48 = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 REQUEST_HEADERS = {"Content-Type": TOKEN_REQUEST_MEDIA_TYPE}
@@ -333,3 +334,119 @@ def test_client_asks_for_identity_and_refuses_compressed_answers(
         with pytest.raises(IssuanceError, match="only identity"):
             asyncio.run(fetch_async())
     assert seen and set(seen) == {"identity"}
+
+
+
+def _redirecting_with_a_bomb(issuer: Issuer) -> ASGIApp:
+    """``issuer`` at /real/..., and a redirect there from every other path, whose body is
+    gzip that inflates to 64 MiB (302 for GET, 307 for POST)."""
+    bomb = gzip.compress(b" " * (64 << 20))
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/real/directory":
+            body = issuer.directory_bytes().replace(b'"/token-request"', b'"token-request"')
+            status, headers = 200, [(b"content-type", ISSUER_DIRECTORY_MEDIA_TYPE.encode())]
+        elif scope["path"] == "/real/token-request":
+            request = b""
+            while True:
+                message = await receive()
+                request += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            body = issuer.issue(request)
+            status, headers = 200, [(b"content-type", TOKEN_RESPONSE_MEDIA_TYPE.encode())]
+        else:
+            post = scope["method"] == "POST"
+            where = b"/real/token-request" if post else b"/real/directory"
+            status, body = (307 if post else 302), bomb
+            headers = [(b"location", where), (b"content-encoding", b"gzip")]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+def _peak_memory(run: Callable[[], object]) -> int:
+    """The most memory Python held (all threads) while ``run`` ran."""
+    tracemalloc.start()
+    try:
+        run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_redirect_bodies_are_never_read(issuer: Issuer, challenge: TokenChallenge) -> None:
+    """httpx, following redirects itself, reads each redirect's body whole (and inflated)
+    before any bound applies: the client follows them without reading them, for the
+    directory and, with a client that follows redirects, for the token request too."""
+    key = issuer.preferred_key
+    results: list[object] = []
+    with serve_asgi(_redirecting_with_a_bomb(issuer)) as url:
+        with httpx.Client(timeout=10.0, follow_redirects=True) as following:
+            assert _peak_memory(lambda: results.append(fetch_directory(url, following)[1])) < (
+                8 << 20
+            )
+            assert _peak_memory(
+                lambda: results.append(fetch_token(challenge, key, url, following))
+            ) < (8 << 20)
+
+        async def run_async() -> None:
+            async with httpx.AsyncClient(timeout=10.0, follow_redirects=True) as client:
+                results.append((await fetch_directory_async(url, client))[1])
+                results.append(await fetch_token_async(challenge, key, url, client))
+
+        assert _peak_memory(lambda: asyncio.run(run_async())) < 8 << 20
+    assert results[0] == results[2] == url + "/real/directory"
+    for token in (results[1], results[3]):
+        assert isinstance(token, Token)
+        _assert_verifies(token, key, challenge)
+
+
+def test_a_redirect_loop_is_an_issuance_error(client: httpx.Client) -> None:
+    async def looping(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = [(b"location", scope["path"].encode()), (b"content-length", b"0")]
+            await send({"type": "http.response.start", "status": 302, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+
+    with (
+        serve_asgi(looping) as url,
+        pytest.raises(IssuanceError, match="too many redirects") as info,
+    ):
+        fetch_directory(url, client)
+    assert info.value.status == 502
+
+
+def test_a_compressed_token_response_is_refused(
+    issuer: Issuer, client: httpx.Client, challenge: TokenChallenge
+) -> None:
+    """The directory is fine; the token answer comes gzip-encoded: refused, sync and async."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["method"] == "GET":
+            body = issuer.directory_bytes()
+            headers = [(b"content-type", ISSUER_DIRECTORY_MEDIA_TYPE.encode())]
+        else:
+            body = gzip.compress(b"\0" * 256)
+            headers = [
+                (b"content-type", TOKEN_RESPONSE_MEDIA_TYPE.encode()),
+                (b"content-encoding", b"gzip"),
+            ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def fetch_async(url: str) -> None:
+        async with httpx.AsyncClient(timeout=10.0) as async_client:
+            await fetch_token_async(challenge, issuer.preferred_key, url, async_client)
+
+    with serve_asgi(app) as url:
+        with pytest.raises(IssuanceError, match="token request: Content-Encoding 'gzip'"):
+            fetch_token(challenge, issuer.preferred_key, url, client)
+        with pytest.raises(IssuanceError, match="token request: Content-Encoding 'gzip'"):
+            asyncio.run(fetch_async(url))

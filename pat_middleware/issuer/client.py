@@ -4,8 +4,8 @@ Steps: read the issuer directory (RFC path first, then the legacy one), resolve
 ``issuer-request-uri`` against the directory URL, check that the challenge's key is listed,
 POST the TokenRequest and finalize the answer into a verified :class:`Token`. Every failure
 (HTTP errors, timeouts, bad answers) is an :class:`IssuanceError` with status 502, except a
-response of the wrong size, which is a :class:`DecodeError`. Bodies are read with a bound and
-every request has a timeout.
+response of the wrong size, which is a :class:`DecodeError`. Bodies are read raw with a bound
+(identity encoding only), redirect bodies are never read, and every request has a timeout.
 
 :func:`issue_token_locally` (re-exported from :mod:`.protocol`) does the same in process.
 This module is the only one in :mod:`pat_middleware.issuer` that imports httpx.
@@ -13,6 +13,7 @@ This module is the only one in :mod:`pat_middleware.issuer` that imports httpx.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urljoin, urlsplit
@@ -41,6 +42,7 @@ from .protocol import (
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 _BAD_GATEWAY = 502
 _DIRECTORY_ACCEPT = f"{ISSUER_DIRECTORY_MEDIA_TYPE}, application/json;q=0.5"
+_DIRECTORY_HEADERS = {"Accept": _DIRECTORY_ACCEPT, "Accept-Encoding": "identity"}
 _HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
 
 #: Where to find the issuer: a URL, ``host[:port]``, a parsed directory, or ``None``.
@@ -75,13 +77,14 @@ def fetch_token(
         request_url = _request_url(directory, directory_url)
         _check_listed(directory, key, require_listed_key)
         token_request, state = begin_issuance(challenge, key, rng=rng)
-        with client.stream(
+        post = client.build_request(
             "POST",
             request_url,
             content=token_request.to_bytes(),
             headers=_post_headers(),
             timeout=timeout,
-        ) as response:
+        )
+        with _send(client, post, client.follow_redirects) as response:
             _check_response(response, "token request", TOKEN_RESPONSE_MEDIA_TYPE)
             body = read_bounded(response.iter_raw(), key.authenticator_length, response)
     except _HTTPX_ERRORS as e:
@@ -110,13 +113,14 @@ async def fetch_token_async(
         request_url = _request_url(directory, directory_url)
         _check_listed(directory, key, require_listed_key)
         token_request, state = begin_issuance(challenge, key, rng=rng)
-        async with client.stream(
+        post = client.build_request(
             "POST",
             request_url,
             content=token_request.to_bytes(),
             headers=_post_headers(),
             timeout=timeout,
-        ) as response:
+        )
+        async with _send_async(client, post, client.follow_redirects) as response:
             _check_response(response, "token request", TOKEN_RESPONSE_MEDIA_TYPE)
             body = await _read_bounded_async(
                 response.aiter_raw(), key.authenticator_length, response
@@ -153,13 +157,8 @@ def _get_directory(
     client: httpx.Client, urls: list[str], timeout: httpx.Timeout | float
 ) -> tuple[IssuerDirectory, str]:
     for index, url in enumerate(urls):
-        with client.stream(
-            "GET",
-            url,
-            headers={"Accept": _DIRECTORY_ACCEPT, "Accept-Encoding": "identity"},
-            timeout=timeout,
-            follow_redirects=True,
-        ) as response:
+        get = client.build_request("GET", url, headers=_DIRECTORY_HEADERS, timeout=timeout)
+        with _send(client, get, True) as response:
             if not response.is_success and index + 1 < len(urls):
                 continue
             _check_response(response, "issuer directory", None)
@@ -172,13 +171,8 @@ async def _get_directory_async(
     client: httpx.AsyncClient, urls: list[str], timeout: httpx.Timeout | float
 ) -> tuple[IssuerDirectory, str]:
     for index, url in enumerate(urls):
-        async with client.stream(
-            "GET",
-            url,
-            headers={"Accept": _DIRECTORY_ACCEPT, "Accept-Encoding": "identity"},
-            timeout=timeout,
-            follow_redirects=True,
-        ) as response:
+        get = client.build_request("GET", url, headers=_DIRECTORY_HEADERS, timeout=timeout)
+        async with _send_async(client, get, True) as response:
             if not response.is_success and index + 1 < len(urls):
                 continue
             _check_response(response, "issuer directory", None)
@@ -186,6 +180,37 @@ async def _get_directory_async(
             return parse_directory(body), str(response.url)
     raise IssuanceError("no directory URL to try", status=_BAD_GATEWAY)  # pragma: no cover
 
+
+@contextlib.contextmanager
+def _send(client: httpx.Client, request: httpx.Request, follow: bool) -> Iterator[httpx.Response]:
+    """The streamed response to ``request``, redirects followed (when ``follow``) without
+    reading their bodies: httpx's own following reads each one whole, inflated, unbounded."""
+    for _ in range(client.max_redirects + 1):
+        response = client.send(request, stream=True, follow_redirects=False)
+        try:
+            if not follow or response.next_request is None:
+                yield response
+                return
+            request = response.next_request
+        finally:
+            response.close()
+    raise IssuanceError("issuer: too many redirects", status=_BAD_GATEWAY)
+
+
+@contextlib.asynccontextmanager
+async def _send_async(
+    client: httpx.AsyncClient, request: httpx.Request, follow: bool
+) -> AsyncIterator[httpx.Response]:
+    for _ in range(client.max_redirects + 1):
+        response = await client.send(request, stream=True, follow_redirects=False)
+        try:
+            if not follow or response.next_request is None:
+                yield response
+                return
+            request = response.next_request
+        finally:
+            await response.aclose()
+    raise IssuanceError("issuer: too many redirects", status=_BAD_GATEWAY)
 
 # ------------------------------------------------------------------------- sans-IO helpers
 
