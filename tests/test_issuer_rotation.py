@@ -161,3 +161,21 @@ def test_keys_are_generated_off_the_event_loop(pool: list[rsa.RSAPrivateKey]) ->
         assert answer.status_code == 400  # too short, but the issuer was chosen first
     assert len(on_loop) == made_at_start + 2
     assert on_loop[made_at_start:] == [False, False]
+
+
+def test_directory_and_max_age_come_from_one_reading_of_the_clock(
+    pool: list[rsa.RSAPrivateKey],
+) -> None:
+    """The clock moves past a rotation while a directory request is served: the answer's
+    max-age belongs to the keys it lists (here: one second, not the next full period)."""
+    readings = iter([float(T0), T0 + 9.99])
+
+    def clock() -> float:
+        return next(readings, T0 + 10.0)
+
+    issuer = RotatingIssuer(NAME, period=10, start=T0, clock=clock, key_factory=factory(pool))
+    with serve_asgi(create_issuer_app(issuer, directory_max_age=3600)) as url:
+        answer = httpx.get(url + DIRECTORY_PATH)
+    assert answer.status_code == 200
+    assert len(parse_directory(answer.content).token_keys) == 2  # keys 1 and 0, as at 9.99
+    assert answer.headers["cache-control"] == "max-age=1"

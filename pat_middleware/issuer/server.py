@@ -89,17 +89,21 @@ def create_issuer_app(
         raise ConfigurationError("directory_max_age", "must not be negative")
     request_path = urlsplit(first.request_uri).path
 
-    def directory_headers(directory: bytes) -> dict[str, str]:
+    def directory_and_headers() -> tuple[bytes, dict[str, str]]:
+        """The directory and its caching headers, from one reading of the clock (a rotation
+        between two readings would send the old keys with the new period's max-age)."""
         max_age = directory_max_age
         if isinstance(issuer, RotatingIssuer):
             now = issuer.clock()
+            directory = issuer.issuer_at(now).directory_bytes()
             max_age = min(max_age, math.ceil(issuer.next_change(now) - now))
-        return {"Cache-Control": f"max-age={max_age}", "ETag": _etag_of(directory)}
+        else:
+            directory = issuer.directory_bytes()
+        return directory, {"Cache-Control": f"max-age={max_age}", "ETag": _etag_of(directory)}
 
     async def directory_endpoint(request: Request) -> Response:
         # A rotating issuer may generate a key here (tens of ms): not on the event loop.
-        directory = await run_in_threadpool(lambda: serving().directory_bytes())
-        headers = directory_headers(directory)
+        directory, headers = await run_in_threadpool(directory_and_headers)
         if_none_match = request.headers.get("if-none-match")
         if if_none_match is not None and _etag_matches(if_none_match, headers["ETag"]):
             return Response(status_code=304, headers=headers)
