@@ -11,6 +11,7 @@ variant for one second at a time, ``--seconds`` times a round, in an order that 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import socket
@@ -24,8 +25,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pat_middleware.policy import Policy
+from pat_middleware.policy import Policy, RequestInfo
 
+from .apps import STATIC_401_ENV, STATIC_401_PATH
 from .common import (
     Issuer,
     Options,
@@ -44,6 +46,7 @@ STARTUP_TIMEOUT = 20.0
 CPU_LABELS = {
     "plain": "no middleware",
     "reference": "do-nothing middleware",
+    "static401": "static 401",
     "open": "unprotected",
     "token": "token",
     "challenge": "401",
@@ -52,6 +55,7 @@ CPU_LABELS = {
 VARIANTS = {
     "plain": ("plain", "/open", 200),
     "reference": ("reference", "/open", 200),
+    "static401": ("reference", STATIC_401_PATH, 401),
     "open": ("guarded", "/open", 200),
     "token": ("guarded", "/protected", 200),
     "challenge": ("guarded", "/protected", 401),
@@ -196,11 +200,15 @@ def _wait_ready(server: Server) -> None:
 
 
 @contextmanager
-def servers(kind: str, settings_file: Path, workdir: Path) -> Iterator[dict[str, Server]]:
+def servers(
+    kind: str, settings_file: Path, workdir: Path, static_401: Path | None = None
+) -> Iterator[dict[str, Server]]:
     """For ``kind`` "asgi" or "wsgi": a server without the middleware ("plain"), one with
     a middleware that does nothing ("reference") and one with ours ("guarded")."""
     started: list[Server] = []
     env = {**os.environ, "PAT_BENCH_SETTINGS": str(settings_file)}
+    if static_401 is not None:
+        env[STATIC_401_ENV] = str(static_401)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     flags = {"plain": "0", "reference": "reference", "guarded": "1"}
     try:
@@ -277,12 +285,27 @@ def _try_install_wrk() -> None:
     )
 
 
+def _store_a_challenge(policy: Policy, file: Path) -> Path:
+    """One of the policy's per-session 401s (status, headers, body) as JSON, for the
+    reference servers' ``/static401``."""
+    cookie, _ = session_challenge(policy)
+    decision = policy.evaluate(RequestInfo("GET", "/protected", cookie=cookie))
+    payload = {
+        "status": decision.status,
+        "headers": [list(pair) for pair in decision.headers],
+        "body": decision.body.decode("latin-1"),
+    }
+    file.write_text(json.dumps(payload), encoding="utf-8")
+    return file
+
+
 def run(issuer: Issuer, opts: Options) -> list[Result]:
     loadgen = find_loadgen(opts)
     if isinstance(loadgen, str):
         return [Skip("3", "HTTP", loadgen)]
     settings_file = issuer.write_settings(opts.workdir / "pat.toml")
     policy = Policy(issuer.settings())  # same secret: mints sessions the servers accept
+    static_401 = _store_a_challenge(policy, opts.workdir / "static401.json")
     results: list[Result] = []
     for kind, needs, label in (
         ("asgi", ("uvicorn", "starlette"), "ASGI: Starlette under uvicorn"),
@@ -296,7 +319,7 @@ def run(issuer: Issuer, opts: Options) -> list[Result]:
                 Skip("3", label, f"{', '.join(missing)} not installed (pip install -e '.[bench]')")
             )
             continue
-        with servers(kind, settings_file, opts.workdir) as running:
+        with servers(kind, settings_file, opts.workdir, static_401) as running:
             results += _measure(label, running, issuer, policy, loadgen, opts)
     return results
 
@@ -336,6 +359,7 @@ def _measure(
         # Warm up every variant; the token run also estimates how many tokens a run needs.
         measure("plain", 1)
         measure("reference", 1)
+        measure("static401", 1, cookie=cookie)
         open_rate = measure("open", 1).rate(200)
         measure("challenge", 1, cookie=cookie)
         # The token path is slower than the open one: open_rate tokens last the second.
@@ -377,6 +401,18 @@ def _measure(
             target=0.90,
             target_text=">= 0.90",
         ),
+        "c_ref": Row(
+            "3c",
+            f"{label}, reference: the same 401 bytes answered as a constant",
+            "static 401",
+            "unprotected",
+            note=(
+                "no target: one of the middleware's own challenges (same headers and body "
+                "length), answered as fixed bytes by the reference server's bare layer, "
+                "without Starlette or Flask: what the 401 costs this server with no "
+                "policy at all."
+            ),
+        ),
     }
     cpu_per_request: dict[str, list[float]] = {which: [] for which in VARIANTS}
     # Each round: ``slices`` one-second runs of every variant, in turn (the order reversed
@@ -407,6 +443,7 @@ def _measure(
         token_rate = max(token_rate, rates["token"])
         rows["a"].add(rates["open"], rates["plain"])
         rows["ref"].add(rates["reference"], rates["plain"])
+        rows["c_ref"].add(rates["static401"], rates["open"])
         rows["b"].add(rates["token"], rates["open"])
         rows["c"].add(rates["challenge"], rates["open"])
     note = (

@@ -33,5 +33,6 @@ def test_quick_run_prints_a_row_for_every_figure() -> None:
     for item in ("1", "2", "3a", "3b", "3c", "4", "5"):
         assert any(row.startswith(f"| {item} |") for row in rows), (item, table)
     assert any("reference: a middleware that does nothing" in row for row in rows), table
+    assert any("reference: the same 401 bytes answered as a constant" in row for row in rows)
     assert "failed:" not in table
     assert "## Machine" in table and "cryptography" in table
