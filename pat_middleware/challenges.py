@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import math
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ._hmac import HmacSha256
@@ -106,20 +105,19 @@ class Windows:
         """Whole seconds from ``now`` until ``window`` expires: the max-age to send."""
         return max(0, int(self.deadline(window) - now))
 
-    def live(self, now: float) -> Iterator[int]:
-        """Windows whose challenges are still accepted at ``now``, newest first."""
-        w = self.index(now)
-        while self.deadline(w) >= now:
-            yield w
-            w -= 1
+    def live(self, now: float) -> range:
+        """Windows whose challenges are still accepted at ``now``, newest first (a handful:
+        at most ``max_age / window_seconds + 2``)."""
+        newest = self.index(now)  # its deadline is always ahead of ``now``
+        oldest = newest
+        while self.deadline(oldest - 1) >= now:
+            oldest -= 1
+        return range(newest, oldest - 1, -1)
 
-    def expired(self, now: float) -> Iterator[int]:
+    def expired(self, now: float) -> range:
         """Recently expired windows, newest first (for telling expired from unknown)."""
-        w = self.index(now)
-        while self.deadline(w) >= now:
-            w -= 1
-        for i in range(EXPIRED_LOOKBACK_WINDOWS):
-            yield w - i
+        first = self.live(now).stop
+        return range(first, first - EXPIRED_LOOKBACK_WINDOWS, -1)
 
     @property
     def longest_validity(self) -> int:

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from .challenges import (
-    EXPIRED_LOOKBACK_WINDOWS,
     ChallengeTemplate,
     ContextDeriver,
     ContextMode,
@@ -558,30 +557,25 @@ class Policy:
 
     def _match_per_session(self, ctx: _Context, digest: bytes) -> TokenChallenge | None:
         """The live window's challenge with this digest, newest window first; ``expired``
-        for one of the windows just before them. Loops rather than generators: this runs on
-        every redemption, and the token nearly always answers the newest window."""
+        for one of the windows just before them (ranges, not generators: this runs on every
+        redemption)."""
         session = ctx.session
         if session is None:
             return None
         sid = session.session_id
-        now = ctx.now
         pieces = ctx.keys.pieces
         derive = self.contexts.context
-        deadline = self.windows.deadline
-        window = self.windows.index(now)
-        while deadline(window) >= now:
+        for window in self.windows.live(ctx.now):
             context = derive(sid, window)
             for piece in pieces:
                 challenge = piece[0].match(context, digest)
                 if challenge is not None:
                     return challenge
-            window -= 1
-        for _ in range(EXPIRED_LOOKBACK_WINDOWS):
+        for window in self.windows.expired(ctx.now):  # only on the failure path
             context = derive(sid, window)
             for piece in pieces:
                 if piece[0].match(context, digest) is not None:
                     raise TokenError(Reason.EXPIRED, "challenge is older than max-age")
-            window -= 1
         return None
 
     def _candidate_contexts(self, ctx: _Context) -> Iterator[tuple[bytes, bool]]:

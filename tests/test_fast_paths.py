@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from itsdangerous import TimestampSigner
 
 from pat_middleware import IssuerKey, Token, TokenChallenge, encode_pss_spki
-from pat_middleware.challenges import ContextMode
+from pat_middleware.challenges import EXPIRED_LOOKBACK_WINDOWS, ContextMode, Windows
 from pat_middleware.codec import b64_decode, b64url_encode
 from pat_middleware.errors import DecodeError, Reason, TokenError
 from pat_middleware.headers import (
@@ -379,3 +379,25 @@ def test_a_key_added_to_the_live_ring_passes_instead_of_failing(
     )
     assert decision.allowed and decision.token is not None
     assert decision.token.token_key_id == other.token_key_id.hex()
+
+
+# ------------------------------------------------------------------------- challenge windows
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    max_age=st.integers(min_value=1, max_value=3600),
+    now=st.floats(min_value=0, max_value=4e9, allow_nan=False),
+)
+def test_live_and_expired_windows_follow_the_deadlines(max_age: int, now: float) -> None:
+    """Live windows are exactly those whose deadline is not past, newest first and
+    contiguous; the expired ones are the lookback windows right below them."""
+    windows = Windows.for_max_age(max_age)
+    live = list(windows.live(now))
+    assert live[0] == windows.index(now)
+    assert live == list(range(live[0], live[-1] - 1, -1))
+    assert all(windows.deadline(w) >= now for w in live)
+    assert windows.deadline(live[-1] - 1) < now
+    assert len(live) <= max_age // windows.window_seconds + 2
+    expired = list(windows.expired(now))
+    assert expired == [live[-1] - 1 - i for i in range(EXPIRED_LOOKBACK_WINDOWS)]
