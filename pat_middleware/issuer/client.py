@@ -212,6 +212,7 @@ async def _send_async(
             await response.aclose()
     raise IssuanceError("issuer: too many redirects", status=_BAD_GATEWAY)
 
+
 # ------------------------------------------------------------------------- sans-IO helpers
 
 
