@@ -25,6 +25,18 @@ def b64url_encode(data: bytes, *, padded: bool = True) -> str:
     return text if padded else text.rstrip("=")
 
 
+def b64url_bytes(data: bytes) -> bytes:
+    """Unpadded base64url as bytes (itsdangerous's ``base64_encode``), for signed cookies."""
+    return binascii.b2a_base64(data, newline=False).translate(_STANDARD_TO_URLSAFE).rstrip(b"=")
+
+
+def b64url_decode_strict(text: bytes) -> bytes:
+    """Unpadded base64url bytes back, strictly (alphabet and length); raises
+    :class:`binascii.Error`, a ``ValueError``. For values this library wrote itself."""
+    padded = text.translate(_URLSAFE_TO_STANDARD) + b"=" * (-len(text) % 4)
+    return binascii.a2b_base64(padded, strict_mode=True)
+
+
 def b64_decode(text: str | bytes, *, max_length: int | None = None) -> bytes:
     """Decode base64url or standard base64, with or without padding.
 
@@ -59,4 +71,4 @@ def decode_checked_body(body: str) -> bytes:
         raise DecodeError("base64 value does not decode") from e
 
 
-__all__ = ["b64_decode", "b64url_encode"]
+__all__ = ["b64_decode", "b64url_bytes", "b64url_decode_strict", "b64url_encode"]
