@@ -204,10 +204,21 @@ def _parse_max_age(text: str | None) -> int | None:
     return int(text)
 
 
+def challenge_pieces(token_key_b64: str, *, quoted: bool = True) -> tuple[str, str, str]:
+    """``(head, middle, tail)``: ``head + challenge_b64 + middle + str(max_age) + tail`` is
+    :func:`format_challenge` with a token-key and a max-age. The policy renders these once
+    per key and adds only the two values per request."""
+    q = '"' if quoted else ""
+    return f"{AUTH_SCHEME} challenge={q}", f"{q}, token-key={q}{token_key_b64}{q}, max-age={q}", q
+
+
 def format_challenge(
     challenge_b64: str, token_key_b64: str | None, max_age: int | None, *, quoted: bool = True
 ) -> str:
-    """One ``PrivateToken`` challenge from already-encoded values (the hot-path form)."""
+    """One ``PrivateToken`` challenge from already-encoded values."""
+    if token_key_b64 is not None and max_age is not None:
+        head, middle, tail = challenge_pieces(token_key_b64, quoted=quoted)
+        return f"{head}{challenge_b64}{middle}{max_age}{tail}"
     q = '"' if quoted else ""
     parts = [f"{AUTH_SCHEME} challenge={q}{challenge_b64}{q}"]
     if token_key_b64 is not None:
@@ -248,6 +259,7 @@ __all__ = [
     "ChallengeParams",
     "build_authorization",
     "build_www_authenticate",
+    "challenge_pieces",
     "format_challenge",
     "parse_auth_items",
     "parse_authorization",

@@ -29,7 +29,7 @@ from .challenges import (
 from .codec import b64url_encode
 from .discovery import KeySource
 from .errors import ConfigurationError, DecodeError, Reason, TokenError
-from .headers import AUTH_SCHEME, WWW_AUTHENTICATE, parse_authorization
+from .headers import WWW_AUTHENTICATE, challenge_pieces, parse_authorization
 from .metrics import CHALLENGE, PASS, REJECT, SESSION, UNAVAILABLE, DecisionEvent, MetricsHook
 from .sessions import (
     MAX_PENDING_CHALLENGES,
@@ -126,7 +126,7 @@ def _render(
     pieces: tuple[tuple[ChallengeTemplate, str, str, str], ...], context: bytes, max_age: int
 ) -> str:
     """One PrivateToken challenge per issuer, all with ``context``: what
-    :func:`~pat_middleware.headers.format_challenge` writes, from pre-rendered pieces."""
+    :func:`~pat_middleware.headers.format_challenge` writes, from its pieces."""
     age = str(max_age)
     if len(pieces) == 1:
         template, head, middle, tail = pieces[0]
@@ -343,14 +343,9 @@ class Policy:
         templates = tuple((self._templates[name], key.token_key) for name, key in live)
         ring = KeyRing(TrustedKey(i.name, key) for i in selection.issuers for key in i.accepted)
         static = tuple(self._empty_challenges[name] for name, _ in live)
-        q = '"' if self.settings.quoted_values else ""
+        quoted = self.settings.quoted_values
         pieces = tuple(
-            (
-                template,
-                f"{AUTH_SCHEME} challenge={q}",
-                f"{q}, token-key={q}{token_key}{q}, max-age={q}",
-                q,
-            )
+            (template, *challenge_pieces(token_key, quoted=quoted))
             for template, token_key in templates
         )
         return _KeySnapshot(
