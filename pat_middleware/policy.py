@@ -293,7 +293,7 @@ class Policy:
             ("Content-Type", settings.challenge_content_type),
             ("Cache-Control", "no-store"),
         )
-        self._protects = settings.protection()
+        self._protects = settings.protects
         self._snapshot = self._build_snapshot(clock())
         self._origins = frozenset(settings.origin_info)
         if self.mode is ContextMode.PER_SESSION:

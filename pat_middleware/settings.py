@@ -146,6 +146,8 @@ class Settings:
     max_authorization_length: int = DEFAULT_MAX_AUTHORIZATION_LENGTH
     development: bool = False
     discovery: DiscoveryOptions = field(default_factory=DiscoveryOptions)
+    #: ``protect`` and ``protect_methods`` compiled, once per Settings (see protects).
+    _protects: Callable[[str, str], bool] = field(init=False, repr=False, compare=False)
 
     def __repr__(self) -> str:
         names = ", ".join(i.name for i in self.issuers)
@@ -154,44 +156,46 @@ class Settings:
             f"max_age={self.max_age}, secret=<hidden>)"
         )
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_protects", _compile_protection(self))
+
     def protects(self, method: str, path: str) -> bool:
-        """True when settings protect this request (decorators protect on their own).
-
-        The reference rule; :meth:`protection` compiles the same rule for the request path.
-        """
-        if self.protect_methods and method.upper() not in self.protect_methods:
-            return False
-        return any(rule.matches(path) for rule in self.protect)
-
-    def protection(self) -> Callable[[str, str], bool]:
-        """:meth:`protects`, compiled once: exact paths in a set, prefixes in one
-        ``startswith`` call, globs as compiled patterns."""
-        methods = self.protect_methods
-        # A method found as given is its own upper case only when every method is upper
-        # case (as from_mapping makes them); otherwise only the upper-cased lookup counts.
-        direct = methods if all(m == m.upper() for m in methods) else frozenset()
-        exact = frozenset(r.pattern for r in self.protect if r.kind == "exact")
-        prefixes = tuple(r.pattern for r in self.protect if r.kind == "prefix")
-        globs = tuple(
-            re.compile(fnmatch.translate(r.pattern)).match
-            for r in self.protect
-            if r.kind not in ("exact", "prefix")  # PathRule.matches: anything else is a glob
-        )
-
-        def protects(method: str, path: str) -> bool:
-            if methods and method not in direct and method.upper() not in methods:
-                return False
-            if path in exact or path.startswith(prefixes):
-                return True
-            return any(match(path) is not None for match in globs)
-
-        return protects
+        """True when settings protect this request (decorators protect on their own): the
+        method is in ``protect_methods`` (when set) and some :class:`PathRule` matches."""
+        return self._protects(method, path)
 
     @classmethod
     def from_mapping(
         cls, data: Mapping[str, Any], *, base_dir: Path | None = None, source: str = ""
     ) -> Settings:
         return _Builder(data, base_dir or Path.cwd(), source).build()
+
+
+def _compile_protection(settings: Settings) -> Callable[[str, str], bool]:
+    """The protect rules as one function: exact paths in a set, prefixes in one
+    ``startswith`` call, globs as compiled patterns (what :meth:`PathRule.matches` says,
+    rule by rule)."""
+    methods = settings.protect_methods
+    # A method found as given is its own upper case only when every method is upper case
+    # (as from_mapping makes them); otherwise only the upper-cased lookup counts.
+    direct = methods if all(m == m.upper() for m in methods) else frozenset()
+    rules = settings.protect
+    exact = frozenset(r.pattern for r in rules if r.kind == "exact")
+    prefixes = tuple(r.pattern for r in rules if r.kind == "prefix")
+    globs = tuple(
+        re.compile(fnmatch.translate(r.pattern)).match
+        for r in rules
+        if r.kind not in ("exact", "prefix")  # PathRule.matches: anything else is a glob
+    )
+
+    def protects(method: str, path: str) -> bool:
+        if methods and method not in direct and method.upper() not in methods:
+            return False
+        if path in exact or path.startswith(prefixes):
+            return True
+        return any(match(path) is not None for match in globs)
+
+    return protects
 
 
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
