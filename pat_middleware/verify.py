@@ -58,6 +58,17 @@ class TrustedKey:
     key: IssuerKey
 
 
+#: (token_key_id, its entries, its entries by token type)
+_Group = tuple[bytes, tuple[TrustedKey, ...], dict[int, tuple[TrustedKey, ...]]]
+
+
+def _by_type(group: tuple[TrustedKey, ...]) -> dict[int, tuple[TrustedKey, ...]]:
+    by_type: dict[int, tuple[TrustedKey, ...]] = {}
+    for entry in group:
+        by_type[entry.key.token_type] = (*by_type.get(entry.key.token_type, ()), entry)
+    return by_type
+
+
 class KeyRing:
     """The keys an origin currently accepts, looked up by ``token_key_id``.
 
@@ -66,14 +77,13 @@ class KeyRing:
     ring holds a handful of keys.
     """
 
-    __slots__ = ("_entries", "_groups", "_mixed_types")
+    __slots__ = ("_entries", "_groups")
 
     def __init__(self, entries: Iterable[TrustedKey] = ()) -> None:
         self._entries: tuple[TrustedKey, ...] = ()
-        # (token_key_id, every entry with it), built when the ring changes, never per lookup.
-        self._groups: tuple[tuple[bytes, tuple[TrustedKey, ...]], ...] = ()
-        # True when one id is trusted under several token types (an IssuerKey built by hand).
-        self._mixed_types = False
+        # Per token_key_id: every entry with it, and those entries by token type. Built
+        # when the ring changes, never per lookup.
+        self._groups: tuple[_Group, ...] = ()
         for entry in entries:
             self.add(entry)
 
@@ -85,22 +95,24 @@ class KeyRing:
         ):
             return
         self._entries = (*self._entries, entry)
-        groups: dict[bytes, tuple[TrustedKey, ...]] = {}
+        by_id: dict[bytes, tuple[TrustedKey, ...]] = {}
         for e in self._entries:
-            groups[e.key.token_key_id] = (*groups.get(e.key.token_key_id, ()), e)
-        self._groups = tuple(groups.items())
-        self._mixed_types = any(len({e.key.token_type for e in g}) > 1 for g in groups.values())
+            by_id[e.key.token_key_id] = (*by_id.get(e.key.token_key_id, ()), e)
+        self._groups = tuple((key_id, group, _by_type(group)) for key_id, group in by_id.items())
 
     def find(self, token_key_id: bytes) -> TrustedKey | None:
         """The first entry with this key id."""
         found = self.find_all(token_key_id)
         return found[0] if found else None
 
-    def find_all(self, token_key_id: bytes) -> tuple[TrustedKey, ...]:
-        """Every entry with this key id (one per issuer trusting the key)."""
-        for key_id, group in self._groups:
+    def find_all(
+        self, token_key_id: bytes, token_type: int | None = None
+    ) -> tuple[TrustedKey, ...]:
+        """Every entry with this key id (one per issuer trusting the key), in the order
+        added; with ``token_type``, only the entries for that token type."""
+        for key_id, group, by_type in self._groups:
             if hmac.compare_digest(key_id, token_key_id):
-                return group
+                return group if token_type is None else by_type.get(token_type, ())
         return ()
 
     def __iter__(self) -> Iterator[TrustedKey]:
@@ -210,10 +222,8 @@ def verify_token(
         raise TokenError(Reason.WRONG_LENGTH, f"token is {size} bytes")
 
     # Every entry of a group has the same key: the id hashes the key's bytes.
-    candidates = keys.find_all(data[TOKEN_KEY_ID_OFFSET:AUTHENTICATOR_INPUT_LENGTH])
-    if keys._mixed_types:  # only entries of this token's type are candidates
-        candidates = tuple(c for c in candidates if c.key.token_type == token_type)
-    if not candidates or candidates[0].key.token_type != token_type:
+    candidates = keys.find_all(data[TOKEN_KEY_ID_OFFSET:AUTHENTICATOR_INPUT_LENGTH], token_type)
+    if not candidates:
         raise TokenError(Reason.UNKNOWN_KEY, "token_key_id matches no accepted key")
     key = candidates[0].key
     if size != key.token_length:
