@@ -108,10 +108,14 @@ class Windows:
     def live(self, now: float) -> range:
         """Windows whose challenges are still accepted at ``now``, newest first (a handful:
         at most ``max_age / window_seconds + 2``)."""
-        newest = self.index(now)  # its deadline is always ahead of ``now``
-        oldest = newest
-        while self.deadline(oldest - 1) >= now:
-            oldest -= 1
+        # deadline(w) is (w + 1) * ws + max_age, written out: this runs per redemption.
+        ws, max_age = self.window_seconds, self.max_age
+        newest = int(now // ws)  # index(now); its deadline is always ahead of ``now``
+        oldest = newest - max_age // ws - 1  # a guess, corrected exactly below
+        while oldest < newest and (oldest + 1) * ws + max_age < now:
+            oldest += 1  # deadline(oldest) is past: not live
+        while oldest * ws + max_age >= now:
+            oldest -= 1  # deadline(oldest - 1) is ahead: live too
         return range(newest, oldest - 1, -1)
 
     def expired(self, now: float) -> range:
