@@ -11,8 +11,10 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from .headers import MAX_HEADER_BYTES
+from .errors import DecodeError
+from .headers import MAX_HEADER_BYTES, private_cache_control
 from .metrics import MetricsHook
+from .paths import asgi_paths
 from .policy import SCOPE_KEY, Decision, Policy, RequestInfo
 from .settings import Settings
 
@@ -49,9 +51,11 @@ def request_info(scope: Scope) -> RequestInfo:
             cookie.append(value.decode("latin-1"))
         elif name == b"host" and host is None:
             host = value.decode("latin-1")
+    paths = asgi_paths(scope, strict=False)
     return RequestInfo(
         method=scope.get("method", "GET"),
-        path=scope.get("path", "/"),
+        path=paths[0],
+        paths=paths[1:],
         host=host,
         authorization=", ".join(authorization) or None,
         cookie="; ".join(cookie) or None,
@@ -71,16 +75,29 @@ async def send_decision(decision: Decision, send: Send) -> None:
     await send({"type": "http.response.body", "body": decision.body})
 
 
-def send_with_headers(send: Send, extra: tuple[tuple[str, str], ...]) -> Send:
-    """Wrap ``send`` so the response start carries ``extra`` headers too."""
-    if not extra:
+def private_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` with their Cache-Control lines merged into one that is ``private``
+    (see :func:`~pat_middleware.headers.private_cache_control`)."""
+    existing = [v.decode("latin-1") for k, v in headers if k.lower() == b"cache-control"]
+    value = private_cache_control(", ".join(existing) if existing else None)
+    kept = [(k, v) for k, v in headers if k.lower() != b"cache-control"] if existing else headers
+    return [*kept, (b"cache-control", value.encode("latin-1"))]
+
+
+def send_with_headers(
+    send: Send, extra: tuple[tuple[str, str], ...], *, private: bool = False
+) -> Send:
+    """Wrap ``send`` so the response start carries ``extra`` headers too, and with
+    ``private`` a Cache-Control that keeps it out of shared caches."""
+    if not extra and not private:
         return send
     encoded = encode_headers(extra)
 
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
             message = dict(message)
-            message["headers"] = [*message.get("headers", ()), *encoded]
+            headers = [*message.get("headers", ()), *encoded]
+            message["headers"] = private_headers(headers) if private else headers
         await send(message)
 
     return wrapped
@@ -119,7 +136,12 @@ class PrivateTokenMiddleware:
             await self.app(scope, receive, send)
             return
         scope[POLICY_SCOPE_KEY] = self.policy
-        if not self.policy.protects(scope.get("method", "GET"), scope.get("path", "/")):
+        try:
+            protected = self.policy.protects(scope.get("method", "GET"), *asgi_paths(scope))
+        except DecodeError:
+            await send_decision(self.policy.bad_path(), send)
+            return
+        if not protected:
             scope[SCOPE_KEY] = None
             await self.app(scope, receive, send)
             return
@@ -128,7 +150,9 @@ class PrivateTokenMiddleware:
             await send_decision(decision, send)
             return
         scope[SCOPE_KEY] = decision.token
-        await self.app(scope, receive, send_with_headers(send, decision.headers))
+        await self.app(
+            scope, receive, send_with_headers(send, decision.headers, private=decision.private)
+        )
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A handshake on a protected path needs a verified session (or a token).
@@ -137,11 +161,17 @@ class PrivateTokenMiddleware:
         handshake is closed with 1008 before it is accepted, which servers send as a 403.
         """
         scope[POLICY_SCOPE_KEY] = self.policy
-        if not self.policy.protects("GET", scope.get("path", "/")):
+        decision: Decision | None = None
+        try:
+            protected = self.policy.protects("GET", *asgi_paths(scope))
+        except DecodeError:
+            protected, decision = True, self.policy.bad_path()
+        if not protected:
             scope[SCOPE_KEY] = None
             await self.app(scope, receive, send)
             return
-        decision = await self.policy.evaluate_async(request_info(scope), force=True)
+        if decision is None:
+            decision = await self.policy.evaluate_async(request_info(scope), force=True)
         if not decision.allowed:
             message = await receive()
             if message["type"] == "websocket.connect":
@@ -155,6 +185,7 @@ __all__ = [
     "POLICY_SCOPE_KEY",
     "PrivateTokenMiddleware",
     "encode_headers",
+    "private_headers",
     "request_info",
     "send_decision",
     "send_with_headers",

@@ -244,6 +244,33 @@ def build_www_authenticate(challenges: Iterable[ChallengeParams], *, quoted: boo
     return ", ".join(rendered)
 
 
+CACHE_CONTROL = "Cache-Control"
+#: Directives a response passed on a protected route loses: they let shared caches store it.
+_SHARED_CACHE_DIRECTIVES = frozenset({"public", "private", "s-maxage"})
+
+
+def private_cache_control(existing: str | None) -> str:
+    """The ``Cache-Control`` value of a response passed on a protected route.
+
+    ``private`` (RFC 9111 §5.2.2.7) is added so no shared cache hands the response to a
+    client that has no token; ``public``, ``s-maxage`` and a field-qualified ``private``
+    (which lets shared caches store the rest) give way to it. A stronger value stays as it
+    is: ``no-store``, or a bare ``private`` without ``public``.
+    """
+    if not existing or not existing.strip():
+        return "private"
+    parts = [p.strip() for p in existing.split(",")]
+    parts = [p for p in parts if p]
+    names = [p.partition("=")[0].strip().lower() for p in parts]
+    if "no-store" in names:
+        return existing
+    bare_private = any(p.lower() == "private" for p in parts)
+    if bare_private and "public" not in names and "s-maxage" not in names:
+        return existing
+    kept = [p for p, n in zip(parts, names, strict=True) if n not in _SHARED_CACHE_DIRECTIVES]
+    return ", ".join(("private", *kept))
+
+
 def build_authorization(token: bytes, *, quoted: bool = True) -> str:
     """An Authorization value carrying one token."""
     q = '"' if quoted else ""
@@ -253,6 +280,7 @@ def build_authorization(token: bytes, *, quoted: bool = True) -> str:
 __all__ = [
     "AUTHORIZATION",
     "AUTH_SCHEME",
+    "CACHE_CONTROL",
     "DEFAULT_MAX_AUTHORIZATION_LENGTH",
     "WWW_AUTHENTICATE",
     "AuthItem",
@@ -264,4 +292,5 @@ __all__ = [
     "parse_auth_items",
     "parse_authorization",
     "parse_www_authenticate",
+    "private_cache_control",
 ]

@@ -88,6 +88,9 @@ class RequestInfo:
     method: str
     path: str
     host: str | None = None
+    #: Other spellings of the path the server or framework may act on (raw target, routed
+    #: path, with or without the mount prefix); see :mod:`pat_middleware.paths`.
+    paths: tuple[str, ...] = ()
     authorization: str | None = field(default=None, repr=False)  # carries a token
     cookie: str | None = field(default=None, repr=False)  # carries signed session marks
 
@@ -117,8 +120,22 @@ class Decision:
     def allowed(self) -> bool:
         return self.outcome in (Outcome.SKIP, Outcome.PASS)
 
+    @property
+    def private(self) -> bool:
+        """The app's response must carry ``Cache-Control: private`` (it passed on a token or
+        a verified session: a shared cache must not hand it to anyone else)."""
+        return self.outcome is Outcome.PASS
+
 
 _SKIP = Decision(Outcome.SKIP)
+#: A path that does not decode, when path rules are set: refused, not guessed at.
+_BAD_PATH = Decision(
+    Outcome.REJECT,
+    status=400,
+    headers=(("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store")),
+    body=b"Bad request path.\n",
+    reason=Reason.MALFORMED,
+)
 _NO_COOKIES: Mapping[str, str] = MappingProxyType({})
 
 
@@ -360,9 +377,18 @@ class Policy:
             passes={(t.issuer_name, t.key.token_key_id): _pass(t) for t in ring},
         )
 
-    def protects(self, method: str, path: str) -> bool:
-        """True when the settings protect this request (see :meth:`Settings.protects`)."""
-        return self._protects(method, path)
+    def protects(self, method: str, *paths: str) -> bool:
+        """True when the settings protect a request with these path spellings (see
+        :meth:`Settings.protects`); raises :class:`DecodeError` for a path that does not
+        decode (answer it with :meth:`bad_path`)."""
+        return self._protects(method, *paths)
+
+    def bad_path(self) -> Decision:
+        """The 400 for a request path that does not decode while path rules are set."""
+        self._observe(
+            None, REJECT, 400, reason=Reason.MALFORMED, detail="request path does not decode"
+        )
+        return _BAD_PATH
 
     # ------------------------------------------------------------------------ evaluation
 
@@ -419,8 +445,12 @@ class Policy:
         return self._finish(step, fresh)
 
     def _begin(self, request: RequestInfo, force: bool) -> Decision | _Pending:
-        if not force and not self._protects(request.method, request.path):
-            return _SKIP
+        if not force:
+            try:
+                if not self._protects(request.method, request.path, *request.paths):
+                    return _SKIP
+            except DecodeError:
+                return self.bad_path()
         started = time.perf_counter() if self.metrics is not None else 0.0
         now = self.clock()
         cookies = parse_cookie_header(request.cookie) if request.cookie else _NO_COOKIES
@@ -683,7 +713,7 @@ class Policy:
 
     def _observe(
         self,
-        ctx: _Context,
+        ctx: _Context | None,
         outcome: str,
         status: int,
         *,
@@ -702,7 +732,7 @@ class Policy:
                 issuer,
                 key_id.hex() if key_id is not None else None,
                 status,
-                time.perf_counter() - ctx.started,
+                time.perf_counter() - ctx.started if ctx is not None else 0.0,
             )
             try:
                 hook.record(event)

@@ -25,6 +25,7 @@ from .errors import ConfigurationError, DecodeError
 from .headers import DEFAULT_MAX_AUTHORIZATION_LENGTH
 from .issuer.protocol import DIRECTORY_PATH, LEGACY_DIRECTORY_PATH
 from .keys import IssuerKey
+from .paths import canonical_path, path_forms, percent_decode
 from .sessions import CookieOptions
 from .wire import TOKEN_TYPE_BLIND_RSA, TokenChallenge
 
@@ -110,6 +111,17 @@ class PathRule:
                 kind, pattern = "exact", text
         if not pattern.startswith("/"):
             raise ConfigurationError(setting, f"path pattern {text!r} must start with '/'")
+        if kind != "glob" and "%" in pattern:
+            try:  # rules are matched against decoded forms (see paths.py)
+                pattern = percent_decode(pattern)
+            except DecodeError as e:
+                raise ConfigurationError(setting, f"path pattern {text!r}: {e}") from e
+        if canonical_path(pattern) != pattern:
+            raise ConfigurationError(
+                setting,
+                f"path pattern {text!r} has an empty, '.' or '..' segment; write it as "
+                f"{canonical_path(pattern)!r} (requests are matched in that form too)",
+            )
         return cls(kind, pattern)
 
     def matches(self, path: str) -> bool:
@@ -147,7 +159,9 @@ class Settings:
     development: bool = False
     discovery: DiscoveryOptions = field(default_factory=DiscoveryOptions)
     #: ``protect`` and ``protect_methods`` compiled, once per Settings (see protects).
-    _protects: Callable[[str, str], bool] = field(init=False, repr=False, compare=False)
+    _protects: Callable[[str, tuple[str, ...]], bool] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __repr__(self) -> str:
         names = ", ".join(i.name for i in self.issuers)
@@ -159,10 +173,14 @@ class Settings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_protects", _compile_protection(self))
 
-    def protects(self, method: str, path: str) -> bool:
+    def protects(self, method: str, *paths: str) -> bool:
         """True when settings protect this request (decorators protect on their own): the
-        method is in ``protect_methods`` (when set) and some :class:`PathRule` matches."""
-        return self._protects(method, path)
+        method is in ``protect_methods`` (when set) and some :class:`PathRule` matches some
+        form of some of ``paths`` (the spellings the adapter sees; see
+        :func:`~pat_middleware.paths.path_forms`). Raises
+        :class:`~pat_middleware.errors.DecodeError` for a path that does not decode, when
+        rules are set."""
+        return self._protects(method, paths)
 
     @classmethod
     def from_mapping(
@@ -171,10 +189,10 @@ class Settings:
         return _Builder(data, base_dir or Path.cwd(), source).build()
 
 
-def _compile_protection(settings: Settings) -> Callable[[str, str], bool]:
-    """The protect rules as one function: exact paths in a set, prefixes in one
-    ``startswith`` call, globs as compiled patterns (what :meth:`PathRule.matches` says,
-    rule by rule)."""
+def _compile_protection(settings: Settings) -> Callable[[str, tuple[str, ...]], bool]:
+    """The protect rules as one function over the forms of the request's paths: exact paths
+    in a set, prefixes in one ``startswith`` call, globs as compiled patterns (what
+    :meth:`PathRule.matches` says, rule by rule, for any form)."""
     methods = settings.protect_methods
     # A method found as given is its own upper case only when every method is upper case
     # (as from_mapping makes them); otherwise only the upper-cased lookup counts.
@@ -188,12 +206,23 @@ def _compile_protection(settings: Settings) -> Callable[[str, str], bool]:
         if r.kind not in ("exact", "prefix")  # PathRule.matches: anything else is a glob
     )
 
-    def protects(method: str, path: str) -> bool:
+    if not rules:
+
+        def protects_nothing(method: str, paths: tuple[str, ...]) -> bool:
+            return False
+
+        return protects_nothing
+
+    def protects(method: str, paths: tuple[str, ...]) -> bool:
         if methods and method not in direct and method.upper() not in methods:
             return False
-        if path in exact or path.startswith(prefixes):
-            return True
-        return any(match(path) is not None for match in globs)
+        for path in path_forms(paths):
+            if path in exact or path.startswith(prefixes):
+                return True
+            for match in globs:
+                if match(path) is not None:
+                    return True
+        return False
 
     return protects
 

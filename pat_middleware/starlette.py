@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from .asgi import POLICY_SCOPE_KEY, encode_headers, request_info
 from .errors import ConfigurationError
+from .headers import CACHE_CONTROL, private_cache_control
 from .policy import SCOPE_KEY, Decision, Outcome, Policy, TokenInfo
 from .settings import protected_methods
 
@@ -29,6 +30,16 @@ def _policy_for(request: Request, policy: Policy | None) -> Policy:
             "require_private_token needs a policy: pass policy= or install PrivateTokenMiddleware",
         )
     return found
+
+
+def _apply(response: Response, decision: Decision) -> None:
+    """A pass's cookies on the endpoint's response, and its Cache-Control made private."""
+    response.raw_headers.extend(encode_headers(decision.headers))
+    if decision.private:
+        existing = response.headers.getlist(CACHE_CONTROL)
+        response.headers[CACHE_CONTROL] = private_cache_control(
+            ", ".join(existing) if existing else None
+        )
 
 
 def _response(decision: Decision) -> Response:
@@ -83,7 +94,7 @@ def require_private_token(
             if not decision.allowed:
                 return _response(decision)
             response = await func(request, *args, **kwargs)
-            response.raw_headers.extend(encode_headers(decision.headers))
+            _apply(response, decision)
             return response
 
         return wrapper  # type: ignore[return-value]
@@ -107,15 +118,17 @@ def private_token_dependency(
     """A FastAPI dependency: ``Depends(private_token_dependency())`` returns the TokenInfo.
 
     Refusals raise :class:`PrivateTokenRequired`; register :func:`exception_handler` for it.
-    On a pass the policy's cookies (the verified-session mark) go on the response FastAPI
-    gives dependencies, which it merges into the endpoint's response.
+    On a pass the policy's cookies (the verified-session mark) and ``Cache-Control:
+    private`` go on the response FastAPI gives dependencies, which it merges into the
+    endpoint's response (an endpoint returning its own Response with a Cache-Control then
+    carries both lines; ``private`` still binds every shared cache).
     """
 
     async def dependency(request: Request, response: Response) -> TokenInfo | None:
         decision = await check_request(request, policy)
         if not decision.allowed:
             raise PrivateTokenRequired(decision)
-        response.raw_headers.extend(encode_headers(decision.headers))
+        _apply(response, decision)
         return decision.token
 
     return dependency

@@ -10,8 +10,10 @@ from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
-from .headers import MAX_HEADER_BYTES
+from .errors import DecodeError
+from .headers import MAX_HEADER_BYTES, private_cache_control
 from .metrics import MetricsHook
+from .paths import wsgi_paths
 from .policy import SCOPE_KEY, Decision, Policy, RequestInfo, TokenInfo
 from .settings import Settings
 
@@ -50,22 +52,29 @@ def request_method(environ: Mapping[str, Any]) -> str:
     return str(environ.get("REQUEST_METHOD", "GET"))
 
 
-def request_path(environ: Mapping[str, Any]) -> str:
-    """SCRIPT_NAME + PATH_INFO: the path the ``protect`` patterns are matched against."""
-    info = environ.get("PATH_INFO", "/") or "/"
-    script = environ.get("SCRIPT_NAME", "")
-    return f"{script}{info}" if isinstance(script, str) and script else str(info)
-
-
-def request_info(environ: Mapping[str, Any], *, path: str | None = None) -> RequestInfo:
-    """Read method, path, Host, Authorization and Cookie from a WSGI environ.
-
-    ``path`` overrides SCRIPT_NAME + PATH_INFO (Django passes ``request.path``, reading its
-    ``request.META`` through here too).
+def request_paths(
+    environ: Mapping[str, Any], *routed: str, strict: bool = True
+) -> tuple[str, ...]:
+    """Every spelling of the request path the ``protect`` patterns are matched against:
+    ``PATH_INFO`` (what frameworks route on), ``SCRIPT_NAME + PATH_INFO``, the raw target,
+    and ``routed``, the paths the framework itself computed (see :mod:`pat_middleware.paths`).
+    Raises :class:`DecodeError` for bytes that are not UTF-8 when ``strict``.
     """
+    paths = wsgi_paths(environ, strict=strict)
+    return (*paths, *routed) if routed else paths
+
+
+def request_info(environ: Mapping[str, Any], *routed: str) -> RequestInfo:
+    """Read method, path spellings, Host, Authorization and Cookie from a WSGI environ.
+
+    ``routed`` adds the framework's own reading of the path (Django's ``request.path_info``
+    and ``request.path``, Flask's ``request.path``).
+    """
+    paths = request_paths(environ, *routed, strict=False)
     return RequestInfo(
         method=request_method(environ),
-        path=request_path(environ) if path is None else path,
+        path=paths[0],
+        paths=paths[1:],
         host=_header(environ, "HTTP_HOST") or _header(environ, "SERVER_NAME"),
         # Any size: the policy refuses an over-long one as malformed, before parsing it.
         authorization=_header(environ, "HTTP_AUTHORIZATION", limit=None),
@@ -73,24 +82,38 @@ def request_info(environ: Mapping[str, Any], *, path: str | None = None) -> Requ
     )
 
 
-def respond(decision: Decision, start_response: StartResponse) -> list[bytes]:
-    """Answer with a non-pass decision."""
+def respond(
+    decision: Decision, start_response: StartResponse, method: str = "GET"
+) -> list[bytes]:
+    """Answer with a non-pass decision (headers only for HEAD, RFC 9110 §9.3.2)."""
     headers = [*decision.headers, ("Content-Length", str(len(decision.body)))]
     start_response(status_line(decision.status), headers)
-    return [decision.body]
+    return [] if method == "HEAD" else [decision.body]
+
+
+def private_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``headers`` with their Cache-Control lines merged into one that is ``private``
+    (see :func:`~pat_middleware.headers.private_cache_control`)."""
+    existing = [v for k, v in headers if k.lower() == "cache-control"]
+    value = private_cache_control(", ".join(existing) if existing else None)
+    kept = [(k, v) for k, v in headers if k.lower() != "cache-control"] if existing else headers
+    return [*kept, ("Cache-Control", value)]
 
 
 def start_response_with(
-    start_response: StartResponse, extra: tuple[tuple[str, str], ...]
+    start_response: StartResponse, extra: tuple[tuple[str, str], ...], *, private: bool = False
 ) -> StartResponse:
-    """Wrap ``start_response`` so the app's response carries ``extra`` headers too."""
-    if not extra:
+    """Wrap ``start_response`` so the app's response carries ``extra`` headers too, and with
+    ``private`` a Cache-Control that keeps it out of shared caches."""
+    if not extra and not private:
         return start_response
 
     def wrapped(
         status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None
     ) -> Callable[[bytes], object]:
         headers = [*headers, *extra]
+        if private:
+            headers = private_headers(headers)
         if exc_info is not None:
             return start_response(status, headers, exc_info)
         return start_response(status, headers)
@@ -125,22 +148,31 @@ class PrivateTokenWSGIMiddleware:
             # An outer layer already passed this request: judging it again would spend the
             # token twice and refuse it as replayed.
             return self.app(environ, start_response)
-        if not self.policy.protects(request_method(environ), request_path(environ)):
+        method = request_method(environ)
+        try:
+            protected = self.policy.protects(method, *wsgi_paths(environ))
+        except DecodeError:
+            return respond(self.policy.bad_path(), start_response, method)
+        if not protected:
             environ[SCOPE_KEY] = None
             return self.app(environ, start_response)
         decision = self.policy.evaluate(request_info(environ), force=True)
         if not decision.allowed:
-            return respond(decision, start_response)
+            return respond(decision, start_response, method)
         environ[SCOPE_KEY] = decision.token
-        return self.app(environ, start_response_with(start_response, decision.headers))
+        return self.app(
+            environ,
+            start_response_with(start_response, decision.headers, private=decision.private),
+        )
 
 
 __all__ = [
     "POLICY_ENVIRON_KEY",
     "PrivateTokenWSGIMiddleware",
+    "private_headers",
     "request_info",
     "request_method",
-    "request_path",
+    "request_paths",
     "respond",
     "start_response_with",
 ]

@@ -459,7 +459,7 @@ def run_wsgi(mode: str, built: Built) -> tuple[int, list[tuple[str, str]], objec
         return lambda data: None
 
     body = b"".join(WSGI_APPS[mode](environ, start_response))
-    assert len(started) == 1 and body
+    assert len(started) == 1 and (body or built.method == "HEAD")
     status, headers = started[0]
     return int(status[:3]), headers, environ.get(SCOPE_KEY)
 

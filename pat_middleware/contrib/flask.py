@@ -33,11 +33,12 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, DecodeError
+from ..headers import CACHE_CONTROL, private_cache_control
 from ..metrics import MetricsHook
 from ..policy import SCOPE_KEY, Decision, Outcome, Policy, TokenInfo
 from ..settings import KNOWN_KEYS, Settings, load_settings, protected_methods
-from ..wsgi import POLICY_ENVIRON_KEY, request_info, request_method, request_path
+from ..wsgi import POLICY_ENVIRON_KEY, request_info, request_method, request_paths
 
 #: ``app.extensions`` key holding the :class:`PrivateTokens` instance.
 EXTENSION_KEY = "pat_middleware"
@@ -108,11 +109,33 @@ def _evaluate(policy: Policy) -> Decision:
     if isinstance(existing, TokenInfo):  # the WSGI middleware or a hook passed it already
         g.private_token = existing
         return Decision(Outcome.PASS, token=existing)
-    decision = policy.evaluate(request_info(environ), force=True)
+    decision = policy.evaluate(request_info(environ, *_routed_paths()), force=True)
     if decision.allowed:
         environ[SCOPE_KEY] = decision.token
         g.private_token = decision.token
     return decision
+
+
+def _routed_paths() -> tuple[str, ...]:
+    """What Werkzeug routed on: ``request.path`` (leading slashes merged, UTF-8 decoded) and
+    the matched rule when it is a plain path (``strict_slashes=False`` serves ``/x/`` for
+    the rule ``/x``)."""
+    rule = request.url_rule
+    if rule is not None and "<" not in rule.rule:
+        return (request.path, rule.rule)
+    return (request.path,)
+
+
+def _apply(response: Response, decision: Decision) -> Response:
+    """A pass's cookies on the view's response, and Cache-Control made private."""
+    for name, value in decision.headers:
+        response.headers.add(name, value)
+    if decision.private:
+        existing = response.headers.getlist(CACHE_CONTROL)
+        response.headers[CACHE_CONTROL] = private_cache_control(
+            ", ".join(existing) if existing else None
+        )
+    return response
 
 
 def _current_policy() -> Policy:
@@ -139,10 +162,7 @@ def _decorate(
         decision = _evaluate(get_policy())
         if not decision.allowed:
             return _refusal(decision)
-        response = make_response(view(*args, **kwargs))
-        for name, value in decision.headers:
-            response.headers.add(name, value)
-        return response
+        return _apply(make_response(view(*args, **kwargs)), decision)
 
     return wrapper
 
@@ -226,25 +246,24 @@ class PrivateTokens:
         policy = self.policy
         environ = request.environ
         passed = isinstance(environ.get(SCOPE_KEY), TokenInfo)
-        # Method and path straight from the environ: an unprotected request (most of them)
-        # costs two lookups and a pattern match, and no after-request hook.
-        if not passed and not policy.protects(request_method(environ), request_path(environ)):
-            environ.setdefault(SCOPE_KEY, None)
-            g.private_token = None
-            return None
+        # Every spelling of the path the server and Werkzeug read: an unprotected request
+        # (most of them) costs a few lookups and a pattern match, and no after-request hook.
+        if not passed:
+            try:
+                protected = policy.protects(
+                    request_method(environ), *request_paths(environ, *_routed_paths())
+                )
+            except DecodeError:
+                return _refusal(policy.bad_path())
+            if not protected:
+                environ.setdefault(SCOPE_KEY, None)
+                g.private_token = None
+                return None
         decision = _evaluate(policy)
         if not decision.allowed:
             return _refusal(decision)
-        if decision.headers:
-            after_this_request(functools.partial(_add_headers, headers=decision.headers))
+        after_this_request(functools.partial(_apply, decision=decision))
         return None
-
-
-def _add_headers(response: Response, *, headers: tuple[tuple[str, str], ...]) -> Response:
-    """Add a pass's cookies to the view's response."""
-    for name, value in headers:
-        response.headers.add(name, value)
-    return response
 
 
 @overload

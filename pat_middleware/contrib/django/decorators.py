@@ -15,7 +15,7 @@ from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 from ...settings import protected_methods
-from .middleware import acheck_request, add_headers, check_request, refusal_response
+from .middleware import acheck_request, apply_decision, check_request, refusal_response
 
 _View = TypeVar("_View", bound=Callable[..., Any])
 
@@ -37,9 +37,9 @@ def _decorate(view: _View, methods: Iterable[str] | None) -> _View:
                 return await async_view(request, *args, **kwargs)
             decision = await acheck_request(request)
             if not decision.allowed:
-                return refusal_response(decision)
+                return refusal_response(decision, request.method)
             response = await async_view(request, *args, **kwargs)
-            add_headers(response, decision.headers)
+            apply_decision(response, decision)
             return response
 
         return cast(_View, async_wrapper)
@@ -52,9 +52,9 @@ def _decorate(view: _View, methods: Iterable[str] | None) -> _View:
             return sync_view(request, *args, **kwargs)
         decision = check_request(request)
         if not decision.allowed:
-            return refusal_response(decision)
+            return refusal_response(decision, request.method)
         response = sync_view(request, *args, **kwargs)
-        add_headers(response, decision.headers)
+        apply_decision(response, decision)
         return response
 
     return cast(_View, wrapper)

@@ -29,7 +29,8 @@ from django.http.response import HttpResponseBase
 from django.utils.module_loading import import_string
 
 from ... import wsgi
-from ...errors import ConfigurationError
+from ...errors import ConfigurationError, DecodeError
+from ...headers import CACHE_CONTROL, private_cache_control
 from ...metrics import MetricsHook
 from ...policy import SCOPE_KEY, Decision, Outcome, Policy, RequestInfo, TokenInfo
 from ...settings import Settings, load_settings
@@ -146,8 +147,10 @@ def get_policy() -> Policy:
 
 
 def request_info(request: HttpRequest) -> RequestInfo:
-    """Method, path and headers of a Django request (never calls ``get_host()``)."""
-    return wsgi.request_info(request.META, path=request.path)
+    """Method, path spellings and headers of a Django request (never calls ``get_host()``):
+    ``request.path_info`` (what the URL resolver routes on), ``request.path`` and the
+    server's own (see :mod:`pat_middleware.paths`)."""
+    return wsgi.request_info(request.META, request.path_info, request.path)
 
 
 def passed_token(request: HttpRequest) -> TokenInfo | None:
@@ -190,11 +193,21 @@ async def acheck_request(request: HttpRequest, policy: Policy | None = None) -> 
     return _record(request, await active.evaluate_async(request_info(request), force=True))
 
 
-def refusal_response(decision: Decision) -> HttpResponse:
-    """The policy's 401/4xx/503 answer as a Django response."""
-    response = HttpResponse(decision.body, status=decision.status)
+def refusal_response(decision: Decision, method: str | None = "GET") -> HttpResponse:
+    """The policy's 401/4xx/503 answer as a Django response (no body for HEAD)."""
+    body = b"" if method == "HEAD" else decision.body
+    response = HttpResponse(body, status=decision.status)
     add_headers(response, decision.headers)
     return response
+
+
+def apply_decision(response: HttpResponseBase, decision: Decision) -> None:
+    """A pass's cookies on the view's response, and its Cache-Control made private."""
+    add_headers(response, decision.headers)
+    if decision.private:
+        response.headers[CACHE_CONTROL] = private_cache_control(
+            response.headers.get(CACHE_CONTROL)
+        )
 
 
 def add_headers(response: HttpResponseBase, headers: tuple[tuple[str, str], ...]) -> None:
@@ -228,11 +241,18 @@ class PrivateTokenMiddleware:
     def __repr__(self) -> str:
         return f"PrivateTokenMiddleware(async_mode={self.async_mode})"
 
-    def _policy_if_protected(self, request: HttpRequest) -> Policy | None:
-        """The policy when this request is protected; None (and no token) when it is not."""
+    def _policy_if_protected(self, request: HttpRequest) -> Policy | Decision | None:
+        """The policy when this request is protected; None (and no token) when it is not; the
+        400 decision when its path does not decode."""
         policy = get_policy()
-        info = request_info(request)
-        if passed_token(request) is None and not policy.protects(info.method, info.path):
+        if passed_token(request) is not None:
+            return policy
+        try:
+            paths = wsgi.request_paths(request.META, request.path_info, request.path)
+            protected = policy.protects(request.method or "GET", *paths)
+        except DecodeError:
+            return policy.bad_path()
+        if not protected:
             setattr(request, SCOPE_KEY, None)
             return None
         return policy
@@ -244,11 +264,11 @@ class PrivateTokenMiddleware:
         policy = self._policy_if_protected(request)
         if policy is None:
             return get_response(request)
-        decision = check_request(request, policy)
+        decision = policy if isinstance(policy, Decision) else check_request(request, policy)
         if not decision.allowed:
-            return refusal_response(decision)
+            return refusal_response(decision, request.method)
         response = get_response(request)
-        add_headers(response, decision.headers)
+        apply_decision(response, decision)
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
@@ -256,11 +276,14 @@ class PrivateTokenMiddleware:
         policy = self._policy_if_protected(request)
         if policy is None:
             return await get_response(request)
-        decision = await acheck_request(request, policy)
+        if isinstance(policy, Decision):
+            decision = policy
+        else:
+            decision = await acheck_request(request, policy)
         if not decision.allowed:
-            return refusal_response(decision)
+            return refusal_response(decision, request.method)
         response = await get_response(request)
-        add_headers(response, decision.headers)
+        apply_decision(response, decision)
         return response
 
 
@@ -271,6 +294,7 @@ __all__ = [
     "PrivateTokenMiddleware",
     "acheck_request",
     "add_headers",
+    "apply_decision",
     "check_request",
     "get_policy",
     "passed_token",
