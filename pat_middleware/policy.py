@@ -283,6 +283,15 @@ class Policy:
                     "pip install 'pat-middleware[discovery]'",
                 ) from e
             attach(self._key_source, background=refresh_in_background)
+        if not settings.origin_info:
+            logger.warning(
+                "origin_info is empty: challenges name no origin, so a token minted for this "
+                "site's challenge can be redeemed at any origin that trusts the same issuer%s; "
+                "set origin_info to this site's host names",
+                " (and, in none mode, tokens minted for other sites are accepted here)"
+                if settings.redemption_context is ContextMode.NONE
+                else "",
+            )
         self._snapshot_lock = threading.Lock()
         self.windows = Windows.for_max_age(settings.max_age)
         self.contexts = ContextDeriver(derive_key(settings.secret, "redemption-context"))
@@ -304,8 +313,9 @@ class Policy:
             else None
         )
         self._body = settings.challenge_body.encode("utf-8")
-        self._pending_cookie = settings.cookies.session_name + "_c"
-        self._session_cookie_name = settings.cookies.session_name
+        self._pending_cookie = settings.cookies.pending_cookie
+        self._session_cookie_name = settings.cookies.session_cookie
+        self._verified_cookie_name = settings.cookies.verified_cookie
         self._refusal_headers = (
             ("Content-Type", settings.challenge_content_type),
             ("Cache-Control", "no-store"),
@@ -483,7 +493,7 @@ class Policy:
             # Only a request without a token is judged by the verified mark (its MAC is
             # checked here, not on the token path).
             if self.sessions.is_verified(
-                cookies.get(self.settings.cookies.verified_name),
+                cookies.get(self._verified_cookie_name),
                 session,
                 self.settings.verified_duration,
             ):
@@ -552,7 +562,7 @@ class Policy:
                 headers.append(("Set-Cookie", self._session_cookie(session)))
             opts = self.settings.cookies
             verified = self.sessions.dump_verified(session)
-            headers.append(("Set-Cookie", opts.render(opts.verified_name, verified, duration)))
+            headers.append(("Set-Cookie", opts.render(opts.verified_cookie, verified, duration)))
             passed = Decision(Outcome.PASS, headers=tuple(headers), token=passed.token)
         self._observe(ctx, PASS, 200, issuer=result.issuer_name, key_id=key_id)
         return passed
@@ -779,7 +789,7 @@ class Policy:
     def _session_cookie(self, session: Session) -> str:
         opts = self.settings.cookies
         return opts.render(
-            opts.session_name, self.sessions.dump_session(session), self.settings.session_lifetime
+            opts.session_cookie, self.sessions.dump_session(session), self.settings.session_lifetime
         )
 
     def _host_allowed(self, host: str | None) -> bool:

@@ -213,6 +213,28 @@ class CookieOptions:
     domain: str | None = None
     path: str = "/"
 
+    @property
+    def prefix(self) -> str:
+        """``__Host-`` when the cookies qualify for it (Secure, no Domain, Path=/): browsers
+        then refuse the name from a sibling subdomain or over http (RFC 6265bis §4.1.3.2),
+        so nobody can plant a session cookie for this host."""
+        return "__Host-" if self.secure and self.domain is None and self.path == "/" else ""
+
+    @property
+    def session_cookie(self) -> str:
+        """The session cookie's name as it travels."""
+        return self.prefix + self.session_name
+
+    @property
+    def verified_cookie(self) -> str:
+        """The verified-session cookie's name as it travels."""
+        return self.prefix + self.verified_name
+
+    @property
+    def pending_cookie(self) -> str:
+        """Per-request mode: the outstanding challenges' cookie name as it travels."""
+        return self.prefix + self.session_name + "_c"
+
     def render(self, name: str, value: str, max_age: int) -> str:
         """A Set-Cookie value: always HttpOnly."""
         parts = [f"{name}={value}", f"Path={self.path}", f"Max-Age={max_age}", "HttpOnly"]

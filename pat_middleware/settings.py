@@ -159,9 +159,7 @@ class Settings:
     development: bool = False
     discovery: DiscoveryOptions = field(default_factory=DiscoveryOptions)
     #: ``protect`` and ``protect_methods`` compiled, once per Settings (see protects).
-    _protects: Callable[[str, tuple[str, ...]], bool] = field(
-        init=False, repr=False, compare=False
-    )
+    _protects: Callable[[str, tuple[str, ...]], bool] = field(init=False, repr=False, compare=False)
 
     def __repr__(self) -> str:
         names = ", ".join(i.name for i in self.issuers)

@@ -52,9 +52,7 @@ def request_method(environ: Mapping[str, Any]) -> str:
     return str(environ.get("REQUEST_METHOD", "GET"))
 
 
-def request_paths(
-    environ: Mapping[str, Any], *routed: str, strict: bool = True
-) -> tuple[str, ...]:
+def request_paths(environ: Mapping[str, Any], *routed: str, strict: bool = True) -> tuple[str, ...]:
     """Every spelling of the request path the ``protect`` patterns are matched against:
     ``PATH_INFO`` (what frameworks route on), ``SCRIPT_NAME + PATH_INFO``, the raw target,
     and ``routed``, the paths the framework itself computed (see :mod:`pat_middleware.paths`).
@@ -82,9 +80,7 @@ def request_info(environ: Mapping[str, Any], *routed: str) -> RequestInfo:
     )
 
 
-def respond(
-    decision: Decision, start_response: StartResponse, method: str = "GET"
-) -> list[bytes]:
+def respond(decision: Decision, start_response: StartResponse, method: str = "GET") -> list[bytes]:
     """Answer with a non-pass decision (headers only for HEAD, RFC 9110 §9.3.2)."""
     headers = [*decision.headers, ("Content-Length", str(len(decision.body)))]
     start_response(status_line(decision.status), headers)

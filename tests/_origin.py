@@ -22,6 +22,9 @@ SECRET = "test-secret-0123456789-abcdefghijklmnop"
 T0 = 1_700_000_100.0
 SESSION_COOKIE = "pat_session"
 VERIFIED_COOKIE = "pat_verified"
+#: The names as they travel when the cookies are Secure, host-only and at / (the default).
+SECURE_SESSION_COOKIE = "__Host-" + SESSION_COOKIE
+SECURE_VERIFIED_COOKIE = "__Host-" + VERIFIED_COOKIE
 
 
 class FakeClock:

@@ -516,7 +516,6 @@ def test_fuzz_issue(vector_issuer: Issuer, data: bytes) -> None:
     _only_our_errors(vector_issuer.issue, data)
 
 
-
 def test_issuer_refuses_keys_with_colliding_truncated_ids(
     rsa_2048: rsa.RSAPrivateKey,
     other_rsa_2048: rsa.RSAPrivateKey,

@@ -336,7 +336,6 @@ def test_client_asks_for_identity_and_refuses_compressed_answers(
     assert seen and set(seen) == {"identity"}
 
 
-
 def _redirecting_with_a_bomb(issuer: Issuer) -> ASGIApp:
     """``issuer`` at /real/..., and a redirect there from every other path, whose body is
     gzip that inflates to 64 MiB (302 for GET, 307 for POST)."""

@@ -252,4 +252,3 @@ def test_several_workers_without_issuer_keys_exit_1_in_one_line() -> None:
     assert run.returncode == 1, run.stderr[-2000:]
     assert "issuers[0].directory: no token key could be fetched" in run.stderr
     assert "Traceback" not in run.stderr + run.stdout
-

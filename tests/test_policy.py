@@ -24,8 +24,6 @@ from ._origin import (
     ISSUER,
     OTHER_ISSUER,
     SECRET,
-    SESSION_COOKIE,
-    VERIFIED_COOKIE,
     Browser,
     FakeClock,
     answer,
@@ -36,6 +34,8 @@ from ._origin import (
     make_settings,
     set_cookies,
 )
+from ._origin import SECURE_SESSION_COOKIE as SESSION_COOKIE
+from ._origin import SECURE_VERIFIED_COOKIE as VERIFIED_COOKIE
 from .conftest import sign_token
 
 # ------------------------------------------------------------------------------ fixtures

@@ -514,7 +514,9 @@ def test_two_policies_share_one_redis(
     token = answer_policy(browser.challenge(), rsa_2048, issuer_key)
     assert browser.get(token=token).outcome is Outcome.PASS
     browser.policy = second
-    replay = browser.get(token=token, cookie=f"pat_session={browser.cookies['pat_session']}")
+    replay = browser.get(
+        token=token, cookie=f"__Host-pat_session={browser.cookies['__Host-pat_session']}"
+    )
     assert replay.reason is not None and replay.reason.value == "replayed"
     for policy in (first, second):
         assert isinstance(policy.store, RedisReplayStore)

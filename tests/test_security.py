@@ -40,7 +40,8 @@ from pat_middleware.wsgi import request_info as wsgi_request_info
 from ._origin import (
     ISSUER,
     SECRET,
-    SESSION_COOKIE,
+    SECURE_SESSION_COOKIE,
+    SECURE_VERIFIED_COOKIE,
     VERIFIED_COOKIE,
     Browser,
     FakeClock,
@@ -524,7 +525,10 @@ def test_oversized_cookie_is_ignored_and_starts_a_new_session(
     cookie = _Tripwire(f"{ours}; big={'A' * MAX_HEADER_BYTES}")
     decision = policy.evaluate(RequestInfo("GET", "/protected", cookie=cookie))
     _challenged(decision)
-    assert set_cookies(decision.headers)[SESSION_COOKIE] != browser.cookies[SESSION_COOKIE]
+    assert (
+        set_cookies(decision.headers)[SECURE_SESSION_COOKIE]
+        != browser.cookies[SECURE_SESSION_COOKIE]
+    )
 
 
 @pytest.mark.parametrize(
@@ -564,11 +568,11 @@ def test_forged_session_cookie_starts_a_new_session_and_its_token_is_refused(
     and the token matches none of its challenges."""
     forger = Browser(Policy(make_settings(issuer_key, secret="m" * 40), clock=clock))
     token = answer(forger.challenge(), rsa_2048, issuer_key)
-    forged = forger.cookies[SESSION_COOKIE]
+    forged = forger.cookies[SECURE_SESSION_COOKIE]
 
-    decision = Browser(policy).get(token=token, cookie=f"{SESSION_COOKIE}={forged}")
+    decision = Browser(policy).get(token=token, cookie=f"{SECURE_SESSION_COOKIE}={forged}")
     _refused(decision, Reason.CHALLENGE_MISMATCH)
-    fresh = set_cookies(decision.headers)[SESSION_COOKIE]
+    fresh = set_cookies(decision.headers)[SECURE_SESSION_COOKIE]
     assert fresh != forged
     assert policy.sessions.load_session(forged) is None
     assert policy.sessions.load_session(fresh) is not None
@@ -648,7 +652,7 @@ class _Secrets:
         for value in cookies.values():
             if len(value) >= 16:
                 self.values.add(value)
-        session = policy.sessions.load_session(cookies.get(SESSION_COOKIE))
+        session = policy.sessions.load_session(cookies.get(SECURE_SESSION_COOKIE))
         if session is not None:
             self.add(session.session_id)
 
@@ -675,7 +679,7 @@ def _attack_run(
     seen.add_cookies(policy, mallory.cookies)
     foreign = seen.add_token(answer(www, private_key, key))
     _refused(mallory.get(token=foreign), Reason.CHALLENGE_MISMATCH)
-    mallory.cookies[VERIFIED_COOKIE] = alice.cookies[VERIFIED_COOKIE]
+    mallory.cookies[SECURE_VERIFIED_COOKIE] = alice.cookies[SECURE_VERIFIED_COOKIE]
     _challenged(mallory.get())
     grease = seen.add_token(b"\x11\x32" + secrets.token_bytes(352))
     mallory.get(token=grease)

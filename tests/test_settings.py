@@ -251,7 +251,13 @@ ERROR_CASES: list[tuple[dict[str, Any], str, str]] = [
     *(
         ({"issuers": [{"name": name, "discover": True}]}, "issuers[0].discover", "host[:port]")
         for name in (
-            "i.example/x", "i.example?x", "i.example#x", ":443", "i.example:x", "[::1", "[zz]"
+            "i.example/x",
+            "i.example?x",
+            "i.example#x",
+            ":443",
+            "i.example:x",
+            "[::1",
+            "[zz]",
         )
     ),
     *(  # urlsplit raises ValueError for the first three; the last has no valid port
@@ -580,7 +586,8 @@ def test_static_keys_and_directory_together(base: dict[str, Any], issuer_key: Is
 
 
 @pytest.mark.parametrize(
-    "url", ["ftp://i.example/d?api_key=s3cret", "https:///d?api_key=s3cret", "https://[::1/d?k=s3cret"]
+    "url",
+    ["ftp://i.example/d?api_key=s3cret", "https:///d?api_key=s3cret", "https://[::1/d?k=s3cret"],
 )
 def test_a_refused_directory_url_is_not_echoed(base: dict[str, Any], url: str) -> None:
     """Its query may hold an API key: the start-up error names the setting only."""

@@ -205,9 +205,7 @@ def apply_decision(response: HttpResponseBase, decision: Decision) -> None:
     """A pass's cookies on the view's response, and its Cache-Control made private."""
     add_headers(response, decision.headers)
     if decision.private:
-        response.headers[CACHE_CONTROL] = private_cache_control(
-            response.headers.get(CACHE_CONTROL)
-        )
+        response.headers[CACHE_CONTROL] = private_cache_control(response.headers.get(CACHE_CONTROL))
 
 
 def add_headers(response: HttpResponseBase, headers: tuple[tuple[str, str], ...]) -> None:
