@@ -257,12 +257,32 @@ def test_rfc9380_hash_to_curve(vector: dict[str, str]) -> None:
     dst = SUITE["dst"].encode()
     u = h2c.hash_to_field(msg, 2, dst)
     assert u == [_x(vector["u[0]"]), _x(vector["u[1]"])]
-    q0 = h2c.map_to_curve_simple_swu(u[0])
-    q1 = h2c.map_to_curve_simple_swu(u[1])
-    assert (q0.x, q0.y) == (_x(vector["Q0.x"]), _x(vector["Q0.y"]))
-    assert (q1.x, q1.y) == (_x(vector["Q1.x"]), _x(vector["Q1.y"]))
+    for map_to_curve in (h2c.map_to_curve_simple_swu, h2c._map_to_curve_decompressing):
+        q0 = map_to_curve(u[0])
+        q1 = map_to_curve(u[1])
+        assert (q0.x, q0.y) == (_x(vector["Q0.x"]), _x(vector["Q0.y"]))
+        assert (q1.x, q1.y) == (_x(vector["Q1.x"]), _x(vector["Q1.y"]))
     point = h2c.hash_to_curve(msg, dst)
     assert (point.x, point.y) == (_x(vector["P.x"]), _x(vector["P.y"]))
+
+
+@given(st.integers(min_value=0, max_value=P - 1))
+def test_fast_map_equals_reference_map(u: int) -> None:
+    assert h2c._map_to_curve_decompressing(u) == h2c.map_to_curve_simple_swu(u)
+
+
+def _exceptional_inputs() -> list[int]:
+    # u with Z^2*u^4 + Z*u^2 = 0: u = 0 and u^2 = -1/Z = 1/12 (a square mod p).
+    root = pow(pow(12, -1, P), p384.SQRT_EXPONENT, P)
+    assert root * root * 12 % P == 1
+    return [0, root, P - root]
+
+
+@pytest.mark.parametrize("u", _exceptional_inputs(), ids=["zero", "root", "minus-root"])
+def test_maps_agree_on_the_exceptional_case(u: int) -> None:
+    point = h2c.map_to_curve_simple_swu(u)
+    assert h2c._map_to_curve_decompressing(u) == point
+    assert not point.is_identity
 
 
 def test_expand_vectors_cover_appendix_k1_to_k3() -> None:
