@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 import pat_middleware.tokens.oprf as oprf_package
 from pat_middleware.errors import DecodeError
 from pat_middleware.tokens.oprf import h2c
-from pat_middleware.tokens.oprf.keys import PublicKey, SecretKey, SecretScalar, scalar_inverse
+from pat_middleware.tokens.oprf.keys import (
+    PublicKey,
+    SecretKey,
+    SecretScalar,
+    scalar_inverse,
+    scalar_mult,
+)
 from pat_middleware.tokens.oprf.p384 import GENERATOR, IDENTITY, N, Point
 
 _DST = b"pat-middleware-tests-P384"
@@ -38,6 +44,11 @@ def _value(key: SecretKey) -> int:
 @given(scalars, points)
 def test_constant_time_multiply_equals_public_multiply(scalar: int, point: Point) -> None:
     assert SecretScalar.from_int(scalar).multiply(point) == point.multiply_public(scalar)
+
+
+@given(st.integers(min_value=0, max_value=N - 1), points)
+def test_scalar_mult_equals_public_multiply(scalar: int, point: Point) -> None:
+    assert scalar_mult(scalar, point) == point.multiply_public(scalar)
 
 
 @given(points)

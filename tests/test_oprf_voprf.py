@@ -311,6 +311,32 @@ def test_derive_key_pair_depends_on_seed_and_info() -> None:
 # -- parsers raise DecodeError and nothing else -------------------------------------------------
 
 
+_DST = b"pat-middleware-tests-P384"
+elements = st.one_of(
+    st.binary(max_size=16).map(lambda msg: oprf.hash_to_curve(msg, _DST)), st.just(IDENTITY)
+)
+
+
+@settings(max_examples=40)
+@given(st.lists(elements, max_size=3), st.lists(elements, max_size=3))
+def test_batches_of_any_shape_raise_only_decode_error(
+    key: oprf.SecretKey, blinded: list[Point], other: list[Point]
+) -> None:
+    pk = key.public_key.point
+    try:
+        evaluated, proof = oprf.blind_evaluate_batch(key, blinded)
+    except DecodeError:
+        assert not blinded or IDENTITY in blinded
+        return
+    assert oprf.verify_proof(GENERATOR, pk, blinded, evaluated, proof)
+    try:
+        verified = oprf.verify_proof(GENERATOR, pk, blinded, other, proof)
+    except DecodeError:
+        assert len(other) != len(blinded) or IDENTITY in other
+        return
+    assert verified == (other == evaluated)
+
+
 @given(st.binary(max_size=200))
 def test_proof_parser_raises_only_decode_error(data: bytes) -> None:
     try:

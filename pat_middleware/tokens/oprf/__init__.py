@@ -6,7 +6,8 @@ Tokens (``PrivateStateTokenV1VOPRF``) the group pieces they build on: uncompress
 (:func:`decode_uncompressed`, :func:`encode_uncompressed`), hashing with their own DSTs
 (:func:`hash_to_curve`, :func:`hash_to_scalar`), constant-time k*P
 (:meth:`SecretKey.multiply`), DLEQ nonces (:class:`SecretScalar`) and responses
-(:meth:`SecretKey.proof_response`), and constant-time point equality (``Point.__eq__``).
+(:meth:`SecretKey.proof_response`), fast multiplication for composites
+(:func:`scalar_mult`), and constant-time point equality (``Point.__eq__``).
 
 Modules:
 
@@ -24,7 +25,7 @@ malformed input raises :class:`~pat_middleware.errors.DecodeError`. No I/O happe
 from __future__ import annotations
 
 from .h2c import expand_message_xmd, hash_to_curve, hash_to_field, map_to_curve_simple_swu
-from .keys import PublicKey, SecretKey, SecretScalar, scalar_inverse
+from .keys import PublicKey, SecretKey, SecretScalar, scalar_inverse, scalar_mult
 from .p384 import (
     COMPRESSED_LENGTH,
     GENERATOR,
@@ -117,6 +118,7 @@ __all__ = [
     "map_to_curve_simple_swu",
     "random_scalar",
     "scalar_inverse",
+    "scalar_mult",
     "serialize_element",
     "serialize_scalar",
     "unblind",
