@@ -35,19 +35,26 @@ depends on.
 
 Residual leakage, stated honestly:
 
-* CPython's long division has rare data-dependent correction steps, and an unpadded
-  intermediate (a reduced share, c*k1 mod n) is one limb shorter with probability about
-  2^-24. What these could reveal concerns the current random shares, the fresh nonce r and
-  the public c; the two shares are fresh uniform values that only sum to k, so a leak must
-  hit both shares of the same request, plus r, to say anything about k.
-* The nonce r and a client blind are read out of OpenSSL as Python integers
-  (``private_numbers()``), converted back for ``derive_private_key``, and the blind's
-  inverse (:func:`scalar_inverse`) is computed by Python on a masked value (r*u for a
-  fresh random u). These are per-proof and per-token values, never reused.
-* ``exchange`` and ``derive_private_key`` convert between Python integers and OpenSSL
-  BIGNUMs, whose cost depends on the value's length (again about 2^-24 per leading-zero
-  limb). OpenSSL's own scalar multiplication is constant time.
-* At load, k is read once as a Python integer to split it into shares.
+* CPython's long division has rare data-dependent correction steps, and a reduced
+  intermediate (a refreshed share, c*k1 mod n) is one limb shorter with probability about
+  2^-24. What that could reveal is about one share of one request; the two shares are
+  fresh uniform values that only sum to k, so a leak has to catch both shares of the same
+  request to say anything about k.
+* The proof nonce r and a client blind are read out of OpenSSL as Python integers
+  (``private_numbers()``), and the blind's inverse goes back in (``derive_private_key``).
+  Those conversions take time depending on the value's byte length, so a value with a
+  leading zero byte (probability 2^-8) converts a few nanoseconds faster. Leading-zero
+  leaks of DLEQ/Schnorr nonces are what lattice attacks feed on, given enough proofs
+  whose nonces are known to be short; here the difference is nanoseconds inside a
+  request of milliseconds, which we judge not measurable from the network. Should that
+  change, r can be held as two OpenSSL-held shares (two more exchanges per proof,
+  about 0.8 ms). The blind's inverse (:func:`scalar_inverse`) is computed on the masked
+  value blind*u for a fresh random u. Nonces and blinds are per-proof and per-token values,
+  never reused.
+* ``exchange`` converts its x-coordinate result and ``from_encoded_point`` its input the
+  same way; both are public values. OpenSSL's own scalar multiplication is constant time.
+* At load, k is read once as a Python integer to split it into shares, and
+  ``voprf.derive_key_pair`` reduces its hash output mod n in Python, once per key.
 """
 
 from __future__ import annotations
