@@ -1,0 +1,1 @@
+"""Token types: the only place that knows an algorithm."""
