@@ -168,14 +168,20 @@ def wsgi_paths(environ: Mapping[str, Any], *, strict: bool = True) -> tuple[str,
     script = environ.get("SCRIPT_NAME")
     if isinstance(script, str) and script:
         spellings.append(wsgi_text(script, strict=strict).rstrip("/") + info)
+    target = raw_target(environ, strict=strict)
+    if target is not None and target != info:
+        spellings.append(target)
+    return tuple(spellings)
+
+
+def raw_target(environ: Mapping[str, Any], *, strict: bool = True) -> str | None:
+    """The path of the request target as sent (``RAW_URI`` from gunicorn, ``REQUEST_URI``
+    from uWSGI and mod_wsgi), or None when the server gives neither."""
     for key in ("RAW_URI", "REQUEST_URI"):
         raw = environ.get(key)
         if isinstance(raw, str) and raw:
-            target = _target_path(wsgi_text(raw, strict=strict))
-            if target and target != info:
-                spellings.append(target)
-            break
-    return tuple(spellings)
+            return _target_path(wsgi_text(raw, strict=strict)) or None
+    return None
 
 
 __all__ = [
@@ -183,6 +189,7 @@ __all__ = [
     "canonical_path",
     "path_forms",
     "percent_decode",
+    "raw_target",
     "wsgi_paths",
     "wsgi_text",
 ]

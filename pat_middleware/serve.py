@@ -27,10 +27,17 @@ SHUTDOWN_TIMEOUT = 10.0
 
 @contextmanager
 def serve_asgi(
-    app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+    app: ASGIApp,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    log_level: str = "warning",
+    root_path: str = "",
+    http: str = "auto",
 ) -> Iterator[str]:
     """Serve ``app`` on ``port`` (default: a free one) of ``host``; yields the base URL
-    (``http://host:port``).
+    (``http://host:port``). ``root_path`` is uvicorn's ``--root-path``; ``http`` its HTTP
+    implementation (``auto``, ``h11`` or ``httptools``).
 
     The socket is bound before uvicorn starts, so there is no race for the port. On exit the
     server is asked to stop and the thread is joined; an error inside the server thread is
@@ -48,6 +55,8 @@ def serve_asgi(
         log_level=log_level,
         access_log=False,
         ws="none",
+        http=http,
+        root_path=root_path,
         lifespan="auto",
         timeout_graceful_shutdown=2,
     )

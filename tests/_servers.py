@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import httpx
 
@@ -65,4 +66,114 @@ def cli_process(
             output.append(out or "")
 
 
-__all__ = ["CLI", "ASGIApp", "cli_process", "free_port", "serve_asgi"]
+GUNICORN = [sys.executable, "-m", "gunicorn"]
+
+
+@contextmanager
+def gunicorn_process(
+    app: str,
+    *,
+    env: dict[str, str],
+    args: tuple[str, ...] = (),
+    ready_path: str = "/public",
+) -> Iterator[tuple[str, int]]:
+    """Serve the WSGI ``app`` (gunicorn's ``module:callable`` spelling) with a real gunicorn
+    on a free loopback port until the block ends; yields ``(host, port)`` once it answers."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [*GUNICORN, "-b", f"127.0.0.1:{port}", "-w", "1", "--log-level", "warning", *args, app],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                out = proc.stdout.read() if proc.stdout else ""
+                raise RuntimeError(f"gunicorn {app} exited early:\n{out}")
+            try:
+                httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1.0)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield "127.0.0.1", port
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate(timeout=5)
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        values = [v for k, v in self.headers if k.lower() == name.lower()]
+        return ", ".join(values) if values else None
+
+
+def raw_request(
+    address: tuple[str, int],
+    target: str,
+    *,
+    method: str = "GET",
+    headers: tuple[tuple[str, str], ...] = (),
+    host: str | None = None,
+) -> RawResponse:
+    """Send one request with exactly this request target (no client-side normalisation of
+    slashes, dot segments or percent-encoding, unlike httpx), and read the whole answer.
+    ``host`` is the Host header (default: the address)."""
+    lines = [
+        f"{method} {target} HTTP/1.1",
+        f"Host: {host or f'{address[0]}:{address[1]}'}",
+        "Connection: close",
+    ]
+    lines += [f"{name}: {value}" for name, value in headers]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    data = b"".join(chunks)
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    parsed = [tuple(h.split(":", 1)) for h in header_lines if ":" in h]
+    pairs = [(k.strip(), v.strip()) for k, v in parsed]
+    te = next((v for k, v in pairs if k.lower() == "transfer-encoding"), "")
+    if "chunked" in te.lower():
+        body = _unchunk(body)
+    return RawResponse(int(status_line.split()[1]), pairs, body)
+
+
+def _unchunk(data: bytes) -> bytes:
+    out = []
+    while data:
+        size_line, _, rest = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out.append(rest[:size])
+        data = rest[size + 2 :]
+    return b"".join(out)
+
+
+__all__ = [
+    "CLI",
+    "ASGIApp",
+    "RawResponse",
+    "cli_process",
+    "free_port",
+    "gunicorn_process",
+    "raw_request",
+    "serve_asgi",
+]

@@ -31,6 +31,8 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.test import AsyncClient, Client, RequestFactory, override_settings
 from django.urls import path
+from hypothesis import example, given
+from hypothesis import settings as hypothesis_settings
 
 from pat_middleware import ConfigurationError, IssuerKey, TokenChallenge, parse_www_authenticate
 from pat_middleware.contrib.django import (
@@ -46,6 +48,7 @@ from pat_middleware.settings import Settings
 from pat_middleware.wsgi import PrivateTokenWSGIMiddleware
 
 from . import _wsgi_harness
+from ._path_servers import path_settings
 from ._wsgi_harness import (
     ISSUER_NAME,
     MAX_AGE,
@@ -57,8 +60,10 @@ from ._wsgi_harness import (
     httpx_send,
     serve_wsgi,
 )
+from .test_paths import _TARGETS
 
 SECRET = "django-test-secret-0123456789abcdef-012345"
+_PATH_TARGETS = _TARGETS
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_DIR = REPO / "examples" / "django_project"
 
@@ -645,3 +650,36 @@ def test_example_project_passes_its_checks(issuer_key: IssuerKey) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+# ------------------------------------------- paths: what Django routes needs a token
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(target=_PATH_TARGETS)
+@example(target="/caf%C3%A9")
+@example(target="/files/./secret.txt")
+@example(target="/files//secret.txt")
+@example(target="/files/x/../private/secret.txt")
+def test_whatever_django_routes_to_a_protected_view_needs_a_token(
+    issuer_key: IssuerKey, target: str
+) -> None:
+    """The property of test_paths.py for Django: the URL resolver and ``static.serve`` fed a
+    gunicorn environ; what the unprotected project serves, the protected one refuses."""
+    from .apps import RULES
+    from .test_paths import _call_wsgi, _leaks
+
+    with override_settings(
+        ROOT_URLCONF="tests.apps.django_paths.urls",
+        ALLOWED_HOSTS=["localhost"],
+        PAT_MIDDLEWARE=path_settings(issuer_key, []),
+    ):
+        if not _leaks(*_call_wsgi(WSGIHandler(), target)):
+            return
+    with override_settings(
+        ROOT_URLCONF="tests.apps.django_paths.urls",
+        ALLOWED_HOSTS=["localhost"],
+        PAT_MIDDLEWARE=path_settings(issuer_key, RULES),
+    ):
+        status, body = _call_wsgi(WSGIHandler(), target)
+    assert not _leaks(status, body), f"{target!r} reached protected content ({status})"

@@ -32,6 +32,7 @@ from pat_middleware.errors import ConfigurationError, Reason, TokenError
 from pat_middleware.headers import MAX_HEADER_BYTES, build_authorization
 from pat_middleware.keys import IssuerKey, encode_pss_spki
 from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
+from pat_middleware.settings import Settings
 from pat_middleware.stores import MemoryReplayStore
 from pat_middleware.wire import GREASE_TOKEN_TYPES, Token, TokenChallenge
 from pat_middleware.wsgi import PrivateTokenWSGIMiddleware
@@ -52,9 +53,20 @@ from ._origin import (
     redemption,
     set_cookies,
 )
-from ._servers import serve_asgi
+from ._path_servers import (
+    ADAPTERS,
+    WSGI_ADAPTERS,
+    PathServers,
+    Target,
+    leaks,
+    path_servers,
+    path_settings,
+)
+from ._path_servers import ISSUER_NAME as PATH_ISSUER
+from ._servers import raw_request, serve_asgi
 from ._wsgi_harness import Browser as HttpBrowser
-from ._wsgi_harness import httpx_send
+from ._wsgi_harness import httpx_send, serve_wsgi
+from .apps import MARK
 from .conftest import sign_token
 
 ORIGIN = "www.example.com"
@@ -591,6 +603,170 @@ def test_verified_cookie_copied_into_another_session_is_refused(
     # Nor does the mark work alone, without any session.
     alone = f"{VERIFIED_COOKIE}={alice.jar[VERIFIED_COOKIE]}"
     assert HttpBrowser(httpx_send(http)).get("/protected", cookie=alone).status == 401
+
+
+# ------------------------------------------- paths: the spelling the framework routes on
+# Each test sends the exact request target over a real server (gunicorn for Flask, Django
+# and the WSGI middleware; uvicorn for Starlette and FastAPI), and first shows on a control
+# server without rules that the spelling does reach the protected view or file.
+
+
+@pytest.fixture(scope="module")
+def servers(issuer_key: IssuerKey) -> Iterator[PathServers]:
+    yield from path_servers(issuer_key)
+
+
+def _assert_protected(target: Target, spellings: list[str], **kwargs: Any) -> None:
+    reached = [s for s in spellings if leaks(target.control(s, **kwargs))]
+    assert reached == spellings, f"control: only {reached} reach the view"
+    leaked = {s: target.get(s, **kwargs).status for s in spellings}
+    assert not [s for s in spellings if leaks(target.get(s, **kwargs))], leaked
+
+
+# Werkzeug merges leading slashes and gunicorn decodes %2f; Django's and Starlette's routers
+# answer these spellings with 404 (their file handlers are covered below).
+@pytest.mark.parametrize("adapter", ["flask-extension", "flask-middleware"])
+def test_repeated_or_encoded_slashes_do_not_reach_a_protected_view(
+    servers: PathServers, adapter: str
+) -> None:
+    spellings = ["//members/", "///members/", "/%2fmembers/", "http://localhost//members/"]
+    _assert_protected(servers.adapter(adapter), spellings)
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_non_ascii_rule_matches_the_percent_encoded_utf8_path(
+    servers: PathServers, adapter: str
+) -> None:
+    _assert_protected(servers.adapter(adapter), ["/caf%C3%A9"])
+
+
+@pytest.mark.parametrize("adapter", WSGI_ADAPTERS)
+def test_client_supplied_script_name_does_not_shift_the_path(
+    servers: PathServers, adapter: str
+) -> None:
+    # gunicorn takes a SCRIPT_NAME header from its trusted proxies (127.0.0.1 by default).
+    _assert_protected(servers.adapter(adapter), ["/x/members/"], headers=(("SCRIPT_NAME", "/x"),))
+
+
+def test_forwarded_prefix_does_not_shift_the_path_behind_proxyfix(servers: PathServers) -> None:
+    _assert_protected(servers.proxyfix(), ["/members/"], headers=(("X-Forwarded-Prefix", "/x"),))
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_file_handlers_that_normalise_paths_do_not_serve_protected_files(
+    servers: PathServers, adapter: str
+) -> None:
+    spellings = [
+        "/files/secret.txt",
+        "/files/./secret.txt",
+        "/files/secret.txt/",
+        "/files/%2e/secret.txt",
+        "/files/x/../private/secret.txt",
+    ]
+    if adapter != "flask-extension" and adapter != "flask-middleware":
+        spellings.append("/files//secret.txt")  # Werkzeug redirects this one
+    else:  # send_from_directory behind a route of its own
+        spellings += ["/dl/./secret.txt", "/dl/%2e/secret.txt", "/dl/x/../private/secret.txt"]
+    _assert_protected(servers.adapter(adapter), spellings)
+
+
+@pytest.mark.parametrize("adapter", ["flask-extension", "flask-middleware"])
+def test_flask_strict_slashes_false_does_not_open_an_exact_rule(
+    servers: PathServers, adapter: str
+) -> None:
+    _assert_protected(servers.adapter(adapter), ["/loose", "/loose/"])
+
+
+@pytest.mark.parametrize("kind", ["fastapi-root-path", "uvicorn-root-path", "mount"])
+@pytest.mark.parametrize("rule", ["short", "full"])
+def test_asgi_root_path_spellings_do_not_reach_a_protected_endpoint(
+    servers: PathServers, kind: str, rule: str
+) -> None:
+    prefix = "/sub" if kind == "mount" else "/api"
+    target = servers.asgi_variant(kind, ["/x" if rule == "short" else prefix + "/x"])
+    spellings = [s for s in ("/x", prefix + "/x") if leaks(target.control(s))]
+    assert spellings, "the control serves the endpoint under no spelling"
+    _assert_protected(target, spellings)
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_path_that_does_not_decode_is_refused_not_passed(
+    servers: PathServers, adapter: str
+) -> None:
+    response = servers.adapter(adapter).get("/members/%ff")
+    assert response.status == 400
+    assert MARK.encode() not in response.body
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_passed_response_is_private_and_the_challenge_is_not_cacheable(
+    servers: PathServers, adapter: str, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    target = servers.adapter(adapter)
+    challenge = target.get("/cached")
+    assert challenge.status == 401
+    assert challenge.header("Cache-Control") == "no-store"
+    www = challenge.header("WWW-Authenticate")
+    cookie = challenge.header("Set-Cookie")
+    assert www is not None and cookie is not None
+    token = answer(www, rsa_2048, issuer_key, issuer=PATH_ISSUER)
+    passed = target.get(
+        "/cached",
+        headers=(
+            ("Authorization", build_authorization(token)),
+            ("Cookie", cookie.split(";", 1)[0]),
+        ),
+    )
+    assert passed.status == 200 and MARK.encode() in passed.body
+    # The view's own "public, max-age=600" loses "public"; its max-age stays.
+    assert passed.header("Cache-Control") == "private, max-age=600"
+
+
+def test_head_refusal_carries_no_body(servers: PathServers, issuer_key: IssuerKey) -> None:
+    # wsgiref sends whatever the app returns (gunicorn, Werkzeug and uvicorn drop a HEAD body
+    # themselves: checked too, as they serve the other adapters).
+    app = PrivateTokenWSGIMiddleware(
+        _ok_wsgi, settings=Settings.from_mapping(path_settings(issuer_key, ["/members/*"]))
+    )
+    with serve_wsgi(app) as url:
+        address = ("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        head = raw_request(address, "/members/", method="HEAD")
+        get = raw_request(address, "/members/")
+    assert (head.status, head.body) == (401, b"")
+    assert get.status == 401 and get.body
+    assert head.header("Content-Length") == get.header("Content-Length")
+    for adapter in ADAPTERS:
+        response = servers.adapter(adapter).get("/members/", method="HEAD")
+        assert (response.status, response.body) == (401, b""), adapter
+
+
+def test_secure_session_cookie_takes_the_host_prefix(
+    issuer_key: IssuerKey, clock: FakeClock
+) -> None:
+    def set_cookie_lines(**overrides: Any) -> list[str]:
+        policy = Policy(make_settings(issuer_key, **overrides), clock=clock)
+        decision = policy.evaluate(RequestInfo("GET", "/protected"))
+        return [v for k, v in decision.headers if k == "Set-Cookie"]
+
+    [secure] = set_cookie_lines()
+    assert secure.startswith("__Host-pat_session=")
+    assert "; Secure" in secure and "; Path=/;" in secure and "Domain=" not in secure
+    # Not Secure, or with a Domain: the prefix would make browsers drop it, so none.
+    for overrides in ({"cookie_secure": False}, {"cookie_domain": "example.com"}):
+        [plain] = set_cookie_lines(**overrides)
+        assert plain.startswith("pat_session=")
+
+
+def test_empty_origin_info_is_named_at_start_up(
+    issuer_key: IssuerKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="pat_middleware"):
+        Policy(make_settings(issuer_key))
+    assert any("origin_info is empty" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pat_middleware"):
+        Policy(make_settings(issuer_key, origin_info=[ORIGIN]))
+    assert not any("origin_info" in r.getMessage() for r in caplog.records)
 
 
 # ------------------------------------------------------------------- memory hygiene

@@ -14,6 +14,7 @@ A passed request carries its :class:`~pat_middleware.policy.TokenInfo` as
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from ... import wsgi
 from ...errors import ConfigurationError, DecodeError
 from ...headers import CACHE_CONTROL, private_cache_control
 from ...metrics import MetricsHook
+from ...paths import raw_target
 from ...policy import SCOPE_KEY, Decision, Outcome, Policy, RequestInfo, TokenInfo
 from ...settings import Settings, load_settings
 
@@ -146,11 +148,23 @@ def get_policy() -> Policy:
     return _cache.get()
 
 
+def request_paths(request: HttpRequest, *, strict: bool = True) -> tuple[str, ...]:
+    """The spellings of a Django request's path (see :mod:`pat_middleware.paths`):
+    ``request.path_info`` (what the URL resolver routes on), ``request.path`` (with the
+    script prefix) and the raw target as the server received it. Django has already decoded
+    ``META["PATH_INFO"]`` into text, so it is not read as WSGI bytes again."""
+    spellings = [request.path_info or "/", request.path or "/"]
+    target = raw_target(request.META, strict=strict)
+    if target is not None:
+        spellings.append(target)
+    return tuple(spellings)
+
+
 def request_info(request: HttpRequest) -> RequestInfo:
-    """Method, path spellings and headers of a Django request (never calls ``get_host()``):
-    ``request.path_info`` (what the URL resolver routes on), ``request.path`` and the
-    server's own (see :mod:`pat_middleware.paths`)."""
-    return wsgi.request_info(request.META, request.path_info, request.path)
+    """Method, path spellings and headers of a Django request (never calls ``get_host()``)."""
+    info = wsgi.request_info(request.META)
+    paths = request_paths(request, strict=False)
+    return dataclasses.replace(info, path=paths[0], paths=paths[1:])
 
 
 def passed_token(request: HttpRequest) -> TokenInfo | None:
@@ -246,8 +260,7 @@ class PrivateTokenMiddleware:
         if passed_token(request) is not None:
             return policy
         try:
-            paths = wsgi.request_paths(request.META, request.path_info, request.path)
-            protected = policy.protects(request.method or "GET", *paths)
+            protected = policy.protects(request.method or "GET", *request_paths(request))
         except DecodeError:
             return policy.bad_path()
         if not protected:

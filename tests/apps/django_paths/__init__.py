@@ -1,0 +1,1 @@
+"""A Django project with protected views and ``django.views.static.serve``."""
