@@ -11,6 +11,7 @@ import asyncio
 import base64
 import gc
 import hashlib
+import importlib
 import logging
 import secrets
 import threading
@@ -33,6 +34,7 @@ from pat_middleware.headers import MAX_HEADER_BYTES, build_authorization
 from pat_middleware.keys import IssuerKey, encode_pss_spki
 from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
 from pat_middleware.stores import MemoryReplayStore
+from pat_middleware.stores.redis import RedisReplayStore
 from pat_middleware.wire import GREASE_TOKEN_TYPES, Token, TokenChallenge
 from pat_middleware.wsgi import PrivateTokenWSGIMiddleware
 from pat_middleware.wsgi import request_info as wsgi_request_info
@@ -47,11 +49,12 @@ from ._origin import (
     answer,
     challenges_of,
     header,
+    issuer_entry,
     make_settings,
     redemption,
     set_cookies,
 )
-from ._servers import serve_asgi
+from ._servers import free_port, serve_asgi
 from ._wsgi_harness import Browser as HttpBrowser
 from ._wsgi_harness import httpx_send
 from .conftest import sign_token
@@ -749,3 +752,73 @@ def test_reprs_never_show_keys_secrets_tokens_nonces_or_cookies(
     for obj in objects:
         for text in (repr(obj), str(obj)):
             assert seen.found_in(text) == [], f"{type(obj).__name__}: {text}"
+
+
+# --- issue 10: discovery deadlines and URL secrets ---
+
+
+def _pieces(secret: str) -> set[str]:
+    """Every substring of ``secret`` of three characters or more."""
+    return {secret[i:j] for i in range(len(secret)) for j in range(i + 3, len(secret) + 1)}
+
+
+def _django_check_texts(pat_middleware: dict[str, Any]) -> list[str]:
+    """What Django's system checks say about ``PAT_MIDDLEWARE = pat_middleware``."""
+    importlib.import_module(f"{__package__}.test_django")  # configures Django, once
+    from django.test import override_settings
+
+    from pat_middleware.contrib.django.checks import check_settings
+
+    with override_settings(PAT_MIDDLEWARE=pat_middleware):
+        return [f"{m!s} {m.msg} {m.hint}" for m in check_settings()]
+
+
+#: A password holding an unencoded '?', '#', '/', '@' or '[': urlsplit puts part of it in the
+#: query, fragment, path, host or port, or raises quoting a piece of it.
+_REDIS_PASSWORD_URLS = (
+    ("redis://:pa?ss@host/0", "pa?ss"),
+    ("redis://:pa?s5w0rd@host/0", "pa?s5w0rd"),  # was echoed as option 's5w0rd@host/0'
+    ("redis://:p#w@host", "p#w"),
+    ("redis://user:a@b@127.0.0.1:{port}/0", "a@b"),  # unambiguous: the last '@' ends it
+    ("rediss://:x?prefix=y@h", "x?prefix=y"),  # was read as prefix 'y@h'
+    ("redis://:secret@host:notaport", "secret"),
+    ("redis://:1234#hunter2@127.0.0.1/0", "1234#hunter2"),  # was localhost:1234, in reprs
+    ("redis://admin:6380/hunter2@127.0.0.1/0", "6380/hunter2"),  # was host admin:6380
+    ("redis://:hun[t3r]2@127.0.0.1:{port}/0", "hun[t3r]2"),  # urlsplit raised, quoting 't3r'
+    ("redis:admin:hunter2@127.0.0.1/0", "hunter2"),  # no '//': was echoed as the db path
+)
+
+
+def test_redis_password_with_reserved_characters_never_echoed(
+    issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Start-up errors, Django's system checks, reprs and the store-failure log line of a
+    store that parsed: none holds any three characters of the password in a row."""
+    caplog.set_level(logging.DEBUG)
+    port = free_port()  # nothing listens there: a store that parses fails, and is logged
+    for spelling, password in _REDIS_PASSWORD_URLS:
+        url = spelling.format(port=port)
+        caplog.clear()
+        texts: list[str] = []
+        try:
+            settings = make_settings(issuer_key, replay_store=url, origin_info=[ORIGIN])
+        except ConfigurationError as e:
+            texts += [str(e), repr(e)]
+        else:
+            policy = Policy(settings)
+            assert isinstance(policy.store, RedisReplayStore)
+            assert policy.store.options.password == password
+            browser = Browser(policy, host=ORIGIN)
+            decision = browser.get(token=answer(browser.challenge(), rsa_2048, issuer_key))
+            assert decision.outcome is Outcome.UNAVAILABLE, decision
+            policy.store.close()
+            texts += [repr(policy), repr(policy.store), repr(policy.store.options), repr(decision)]
+        pat = {
+            "issuers": [issuer_entry(ISSUER, issuer_key)],
+            "secret": SECRET,
+            "replay_store": url,
+        }
+        texts += _django_check_texts(pat)
+        texts += [f"{r.getMessage()} {vars(r)}" for r in caplog.records]
+        leaks = sorted({piece for piece in _pieces(password) for text in texts if piece in text})
+        assert leaks == [], (url, leaks, texts)
