@@ -20,8 +20,9 @@ The rules, and why:
 * A key that leaves the directory stays trusted for ``max(freshness, directory_key_grace)``:
   clients may hold the old directory that long (its max-age) and tokens minted under the key
   are then still being redeemed. Static keys are always trusted.
-* A failed fetch, an error status or a document without one usable key keeps the last good
-  keys; retries back off from ``directory_refresh_min`` to ``directory_refresh_max``.
+* A failed fetch, an error status, a Content-Type other than the directory's media type or
+  JSON, or a document without one usable key keeps the last good keys; retries back off
+  from ``directory_refresh_min`` to ``directory_refresh_max``.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ _MAX_ETAG_LENGTH = 256
 _ETAG = re.compile(r'(W/)?"[\x21\x23-\x7e]*"')
 _MAX_AGE = re.compile(r'\s*max-age\s*=\s*"?(\d{1,10})"?\s*', re.IGNORECASE)
 _ACCEPT = f"{ISSUER_DIRECTORY_MEDIA_TYPE}, application/json;q=0.5"
+_JSON_MEDIA_TYPE = re.compile(r"application/(?:[a-z0-9!#$&^_.-][a-z0-9!#$&^_.+-]*\+)?json")
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+_MAX_SHOWN_CONTENT_TYPE = 64
 _NEVER = math.inf
 
 
@@ -215,6 +219,9 @@ class DirectoryState:
             return RefreshResult(Refresh.NOT_MODIFIED)
         if status != 200:
             return self.fail(f"HTTP {status}", now)
+        refused = _content_type_problem(headers.get("content-type"))
+        if refused is not None:
+            return self.fail(refused, now)
         try:
             directory = parse_directory(response.body)
         except DecodeError as e:
@@ -505,6 +512,23 @@ def _log_refresh(state: DirectoryState, url: str, result: RefreshResult, now: fl
             len(state.listed),
             current.key.token_key_id.hex()[:16] if current else "none yet",
         )
+
+
+def _content_type_problem(value: str | None) -> str | None:
+    """None for a directory's media type or JSON (``application/json``, ``application/*+json``;
+    parameters allowed), else why not: a page that merely parses as a directory (an error
+    page, a file someone uploaded) is not the issuer's directory."""
+    if value is None:
+        return f"the directory came without a Content-Type; expected {ISSUER_DIRECTORY_MEDIA_TYPE}"
+    media_type = value.split(";", 1)[0].strip().lower()
+    if media_type == ISSUER_DIRECTORY_MEDIA_TYPE or _JSON_MEDIA_TYPE.fullmatch(media_type):
+        return None
+    shown = _UNPRINTABLE.sub("?", value[:_MAX_SHOWN_CONTENT_TYPE])
+    more = "..." if len(value) > _MAX_SHOWN_CONTENT_TYPE else ""
+    return (
+        f"the directory came as Content-Type {shown!r}{more}; expected "
+        f"{ISSUER_DIRECTORY_MEDIA_TYPE} or JSON"
+    )
 
 
 def _freshness_lifetime(headers: Mapping[str, str]) -> float:

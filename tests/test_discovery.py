@@ -37,6 +37,8 @@ T0 = 1_700_000_000.0
 RFC_URL = "https://issuer.example/.well-known/private-token-issuer-directory"
 LEGACY_URL = "https://issuer.example/.well-known/token-issuer-directory"
 OPTIONS = DiscoveryOptions(refresh_min=60, refresh_max=3600, unknown_key_refresh=30, key_grace=600)
+MEDIA_TYPE = "application/private-token-issuer-directory"
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +65,8 @@ def directory(*keys: tuple[IssuerKey, int | None]) -> bytes:
 def ok(
     body: bytes, cache_control: str | None = "max-age=1000", **headers: str
 ) -> DirectoryResponse:
-    out = {name.replace("_", "-"): value for name, value in headers.items()}
+    out = {"Content-Type": MEDIA_TYPE}
+    out.update((name.replace("_", "-"), value) for name, value in headers.items())
     if cache_control is not None:
         out["Cache-Control"] = cache_control
     return DirectoryResponse(200, out, body)
@@ -104,6 +107,7 @@ def test_next_refresh_honours_max_age_within_bounds(
     key_a: IssuerKey, headers: Mapping[str, str], delay: int
 ) -> None:
     s = state()
+    headers = {**headers, "Content-Type": MEDIA_TYPE}
     result = s.receive(DirectoryResponse(200, headers, directory((key_a, None))), T0)
     assert result.outcome is Refresh.CHANGED
     assert s.next_refresh == T0 + delay
@@ -277,14 +281,14 @@ def test_at_most_16_keys_are_taken_in_directory_order() -> None:
         (DirectoryResponse(500, {}), "HTTP 500"),
         (DirectoryResponse(403, {}), "HTTP 403"),
         (DirectoryResponse(404, {}), "HTTP 404"),
-        (DirectoryResponse(200, {}, b"<html>down for maintenance</html>"), "not valid JSON"),
-        (DirectoryResponse(200, {}, b'{"token-keys": []}'), "issuer-request-uri"),
-        (DirectoryResponse(200, {}, b"[1, 2]"), "not a JSON object"),
+        (DirectoryResponse(200, JSON, b"<html>down for maintenance</html>"), "not valid JSON"),
+        (DirectoryResponse(200, JSON, b'{"token-keys": []}'), "issuer-request-uri"),
+        (DirectoryResponse(200, JSON, b"[1, 2]"), "not a JSON object"),
         (
-            DirectoryResponse(200, {}, b'{"issuer-request-uri": "/t", "token-keys": []}'),
+            DirectoryResponse(200, JSON, b'{"issuer-request-uri": "/t", "token-keys": []}'),
             "no usable token type 2 key",
         ),
-        (DirectoryResponse(200, {}, b" " * 70_000), "longer than"),
+        (DirectoryResponse(200, JSON, b" " * 70_000), "longer than"),
     ],
 )
 def test_bad_answers_keep_the_last_good_keys(
@@ -299,6 +303,54 @@ def test_bad_answers_keep_the_last_good_keys(
     assert detail in result.detail and s.last_error == result.detail
     assert s.select(T0 + 900) == before
     assert s.etag == '"v1"'  # a later 304 still works
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        MEDIA_TYPE,
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON;Charset=UTF-8",
+        "application/private-token-issuer-directory; charset=utf-8",
+        "application/vnd.example.directory+json",
+    ],
+)
+def test_directory_media_type_and_json_are_accepted(key_a: IssuerKey, content_type: str) -> None:
+    s = state()
+    result = s.receive(ok(directory((key_a, None)), Content_Type=content_type), T0)
+    assert result.outcome is Refresh.CHANGED
+    assert accepted(s, T0) == {key_a.token_key_id}
+
+
+@pytest.mark.parametrize(
+    ("content_type", "shown"),
+    [
+        ("text/html", "'text/html'"),
+        ("text/html; charset=utf-8", "'text/html; charset=utf-8'"),
+        ("text/plain", "'text/plain'"),
+        ("text/json", "'text/json'"),
+        ("application/jsonp", "'application/jsonp'"),
+        ("application/octet-stream", "'application/octet-stream'"),
+        ("text/html\r\n\x1b[2Jfake line\u2028" + "x" * 100, "'text/html???[2Jfake line?xx"),
+        (None, "without a Content-Type"),
+    ],
+)
+def test_other_content_types_are_refused_and_keep_the_keys(
+    key_a: IssuerKey, key_b: IssuerKey, content_type: str | None, shown: str
+) -> None:
+    """A document that parses as a directory but is served as a page (an error page, an
+    upload) is not the issuer's directory: the fetch fails, the last good keys stay."""
+    s = state()
+    s.receive(ok(directory((key_a, None))), T0)
+    headers = {"Cache-Control": "max-age=1000"}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    result = s.receive(DirectoryResponse(200, headers, directory((key_b, None))), T0 + 900)
+    assert result.outcome is Refresh.FAILED
+    assert shown in result.detail and MEDIA_TYPE in result.detail
+    assert len(result.detail) < 200 and result.detail.isprintable()
+    assert accepted(s, T0 + 900) == {key_a.token_key_id}
 
 
 def test_failures_back_off_and_success_resets(key_a: IssuerKey) -> None:

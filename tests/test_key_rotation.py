@@ -522,7 +522,8 @@ def test_requests_never_wait_for_a_slow_refresh(
     """While a refresh is stuck in a slow directory, challenges, tokens and the unknown-key
     path (which touches the key source) answer at once: no lock is held across I/O."""
     document = Issuer(ISSUER_NAME, rsa_2048).directory_bytes()
-    served = fixed(b"HTTP/1.1 200 OK\r\nContent-Length: %d" % len(document), document)
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d"
+    served = fixed(head % len(document), document)
     slow = trickle(byte_every=0.3, count=10)
     calls: list[int] = []
 

@@ -31,14 +31,17 @@ from pat_middleware.asgi import request_info as asgi_request_info
 from pat_middleware.challenges import derive_key
 from pat_middleware.errors import ConfigurationError, Reason, TokenError
 from pat_middleware.headers import MAX_HEADER_BYTES, build_authorization
+from pat_middleware.issuer import Issuer
 from pat_middleware.keys import IssuerKey, encode_pss_spki
 from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
+from pat_middleware.settings import Settings
 from pat_middleware.stores import MemoryReplayStore
 from pat_middleware.stores.redis import RedisReplayStore
 from pat_middleware.wire import GREASE_TOKEN_TYPES, Token, TokenChallenge
 from pat_middleware.wsgi import PrivateTokenWSGIMiddleware
 from pat_middleware.wsgi import request_info as wsgi_request_info
 
+from ._directory_server import DIRECTORY_MEDIA_TYPE, Switch, directory_server, document
 from ._origin import (
     ISSUER,
     SECRET,
@@ -822,3 +825,57 @@ def test_redis_password_with_reserved_characters_never_echoed(
         texts += [f"{r.getMessage()} {vars(r)}" for r in caplog.records]
         leaks = sorted({piece for piece in _pieces(password) for text in texts if piece in text})
         assert leaks == [], (url, leaks, texts)
+
+
+def _directory_policy(*issuers: tuple[str, str], **overrides: Any) -> Policy:
+    """A policy whose issuers (name, directory URL) get their keys from directories only."""
+    data: dict[str, Any] = {
+        "issuers": [{"name": name, "directory": url} for name, url in issuers],
+        "secret": SECRET,
+        "protect": ["/protected"],
+        "origin_info": [ORIGIN],
+        "directory_require_keys": False,
+        **overrides,
+    }
+    return Policy(Settings.from_mapping(data), refresh_in_background=False)
+
+
+def _refresh_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "directory refresh" in r.getMessage()
+    ]
+
+
+def test_directory_with_html_content_type_is_refused(
+    issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A document that parses as the issuer's directory but comes as text/html (an error
+    page, or a page someone could upload to the issuer's host) installs no key; the
+    directory media type and JSON do."""
+    caplog.set_level(logging.WARNING, logger="pat_middleware")
+    body = Issuer(ISSUER, rsa_2048).directory_bytes()
+    answer_ = Switch(document(body, "text/html; charset=utf-8"))
+    with directory_server(answer_) as server:
+        policy = _directory_policy((ISSUER, server.url))
+        assert list(policy.keys) == []
+        assert Browser(policy, host=ORIGIN).get().outcome is Outcome.UNAVAILABLE
+        [line] = _refresh_warnings(caplog)
+        assert f"issuer {ISSUER}:" in line and "'text/html; charset=utf-8'" in line
+
+        for accepted in ("application/json; charset=utf-8", DIRECTORY_MEDIA_TYPE):
+            answer_.answer = document(body, accepted)
+            policy = _directory_policy((ISSUER, server.url))
+            browser = Browser(policy, host=ORIGIN)
+            token = answer(browser.challenge(), rsa_2048, issuer_key)
+            assert browser.get(token=token).outcome is Outcome.PASS, accepted
+
+        caplog.clear()  # a refresh served as HTML later keeps the keys it had
+        answer_.answer = document(body, "text/html")
+        policy.refresh_keys()
+        [line] = _refresh_warnings(caplog)
+        assert "'text/html'" in line and "keeping 1 key(s)" in line
+        browser = Browser(policy, host=ORIGIN)
+        token = answer(browser.challenge(), rsa_2048, issuer_key)
+        assert browser.get(token=token).outcome is Outcome.PASS
