@@ -5,8 +5,10 @@ answer (:meth:`~DirectoryState.receive`) or transport failure (:meth:`~Directory
 with the time; it keeps the last good keys, the ETag and the time of the next refresh.
 :meth:`~DirectoryState.select` says which keys verify tokens at a given moment and which one
 challenges advertise. :class:`KeySource` holds every configured issuer (static keys plus
-directory states) and runs refreshes through a :data:`Fetcher`; the HTTP fetcher and the
-background thread live in :mod:`pat_middleware.refresher`.
+directory states) and runs refreshes through a :data:`Fetcher`, a coroutine: each issuer's
+refresh is a task of its own, cut by cancellation at ``directory_timeout``, so no issuer
+waits for another. The HTTP fetcher and the background thread live in
+:mod:`pat_middleware.refresher`.
 
 The rules, and why:
 
@@ -27,14 +29,16 @@ The rules, and why:
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import math
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigurationError, DecodeError, PrivateTokenError
@@ -61,6 +65,7 @@ _JSON_MEDIA_TYPE = re.compile(r"application/(?:[a-z0-9!#$&^_.-][a-z0-9!#$&^_.+-]
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 _MAX_SHOWN_CONTENT_TYPE = 64
 _NEVER = math.inf
+_T = TypeVar("_T")
 
 
 class DirectoryFetchError(PrivateTokenError):
@@ -85,8 +90,9 @@ class DirectoryResponse:
 
 
 #: Performs a :class:`DirectoryRequest`; raises :class:`DirectoryFetchError` when no answer
-#: arrives. The body need only be read for status 200.
-Fetcher = Callable[[DirectoryRequest], DirectoryResponse]
+#: arrives. The body need only be read for status 200. A coroutine: :class:`KeySource`
+#: cancels it at the deadline, so it must give up its connection when cancelled.
+Fetcher = Callable[[DirectoryRequest], Awaitable[DirectoryResponse]]
 
 
 class Refresh(enum.Enum):
@@ -325,7 +331,10 @@ class KeySource:
     fetched ones. Thread-safe. ``version`` moves whenever fetched keys change.
 
     Refreshes run through ``fetcher`` (set by :mod:`pat_middleware.refresher`); ``hooks``
-    lets that module start its thread lazily and be woken.
+    lets that module start its thread lazily and be woken. Each issuer's refresh (its URLs
+    in turn, after a 404) must end within ``directory_timeout``: past it, it is cancelled
+    and counts as a failed fetch of that issuer alone. A directory is fetched by one
+    refresh at a time (:meth:`claim_due` marks it), whoever asks.
     """
 
     def __init__(
@@ -353,8 +362,8 @@ class KeySource:
             for issuer in issuers
             if issuer.directory_urls
         }
-        self._lock = threading.Lock()  # guards the states
-        self._fetch_lock = threading.Lock()  # one refresh pass at a time
+        self._lock = threading.Lock()  # guards the states and _fetching
+        self._fetching: set[str] = set()  # issuers whose refresh is under way
 
     def __repr__(self) -> str:
         return f"KeySource(issuers={len(self._issuers)}, directories={len(self._states)})"
@@ -372,7 +381,7 @@ class KeySource:
         """Fresh locks, for a child process: a lock held by a parent thread at fork time
         would stay held forever."""
         self._lock = threading.Lock()
-        self._fetch_lock = threading.Lock()
+        self._fetching = set()  # the parent's fetches do not go on in this process
         self.version += 1  # the policy rebuilds its snapshot, which restarts the refresher
 
     def select(self, now: float) -> KeySelection:
@@ -393,38 +402,78 @@ class KeySource:
         return KeySelection(tuple(out), version, until)
 
     def refresh(self, *, force: bool = False) -> float:
-        """Fetch every directory that is due (every one with ``force``). Returns the seconds
-        until the next one is due."""
-        fetch = self.fetcher
-        if fetch is None or not self._states:
+        """Fetch every directory that is due (every one with ``force``), all at once, and
+        wait until each has answered or met its deadline. Returns the seconds until the next
+        one is due. Runs its own event loop, in a helper thread (the caller may be inside
+        one already). A directory the background refresher is fetching is left to it."""
+        if self.fetcher is None or not self._states:
             return _NEVER
-        with self._fetch_lock:
-            for state in self.states:
-                with self._lock:
-                    due = force or state.due(self.clock())
-                if due:
-                    self._refresh_one(state, fetch)
-            with self._lock:
-                next_due = min(state.next_refresh for state in self._states.values())
-            return next_due - self.clock()
+        _run_in_own_loop(lambda: self.refresh_async(force=force))
+        return self.seconds_until_due()
 
-    def _refresh_one(self, state: DirectoryState, fetch: Fetcher) -> None:
+    async def refresh_async(self, *, force: bool = False) -> None:
+        """:meth:`refresh` in the running event loop."""
+        fetch = self.fetcher
+        if fetch is None:
+            return
+        claimed = self.claim_due(force=force)
+        await asyncio.gather(*(self.refresh_claimed(state, fetch) for state in claimed))
+
+    def claim_due(self, *, force: bool = False) -> list[DirectoryState]:
+        """The directories due now (every one with ``force``) that no refresh is fetching,
+        marked as being fetched: pass each to :meth:`refresh_claimed`."""
+        with self._lock:
+            now = self.clock()
+            claimed = [
+                state
+                for state in self._states.values()
+                if state.name not in self._fetching and (force or state.due(now))
+            ]
+            self._fetching.update(state.name for state in claimed)
+        return claimed
+
+    def seconds_until_due(self) -> float:
+        """Seconds until the next directory that no refresh is fetching is due."""
+        with self._lock:
+            idle = [s.next_refresh for s in self._states.values() if s.name not in self._fetching]
+            return min(idle, default=_NEVER) - self.clock()
+
+    async def refresh_claimed(self, state: DirectoryState, fetch: Fetcher) -> None:
+        """Refresh one directory from :meth:`claim_due`, within ``directory_timeout``."""
+        try:
+            await self._refresh_one(state, fetch)
+        finally:
+            with self._lock:
+                self._fetching.discard(state.name)
+
+    async def _refresh_one(self, state: DirectoryState, fetch: Fetcher) -> None:
         result = RefreshResult(Refresh.FAILED, "no URL")
         url = state.url
-        for _ in state.urls:  # a 404 moves on to the next URL at once
+        timeout = self.options.timeout
+        try:
+            async with asyncio.timeout(timeout):
+                for _ in state.urls:  # a 404 moves on to the next URL at once
+                    with self._lock:
+                        request = state.request()
+                    url = request.url
+                    try:
+                        response = await fetch(request)
+                    except DirectoryFetchError as e:
+                        with self._lock:
+                            result = state.fail(str(e), self.clock())
+                    else:
+                        with self._lock:
+                            result = state.receive(response, self.clock())
+                    if result.outcome is not Refresh.RETRY:
+                        break
+        except TimeoutError:
+            detail = f"no complete answer within directory_timeout ({timeout:g} s)"
             with self._lock:
-                request = state.request()
-            url = request.url
-            try:
-                response = fetch(request)
-            except DirectoryFetchError as e:
-                with self._lock:
-                    result = state.fail(str(e), self.clock())
-            else:
-                with self._lock:
-                    result = state.receive(response, self.clock())
-            if result.outcome is not Refresh.RETRY:
-                break
+                result = state.fail(detail, self.clock())
+        except Exception as e:  # a fetcher's bug fails this issuer alone, and is retried
+            first_line = (str(e).splitlines() or [""])[0][:200]
+            with self._lock:
+                result = state.fail(f"unexpected {type(e).__name__}: {first_line}", self.clock())
         with self._lock:
             if result.outcome is Refresh.CHANGED:
                 self.version += 1
@@ -477,6 +526,48 @@ class RefreshHooks:
 
     def close(self) -> None:
         """Stop refreshing."""
+
+
+def run_in_new_loop(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``coroutine`` to its end in a new event loop, like :func:`asyncio.run`, but
+    without waiting for the loop's executor threads: a host-name lookup runs in one, and
+    cancelling a fetch at its deadline cannot stop the lookup (``asyncio.run`` would wait
+    for it, as long as the resolver likes). The lookup finishes on its own."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        try:
+            left = asyncio.all_tasks(loop)
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()  # shuts the default executor down without waiting
+
+
+def _run_in_own_loop(make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """Run ``make()`` to its end in a new event loop on a helper thread, and return its
+    result (or raise its error). The calling thread's event loop, running or not, is left
+    alone."""
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, run_in_new_loop(make())))
+        except BaseException as e:  # handed over to the caller
+            outcome.append((False, e))
+
+    thread = threading.Thread(target=run, name="pat-middleware-key-fetch", daemon=True)
+    thread.start()
+    thread.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    result: _T = value
+    return result
 
 
 def shown_url(url: str) -> str:

@@ -15,7 +15,8 @@ import importlib
 import logging
 import secrets
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -41,7 +42,14 @@ from pat_middleware.wire import GREASE_TOKEN_TYPES, Token, TokenChallenge
 from pat_middleware.wsgi import PrivateTokenWSGIMiddleware
 from pat_middleware.wsgi import request_info as wsgi_request_info
 
-from ._directory_server import DIRECTORY_MEDIA_TYPE, Switch, directory_server, document
+from ._directory_server import (
+    DIRECTORY_MEDIA_TYPE,
+    Switch,
+    directory_server,
+    document,
+    trickled_body,
+    trickled_headers,
+)
 from ._origin import (
     ISSUER,
     SECRET,
@@ -879,3 +887,111 @@ def test_directory_with_html_content_type_is_refused(
         browser = Browser(policy, host=ORIGIN)
         token = answer(browser.challenge(), rsa_2048, issuer_key)
         assert browser.get(token=token).outcome is Outcome.PASS
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_trickling_directory_server_cannot_hold_start_up(
+    issuer_key: IssuerKey,
+    rsa_2048: rsa.RSAPrivateKey,
+    other_rsa_2048: rsa.RSAPrivateKey,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two directory servers send one header line, or one body byte, every 0.3 s: each read
+    comes well within any per-read timeout, and the answers would take 6 s. With
+    directory_timeout = 1, start-up ends after about one second, not one per slow issuer,
+    the sockets are dropped, and a healthy issuer fetched alongside is in use."""
+    caplog.set_level(logging.WARNING, logger="pat_middleware")
+    slow_body = Issuer("slow.example", other_rsa_2048).directory_bytes()
+    with (
+        directory_server(trickled_headers(every=0.3, lines=20)) as headers_slow,
+        directory_server(trickled_body(slow_body, every=0.3, count=20)) as body_slow,
+        directory_server(document(Issuer(ISSUER, rsa_2048).directory_bytes())) as healthy,
+    ):
+        started = time.monotonic()
+        policy = _directory_policy(
+            ("slow-headers.example", headers_slow.url),
+            ("slow-body.example", body_slow.url),
+            (ISSUER, healthy.url),
+            directory_timeout=1,
+        )
+        elapsed = time.monotonic() - started
+        assert elapsed < 1.8, elapsed
+        browser = Browser(policy, host=ORIGIN)
+        token = answer(browser.challenge(), rsa_2048, issuer_key)
+        assert browser.get(token=token).outcome is Outcome.PASS
+        # The fetches were cancelled, their connections closed: not left reading.
+        assert _wait_until(lambda: headers_slow.open_connections == 0, 1.5)
+        assert _wait_until(lambda: body_slow.open_connections == 0, 1.5)
+    warnings = _refresh_warnings(caplog)
+    assert len(warnings) == 2, warnings
+    names = ("slow-body.example", "slow-headers.example")
+    for name, line in zip(names, sorted(warnings), strict=True):
+        assert line.startswith(f"issuer {name}: ") and "directory_timeout (1 s)" in line
+
+
+def test_one_slow_issuer_does_not_delay_another(
+    rsa_2048: rsa.RSAPrivateKey,
+    other_rsa_2048: rsa.RSAPrivateKey,
+    other_key: IssuerKey,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Both directories say max-age=1. Once the slow one starts trickling its headers, the
+    background refresher still refreshes the healthy one when due, and at once when a token
+    names its new key, while the slow fetch hangs; that fetch is then cut at the deadline."""
+    caplog.set_level(logging.WARNING, logger="pat_middleware")
+    slow_rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    slow_answer = Switch(document(Issuer("slow.example", slow_rsa).directory_bytes()))
+    healthy_answer = Switch(document(Issuer(ISSUER, rsa_2048).directory_bytes()))
+    with (
+        directory_server(slow_answer) as slow,
+        directory_server(healthy_answer) as healthy,
+    ):
+        data: dict[str, Any] = {
+            "issuers": [
+                {"name": "slow.example", "directory": slow.url},
+                {"name": ISSUER, "directory": healthy.url},
+            ],
+            "secret": SECRET,
+            "protect": ["/protected"],
+            "origin_info": [ORIGIN],
+            "directory_timeout": 1,
+            "directory_refresh_min": 1,
+            "directory_unknown_key_refresh": 1,
+        }
+        policy = Policy(Settings.from_mapping(data))  # the background refresher runs
+        try:
+            slow_answer.answer = trickled_headers(every=0.3, lines=40)
+            assert _wait_until(lambda: slow.open_connections == 1, 3.0)
+            [(opened, _)] = [c for c in slow.connections if c[1] is None]
+            assert opened is not None
+            # Due at the same moment as the slow one, the healthy directory was fetched
+            # then, not after the slow fetch ended.
+            assert _wait_until(lambda: any(t > opened - 0.3 for t, _ in healthy.hits), 0.5)
+
+            # The healthy issuer rotates to a key the origin has not seen: the first token
+            # under it wakes the refresher, which fetches it while the slow fetch hangs.
+            rotated = Issuer(ISSUER, other_rsa_2048)
+            healthy_answer.answer = document(rotated.directory_bytes())
+
+            def new_key_token_passes() -> bool:
+                browser = Browser(policy, host=ORIGIN)
+                token = answer(browser.challenge(), other_rsa_2048, other_key)
+                return browser.get(token=token).outcome is Outcome.PASS
+
+            assert _wait_until(new_key_token_passes, 0.6)
+            assert slow.open_connections == 1, "the slow fetch must still be hanging"
+            # ... until its deadline: then the socket is dropped and one line logged.
+            assert _wait_until(lambda: slow.open_connections == 0, 2.0)
+        finally:
+            policy.close()
+    slow_lines = [line for line in _refresh_warnings(caplog) if "slow.example" in line]
+    assert slow_lines and "directory_timeout (1 s)" in slow_lines[0]
+    assert not any(ISSUER in line for line in _refresh_warnings(caplog))
