@@ -324,6 +324,7 @@ def test_a_password_split_by_an_unencoded_delimiter_is_refused_unquoted(
         ("redis://user:a@bc@host", "a@bc", "host:6379/0"),  # the last '@' ends the user info
         ("redis://:hun[t3r]2@127.0.0.1/0", "hun[t3r]2", "127.0.0.1:6379/0"),  # urlsplit raised
         ("redis://:pa%3Fss%23w%40rd%2F@[::1]:6390/1", "pa?ss#w@rd/", "[::1]:6390/1"),
+        ("unix://:pw%40x@/run/user%401000/redis.sock", "pw@x", "unix:/run/user@1000/redis.sock/0"),
     ],
 )
 def test_a_password_that_parses_one_way_only_is_taken_and_never_shown(

@@ -219,7 +219,8 @@ def _split_redis_url(
     if "@" in tail:
         raise fail(
             "an '@' follows the host: the user name and password must be percent-encoded "
-            "('/' as %2F, '?' as %3F, '#' as %23, '@' as %40), as must an '@' in an option"
+            "('/' as %2F, '?' as %3F, '#' as %23, '@' as %40), and so must any other '@' "
+            "(in a socket path or an option)"
         )
     userinfo, at, hostport = authority.rpartition("@")
     path, _, query = tail.partition("?")
