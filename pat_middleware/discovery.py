@@ -364,6 +364,8 @@ class KeySource:
         }
         self._lock = threading.Lock()  # guards the states and _fetching
         self._fetching: set[str] = set()  # issuers whose refresh is under way
+        #: Issuers an unknown key asked to refresh while one was under way: once more after.
+        self._again: set[str] = set()
 
     def __repr__(self) -> str:
         return f"KeySource(issuers={len(self._issuers)}, directories={len(self._states)})"
@@ -382,6 +384,7 @@ class KeySource:
         would stay held forever."""
         self._lock = threading.Lock()
         self._fetching = set()  # the parent's fetches do not go on in this process
+        self._again = set()
         self.version += 1  # the policy rebuilds its snapshot, which restarts the refresher
 
     def select(self, now: float) -> KeySelection:
@@ -445,6 +448,9 @@ class KeySource:
         finally:
             with self._lock:
                 self._fetching.discard(state.name)
+                if state.name in self._again:
+                    self._again.discard(state.name)
+                    state.next_refresh = min(state.next_refresh, self.clock())
 
     async def _refresh_one(self, state: DirectoryState, fetch: Fetcher) -> None:
         result = RefreshResult(Refresh.FAILED, "no URL")
@@ -485,8 +491,10 @@ class KeySource:
         if not self._states:
             return
         with self._lock:
-            requested = [state.request_refresh(now) for state in self._states.values()]
-        if any(requested) and self.hooks is not None:
+            requested = [state for state in self._states.values() if state.request_refresh(now)]
+            # A fetch under way may have read the directory before it listed the key.
+            self._again.update(s.name for s in requested if s.name in self._fetching)
+        if requested and self.hooks is not None:
             self.hooks.wake()
 
     def check_start_up(self) -> None:

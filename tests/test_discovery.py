@@ -715,6 +715,30 @@ def test_a_directory_being_fetched_is_not_fetched_twice(key_a: IssuerKey) -> Non
     assert src.claim_due(force=True) == [two]  # one is still out
 
 
+def test_an_unknown_key_during_a_fetch_brings_another_fetch_after_it(key_a: IssuerKey) -> None:
+    """The fetch under way may have read the directory before the issuer listed the new
+    key: the refresh a token asked for still happens, right after it (once per interval)."""
+    src = sources("issuer.example")
+    gate = asyncio.Event()
+
+    async def fetch(request: DirectoryRequest) -> DirectoryResponse:
+        await gate.wait()
+        return ok(directory((key_a, None)))
+
+    async def scenario() -> list[str]:
+        [state] = src.claim_due(force=True)
+        task = asyncio.create_task(src.refresh_claimed(state, fetch))
+        await asyncio.sleep(0)
+        src.key_missing(src.clock())
+        src.key_missing(src.clock())  # rate-limited: still one more fetch, not two
+        gate.set()
+        await task
+        return [s.name for s in src.claim_due()]
+
+    assert asyncio.run(scenario()) == ["issuer.example"]
+    assert src.states[0].has_keys
+
+
 def test_refresh_works_from_inside_a_running_event_loop(key_a: IssuerKey) -> None:
     """A Policy may be built in async code (an ASGI lifespan): the blocking refresh runs its
     own loop elsewhere instead of failing on the caller's."""
