@@ -5,8 +5,10 @@ answer (:meth:`~DirectoryState.receive`) or transport failure (:meth:`~Directory
 with the time; it keeps the last good keys, the ETag and the time of the next refresh.
 :meth:`~DirectoryState.select` says which keys verify tokens at a given moment and which one
 challenges advertise. :class:`KeySource` holds every configured issuer (static keys plus
-directory states) and runs refreshes through a :data:`Fetcher`; the HTTP fetcher and the
-background thread live in :mod:`pat_middleware.refresher`.
+directory states) and runs refreshes through a :data:`Fetcher`, a coroutine: each issuer's
+refresh is a task of its own, cut by cancellation at ``directory_timeout``, so no issuer
+waits for another. The HTTP fetcher and the background thread live in
+:mod:`pat_middleware.refresher`.
 
 The rules, and why:
 
@@ -20,20 +22,23 @@ The rules, and why:
 * A key that leaves the directory stays trusted for ``max(freshness, directory_key_grace)``:
   clients may hold the old directory that long (its max-age) and tokens minted under the key
   are then still being redeemed. Static keys are always trusted.
-* A failed fetch, an error status or a document without one usable key keeps the last good
-  keys; retries back off from ``directory_refresh_min`` to ``directory_refresh_max``.
+* A failed fetch, an error status, a Content-Type other than the directory's media type or
+  JSON, or a document without one usable key keeps the last good keys; retries back off
+  from ``directory_refresh_min`` to ``directory_refresh_max``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import math
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigurationError, DecodeError, PrivateTokenError
@@ -56,7 +61,11 @@ _MAX_ETAG_LENGTH = 256
 _ETAG = re.compile(r'(W/)?"[\x21\x23-\x7e]*"')
 _MAX_AGE = re.compile(r'\s*max-age\s*=\s*"?(\d{1,10})"?\s*', re.IGNORECASE)
 _ACCEPT = f"{ISSUER_DIRECTORY_MEDIA_TYPE}, application/json;q=0.5"
+_JSON_MEDIA_TYPE = re.compile(r"application/(?:[a-z0-9!#$&^_.-][a-z0-9!#$&^_.+-]*\+)?json")
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+_MAX_SHOWN_CONTENT_TYPE = 64
 _NEVER = math.inf
+_T = TypeVar("_T")
 
 
 class DirectoryFetchError(PrivateTokenError):
@@ -81,8 +90,9 @@ class DirectoryResponse:
 
 
 #: Performs a :class:`DirectoryRequest`; raises :class:`DirectoryFetchError` when no answer
-#: arrives. The body need only be read for status 200.
-Fetcher = Callable[[DirectoryRequest], DirectoryResponse]
+#: arrives. The body need only be read for status 200. A coroutine: :class:`KeySource`
+#: cancels it at the deadline, so it must give up its connection when cancelled.
+Fetcher = Callable[[DirectoryRequest], Awaitable[DirectoryResponse]]
 
 
 class Refresh(enum.Enum):
@@ -215,6 +225,9 @@ class DirectoryState:
             return RefreshResult(Refresh.NOT_MODIFIED)
         if status != 200:
             return self.fail(f"HTTP {status}", now)
+        refused = _content_type_problem(headers.get("content-type"))
+        if refused is not None:
+            return self.fail(refused, now)
         try:
             directory = parse_directory(response.body)
         except DecodeError as e:
@@ -318,7 +331,10 @@ class KeySource:
     fetched ones. Thread-safe. ``version`` moves whenever fetched keys change.
 
     Refreshes run through ``fetcher`` (set by :mod:`pat_middleware.refresher`); ``hooks``
-    lets that module start its thread lazily and be woken.
+    lets that module start its thread lazily and be woken. Each issuer's refresh (its URLs
+    in turn, after a 404) must end within ``directory_timeout``: past it, it is cancelled
+    and counts as a failed fetch of that issuer alone. A directory is fetched by one
+    refresh at a time (:meth:`claim_due` marks it), whoever asks.
     """
 
     def __init__(
@@ -346,8 +362,10 @@ class KeySource:
             for issuer in issuers
             if issuer.directory_urls
         }
-        self._lock = threading.Lock()  # guards the states
-        self._fetch_lock = threading.Lock()  # one refresh pass at a time
+        self._lock = threading.Lock()  # guards the states and _fetching
+        self._fetching: set[str] = set()  # issuers whose refresh is under way
+        #: Issuers an unknown key asked to refresh while one was under way: once more after.
+        self._again: set[str] = set()
 
     def __repr__(self) -> str:
         return f"KeySource(issuers={len(self._issuers)}, directories={len(self._states)})"
@@ -365,7 +383,8 @@ class KeySource:
         """Fresh locks, for a child process: a lock held by a parent thread at fork time
         would stay held forever."""
         self._lock = threading.Lock()
-        self._fetch_lock = threading.Lock()
+        self._fetching = set()  # the parent's fetches do not go on in this process
+        self._again = set()
         self.version += 1  # the policy rebuilds its snapshot, which restarts the refresher
 
     def select(self, now: float) -> KeySelection:
@@ -386,38 +405,81 @@ class KeySource:
         return KeySelection(tuple(out), version, until)
 
     def refresh(self, *, force: bool = False) -> float:
-        """Fetch every directory that is due (every one with ``force``). Returns the seconds
-        until the next one is due."""
-        fetch = self.fetcher
-        if fetch is None or not self._states:
+        """Fetch every directory that is due (every one with ``force``), all at once, and
+        wait until each has answered or met its deadline. Returns the seconds until the next
+        one is due. Runs its own event loop, in a helper thread (the caller may be inside
+        one already). A directory the background refresher is fetching is left to it."""
+        if self.fetcher is None or not self._states:
             return _NEVER
-        with self._fetch_lock:
-            for state in self.states:
-                with self._lock:
-                    due = force or state.due(self.clock())
-                if due:
-                    self._refresh_one(state, fetch)
-            with self._lock:
-                next_due = min(state.next_refresh for state in self._states.values())
-            return next_due - self.clock()
+        _run_in_own_loop(lambda: self.refresh_async(force=force))
+        return self.seconds_until_due()
 
-    def _refresh_one(self, state: DirectoryState, fetch: Fetcher) -> None:
+    async def refresh_async(self, *, force: bool = False) -> None:
+        """:meth:`refresh` in the running event loop."""
+        fetch = self.fetcher
+        if fetch is None:
+            return
+        claimed = self.claim_due(force=force)
+        await asyncio.gather(*(self.refresh_claimed(state, fetch) for state in claimed))
+
+    def claim_due(self, *, force: bool = False) -> list[DirectoryState]:
+        """The directories due now (every one with ``force``) that no refresh is fetching,
+        marked as being fetched: pass each to :meth:`refresh_claimed`."""
+        with self._lock:
+            now = self.clock()
+            claimed = [
+                state
+                for state in self._states.values()
+                if state.name not in self._fetching and (force or state.due(now))
+            ]
+            self._fetching.update(state.name for state in claimed)
+        return claimed
+
+    def seconds_until_due(self) -> float:
+        """Seconds until the next directory that no refresh is fetching is due."""
+        with self._lock:
+            idle = [s.next_refresh for s in self._states.values() if s.name not in self._fetching]
+            return min(idle, default=_NEVER) - self.clock()
+
+    async def refresh_claimed(self, state: DirectoryState, fetch: Fetcher) -> None:
+        """Refresh one directory from :meth:`claim_due`, within ``directory_timeout``."""
+        try:
+            await self._refresh_one(state, fetch)
+        finally:
+            with self._lock:
+                self._fetching.discard(state.name)
+                if state.name in self._again:
+                    self._again.discard(state.name)
+                    state.next_refresh = min(state.next_refresh, self.clock())
+
+    async def _refresh_one(self, state: DirectoryState, fetch: Fetcher) -> None:
         result = RefreshResult(Refresh.FAILED, "no URL")
         url = state.url
-        for _ in state.urls:  # a 404 moves on to the next URL at once
+        timeout = self.options.timeout
+        try:
+            async with asyncio.timeout(timeout):
+                for _ in state.urls:  # a 404 moves on to the next URL at once
+                    with self._lock:
+                        request = state.request()
+                    url = request.url
+                    try:
+                        response = await fetch(request)
+                    except DirectoryFetchError as e:
+                        with self._lock:
+                            result = state.fail(str(e), self.clock())
+                    else:
+                        with self._lock:
+                            result = state.receive(response, self.clock())
+                    if result.outcome is not Refresh.RETRY:
+                        break
+        except TimeoutError:
+            detail = f"no complete answer within directory_timeout ({timeout:g} s)"
             with self._lock:
-                request = state.request()
-            url = request.url
-            try:
-                response = fetch(request)
-            except DirectoryFetchError as e:
-                with self._lock:
-                    result = state.fail(str(e), self.clock())
-            else:
-                with self._lock:
-                    result = state.receive(response, self.clock())
-            if result.outcome is not Refresh.RETRY:
-                break
+                result = state.fail(detail, self.clock())
+        except Exception as e:  # a fetcher's bug fails this issuer alone, and is retried
+            first_line = (str(e).splitlines() or [""])[0][:200]
+            with self._lock:
+                result = state.fail(f"unexpected {type(e).__name__}: {first_line}", self.clock())
         with self._lock:
             if result.outcome is Refresh.CHANGED:
                 self.version += 1
@@ -429,8 +491,10 @@ class KeySource:
         if not self._states:
             return
         with self._lock:
-            requested = [state.request_refresh(now) for state in self._states.values()]
-        if any(requested) and self.hooks is not None:
+            requested = [state for state in self._states.values() if state.request_refresh(now)]
+            # A fetch under way may have read the directory before it listed the key.
+            self._again.update(s.name for s in requested if s.name in self._fetching)
+        if requested and self.hooks is not None:
             self.hooks.wake()
 
     def check_start_up(self) -> None:
@@ -472,6 +536,48 @@ class RefreshHooks:
         """Stop refreshing."""
 
 
+def run_in_new_loop(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``coroutine`` to its end in a new event loop, like :func:`asyncio.run`, but
+    without waiting for the loop's executor threads: a host-name lookup runs in one, and
+    cancelling a fetch at its deadline cannot stop the lookup (``asyncio.run`` would wait
+    for it, as long as the resolver likes). The lookup finishes on its own."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        try:
+            left = asyncio.all_tasks(loop)
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()  # shuts the default executor down without waiting
+
+
+def _run_in_own_loop(make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """Run ``make()`` to its end in a new event loop on a helper thread, and return its
+    result (or raise its error). The calling thread's event loop, running or not, is left
+    alone."""
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, run_in_new_loop(make())))
+        except BaseException as e:  # handed over to the caller
+            outcome.append((False, e))
+
+    thread = threading.Thread(target=run, name="pat-middleware-key-fetch", daemon=True)
+    thread.start()
+    thread.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    result: _T = value
+    return result
+
+
 def shown_url(url: str) -> str:
     """A directory URL as logs and errors show it: no user info, query or fragment (they
     may carry credentials); the host and port as written. Never raises (it runs on error
@@ -505,6 +611,23 @@ def _log_refresh(state: DirectoryState, url: str, result: RefreshResult, now: fl
             len(state.listed),
             current.key.token_key_id.hex()[:16] if current else "none yet",
         )
+
+
+def _content_type_problem(value: str | None) -> str | None:
+    """None for a directory's media type or JSON (``application/json``, ``application/*+json``;
+    parameters allowed), else why not: a page that merely parses as a directory (an error
+    page, a file someone uploaded) is not the issuer's directory."""
+    if value is None:
+        return f"the directory came without a Content-Type; expected {ISSUER_DIRECTORY_MEDIA_TYPE}"
+    media_type = value.split(";", 1)[0].strip().lower()
+    if media_type == ISSUER_DIRECTORY_MEDIA_TYPE or _JSON_MEDIA_TYPE.fullmatch(media_type):
+        return None
+    shown = _UNPRINTABLE.sub("?", value[:_MAX_SHOWN_CONTENT_TYPE])
+    more = "..." if len(value) > _MAX_SHOWN_CONTENT_TYPE else ""
+    return (
+        f"the directory came as Content-Type {shown!r}{more}; expected "
+        f"{ISSUER_DIRECTORY_MEDIA_TYPE} or JSON"
+    )
 
 
 def _freshness_lifetime(headers: Mapping[str, str]) -> float:

@@ -84,7 +84,7 @@ class DiscoveryOptions:
     refresh_min: int = 60
     refresh_max: int = 3600
     unknown_key_refresh: int = 30
-    timeout: int = 5
+    timeout: float = 5  # seconds (settings take whole ones, 1 to 60)
     require_keys: bool = True
     key_grace: int = 600
 
@@ -410,7 +410,7 @@ class _Builder:
             unknown_key_refresh=self.integer(
                 "directory_unknown_key_refresh", default.unknown_key_refresh, low=1, high=86400
             ),
-            timeout=self.integer("directory_timeout", default.timeout, low=1, high=60),
+            timeout=self.integer("directory_timeout", int(default.timeout), low=1, high=60),
             require_keys=self.boolean("directory_require_keys", default.require_keys),
             key_grace=self.integer(
                 "directory_key_grace", default.key_grace, low=0, high=30 * 86400

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import gc
 import json
 import logging
+import math
+import socket
 import sys
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,10 +39,14 @@ from pat_middleware.keys import IssuerKey, encode_pss_spki
 from pat_middleware.policy import Policy
 from pat_middleware.settings import DiscoveryOptions, IssuerConfig, Settings
 
+from ._directory_server import directory_server, document
+
 T0 = 1_700_000_000.0
 RFC_URL = "https://issuer.example/.well-known/private-token-issuer-directory"
 LEGACY_URL = "https://issuer.example/.well-known/token-issuer-directory"
 OPTIONS = DiscoveryOptions(refresh_min=60, refresh_max=3600, unknown_key_refresh=30, key_grace=600)
+MEDIA_TYPE = "application/private-token-issuer-directory"
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +73,8 @@ def directory(*keys: tuple[IssuerKey, int | None]) -> bytes:
 def ok(
     body: bytes, cache_control: str | None = "max-age=1000", **headers: str
 ) -> DirectoryResponse:
-    out = {name.replace("_", "-"): value for name, value in headers.items()}
+    out = {"Content-Type": MEDIA_TYPE}
+    out.update((name.replace("_", "-"), value) for name, value in headers.items())
     if cache_control is not None:
         out["Cache-Control"] = cache_control
     return DirectoryResponse(200, out, body)
@@ -104,6 +115,7 @@ def test_next_refresh_honours_max_age_within_bounds(
     key_a: IssuerKey, headers: Mapping[str, str], delay: int
 ) -> None:
     s = state()
+    headers = {**headers, "Content-Type": MEDIA_TYPE}
     result = s.receive(DirectoryResponse(200, headers, directory((key_a, None))), T0)
     assert result.outcome is Refresh.CHANGED
     assert s.next_refresh == T0 + delay
@@ -277,14 +289,14 @@ def test_at_most_16_keys_are_taken_in_directory_order() -> None:
         (DirectoryResponse(500, {}), "HTTP 500"),
         (DirectoryResponse(403, {}), "HTTP 403"),
         (DirectoryResponse(404, {}), "HTTP 404"),
-        (DirectoryResponse(200, {}, b"<html>down for maintenance</html>"), "not valid JSON"),
-        (DirectoryResponse(200, {}, b'{"token-keys": []}'), "issuer-request-uri"),
-        (DirectoryResponse(200, {}, b"[1, 2]"), "not a JSON object"),
+        (DirectoryResponse(200, JSON, b"<html>down for maintenance</html>"), "not valid JSON"),
+        (DirectoryResponse(200, JSON, b'{"token-keys": []}'), "issuer-request-uri"),
+        (DirectoryResponse(200, JSON, b"[1, 2]"), "not a JSON object"),
         (
-            DirectoryResponse(200, {}, b'{"issuer-request-uri": "/t", "token-keys": []}'),
+            DirectoryResponse(200, JSON, b'{"issuer-request-uri": "/t", "token-keys": []}'),
             "no usable token type 2 key",
         ),
-        (DirectoryResponse(200, {}, b" " * 70_000), "longer than"),
+        (DirectoryResponse(200, JSON, b" " * 70_000), "longer than"),
     ],
 )
 def test_bad_answers_keep_the_last_good_keys(
@@ -299,6 +311,54 @@ def test_bad_answers_keep_the_last_good_keys(
     assert detail in result.detail and s.last_error == result.detail
     assert s.select(T0 + 900) == before
     assert s.etag == '"v1"'  # a later 304 still works
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        MEDIA_TYPE,
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON;Charset=UTF-8",
+        "application/private-token-issuer-directory; charset=utf-8",
+        "application/vnd.example.directory+json",
+    ],
+)
+def test_directory_media_type_and_json_are_accepted(key_a: IssuerKey, content_type: str) -> None:
+    s = state()
+    result = s.receive(ok(directory((key_a, None)), Content_Type=content_type), T0)
+    assert result.outcome is Refresh.CHANGED
+    assert accepted(s, T0) == {key_a.token_key_id}
+
+
+@pytest.mark.parametrize(
+    ("content_type", "shown"),
+    [
+        ("text/html", "'text/html'"),
+        ("text/html; charset=utf-8", "'text/html; charset=utf-8'"),
+        ("text/plain", "'text/plain'"),
+        ("text/json", "'text/json'"),
+        ("application/jsonp", "'application/jsonp'"),
+        ("application/octet-stream", "'application/octet-stream'"),
+        ("text/html\r\n\x1b[2Jfake line\u2028" + "x" * 100, "'text/html???[2Jfake line?xx"),
+        (None, "without a Content-Type"),
+    ],
+)
+def test_other_content_types_are_refused_and_keep_the_keys(
+    key_a: IssuerKey, key_b: IssuerKey, content_type: str | None, shown: str
+) -> None:
+    """A document that parses as a directory but is served as a page (an error page, an
+    upload) is not the issuer's directory: the fetch fails, the last good keys stay."""
+    s = state()
+    s.receive(ok(directory((key_a, None))), T0)
+    headers = {"Cache-Control": "max-age=1000"}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    result = s.receive(DirectoryResponse(200, headers, directory((key_b, None))), T0 + 900)
+    assert result.outcome is Refresh.FAILED
+    assert shown in result.detail and MEDIA_TYPE in result.detail
+    assert len(result.detail) < 200 and result.detail.isprintable()
+    assert accepted(s, T0 + 900) == {key_a.token_key_id}
 
 
 def test_failures_back_off_and_success_resets(key_a: IssuerKey) -> None:
@@ -401,7 +461,7 @@ class Scripted:
         self.answers = list(answers)
         self.requests: list[DirectoryRequest] = []
 
-    def __call__(self, request: DirectoryRequest) -> DirectoryResponse:
+    async def __call__(self, request: DirectoryRequest) -> DirectoryResponse:
         self.requests.append(request)
         answer = self.answers.pop(0)
         if isinstance(answer, DirectoryFetchError):
@@ -532,6 +592,225 @@ def test_failure_is_logged_in_one_line_without_key_material(
     )
     assert b64url_encode(key_b.spki)[:40] not in message
     assert src.select(clock.now).issuers[1].preferred == key_b
+
+
+# ------------------------------------------------ deadlines, each issuer on its own
+
+HANG = object()  # an answer that never comes
+
+
+class Routed:
+    """A fetcher answering each URL from its own script; HANG waits until cancelled."""
+
+    def __init__(self, script: dict[str, list[object]]) -> None:
+        self.script = script
+        self.requests: list[str] = []
+        self.cancelled: list[str] = []
+
+    async def __call__(self, request: DirectoryRequest) -> DirectoryResponse:
+        self.requests.append(request.url)
+        answer = self.script[request.url].pop(0)
+        if answer is HANG:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled.append(request.url)
+                raise
+        if isinstance(answer, BaseException):
+            raise answer
+        assert isinstance(answer, DirectoryResponse)
+        return answer
+
+
+def sources(*names: str, timeout: float = 0.3) -> KeySource:
+    issuers = [
+        IssuerConfig(name, (), directory_urls=(f"https://{name}/d",), directory_setting=name)
+        for name in names
+    ]
+    return KeySource(issuers, dataclasses.replace(OPTIONS, timeout=timeout), clock=Clock())
+
+
+def test_a_fetch_past_the_deadline_fails_that_issuer_alone_and_keeps_its_keys(
+    key_a: IssuerKey, key_b: IssuerKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    src = sources("slow.example", "fast.example")
+    fetch = Routed(
+        {
+            "https://slow.example/d": [ok(directory((key_a, None))), HANG],
+            "https://fast.example/d": [ok(directory((key_b, None))), ok(directory((key_b, None)))],
+        }
+    )
+    src.fetcher = fetch
+    src.refresh(force=True)
+    with caplog.at_level(logging.INFO, logger="pat_middleware"):
+        started = time.monotonic()
+        src.refresh(force=True)
+        elapsed = time.monotonic() - started
+    assert 0.3 <= elapsed < 0.6, elapsed
+    assert fetch.cancelled == ["https://slow.example/d"]  # cancelled, not left running
+    slow, fast = src.states
+    assert (slow.failures, fast.failures) == (1, 0)
+    assert slow.last_error == "no complete answer within directory_timeout (0.3 s)"
+    assert [k.preferred for k in src.select(src.clock()).issuers] == [key_a, key_b]
+    [record] = caplog.records
+    assert record.getMessage().startswith(
+        "issuer slow.example: directory refresh from https://slow.example/d failed: "
+        "no complete answer within directory_timeout (0.3 s); keeping 1 key(s)"
+    )
+
+
+def test_directories_are_fetched_at_once_so_start_up_takes_one_deadline(key_a: IssuerKey) -> None:
+    names = [f"slow{i}.example" for i in range(4)]
+    src = sources(*names, "fast.example")
+    script: dict[str, list[object]] = {f"https://{name}/d": [HANG] for name in names}
+    script["https://fast.example/d"] = [ok(directory((key_a, None)))]
+    src.fetcher = Routed(script)
+    started = time.monotonic()
+    src.refresh(force=True)
+    elapsed = time.monotonic() - started
+    assert elapsed < 0.6, elapsed  # not 4 x 0.3 s
+    assert [state.has_keys for state in src.states] == [False] * 4 + [True]
+
+
+def test_the_deadline_covers_the_fallback_to_the_legacy_path(key_a: IssuerKey) -> None:
+    issuers = [IssuerConfig("issuer.example", (), directory_urls=(RFC_URL, LEGACY_URL))]
+    src = KeySource(issuers, dataclasses.replace(OPTIONS, timeout=0.3), clock=Clock())
+    src.fetcher = Routed({RFC_URL: [DirectoryResponse(404, {})], LEGACY_URL: [HANG]})
+    started = time.monotonic()
+    src.refresh(force=True)
+    assert time.monotonic() - started < 0.6
+    [s] = src.states
+    assert "directory_timeout" in (s.last_error or "")
+    assert s.request().url == RFC_URL  # the next try starts from the first URL again
+
+
+def test_an_unexpected_fetcher_error_fails_that_issuer_and_backs_off(key_a: IssuerKey) -> None:
+    src = sources("broken.example", "fine.example")
+    src.fetcher = Routed(
+        {
+            "https://broken.example/d": [RuntimeError("bug\nsecond line")],
+            "https://fine.example/d": [ok(directory((key_a, None)))],
+        }
+    )
+    assert src.refresh(force=True) == 60  # the broken one backs off like any failure
+    broken, fine = src.states
+    assert broken.last_error == "unexpected RuntimeError: bug"
+    assert fine.has_keys
+
+
+def test_a_directory_being_fetched_is_not_fetched_twice(key_a: IssuerKey) -> None:
+    """The background refresher and a blocking refresh (start-up, refresh_keys) never fetch
+    one directory at once; the next-due time ignores a directory being fetched."""
+    src = sources("one.example", "two.example")
+    fetch = Routed({"https://two.example/d": [ok(directory((key_a, None)))]})
+    src.fetcher = fetch
+    [_, two] = src.claim_due()
+    assert src.claim_due(force=True) == []
+    assert src.seconds_until_due() == math.inf
+    src.refresh(force=True)  # both are being fetched elsewhere: nothing to do
+    assert fetch.requests == []
+
+    asyncio.run(src.refresh_claimed(two, fetch))
+    assert two.has_keys and src.seconds_until_due() == 900
+    assert src.claim_due(force=True) == [two]  # one is still out
+
+
+def test_an_unknown_key_during_a_fetch_brings_another_fetch_after_it(key_a: IssuerKey) -> None:
+    """The fetch under way may have read the directory before the issuer listed the new
+    key: the refresh a token asked for still happens, right after it (once per interval)."""
+    src = sources("issuer.example")
+    gate = asyncio.Event()
+
+    async def fetch(request: DirectoryRequest) -> DirectoryResponse:
+        await gate.wait()
+        return ok(directory((key_a, None)))
+
+    async def scenario() -> list[str]:
+        [state] = src.claim_due(force=True)
+        task = asyncio.create_task(src.refresh_claimed(state, fetch))
+        await asyncio.sleep(0)
+        src.key_missing(src.clock())
+        src.key_missing(src.clock())  # rate-limited: still one more fetch, not two
+        gate.set()
+        await task
+        return [s.name for s in src.claim_due()]
+
+    assert asyncio.run(scenario()) == ["issuer.example"]
+    assert src.states[0].has_keys
+
+
+def test_refresh_works_from_inside_a_running_event_loop(key_a: IssuerKey) -> None:
+    """A Policy may be built in async code (an ASGI lifespan): the blocking refresh runs its
+    own loop elsewhere instead of failing on the caller's."""
+    src = sources("issuer.example")
+    src.fetcher = Routed({"https://issuer.example/d": [ok(directory((key_a, None)))]})
+
+    async def build() -> float:
+        return src.refresh(force=True)
+
+    assert asyncio.run(build()) == 900
+    assert src.states[0].has_keys
+
+
+def test_a_hanging_name_lookup_is_cut_at_the_deadline_too(
+    key_a: IssuerKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The HTTP fetcher resolves host names in a worker thread, which cancellation cannot
+    stop: the blocking refresh must not wait for that thread after the deadline."""
+    from pat_middleware.refresher import HttpFetcher
+
+    resolve = socket.getaddrinfo
+    release = threading.Event()
+
+    def hanging_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in ("hangs.invalid", b"hangs.invalid"):
+            release.wait(3)
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging_getaddrinfo)
+    issuers = [IssuerConfig("hangs.invalid", (), directory_urls=("http://hangs.invalid/d",))]
+    src = KeySource(issuers, dataclasses.replace(OPTIONS, timeout=0.3))
+    src.fetcher = HttpFetcher(0.3)
+    started = time.monotonic()
+    try:
+        src.refresh(force=True)
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+    assert elapsed < 0.8, elapsed
+    assert "directory_timeout" in (src.states[0].last_error or "")
+
+
+def test_a_forked_child_forgets_the_parents_fetches_in_flight() -> None:
+    src = sources("issuer.example")
+    assert len(src.claim_due()) == 1
+    src.reset_locks()  # what the child does after a fork
+    assert len(src.claim_due()) == 1
+
+
+def test_the_refresher_thread_ends_on_close_and_when_the_policy_is_dropped(
+    key_a: IssuerKey,
+) -> None:
+    with directory_server(document(directory((key_a, None)))) as server:
+        for how in ("close", "drop"):
+            settings = Settings.from_mapping(
+                {
+                    "issuers": [{"name": "issuer.example", "directory": server.url}],
+                    "secret": "s" * 32,
+                }
+            )
+            policy = Policy(settings)
+            hooks = policy._key_source.hooks
+            assert hooks is not None
+            thread = hooks._thread  # type: ignore[attr-defined]
+            assert isinstance(thread, threading.Thread) and thread.is_alive()
+            if how == "close":
+                policy.close()
+            else:
+                del policy, hooks
+                gc.collect()  # the thread holds the key source weakly: nothing else keeps it
+            thread.join(2)
+            assert not thread.is_alive(), how
 
 
 def test_directory_without_httpx_is_a_configuration_error(

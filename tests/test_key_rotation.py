@@ -7,6 +7,7 @@ with the background refresher, the way a deployment does.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import logging
 import os
@@ -495,23 +496,22 @@ def fixed(head: bytes, body: bytes) -> Answer:
 
 
 def fetch_once(url: str, timeout: int = 5) -> DirectoryResponse:
-    fetch = HttpFetcher(timeout)
-    try:
-        return fetch(DirectoryRequest(url + DIRECTORY_PATH, ()))
-    finally:
-        fetch.close()
+    return asyncio.run(HttpFetcher(timeout)(DirectoryRequest(url + DIRECTORY_PATH, ())))
 
 
-def test_a_directory_trickling_its_body_is_abandoned_after_the_timeout() -> None:
+def test_a_directory_trickling_its_body_is_abandoned_after_the_timeout(
+    make_policy: Callable[..., Policy], caplog: pytest.LogCaptureFixture
+) -> None:
     """Each read arrives within the timeout, but the whole body would take 8 s: the fetch
-    gives up after directory_timeout (1 s) plus at most one read, instead of blocking the
-    start-up and every other issuer's refresh for as long as the server likes."""
+    is cancelled at directory_timeout (1 s), instead of blocking the start-up for as long
+    as the server likes."""
     with raw_http_server(trickle(byte_every=0.4, count=20)) as (url, _):
         started = time.monotonic()
-        with pytest.raises(DirectoryFetchError, match="1 s"):
-            fetch_once(url, timeout=1)
+        with caplog.at_level(logging.WARNING, logger="pat_middleware"):
+            make_policy({"directory": url}, directory_timeout=1, directory_require_keys=False)
         elapsed = time.monotonic() - started
-    assert elapsed < 2.5, elapsed
+    assert elapsed < 2.0, elapsed
+    assert any("directory_timeout (1 s)" in r.getMessage() for r in caplog.records)
 
 
 def test_requests_never_wait_for_a_slow_refresh(
@@ -522,7 +522,8 @@ def test_requests_never_wait_for_a_slow_refresh(
     """While a refresh is stuck in a slow directory, challenges, tokens and the unknown-key
     path (which touches the key source) answer at once: no lock is held across I/O."""
     document = Issuer(ISSUER_NAME, rsa_2048).directory_bytes()
-    served = fixed(b"HTTP/1.1 200 OK\r\nContent-Length: %d" % len(document), document)
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d"
+    served = fixed(head % len(document), document)
     slow = trickle(byte_every=0.3, count=10)
     calls: list[int] = []
 
@@ -627,17 +628,20 @@ def test_a_forked_worker_gets_its_own_refresher(
 ) -> None:
     """Like a pre-forking server: the policy is built before the fork; the child's first
     request starts the child's own thread, which refreshes on its own connections. The fork
-    happens while the parent's fetcher holds its lock (as its refresh thread does while it
-    makes a connection pool): the child must not inherit it held."""
+    happens while the parent's refresher is in the middle of a refresh (its directory
+    marked as being fetched, the key source's lock held): the child must inherit neither,
+    or its refresher would hang or never fetch that directory."""
     policy, browser = world.origin(background=True, directory_refresh_min=3600)
-    fetcher = policy._key_source.fetcher
-    assert isinstance(fetcher, HttpFetcher)
+    source = policy._key_source
+    assert isinstance(source.fetcher, HttpFetcher)
     assert world.recorder.directory_hits == 1
     challenge, _ = pick_challenge(browser.challenge())
     stranger = IssuerKey.from_spki(encode_pss_spki(other_rsa_2048.public_key()))
     forged = sign_token(other_rsa_2048, stranger, challenge)
     read_end, write_end = os.pipe()
-    fetcher._lock.acquire()  # released by the parent only
+    source._fetching.add(ISSUER_NAME)  # as while the parent's refresher fetches it
+    lock = source._lock
+    lock.acquire()  # released by the parent only
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # forking with threads running
         pid = os.fork()
@@ -660,7 +664,8 @@ def test_a_forked_worker_gets_its_own_refresher(
             status = 0
         finally:
             os._exit(status)
-    fetcher._lock.release()
+    lock.release()
+    source._fetching.discard(ISSUER_NAME)
     os.close(write_end)
     _, status = os.waitpid(pid, 0)
     report = os.read(read_end, 200).decode()

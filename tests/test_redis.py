@@ -15,6 +15,8 @@ import httpx
 import pytest
 import redis
 from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pat_middleware import IssuerKey
 from pat_middleware.demo import create_origin_app
@@ -204,7 +206,7 @@ def test_an_accept_is_one_round_trip(
 @pytest.mark.parametrize(
     ("url", "words"),
     [
-        ("redis://127.0.0.1:6379/0?colour=blue", "'colour'"),
+        ("redis://127.0.0.1:6379/0?colour=blue", "option 1 of the redis:// URL is unknown"),
         ("redis://127.0.0.1:6379/0?timeout=soon", "'timeout'"),
         ("redis://127.0.0.1:6379/0?timeout=0", "'timeout'"),
         ("redis://127.0.0.1:6379/0?connect_timeout=nan", "'connect_timeout'"),
@@ -221,6 +223,11 @@ def test_an_accept_is_one_round_trip(
         ("redis://127.0.0.1:6379/0?ssl_ca_certs=/ca.pem", "rediss://"),
         ("unix://", "socket path"),
         ("redis+sentinel://127.0.0.1/0", "unknown store URL scheme"),
+        ("redis://127.0.0.1:6379/0#x", "no fragment"),
+        ("redis://[::1/0", "brackets"),
+        ("redis://[::g]/0", "IPv6 address"),
+        ("redis://127.0.0.1:6379/0?prefix=a@b", "percent-encoded"),
+        ("redis://127.0.0.1/0?password_env=A-B", "'password_env' must name an environment"),
     ],
 )
 def test_bad_urls_name_the_setting_and_the_option(url: str, words: str) -> None:
@@ -232,9 +239,9 @@ def test_bad_urls_name_the_setting_and_the_option(url: str, words: str) -> None:
 
 def test_settings_validate_the_store_url_at_start_up(issuer_key: IssuerKey) -> None:
     with pytest.raises(ConfigurationError) as info:
-        make_settings(issuer_key, replay_store="redis://127.0.0.1:6379/0?bogus=1")
+        make_settings(issuer_key, replay_store="redis://127.0.0.1:6379/0?db=0&timout=1")
     assert info.value.setting == "replay_store"
-    assert "'bogus'" in str(info.value)
+    assert "option 2 of the redis:// URL is unknown (did you mean 'timeout'?)" in str(info.value)
 
 
 def test_url_forms() -> None:
@@ -278,6 +285,80 @@ def test_repr_and_errors_hide_the_password(own_redis: RedisServer) -> None:
     with pytest.raises(StoreUnavailable) as info:  # no such user on this server
         store.reserve(b"k", TTL)
     assert secret not in str(info.value)
+
+
+def _pieces(secret: str) -> set[str]:
+    """Every substring of ``secret`` of three characters or more."""
+    return {secret[i:j] for i in range(len(secret)) for j in range(i + 3, len(secret) + 1)}
+
+
+def _leaks(secret: str, *texts: str) -> list[str]:
+    return sorted(p for p in _pieces(secret) for text in texts if p in text)
+
+
+@pytest.mark.parametrize(
+    ("url", "password"),
+    [
+        ("redis://:pa?s5w0rd@host/0", "pa?s5w0rd"),  # urlsplit: option "s5w0rd@host/0"
+        ("redis://:p#s5w0rd@host", "p#s5w0rd"),  # urlsplit: fragment, port "p"
+        ("redis://:1234#hunter2@127.0.0.1/0", "1234#hunter2"),  # urlsplit: localhost:1234
+        ("redis://admin:6380/hunter2@127.0.0.1/0", "6380/hunter2"),  # urlsplit: admin:6380
+        ("rediss://:x?prefix=y@h", "x?prefix=y"),  # urlsplit: prefix 'y@h'
+        ("redis:admin:hunter2@127.0.0.1/0", "hunter2"),  # no '//': all of it is the path
+        ("unix://:pa/s5w0rd@/run/redis.sock", "pa/s5w0rd"),
+    ],
+)
+def test_a_password_split_by_an_unencoded_delimiter_is_refused_unquoted(
+    url: str, password: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        open_replay_store(url)
+    assert info.value.setting == "replay_store"
+    assert _leaks(password, str(info.value), repr(info.value)) == []
+    assert info.value.__cause__ is None and info.value.__context__ is None
+
+
+@pytest.mark.parametrize(
+    ("url", "password", "address"),
+    [
+        ("redis://user:a@bc@host", "a@bc", "host:6379/0"),  # the last '@' ends the user info
+        ("redis://:hun[t3r]2@127.0.0.1/0", "hun[t3r]2", "127.0.0.1:6379/0"),  # urlsplit raised
+        ("redis://:pa%3Fss%23w%40rd%2F@[::1]:6390/1", "pa?ss#w@rd/", "[::1]:6390/1"),
+        ("unix://:pw%40x@/run/user%401000/redis.sock", "pw@x", "unix:/run/user@1000/redis.sock/0"),
+    ],
+)
+def test_a_password_that_parses_one_way_only_is_taken_and_never_shown(
+    url: str, password: str, address: str
+) -> None:
+    store = open_replay_store(url)
+    assert isinstance(store, RedisReplayStore)
+    assert (store.options.password, store.options.address) == (password, address)
+    assert _leaks(password, repr(store), repr(store.options)) == []
+
+
+_PASSWORD_CHARS = "QZJqzj?#@/:[]"
+
+
+@given(
+    user=st.sampled_from(["", "admin"]),
+    password=st.text(alphabet=_PASSWORD_CHARS, min_size=3, max_size=12),
+)
+def test_any_password_is_read_exactly_or_refused_without_a_trace(user: str, password: str) -> None:
+    url = f"redis://{user}:{password}@127.0.0.1:6390/2?prefix=p:"
+    try:
+        options = parse_redis_url(url)
+    except ConfigurationError as e:
+        assert any(char in password for char in "#/?"), str(e)
+        assert _leaks(password, str(e)) == []
+    else:
+        assert (options.password, options.username or "") == (password, user)
+        assert (options.host, options.port, options.db, options.prefix) == (
+            "127.0.0.1",
+            6390,
+            2,
+            "p:",
+        )
+        assert _leaks(password, repr(options)) == []
 
 
 def test_missing_redis_py_says_how_to_install_it() -> None:

@@ -11,10 +11,12 @@ import asyncio
 import base64
 import gc
 import hashlib
+import importlib
 import logging
 import secrets
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -30,14 +32,24 @@ from pat_middleware.asgi import request_info as asgi_request_info
 from pat_middleware.challenges import derive_key
 from pat_middleware.errors import ConfigurationError, Reason, TokenError
 from pat_middleware.headers import MAX_HEADER_BYTES, build_authorization
+from pat_middleware.issuer import Issuer
 from pat_middleware.keys import IssuerKey, encode_pss_spki
 from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
 from pat_middleware.settings import Settings
 from pat_middleware.stores import MemoryReplayStore
+from pat_middleware.stores.redis import RedisReplayStore
 from pat_middleware.wire import GREASE_TOKEN_TYPES, Token, TokenChallenge
 from pat_middleware.wsgi import PrivateTokenWSGIMiddleware
 from pat_middleware.wsgi import request_info as wsgi_request_info
 
+from ._directory_server import (
+    DIRECTORY_MEDIA_TYPE,
+    Switch,
+    directory_server,
+    document,
+    trickled_body,
+    trickled_headers,
+)
 from ._origin import (
     ISSUER,
     SECRET,
@@ -49,6 +61,7 @@ from ._origin import (
     answer,
     challenges_of,
     header,
+    issuer_entry,
     make_settings,
     redemption,
     set_cookies,
@@ -63,7 +76,7 @@ from ._path_servers import (
     path_settings,
 )
 from ._path_servers import ISSUER_NAME as PATH_ISSUER
-from ._servers import raw_request, serve_asgi
+from ._servers import free_port, raw_request, serve_asgi
 from ._wsgi_harness import Browser as HttpBrowser
 from ._wsgi_harness import httpx_send, serve_wsgi
 from .apps import MARK
@@ -929,3 +942,236 @@ def test_reprs_never_show_keys_secrets_tokens_nonces_or_cookies(
     for obj in objects:
         for text in (repr(obj), str(obj)):
             assert seen.found_in(text) == [], f"{type(obj).__name__}: {text}"
+
+
+# --- issue 10: discovery deadlines and URL secrets ---
+
+
+def _pieces(secret: str) -> set[str]:
+    """Every substring of ``secret`` of three characters or more."""
+    return {secret[i:j] for i in range(len(secret)) for j in range(i + 3, len(secret) + 1)}
+
+
+def _django_check_texts(pat_middleware: dict[str, Any]) -> list[str]:
+    """What Django's system checks say about ``PAT_MIDDLEWARE = pat_middleware``."""
+    importlib.import_module(f"{__package__}.test_django")  # configures Django, once
+    from django.test import override_settings
+
+    from pat_middleware.contrib.django.checks import check_settings
+
+    with override_settings(PAT_MIDDLEWARE=pat_middleware):
+        return [f"{m!s} {m.msg} {m.hint}" for m in check_settings()]
+
+
+#: A password holding an unencoded '?', '#', '/', '@' or '[': urlsplit puts part of it in the
+#: query, fragment, path, host or port, or raises quoting a piece of it.
+_REDIS_PASSWORD_URLS = (
+    ("redis://:pa?ss@host/0", "pa?ss"),
+    ("redis://:pa?s5w0rd@host/0", "pa?s5w0rd"),  # was echoed as option 's5w0rd@host/0'
+    ("redis://:p#w@host", "p#w"),
+    ("redis://user:a@b@127.0.0.1:{port}/0", "a@b"),  # unambiguous: the last '@' ends it
+    ("rediss://:x?prefix=y@h", "x?prefix=y"),  # was read as prefix 'y@h'
+    ("redis://:secret@host:notaport", "secret"),
+    ("redis://:1234#hunter2@127.0.0.1/0", "1234#hunter2"),  # was localhost:1234, in reprs
+    ("redis://admin:6380/hunter2@127.0.0.1/0", "6380/hunter2"),  # was host admin:6380
+    ("redis://:hun[t3r]2@127.0.0.1:{port}/0", "hun[t3r]2"),  # urlsplit raised, quoting 't3r'
+    ("redis:admin:hunter2@127.0.0.1/0", "hunter2"),  # no '//': was echoed as the db path
+)
+
+
+def test_redis_password_with_reserved_characters_never_echoed(
+    issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Start-up errors, Django's system checks, reprs and the store-failure log line of a
+    store that parsed: none holds any three characters of the password in a row."""
+    caplog.set_level(logging.DEBUG)
+    port = free_port()  # nothing listens there: a store that parses fails, and is logged
+    for spelling, password in _REDIS_PASSWORD_URLS:
+        url = spelling.format(port=port)
+        caplog.clear()
+        texts: list[str] = []
+        try:
+            settings = make_settings(issuer_key, replay_store=url, origin_info=[ORIGIN])
+        except ConfigurationError as e:
+            texts += [str(e), repr(e)]
+        else:
+            policy = Policy(settings)
+            assert isinstance(policy.store, RedisReplayStore)
+            assert policy.store.options.password == password
+            browser = Browser(policy, host=ORIGIN)
+            decision = browser.get(token=answer(browser.challenge(), rsa_2048, issuer_key))
+            assert decision.outcome is Outcome.UNAVAILABLE, decision
+            policy.store.close()
+            texts += [repr(policy), repr(policy.store), repr(policy.store.options), repr(decision)]
+        pat = {
+            "issuers": [issuer_entry(ISSUER, issuer_key)],
+            "secret": SECRET,
+            "replay_store": url,
+        }
+        texts += _django_check_texts(pat)
+        texts += [f"{r.getMessage()} {vars(r)}" for r in caplog.records]
+        leaks = sorted({piece for piece in _pieces(password) for text in texts if piece in text})
+        assert leaks == [], (url, leaks, texts)
+
+
+def _directory_policy(*issuers: tuple[str, str], **overrides: Any) -> Policy:
+    """A policy whose issuers (name, directory URL) get their keys from directories only."""
+    data: dict[str, Any] = {
+        "issuers": [{"name": name, "directory": url} for name, url in issuers],
+        "secret": SECRET,
+        "protect": ["/protected"],
+        "origin_info": [ORIGIN],
+        "directory_require_keys": False,
+        **overrides,
+    }
+    return Policy(Settings.from_mapping(data), refresh_in_background=False)
+
+
+def _refresh_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "directory refresh" in r.getMessage()
+    ]
+
+
+def test_directory_with_html_content_type_is_refused(
+    issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A document that parses as the issuer's directory but comes as text/html (an error
+    page, or a page someone could upload to the issuer's host) installs no key; the
+    directory media type and JSON do."""
+    caplog.set_level(logging.WARNING, logger="pat_middleware")
+    body = Issuer(ISSUER, rsa_2048).directory_bytes()
+    answer_ = Switch(document(body, "text/html; charset=utf-8"))
+    with directory_server(answer_) as server:
+        policy = _directory_policy((ISSUER, server.url))
+        assert list(policy.keys) == []
+        assert Browser(policy, host=ORIGIN).get().outcome is Outcome.UNAVAILABLE
+        [line] = _refresh_warnings(caplog)
+        assert f"issuer {ISSUER}:" in line and "'text/html; charset=utf-8'" in line
+
+        for accepted in ("application/json; charset=utf-8", DIRECTORY_MEDIA_TYPE):
+            answer_.answer = document(body, accepted)
+            policy = _directory_policy((ISSUER, server.url))
+            browser = Browser(policy, host=ORIGIN)
+            token = answer(browser.challenge(), rsa_2048, issuer_key)
+            assert browser.get(token=token).outcome is Outcome.PASS, accepted
+
+        caplog.clear()  # a refresh served as HTML later keeps the keys it had
+        answer_.answer = document(body, "text/html")
+        policy.refresh_keys()
+        [line] = _refresh_warnings(caplog)
+        assert "'text/html'" in line and "keeping 1 key(s)" in line
+        browser = Browser(policy, host=ORIGIN)
+        token = answer(browser.challenge(), rsa_2048, issuer_key)
+        assert browser.get(token=token).outcome is Outcome.PASS
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_trickling_directory_server_cannot_hold_start_up(
+    issuer_key: IssuerKey,
+    rsa_2048: rsa.RSAPrivateKey,
+    other_rsa_2048: rsa.RSAPrivateKey,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two directory servers send one header line, or one body byte, every 0.3 s: each read
+    comes well within any per-read timeout, and the answers would take 6 s. With
+    directory_timeout = 1, start-up ends after about one second, not one per slow issuer,
+    the sockets are dropped, and a healthy issuer fetched alongside is in use."""
+    caplog.set_level(logging.WARNING, logger="pat_middleware")
+    slow_body = Issuer("slow.example", other_rsa_2048).directory_bytes()
+    with (
+        directory_server(trickled_headers(every=0.3, lines=20)) as headers_slow,
+        directory_server(trickled_body(slow_body, every=0.3, count=20)) as body_slow,
+        directory_server(document(Issuer(ISSUER, rsa_2048).directory_bytes())) as healthy,
+    ):
+        started = time.monotonic()
+        policy = _directory_policy(
+            ("slow-headers.example", headers_slow.url),
+            ("slow-body.example", body_slow.url),
+            (ISSUER, healthy.url),
+            directory_timeout=1,
+        )
+        elapsed = time.monotonic() - started
+        assert elapsed < 1.8, elapsed
+        browser = Browser(policy, host=ORIGIN)
+        token = answer(browser.challenge(), rsa_2048, issuer_key)
+        assert browser.get(token=token).outcome is Outcome.PASS
+        # The fetches were cancelled, their connections closed: not left reading.
+        assert _wait_until(lambda: headers_slow.open_connections == 0, 1.5)
+        assert _wait_until(lambda: body_slow.open_connections == 0, 1.5)
+    warnings = _refresh_warnings(caplog)
+    assert len(warnings) == 2, warnings
+    names = ("slow-body.example", "slow-headers.example")
+    for name, line in zip(names, sorted(warnings), strict=True):
+        assert line.startswith(f"issuer {name}: ") and "directory_timeout (1 s)" in line
+
+
+def test_one_slow_issuer_does_not_delay_another(
+    rsa_2048: rsa.RSAPrivateKey,
+    other_rsa_2048: rsa.RSAPrivateKey,
+    other_key: IssuerKey,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Both directories say max-age=1. Once the slow one starts trickling its headers, the
+    background refresher still refreshes the healthy one when due, and at once when a token
+    names its new key, while the slow fetch hangs; that fetch is then cut at the deadline."""
+    caplog.set_level(logging.WARNING, logger="pat_middleware")
+    slow_rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    slow_answer = Switch(document(Issuer("slow.example", slow_rsa).directory_bytes()))
+    healthy_answer = Switch(document(Issuer(ISSUER, rsa_2048).directory_bytes()))
+    with (
+        directory_server(slow_answer) as slow,
+        directory_server(healthy_answer) as healthy,
+    ):
+        data: dict[str, Any] = {
+            "issuers": [
+                {"name": "slow.example", "directory": slow.url},
+                {"name": ISSUER, "directory": healthy.url},
+            ],
+            "secret": SECRET,
+            "protect": ["/protected"],
+            "origin_info": [ORIGIN],
+            "directory_timeout": 1,
+            "directory_refresh_min": 1,
+            "directory_unknown_key_refresh": 1,
+        }
+        policy = Policy(Settings.from_mapping(data))  # the background refresher runs
+        try:
+            slow_answer.answer = trickled_headers(every=0.3, lines=40)
+            assert _wait_until(lambda: slow.open_connections == 1, 3.0)
+            [hanging] = [c for c in slow.connections if c[1] is None]
+            opened = hanging[0]
+            assert opened is not None
+            # Due at the same moment as the slow one, the healthy directory was fetched
+            # then, not after the slow fetch ended.
+            assert _wait_until(lambda: any(t > opened - 0.3 for t, _ in healthy.hits), 0.5)
+
+            # The healthy issuer rotates to a key the origin has not seen: the first token
+            # under it wakes the refresher, which fetches it while the slow fetch hangs.
+            rotated = Issuer(ISSUER, other_rsa_2048)
+            healthy_answer.answer = document(rotated.directory_bytes())
+
+            def new_key_token_passes() -> bool:
+                browser = Browser(policy, host=ORIGIN)
+                token = answer(browser.challenge(), other_rsa_2048, other_key)
+                return browser.get(token=token).outcome is Outcome.PASS
+
+            assert _wait_until(new_key_token_passes, 0.6)
+            assert hanging[1] is None, "the slow fetch must still be hanging"
+            # ... until its deadline: then the socket is dropped and one line logged.
+            assert _wait_until(lambda: hanging[1] is not None, 2.0)
+        finally:
+            policy.close()
+    slow_lines = [line for line in _refresh_warnings(caplog) if "slow.example" in line]
+    assert slow_lines and "directory_timeout (1 s)" in slow_lines[0]
+    assert not any(ISSUER in line for line in _refresh_warnings(caplog))

@@ -334,7 +334,7 @@ ERROR_CASES: list[tuple[dict[str, Any], str, str]] = [
     ),
     ({"challenge_content_type": 5}, "challenge_content_type", "string"),
     ({"quoted_values": "no"}, "quoted_values", "true or false"),
-    ({"replay_store": "redis://localhost?bogus=1"}, "replay_store", "bogus"),
+    ({"replay_store": "redis://localhost?bogus=1"}, "replay_store", "is unknown"),
     ({"replay_store": "memory://?max_entries=none"}, "replay_store", "integer"),
     ({"replay_ttl": 10}, "replay_ttl", "integer"),
     ({"store_unavailable_status": 404}, "store_unavailable_status", "429 or an integer"),

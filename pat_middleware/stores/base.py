@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Protocol, runtime_checkable
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from ..errors import ConfigurationError, PrivateTokenError
 
 DEFAULT_MAX_ENTRIES = 1_000_000
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}")
 
 
 class StoreUnavailable(PrivateTokenError):
@@ -38,15 +40,20 @@ class AsyncReplayStore(Protocol):
 
 def open_replay_store(url: str, *, setting: str = "replay_store") -> ReplayStore:
     """Build a store from its URL: ``memory://`` (``?max_entries=N``), or Redis
-    (``redis://``, ``rediss://``, ``unix://``; needs the ``redis`` extra)."""
-    parts = urlsplit(url)
-    if parts.scheme == "memory":
+    (``redis://``, ``rediss://``, ``unix://``; needs the ``redis`` extra).
+
+    Errors quote no part of the URL but a known scheme or option name: a Redis URL may
+    hold a password, and one with an unencoded ``?``, ``#`` or ``@`` parses wrongly."""
+    head, colon, _ = url.partition(":")
+    scheme = head.lower() if colon and _SCHEME.fullmatch(head) else ""
+    if scheme == "memory":
         from .memory import MemoryReplayStore
 
-        query = parse_qs(parts.query)
-        unknown = sorted(set(query) - {"max_entries"})
-        if unknown:
-            raise ConfigurationError(setting, f"unknown memory:// option {unknown[0]!r}")
+        query = parse_qs(url.partition("?")[2])
+        if set(query) - {"max_entries"}:
+            raise ConfigurationError(
+                setting, "unknown memory:// option; the one known is max_entries"
+            )
         max_entries = DEFAULT_MAX_ENTRIES
         if "max_entries" in query:
             try:
@@ -56,8 +63,11 @@ def open_replay_store(url: str, *, setting: str = "replay_store") -> ReplayStore
             if max_entries < 1:
                 raise ConfigurationError(setting, "max_entries must be at least 1")
         return MemoryReplayStore(max_entries=max_entries)
-    if parts.scheme in ("redis", "rediss", "unix"):
+    if scheme in ("redis", "rediss", "unix"):
         from .redis import RedisReplayStore  # imports redis-py: only when asked for
 
         return RedisReplayStore.from_url(url, setting=setting)
-    raise ConfigurationError(setting, f"unknown store URL scheme {parts.scheme!r}")
+    raise ConfigurationError(
+        setting,
+        "unknown store URL scheme: a store URL starts with memory://, redis://, rediss:// or unix://",
+    )

@@ -13,14 +13,17 @@ itself when Redis is back.
 from __future__ import annotations
 
 import asyncio
+import difflib
+import ipaddress
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote
 
 from ..errors import ConfigurationError
 from .base import StoreUnavailable
@@ -48,18 +51,20 @@ OPTIONS = frozenset((*_FLOAT_OPTIONS, *_INT_OPTIONS, *_STR_OPTIONS))
 _INSTALL_HINT = "redis:// replay stores need redis-py: pip install 'pat-middleware[redis]'"
 #: The value stored under each key; only the key's existence matters.
 _MARK = b"1"
+_DIGITS = re.compile(r"[0-9]{1,10}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
 @dataclass(frozen=True, slots=True)
 class RedisOptions:
-    """A parsed store URL. The password never appears in ``repr``."""
+    """A parsed store URL. The user name and password never appear in ``repr``."""
 
     scheme: str
     host: str = "localhost"
     port: int = DEFAULT_PORT
     path: str | None = None  # unix:// socket path
     db: int = 0
-    username: str | None = None
+    username: str | None = field(default=None, repr=False)  # often a password, mistyped
     password: str | None = field(default=None, repr=False)
     prefix: str = DEFAULT_PREFIX
     timeout: float = DEFAULT_TIMEOUT
@@ -102,80 +107,149 @@ class RedisOptions:
 
 
 def parse_redis_url(url: str, *, setting: str = "replay_store") -> RedisOptions:
-    """Validate a Redis store URL; every problem names ``setting`` and the option."""
+    """Validate a Redis store URL; every problem names ``setting`` and the option.
+
+    No message quotes the URL or any piece of it, except known option names and the
+    ``password_env`` variable name: a password holding an unencoded ``?``, ``#``, ``/`` or
+    ``@`` would otherwise land (in part) in the query, fragment, path, host or port, and be
+    echoed from there. Such a URL is refused with a message saying what to percent-encode.
+    """
 
     def fail(message: str) -> ConfigurationError:
         return ConfigurationError(setting, message)
 
-    parts = urlsplit(url)
-    if parts.scheme not in SCHEMES:
-        raise fail(f"a Redis store URL starts with redis://, rediss:// or unix://, not {url[:8]!r}")
-    query = parse_qs(parts.query, keep_blank_values=True)
-    for name, values in query.items():
-        if name not in OPTIONS:
-            raise fail(f"unknown {parts.scheme}:// option {name!r}; known: {sorted(OPTIONS)}")
-        if len(values) > 1:
+    scheme, userinfo, hostport, path, query_text = _split_redis_url(url, fail)
+    query: dict[str, str] = {}
+    for position, (name, value) in enumerate(parse_qsl(query_text, keep_blank_values=True), 1):
+        if name not in OPTIONS:  # not quoted: it may be a piece of a password
+            close = difflib.get_close_matches(name, OPTIONS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise fail(
+                f"option {position} of the {scheme}:// URL is unknown{hint}; "
+                f"known: {sorted(OPTIONS)}"
+            )
+        if name in query:
             raise fail(f"option {name!r} is given more than once")
+        query[name] = value
     opts: dict[str, Any] = {}
     for name, (low, high) in _FLOAT_OPTIONS.items():
         if name in query:
-            text = query[name][0]
             try:
-                value = float(text)
+                seconds = float(query[name])
             except ValueError:
-                value = math.nan
-            if not low <= value <= high:
+                seconds = math.nan
+            if not low <= seconds <= high:
                 raise fail(f"option {name!r} must be a number of seconds from {low} to {high}")
-            opts[name] = value
+            opts[name] = seconds
     for name, (ilow, ihigh) in _INT_OPTIONS.items():
         if name in query:
-            text = query[name][0]
-            if not text.isdigit() or not ilow <= int(text) <= ihigh:
+            text = query[name]
+            if not _DIGITS.fullmatch(text) or not ilow <= int(text) <= ihigh:
                 raise fail(f"option {name!r} must be an integer from {ilow} to {ihigh}")
             opts[name] = int(text)
     if "timeout" in opts and "connect_timeout" not in opts:
         opts["connect_timeout"] = opts["timeout"]
     if "prefix" in query:
-        prefix = query["prefix"][0]
+        prefix = query["prefix"]
         if len(prefix.encode()) > MAX_PREFIX_LENGTH:
             raise fail(f"option 'prefix' is longer than {MAX_PREFIX_LENGTH} bytes")
         opts["prefix"] = prefix
     if "ssl_ca_certs" in query:
-        if parts.scheme != "rediss":
+        if scheme != "rediss":
             raise fail("option 'ssl_ca_certs' needs a rediss:// URL")
-        opts["ssl_ca_certs"] = query["ssl_ca_certs"][0]
+        opts["ssl_ca_certs"] = query["ssl_ca_certs"]
 
-    try:
-        port = parts.port
-    except ValueError as e:
-        raise fail("the port must be a number from 0 to 65535") from e
-    if parts.scheme == "unix":
-        if not parts.path:
+    host, port = _host_and_port(hostport, fail)
+    if scheme == "unix":
+        if not path:
             raise fail("a unix:// URL needs the socket path, e.g. unix:///run/redis.sock")
-        opts["path"] = unquote(parts.path)
+        opts["path"] = unquote(path)
     else:
-        opts["host"] = unquote(parts.hostname) if parts.hostname else "localhost"
+        opts["host"] = host or "localhost"
         opts["port"] = port if port is not None else DEFAULT_PORT
-        db_text = parts.path.strip("/")
+        db_text = path.strip("/")
         if db_text:
             if "db" in query:
                 raise fail("give the database number in the path or as db=, not both")
-            if not db_text.isdigit():
-                raise fail(f"the path must be the database number, e.g. /0, not {db_text!r}")
+            if not _DIGITS.fullmatch(db_text):
+                raise fail("the path must be the database number, e.g. /0")
             opts["db"] = int(db_text)
 
-    if parts.username:
-        opts["username"] = unquote(parts.username)
-    password = unquote(parts.password) if parts.password is not None else None
+    password: str | None = None
+    if userinfo is not None:
+        username, colon, password_text = userinfo.partition(":")
+        if username:
+            opts["username"] = unquote(username)
+        password = unquote(password_text) if colon else None
     if "password_env" in query:
         if password is not None:
             raise fail("give the password in the URL or as password_env, not both")
-        var = query["password_env"][0]
+        var = query["password_env"]
+        if not _ENV_NAME.fullmatch(var):
+            raise fail("option 'password_env' must name an environment variable")
         password = os.environ.get(var)
         if password is None:
             raise fail(f"environment variable {var!r} named by password_env is not set")
     opts["password"] = password
-    return RedisOptions(scheme=parts.scheme, **opts)
+    return RedisOptions(scheme=scheme, **opts)
+
+
+def _split_redis_url(
+    url: str, fail: Callable[[str], ConfigurationError]
+) -> tuple[str, str | None, str, str, str]:
+    """(scheme, user info or None, host[:port], path, query) of a Redis URL.
+
+    Split here rather than by ``urlsplit``: that ends the user info at the first ``/``, ``?``
+    or ``#``, so an unencoded one in a password moves the rest of it into the path, query or
+    fragment and the text before it into the host and port (``redis://:1234#pw@h`` is port
+    1234 on localhost), or raises with a piece of it (``[`` and ``]``). A password can hold
+    any of them only percent-encoded; then the split is unambiguous.
+    """
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in SCHEMES:
+        raise fail("a Redis store URL starts with redis://, rediss:// or unix://")
+    if "#" in rest:
+        raise fail(
+            "a Redis store URL has no fragment: a '#' in the user name or password must be "
+            "percent-encoded as %23"
+        )
+    end = next((i for i, char in enumerate(rest) if char in "/?"), len(rest))
+    authority, tail = rest[:end], rest[end:]
+    if "@" in tail:
+        raise fail(
+            "an '@' follows the host: the user name and password must be percent-encoded "
+            "('/' as %2F, '?' as %3F, '#' as %23, '@' as %40), and so must any other '@' "
+            "(in a socket path or an option)"
+        )
+    userinfo, at, hostport = authority.rpartition("@")
+    path, _, query = tail.partition("?")
+    return scheme, userinfo if at else None, hostport, path, query
+
+
+def _host_and_port(
+    hostport: str, fail: Callable[[str], ConfigurationError]
+) -> tuple[str, int | None]:
+    """The host (unquoted, lower case; "" when absent) and port (None when absent)."""
+    if hostport.startswith("["):
+        host, bracket, after = hostport[1:].partition("]")
+        if not bracket or (after and not after.startswith(":")):
+            raise fail("an IPv6 host is written in brackets, e.g. redis://[::1]:6379/0")
+        try:
+            ipaddress.IPv6Address(unquote(host))
+        except ValueError:
+            raise fail("the host in brackets must be an IPv6 address") from None
+        port_text = after[1:] if after else ""
+    else:
+        host, _, port_text = hostport.partition(":")
+        if "[" in host or "]" in host:
+            raise fail("an IPv6 host is written in brackets, e.g. redis://[::1]:6379/0")
+    port: int | None = None
+    if port_text:
+        if not _DIGITS.fullmatch(port_text) or int(port_text) > 65535:
+            raise fail("the port must be a number from 0 to 65535")
+        port = int(port_text)
+    return unquote(host).lower(), port
 
 
 def _import_redis(setting: str = "replay_store") -> Any:
