@@ -155,9 +155,7 @@ def _no_constants(name: str) -> Any:
 def _strict_json(data: bytes | str, what: str) -> Any:
     """JSON with duplicate names, NaN and Infinity refused (RFC 7515 §5.2 step 4)."""
     try:
-        return json.loads(
-            data, object_pairs_hook=_no_duplicates, parse_constant=_no_constants
-        )
+        return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except DecodeError as e:
         raise DecodeError(f"{what}: {e}") from None
     except (ValueError, RecursionError) as e:  # JSONDecodeError, bad UTF-8, huge ints
