@@ -17,6 +17,7 @@ from pat_middleware.core.redemption_record import (
     RecordEntry,
     RecordKey,
     RecordKeySet,
+    RecordVerifier,
     RedemptionRecord,
     jwk_thumbprint,
     normalize_origin,
@@ -379,3 +380,14 @@ def test_origins_normalize() -> None:
     for bad in ("ftp://x", "https://", "https://a/b", "https://u@a", "https://a?q", "a", ""):
         with pytest.raises(DecodeError):
             normalize_origin(bad)
+
+
+def test_record_verifier_checks_its_configuration_once(record: str, jwks: RecordKeySet) -> None:
+    verifier = RecordVerifier({"HTTPS://Issuer.Example/": jwks}, frozenset({SITE + ":443"}))
+    value = f'"{ISSUER}";redemption-record="{record}"'
+    verified = verifier.verify(value, now=NOW)
+    assert verified is not None and verified.key_id == 3
+    assert verifier.verify("", now=NOW) is None
+    assert _reason(lambda: verifier.verify(value, now=NOW + 10**6)) is Reason.EXPIRED
+    with pytest.raises(DecodeError):
+        RecordVerifier({"ftp://x": jwks}, frozenset({SITE}))

@@ -550,6 +550,33 @@ def verify_redemption_record_header(
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class RecordVerifier:
+    """:func:`verify_redemption_record_header` with its configuration checked once: the
+    trusted issuers' JWK Sets and the accepted origins, normalized at construction (a bad
+    origin is a :class:`DecodeError` here, not on every request). What a policy holds."""
+
+    trusted: Mapping[str, RecordKeySet]
+    accepted_origins: frozenset[str]
+    leeway: float = DEFAULT_LEEWAY
+
+    def __post_init__(self) -> None:
+        trusted = {normalize_origin(o): keys for o, keys in self.trusted.items()}
+        object.__setattr__(self, "trusted", trusted)
+        object.__setattr__(self, "accepted_origins", _origin_set(self.accepted_origins))
+
+    def verify(self, value: str | bytes | None, *, now: float) -> RedemptionRecord | None:
+        """A verified record, None when the header is absent or empty, else
+        :class:`TokenError` (see :func:`verify_redemption_record_header`)."""
+        return verify_redemption_record_header(
+            value,
+            trusted=self.trusted,
+            accepted_origins=self.accepted_origins,
+            now=now,
+            leeway=self.leeway,
+        )
+
+
 __all__ = [
     "DEFAULT_LEEWAY",
     "JWKS_MEDIA_TYPE",
@@ -564,6 +591,7 @@ __all__ = [
     "RecordEntry",
     "RecordKey",
     "RecordKeySet",
+    "RecordVerifier",
     "RedemptionRecord",
     "jwk_thumbprint",
     "new_record_id",
