@@ -219,7 +219,15 @@ def _describe_bytes(raw: bytes) -> dict[str, Any]:
 
 
 def inspect_value(value: str) -> dict[str, Any]:
-    """Describe a challenge, token, token-key, or a whole header value."""
+    """Describe a challenge, token, token-key, or a whole header value; or a Private State
+    Token value (key commitment, JWK Set, Sec-Private-State-Token, Sec-Redemption-Record)."""
+    import time
+
+    from .cli_pst import describe_pst_value
+
+    pst = describe_pst_value(value, now=time.time())
+    if pst is not None:
+        return pst
     text = value.strip()
     for prefix in ("www-authenticate:", "authorization:"):
         if text.lower().startswith(prefix):
@@ -520,7 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser(
-        "inspect", help="decode a challenge, token, token-key or header value ('-': stdin)"
+        "inspect",
+        help="decode a challenge, token, token-key or header value, or a PST commitment, "
+        "JWK Set, Sec-Private-State-Token or Sec-Redemption-Record value ('-': stdin)",
     )
     p.add_argument("value")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -594,6 +604,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run issuer, origin and client on loopback, step by step")
     p.set_defaults(func=cmd_demo)
+
+    from .cli_pst import add_pst_commands
+
+    add_pst_commands(sub, _positive_int, UsageError)
     return parser
 
 

@@ -25,6 +25,10 @@ class Reason(enum.StrEnum):
     EXPIRED = "expired"
     BAD_SIGNATURE = "bad_signature"
     REPLAYED = "replayed"
+    #: A Private State Token redemption record from an issuer the origin does not trust.
+    UNTRUSTED_ISSUER = "untrusted_issuer"
+    #: A redemption record made for another (top-level) origin than the accepted ones.
+    WRONG_ORIGIN = "wrong_origin"
 
 
 class PrivateTokenError(Exception):

@@ -21,6 +21,9 @@ FORBIDDEN = ("starlette", "flask", "django", "redis", "httpx", "uvicorn", "prome
         "pat_middleware.settings",
         "pat_middleware.issuer",
         "pat_middleware.cli",
+        "pat_middleware.core.redemption_record",
+        "pat_middleware.issuer.pst",
+        "pat_middleware.issuer.pst_client",
     ],
 )
 def test_module_imports_no_framework(module: str) -> None:

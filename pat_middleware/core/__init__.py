@@ -1,0 +1,1 @@
+"""Sans-IO Privacy Pass and PST formats: bytes and header text in, values out."""

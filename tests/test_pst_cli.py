@@ -1,0 +1,145 @@
+"""`pat-middleware pst-keygen`, `pst-issuer` and `inspect` on PST values."""
+
+from __future__ import annotations
+
+import base64
+import json
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pat_middleware.cli import inspect_value, main
+from pat_middleware.core.redemption_record import JWKS_PATH, RecordKeySet
+from pat_middleware.errors import DecodeError
+from pat_middleware.issuer.pst import PSTIssuer
+from pat_middleware.issuer.pst_client import begin_issuance, finalize_issuance
+from pat_middleware.issuer.pst_keys import PSTKeySet, new_key_set
+from pat_middleware.issuer.pst_server import COMMITMENT_PATH, ISSUANCE_PATH, REDEMPTION_PATH
+from pat_middleware.issuer.pst_wire import PST_HEADER, IssueResponse, KeyCommitment
+
+from ._servers import CLI, cli_process, free_port
+
+SITE = "https://site.example"
+
+
+@pytest.fixture(scope="module")
+def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("pst") / "pst-keys.json"
+    run = subprocess.run(
+        [*CLI, "pst-keygen", "--out", str(path)], capture_output=True, text=True, check=True
+    )
+    assert len(run.stdout.strip().splitlines()) == 1
+    assert run.stdout.startswith(f"wrote PST key set to {path} (mode 0600)")
+    return path
+
+
+def test_pst_keygen_writes_a_private_file_once(key_file: Path) -> None:
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    keys = PSTKeySet.load(key_file)
+    assert [k.key_id for k in keys.token_keys] == [1]
+    assert main(["pst-keygen", "--out", str(key_file)]) == 2  # refuses to overwrite
+
+
+def test_pst_keygen_refuses_a_zero_lifetime(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["pst-keygen", "--out", str(tmp_path / "k.json"), "--lifetime", "0"])
+    assert info.value.code == 2
+
+
+def test_pst_issuer_bad_keys_is_one_line_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    bad.chmod(0o600)
+    assert main(["pst-issuer", "--keys", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("pat-middleware pst-issuer: pst_keys:")
+    assert main(["pst-issuer", "--keys", str(bad), "--issuer-origin", "ftp://x"]) == 2
+
+
+def test_pst_issuer_process_issues_and_redeems(key_file: Path) -> None:
+    port = free_port()
+    origin = f"http://localhost:{port}"
+    base = f"http://127.0.0.1:{port}"
+    output: list[str] = []
+    args = ["pst-issuer", "--keys", str(key_file), "--port", str(port), "--batch-size", "2"]
+    args += ["--rr-lifetime", "120"]
+    with cli_process(args, base + COMMITMENT_PATH, output=output), httpx.Client() as client:
+        commitment = KeyCommitment.from_bytes(client.get(base + COMMITMENT_PATH).content)
+        assert commitment.batch_size == 2
+        request, pending = begin_issuance(2)
+        issued = client.post(base + ISSUANCE_PATH, headers={PST_HEADER: request.to_header()})
+        response = IssueResponse.from_header(issued.headers[PST_HEADER])
+        tokens = finalize_issuance(pending, response, commitment)
+        value = tokens[0].redeem_request(SITE, int(time.time())).to_header()
+        redeemed = client.post(base + REDEMPTION_PATH, headers={PST_HEADER: value})
+        record = redeemed.headers[PST_HEADER]
+        jwks = RecordKeySet.from_bytes(client.get(base + JWKS_PATH).content)
+    assert jwks.keys[0].kid == PSTKeySet.load(key_file).record_kid
+    info = inspect_value(record)
+    assert (info["iss"], info["redeeming_origin"], info["key_id"]) == (origin, SITE, 1)
+    assert "--additional-private-state-token-key-commitments=" in output[0]
+    flag = output[0].split("commitments='", 1)[1].split("'\n", 1)[0]
+    assert json.loads(flag)[origin]["PrivateStateTokenV1VOPRF"]["batchsize"] == 2
+
+
+# ----------------------------------------------------------------------------- inspect
+
+
+@pytest.fixture(scope="module")
+def issuer() -> PSTIssuer:
+    return PSTIssuer(new_key_set(), issuer_origin="http://localhost:8555", batch_size=2)
+
+
+def test_inspect_commitment_and_jwks(issuer: PSTIssuer) -> None:
+    info = inspect_value(issuer.commitment().to_bytes().decode())
+    assert info["kind"] == "PST key commitment" and info["batchsize"] == 2
+    assert info["keys"][0]["key_id"] == 1 and info["keys"][0]["expired"] is False
+    jwks = inspect_value(issuer.record_key_set().to_bytes().decode())
+    assert jwks["keys"][0]["kid"] == issuer.keys.record_kid
+
+
+def test_inspect_every_token_header(issuer: PSTIssuer) -> None:
+    request, pending = begin_issuance(2)
+    info = inspect_value(f"Sec-Private-State-Token: {request.to_header()}")
+    assert info == {"kind": "PST issue request", "length": 196, "count": 2}
+    assert inspect_value(request.to_header())["kind"] == "PST issue request"  # bare base64
+    answer = issuer.issue(request.to_header()).header
+    response = inspect_value(f"Sec-Private-State-Token: {answer}")
+    assert (response["kind"], response["issued"], response["key_id"]) == (
+        "PST issue response",
+        2,
+        1,
+    )
+    tokens = finalize_issuance(pending, IssueResponse.from_header(answer), issuer.commitment())
+    redeem = tokens[0].redeem_request(SITE, 1_700_000_000).to_header()
+    redeemed = inspect_value(f"sec-private-state-token: {redeem}")
+    assert redeemed["kind"] == "PST redeem request"
+    assert redeemed["redeeming_origin"] == SITE and redeemed["key_id"] == 1
+    assert redeemed["redemption_timestamp"].startswith("1700000000 (2023-11-14T22:13:20Z)")
+    record = issuer.redeem(redeem).record
+    assert inspect_value(f"Sec-Private-State-Token: {record}")["kind"].startswith(
+        "PST redemption record"
+    )
+    header = inspect_value(
+        f'Sec-Redemption-Record: "http://localhost:8555";redemption-record="{record}"'
+    )
+    assert header["kind"] == "Sec-Redemption-Record"
+    assert header["records"][0]["record"]["redeeming_origin"] == SITE
+
+
+def test_inspect_cli_prints_and_refuses(
+    issuer: PSTIssuer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["inspect", "--json", issuer.commitment().to_bytes().decode()]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] == "PST key commitment"
+    bad = base64.b64encode(b"\x00\xa5" + b"\x00" * 10).decode()
+    assert main(["inspect", f"Sec-Private-State-Token: {bad}"]) == 1
+    assert capsys.readouterr().err.startswith("pat-middleware inspect: ")
+    with pytest.raises(DecodeError):
+        inspect_value('{"neither": 1}')
