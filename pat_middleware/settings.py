@@ -142,6 +142,8 @@ class Settings:
     quoted_values: bool = True
     replay_store: str = "memory://"
     replay_ttl: int = 86400
+    #: Accept tokens with a per-process store (memory://) where several processes may serve.
+    allow_per_process_replay: bool = False
     store_unavailable_status: int = 503
     max_authorization_length: int = DEFAULT_MAX_AUTHORIZATION_LENGTH
     development: bool = False
@@ -223,7 +225,8 @@ KNOWN_KEYS = frozenset(
         "failure_status", "verified_duration", "session_lifetime", "cookie_name",
         "verified_cookie_name", "cookie_secure", "cookie_samesite", "cookie_domain",
         "cookie_path", "challenge_body", "challenge_body_file", "challenge_content_type",
-        "quoted_values", "replay_store", "replay_ttl", "store_unavailable_status",
+        "quoted_values", "replay_store", "replay_ttl", "allow_per_process_replay",
+        "store_unavailable_status",
         "max_authorization_length", "development", "directory_refresh_min",
         "directory_refresh_max", "directory_unknown_key_refresh", "directory_timeout",
         "directory_require_keys", "directory_key_grace",
@@ -361,6 +364,7 @@ class _Builder:
             quoted_values=self.boolean("quoted_values", True),
             replay_store=replay_store,
             replay_ttl=self.integer("replay_ttl", 86400, low=60, high=366 * 86400),
+            allow_per_process_replay=self.boolean("allow_per_process_replay", False),
             store_unavailable_status=self.store_unavailable_status(),
             max_authorization_length=self.integer(
                 "max_authorization_length", DEFAULT_MAX_AUTHORIZATION_LENGTH, low=600, high=16384

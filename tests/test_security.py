@@ -31,7 +31,7 @@ from pat_middleware.challenges import derive_key
 from pat_middleware.errors import ConfigurationError, Reason, TokenError
 from pat_middleware.headers import MAX_HEADER_BYTES, build_authorization
 from pat_middleware.keys import IssuerKey, encode_pss_spki
-from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
+from pat_middleware.policy import PER_PROCESS_RETRY_AFTER, Decision, Outcome, Policy, RequestInfo
 from pat_middleware.stores import MemoryReplayStore
 from pat_middleware.wire import GREASE_TOKEN_TYPES, Token, TokenChallenge
 from pat_middleware.wsgi import PrivateTokenWSGIMiddleware
@@ -52,6 +52,7 @@ from ._origin import (
     set_cookies,
 )
 from ._servers import serve_asgi
+from ._workers import gunicorn, send, token_for_the_secret, write_settings
 from ._wsgi_harness import Browser as HttpBrowser
 from ._wsgi_harness import httpx_send
 from .conftest import sign_token
@@ -749,3 +750,47 @@ def test_reprs_never_show_keys_secrets_tokens_nonces_or_cookies(
     for obj in objects:
         for text in (repr(obj), str(obj)):
             assert seen.found_in(text) == [], f"{type(obj).__name__}: {text}"
+
+
+# --- issue 10: replay across processes, restarts and clocks ---
+
+
+@pytest.fixture(scope="module")
+def gunicorn_settings(issuer_key: IssuerKey, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """memory:// (the default store), per-session mode (the default)."""
+    return write_settings(tmp_path_factory.mktemp("gunicorn") / "pat.toml", issuer_key)
+
+
+@pytest.fixture(scope="module")
+def gunicorn_four_workers(gunicorn_settings: Path) -> Iterator[str]:
+    with gunicorn("wsgi", gunicorn_settings, "--workers", "4") as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def gunicorn_preloaded(gunicorn_settings: Path) -> Iterator[str]:
+    with gunicorn("wsgi", gunicorn_settings, "--preload", "--workers", "2") as base:
+        yield base
+
+
+def _eight_times_refused(base: str, authorization: str, cookie: str) -> None:
+    replies = [send(base, authorization, cookie) for _ in range(8)]
+    assert [r.status_code for r in replies] == [503] * 8
+    assert {r.headers.get("retry-after") for r in replies} == {str(PER_PROCESS_RETRY_AFTER)}
+    assert send(base).status_code == 503, "no challenge for a token that could not be spent"
+
+
+def test_memory_store_under_gunicorn_workers_fails_closed(
+    gunicorn_four_workers: str, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    """gunicorn -w 4 with memory://: each worker kept its own spent set, so one token was
+    accepted once per worker. Now the workers hear wsgi.multiprocess and refuse."""
+    _eight_times_refused(gunicorn_four_workers, *token_for_the_secret(issuer_key, rsa_2048))
+
+
+def test_forked_worker_with_memory_store_fails_closed(
+    gunicorn_preloaded: str, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    """gunicorn --preload -w 2: the policy and its store were built in the arbiter and
+    forked into each worker, each copy recording spends apart."""
+    _eight_times_refused(gunicorn_preloaded, *token_for_the_secret(issuer_key, rsa_2048))

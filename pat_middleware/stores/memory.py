@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from .. import _process
 from .base import DEFAULT_MAX_ENTRIES, StoreUnavailable
 
 
@@ -13,14 +14,26 @@ class MemoryReplayStore:
     """Spent keys in a dict, oldest first, swept as they expire.
 
     Only one process sees it: use a shared store (Redis) when several workers or hosts accept
-    the same tokens. When ``max_entries`` live keys are held, new reservations raise
-    :class:`StoreUnavailable` instead of growing or forgetting (fail closed).
+    the same tokens (a :class:`~pat_middleware.policy.Policy` refuses to accept tokens with
+    it where it can tell that several processes serve). When ``max_entries`` live keys are
+    held, new reservations raise :class:`StoreUnavailable` instead of growing or forgetting
+    (fail closed).
     """
 
-    __slots__ = ("_clock", "_expiry", "_full_sweep_at", "_lock", "_max_entries", "_sweep_at")
+    __slots__ = (
+        "_born",
+        "_clock",
+        "_expiry",
+        "_full_sweep_at",
+        "_lock",
+        "_max_entries",
+        "_sweep_at",
+    )
     #: Its operations are a dict update under a lock held for microseconds: async callers
     #: may call the synchronous methods directly (see Policy.evaluate_async).
     never_blocks = True
+    #: What it records is seen by this process only.
+    per_process = True
 
     def __init__(
         self,
@@ -37,6 +50,13 @@ class MemoryReplayStore:
         self._lock = threading.Lock()
         self._sweep_at = 0.0
         self._full_sweep_at = 0.0
+        self._born = _process.current()
+
+    @property
+    def forked(self) -> bool:
+        """True in a process forked from the one that made this store: the two copies
+        record spends apart from then on."""
+        return self._born is not _process.current()
 
     def __len__(self) -> int:
         return len(self._expiry)
