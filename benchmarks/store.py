@@ -23,7 +23,7 @@ from pat_middleware.policy import Outcome, Policy, RequestInfo
 from pat_middleware.stores import AsyncReplayStore, MemoryReplayStore, ReplayStore
 from pat_middleware.stores import open_replay_store as _open_replay_store
 
-from .common import Issuer, Options, Result, Row, Skip, Value, authorizations
+from .common import NONE_MODE, Issuer, Options, Result, Row, Skip, Value, authorizations
 
 #: The policy's key for a spent nonce: a one-byte tag and the 32-byte nonce.
 KEY_LENGTH = 33
@@ -247,7 +247,7 @@ def _reference(redis_py: Any, url: str, counter: Any, count: int) -> Value:
 def _store_figures(
     issuer: Issuer, opts: Options, store: ReplayStore, counter: Any, count: int
 ) -> list[Result]:
-    settings = issuer.settings(redemption_context="none", verified_duration=0)
+    settings = issuer.settings(**NONE_MODE)
     challenge = Policy(settings).templates[0][0].challenge(b"")
     tokens = issuer.mint(challenge, count * 2 + 20)
     requests = [RequestInfo("GET", "/protected", authorization=a) for a in authorizations(tokens)]

@@ -82,6 +82,12 @@ _SPAWNED = (
 _FORKED = "this process was forked from the one that built it (gunicorn --preload, prefork)"
 _GUNICORN = "gunicorn runs {} workers"
 _WSGI_MULTIPROCESS = "the WSGI server says several processes serve it (wsgi.multiprocess)"
+_NONE_MODE_PER_PROCESS = (
+    'a per-process store (memory://) with redemption_context = "none": nothing binds a '
+    "challenge to this process, so after a restart (or in another worker) every token "
+    "spent within replay_ttl is accepted again; use a shared store (redis://...) or set "
+    "allow_per_process_replay = true"
+)
 
 
 class Outcome(enum.StrEnum):
@@ -279,7 +285,7 @@ class Policy:
             attach(self._key_source, background=refresh_in_background)
         self._snapshot_lock = threading.Lock()
         self.windows = Windows.for_max_age(settings.max_age)
-        self.contexts = ContextDeriver(derive_key(settings.secret, "redemption-context"))
+        self._context_key = derive_key(settings.secret, "redemption-context")
         self.sessions = SessionCodec(
             derive_key(settings.secret, "cookies"),
             lifetime=settings.session_lifetime,
@@ -299,6 +305,16 @@ class Policy:
             if replay_store is None
             else type(replay_store).__name__
         )
+        if (
+            self._per_process
+            and self.mode is ContextMode.NONE
+            and not settings.allow_per_process_replay
+        ):
+            raise ConfigurationError("replay_store", _NONE_MODE_PER_PROCESS)
+        # With a per-process store, contexts are derived with its epoch (new per store and
+        # per process): a challenge is redeemable only where its spend is recorded.
+        self._epoch: bytes = getattr(self.store, "epoch", b"") if self._per_process else b""
+        self.contexts = ContextDeriver(self._context_key, self._epoch)
         self._born = _process.current()
         self._adopted: _process.Mark | None = None  # the process check_process last looked at
         self._several: str | None = None  # why this process may be one of several
@@ -424,7 +440,12 @@ class Policy:
         self.server_noted = True
 
     def _adopt(self, mark: _process.Mark) -> None:
-        """The first look at this process (its first protected request, or start-up)."""
+        """The first look at this process (its first protected request, or start-up): a
+        forked copy of the store has an epoch of its own, so contexts follow it."""
+        epoch: bytes = getattr(self.store, "epoch", b"") if self._per_process else b""
+        if epoch != self._epoch:
+            self.contexts = ContextDeriver(self._context_key, epoch)
+            self._epoch = epoch
         if self._guard and self._several is None:
             if mark is not self._born:
                 self._several = _FORKED

@@ -342,6 +342,19 @@ class _Builder:
         from .stores import open_replay_store
 
         open_replay_store(replay_store)  # validate the URL now, at start-up
+        allow_per_process = self.boolean("allow_per_process_replay", False)
+        if (
+            mode is ContextMode.NONE
+            and urlsplit(replay_store).scheme == "memory"
+            and not allow_per_process
+        ):
+            raise self.fail(
+                "replay_store",
+                'memory:// with redemption_context = "none": nothing binds a challenge to '
+                "this process, so after a restart (or in another worker) every token spent "
+                "within replay_ttl is accepted again; use a shared store (redis://...) or "
+                "set allow_per_process_replay = true",
+            )
         return Settings(
             issuers=issuers,
             secret=self.secret(development),
@@ -364,7 +377,7 @@ class _Builder:
             quoted_values=self.boolean("quoted_values", True),
             replay_store=replay_store,
             replay_ttl=self.integer("replay_ttl", 86400, low=60, high=366 * 86400),
-            allow_per_process_replay=self.boolean("allow_per_process_replay", False),
+            allow_per_process_replay=allow_per_process,
             store_unavailable_status=self.store_unavailable_status(),
             max_authorization_length=self.integer(
                 "max_authorization_length", DEFAULT_MAX_AUTHORIZATION_LENGTH, low=600, high=16384

@@ -99,6 +99,7 @@ def test_rendered_challenges_are_what_the_header_builder_writes(
                 "protect": ["/p"],
                 "redemption_context": mode,
                 "quoted_values": quoted,
+                "allow_per_process_replay": mode == "none",
             }
         )
     )
@@ -273,6 +274,7 @@ def _plain_policy(issuer_key: IssuerKey) -> Policy:
                 "protect": ["/p"],
                 "redemption_context": ContextMode.NONE.value,
                 "verified_duration": 0,
+                "allow_per_process_replay": True,
             }
         )
     )

@@ -340,7 +340,7 @@ def test_token_minted_under_the_previous_key_verifies_after_the_switch(world: Wo
 
 def test_empty_context_challenge_follows_the_rotation(world: World) -> None:
     """none mode: the one static challenge header is rebuilt with the new token-key."""
-    _, browser = world.origin(redemption_context="none")
+    _, browser = world.origin(redemption_context="none", allow_per_process_replay=True)
     world.clock.advance(PERIOD - 1)
     before = browser.challenge()
     token, old_key = world.mint(before)

@@ -589,7 +589,10 @@ def test_per_request_token_bound_to_its_session(
 def test_none_mode_static_challenge_and_replay_refused(
     issuer_key: IssuerKey, clock: FakeClock, rsa_2048: rsa.RSAPrivateKey
 ) -> None:
-    policy = _policy(issuer_key, clock, redemption_context="none")
+    # One process, and the test says so: none mode with memory:// needs the opt-in.
+    policy = _policy(
+        issuer_key, clock, redemption_context="none", allow_per_process_replay=True
+    )
     first, second = Browser(policy), Browser(policy)
     www = first.challenge()
     clock.advance(3600)

@@ -291,8 +291,10 @@ def test_token_for_another_origins_challenge_is_refused(
     issuer_key: IssuerKey, clock: FakeClock, rsa_2048: rsa.RSAPrivateKey, mode: str
 ) -> None:
     """The same issuer, even the same context, but a challenge naming another origin."""
+    opt_in = {"allow_per_process_replay": True} if mode == "none" else {}
     policy = Policy(
-        make_settings(issuer_key, origin_info=[ORIGIN], redemption_context=mode), clock=clock
+        make_settings(issuer_key, origin_info=[ORIGIN], redemption_context=mode, **opt_in),
+        clock=clock,
     )
     browser = Browser(policy)
     [ours] = challenges_of(browser.challenge())
@@ -632,6 +634,8 @@ class _Secrets:
         self.values: set[str] = {SECRET, SECRET.encode().hex()}
         self.add(derive_key(policy.settings.secret, "redemption-context"))  # context key
         self.add(policy.settings.secret)
+        if isinstance(policy.store, MemoryReplayStore):
+            self.add(policy.store.epoch)  # folded into the context key
 
     def add(self, raw: bytes) -> None:
         padded = b64url_encode(raw)
@@ -794,3 +798,48 @@ def test_forked_worker_with_memory_store_fails_closed(
     """gunicorn --preload -w 2: the policy and its store were built in the arbiter and
     forked into each worker, each copy recording spends apart."""
     _eight_times_refused(gunicorn_preloaded, *token_for_the_secret(issuer_key, rsa_2048))
+
+
+@pytest.mark.parametrize("mode", ["per-session", "per-request"])
+def test_restart_does_not_reopen_spent_tokens(
+    issuer_key: IssuerKey, clock: FakeClock, rsa_2048: rsa.RSAPrivateKey, mode: str
+) -> None:
+    """A token spent just before a restart, replayed to the restarted process (same secret,
+    a new memory store) within its challenge's window: the new store has never seen it,
+    but the challenge was derived under the old store's epoch."""
+    settings = make_settings(issuer_key, redemption_context=mode)
+    before = Browser(Policy(settings, clock=clock))
+    token = answer(before.challenge(), rsa_2048, issuer_key)
+    assert before.get(token=token).outcome is Outcome.PASS
+    clock.advance(1)
+    after = Browser(Policy(settings, clock=clock))
+    after.cookies = dict(before.cookies)  # the client keeps its cookies across the restart
+    _refused(after.get(token=token), Reason.CHALLENGE_MISMATCH)
+    # The restarted process works: its own challenges are redeemable, once.
+    after.cookies.pop(VERIFIED_COOKIE)
+    fresh = answer(after.challenge(), rsa_2048, issuer_key)
+    assert after.get(token=fresh).outcome is Outcome.PASS
+    _refused(after.get(token=fresh), Reason.REPLAYED)
+
+
+def test_none_mode_with_a_per_process_store_is_refused_at_start_up(
+    issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
+) -> None:
+    """none mode binds nothing to the process: a restart with memory:// would accept every
+    token spent within replay_ttl again. Refused unless the operator opts in."""
+    with pytest.raises(ConfigurationError) as caught:
+        make_settings(issuer_key, redemption_context="none")
+    assert caught.value.setting == "replay_store"
+    assert "allow_per_process_replay" in caught.value.message
+    shared = make_settings(
+        issuer_key, redemption_context="none", replay_store="redis://127.0.0.1:1/0"
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        Policy(shared, replay_store=MemoryReplayStore())
+    assert caught.value.setting == "replay_store"
+    # With the opt-in, the restart behaves as the operator accepted: one store per process.
+    opted_in = make_settings(issuer_key, redemption_context="none", allow_per_process_replay=True)
+    challenge = Policy(opted_in).templates[0][0].challenge(b"")
+    token = sign_token(rsa_2048, issuer_key, challenge)
+    for _ in range(2):  # two processes, one after the other
+        assert Browser(Policy(opted_in)).get(token=token).outcome is Outcome.PASS

@@ -80,7 +80,8 @@ def test_the_opt_in_lets_each_worker_serve_on_its_own(
     opted_in_four_workers: str, issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
 ) -> None:
     """allow_per_process_replay = true: no refusal for the topology; each worker answers
-    tokens as a single process would."""
+    tokens as a single process would, and a challenge is redeemable only on the worker that
+    sent it (its store's epoch is in the context): one 200 at most, wherever the 8 land."""
     challenged = send(opted_in_four_workers)
     assert challenged.status_code == 401
     cookie = "; ".join(f"{k}={v}" for k, v in challenged.cookies.items())
@@ -91,6 +92,7 @@ def test_the_opt_in_lets_each_worker_serve_on_its_own(
     )
     statuses = [send(opted_in_four_workers, authorization, cookie).status_code for _ in range(8)]
     assert set(statuses) <= {200, 401}, statuses
+    assert statuses.count(200) <= 1, statuses
 
 
 def test_uvicorn_workers_with_a_memory_store_stop_at_start_up(
@@ -301,3 +303,47 @@ def test_the_check_runs_once_per_process(
 def test_settings_name_the_opt_in(issuer_key: IssuerKey) -> None:
     settings = Settings.from_mapping(settings_mapping(issuer_key, allow_per_process_replay=True))
     assert settings.allow_per_process_replay is True
+
+
+def test_with_the_opt_in_a_forked_child_refuses_the_parents_challenges(
+    issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
+) -> None:
+    """Parent and child each keep a copy of the store from the fork on: a challenge the
+    parent sent is redeemable in the parent only, so it is never spent in both."""
+    policy = Policy(make_settings(issuer_key, allow_per_process_replay=True))
+    browser = Browser(policy)
+    token = answer(browser.challenge(), rsa_2048, issuer_key)
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads about
+        pid = os.fork()
+    if pid == 0:
+        try:
+            decision = browser.get(token=token)
+            os.write(write_end, f"{decision.status} {decision.reason}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_end) as reader:
+        assert reader.read() == "401 challenge_mismatch"
+    assert browser.get(token=token).outcome is Outcome.PASS
+
+
+def test_policies_sharing_one_store_share_its_epoch(
+    issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
+) -> None:
+    """The epoch belongs to the store: two policies recording in one store redeem each
+    other's challenges, once."""
+    from pat_middleware.stores import MemoryReplayStore
+
+    store = MemoryReplayStore()
+    settings = make_settings(issuer_key)
+    first, second = Policy(settings, replay_store=store), Policy(settings, replay_store=store)
+    browser = Browser(first)
+    token = answer(browser.challenge(), rsa_2048, issuer_key)
+    browser.policy = second
+    assert browser.get(token=token).outcome is Outcome.PASS
+    browser.policy = first
+    replay = browser.get(token=token)
+    assert replay.reason is not None and replay.reason.value == "replayed"

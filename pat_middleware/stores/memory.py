@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,8 @@ class MemoryReplayStore:
     __slots__ = (
         "_born",
         "_clock",
+        "_epoch",
+        "_epoch_mark",
         "_expiry",
         "_full_sweep_at",
         "_lock",
@@ -50,7 +53,23 @@ class MemoryReplayStore:
         self._lock = threading.Lock()
         self._sweep_at = 0.0
         self._full_sweep_at = 0.0
-        self._born = _process.current()
+        self._born = self._epoch_mark = _process.current()
+        self._epoch = secrets.token_bytes(16)
+
+    @property
+    def epoch(self) -> bytes:
+        """16 random bytes naming what this store remembers: new for each store, and new in
+        a forked child (whose copy records spends apart from the parent's). The policy
+        derives its challenges' contexts with it, so a challenge is redeemable only where
+        its spend would be recorded: never after a restart, in another worker, or here
+        for a challenge from another process."""
+        mark = _process.current()
+        if self._epoch_mark is not mark:
+            with self._lock:
+                if self._epoch_mark is not mark:
+                    self._epoch = secrets.token_bytes(16)
+                    self._epoch_mark = mark
+        return self._epoch
 
     @property
     def forked(self) -> bool:

@@ -5,7 +5,7 @@
 ``PAT_METRICS`` (optional) is a :class:`~pat_middleware.metrics.MetricsHook`, or the dotted
 path of one (a class is instantiated once). Both are read on every request and the policy
 rebuilt when they change, so ``override_settings`` works; a rebuilt policy starts a new
-in-memory replay store.
+in-memory replay store (with a new epoch: challenges sent before are not redeemable).
 
 A passed request carries its :class:`~pat_middleware.policy.TokenInfo` as
 ``request.private_token`` (``None`` on unprotected paths); refusals are answered here.
