@@ -27,6 +27,7 @@ from .challenges import (
     Windows,
     derive_key,
 )
+from .clock import high_water
 from .codec import b64url_encode
 from .discovery import KeySource
 from .errors import ConfigurationError, DecodeError, Reason, TokenError
@@ -260,7 +261,8 @@ class Policy:
         metrics: MetricsHook | None = None,
     ) -> None:
         self.settings = settings
-        self.clock = clock
+        # One clock for windows, cookies, keys and the memory store: never backwards.
+        self.clock = clock = high_water(clock)
         self.metrics = metrics
         self._metrics_failed = False
         self.mode = settings.redemption_context
@@ -293,7 +295,9 @@ class Policy:
         )
         # "is not None": an empty store may be falsy (it has __len__) and must still be used.
         self.store: ReplayStore = (
-            replay_store if replay_store is not None else open_replay_store(settings.replay_store)
+            replay_store
+            if replay_store is not None
+            else open_replay_store(settings.replay_store, clock=clock)
         )
         # A store only this process sees (memory://) is sound only while this process is the
         # only one accepting the tokens: without the opt-in, every protected request fails
