@@ -14,6 +14,7 @@ import hashlib
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -21,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -28,6 +30,7 @@ from pat_middleware import b64url_encode
 from pat_middleware.asgi import PrivateTokenMiddleware
 from pat_middleware.asgi import request_info as asgi_request_info
 from pat_middleware.challenges import derive_key
+from pat_middleware.cli import main as cli_main
 from pat_middleware.errors import ConfigurationError, Reason, TokenError
 from pat_middleware.headers import MAX_HEADER_BYTES, build_authorization
 from pat_middleware.keys import IssuerKey, encode_pss_spki
@@ -40,6 +43,7 @@ from pat_middleware.policy import (
     RequestInfo,
 )
 from pat_middleware.stores import MemoryReplayStore
+from pat_middleware.stores.redis import RedisReplayStore
 from pat_middleware.wire import GREASE_TOKEN_TYPES, Token, TokenChallenge
 from pat_middleware.wsgi import PrivateTokenWSGIMiddleware
 from pat_middleware.wsgi import request_info as wsgi_request_info
@@ -59,6 +63,7 @@ from ._origin import (
     redemption,
     set_cookies,
 )
+from ._redis import RedisServer, initialized
 from ._servers import serve_asgi
 from ._workers import gunicorn, send, token_for_the_secret, write_settings
 from ._wsgi_harness import Browser as HttpBrowser
@@ -879,3 +884,53 @@ def test_wall_clock_step_back_does_not_reopen_spent_tokens(
     clock.now = T0 + 1  # stepped back: the challenge's window again
     replay = browser.get(token=token)
     assert replay.outcome is Outcome.REJECT and replay.reason in (Reason.EXPIRED, Reason.REPLAYED)
+
+
+def test_empty_redis_does_not_reopen_spent_tokens(
+    own_redis: RedisServer, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    """A Redis that comes back empty (FLUSHALL; a restart without persistence) has forgotten
+    every spent nonce while their challenges stay valid for up to a validity period. The
+    store finds its epoch marker gone and refuses spends until that period has passed."""
+    url = initialized(f"{own_redis.url}?retry_after=0.2")
+    policy = Policy(make_settings(issuer_key, replay_store=url))
+    store = policy.store
+    assert isinstance(store, RedisReplayStore)
+    validity = policy.windows.longest_validity + REPLAY_TTL_SLACK
+    browser = Browser(policy)
+    token = answer(browser.challenge(), rsa_2048, issuer_key)
+    assert browser.get(token=token).outcome is Outcome.PASS
+    admin = redis.Redis(port=own_redis.port)
+
+    def refused_while_held() -> None:
+        replay = browser.get(token=token)
+        assert (replay.outcome, replay.status) == (Outcome.UNAVAILABLE, 503)
+        assert validity - 2 <= int(header(replay.headers, "Retry-After") or 0) <= validity
+
+    admin.flushall()
+    refused_while_held()
+    own_redis.stop()
+    own_redis.start()  # a real restart, without persistence
+    assert browser.get(token=token).outcome is Outcome.UNAVAILABLE  # the dropped connection
+    time.sleep(0.25)  # the store's back-off
+    refused_while_held()
+
+    # One validity period later (on Redis's clock: the markers stamped that long ago), tokens
+    # pass again; the replayed one's challenge has expired by then.
+    for key in store.epoch_keys:
+        stamp = admin.get(key)
+        if stamp is not None:
+            admin.set(key, int(stamp) - validity * 1000 - 1)
+    browser.cookies.pop(VERIFIED_COOKIE, None)
+    fresh = answer(browser.challenge(), rsa_2048, issuer_key)
+    assert browser.get(token=fresh).outcome is Outcome.PASS
+
+    # store-init skips the wait: the operator asserts that nothing was spent before.
+    admin.flushall()
+    browser.cookies.pop(VERIFIED_COOKIE, None)
+    newer = answer(browser.challenge(), rsa_2048, issuer_key)
+    assert browser.get(token=newer).outcome is Outcome.UNAVAILABLE
+    assert cli_main(["store-init", "--replay-store", url]) == 0
+    assert browser.get(token=newer).outcome is Outcome.PASS
+    admin.close()
+    store.close()
