@@ -266,6 +266,13 @@ class Policy:
         self.metrics = metrics
         self._metrics_failed = False
         self.mode = settings.redemption_context
+        if (
+            self.mode is ContextMode.NONE
+            and getattr(replay_store, "per_process", False)
+            and not settings.allow_per_process_replay
+        ):
+            # Before any thread starts. (Settings refuse memory:// URLs in none mode.)
+            raise ConfigurationError("replay_store", _NONE_MODE_PER_PROCESS)
         # Per issuer, built once: keys only decide which issuers appear.
         self._templates = {
             issuer.name: ChallengeTemplate(TOKEN_TYPE_BLIND_RSA, issuer.name, settings.origin_info)
@@ -309,12 +316,6 @@ class Policy:
             if replay_store is None
             else type(replay_store).__name__
         )
-        if (
-            self._per_process
-            and self.mode is ContextMode.NONE
-            and not settings.allow_per_process_replay
-        ):
-            raise ConfigurationError("replay_store", _NONE_MODE_PER_PROCESS)
         # With a per-process store, contexts are derived with its epoch (new per store and
         # per process): a challenge is redeemable only where its spend is recorded.
         self._epoch: bytes = getattr(self.store, "epoch", b"") if self._per_process else b""
