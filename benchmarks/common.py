@@ -24,6 +24,13 @@ from pat_middleware.settings import Settings
 ISSUER = "issuer.example"
 ORIGIN = "origin.example"
 SECRET = "benchmark-secret-0123456789-abcdefghijklmnop"
+#: `none` mode as the verification figures run it: no verified mark, and the memory store
+#: of one process (which that mode accepts only with the opt-in).
+NONE_MODE: dict[str, Any] = {
+    "redemption_context": "none",
+    "verified_duration": 0,
+    "allow_per_process_replay": True,
+}
 #: RSASSA-PSS with SHA-384, MGF1-SHA-384, 48-byte salt: what type-2 tokens carry.
 PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 SHA384 = hashes.SHA384()

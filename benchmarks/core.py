@@ -19,6 +19,7 @@ from pat_middleware.verify import verify_token
 
 from .common import (
     ISSUER,
+    NONE_MODE,
     ORIGIN,
     PSS,
     SHA384,
@@ -65,7 +66,7 @@ def verification(issuer: Issuer, opts: Options) -> list[Result]:
         note=_SESSION_NOTE,
     )
     return [
-        _verification(issuer, opts, none, {"redemption_context": "none", "verified_duration": 0}),
+        _verification(issuer, opts, none, NONE_MODE),
         _steps(issuer, opts),
         _verification(issuer, opts, session, {}),
     ]
@@ -84,7 +85,7 @@ def _steps(issuer: Issuer, opts: Options) -> Row:
             "called in a loop, without `Policy.evaluate`'s path check, decision and report."
         ),
     )
-    setup = Policy(issuer.settings(redemption_context="none", verified_duration=0))
+    setup = Policy(issuer.settings(**NONE_MODE))
     challenge = setup.templates[0][0].challenge(b"")
     count = (6 if opts.quick else 60) * _CHUNK
     tokens = issuer.mint(challenge, count)
@@ -119,8 +120,9 @@ _CHUNK = 50
 def _verification(issuer: Issuer, opts: Options, row: Row, overrides: dict[str, Any]) -> Row:
     chunks = 6 if opts.quick else 60
     count = chunks * _CHUNK
-    # One policy mints the session and challenge; each round then judges the same tokens
-    # with a fresh policy (so a fresh, empty replay store): every call spends a new nonce.
+    # One policy mints the session and challenge and judges the tokens; each round first
+    # releases their nonces, so every call spends a new one. (A fresh policy would have a
+    # fresh store, whose epoch no longer matches the challenge's context.)
     setup = Policy(issuer.settings(**overrides))
     if setup.mode is ContextMode.NONE:
         cookie, challenge = None, setup.templates[0][0].challenge(b"")
@@ -133,13 +135,15 @@ def _verification(issuer: Issuer, opts: Options, row: Row, overrides: dict[str, 
     ]
     split = [(t[98:], t[:98]) for t in tokens]
     verify = issuer.key.public_key.verify
-    policy = [setup]
+    spent_keys = [b"n" + t[2:34] for t in tokens]  # the policy's key for a spent nonce
 
     def new_round() -> None:
-        policy[0] = Policy(issuer.settings(**overrides))
+        release = setup.store.release
+        for key in spent_keys:
+            release(key)
 
     def ours(chunk: int) -> None:
-        evaluate = policy[0].evaluate
+        evaluate = setup.evaluate
         for request in requests[chunk * _CHUNK : (chunk + 1) * _CHUNK]:
             if evaluate(request).outcome is not Outcome.PASS:
                 raise AssertionError("a valid token was refused")
@@ -161,9 +165,13 @@ def challenges(issuer: Issuer, opts: Options) -> list[Result]:
     decision = policy.evaluate(request)
     assert decision.status == 401
 
-    # By hand: the same derivations a hand-written origin would do, from the same secret.
+    # By hand: the same derivations a hand-written origin would do, from the same secret
+    # (and, with a per-process store, the store's epoch folded into the context key).
     secret = settings.secret
     context_key = hmac.digest(secret, b"pat-middleware/v1/redemption-context", "sha256")
+    epoch = policy.store.epoch if isinstance(policy.store, MemoryReplayStore) else b""
+    if epoch:
+        context_key = hmac.digest(context_key, b"pat-middleware/v1/store-epoch/" + epoch, "sha256")
     cookie_key = hmac.digest(secret, b"pat-middleware/v1/cookies", "sha256")
     signer = TimestampSigner(
         cookie_key, salt="pat-middleware/session", digest_method=hashlib.sha256

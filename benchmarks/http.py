@@ -19,13 +19,16 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pat_middleware.headers import parse_www_authenticate
 from pat_middleware.policy import Policy, RequestInfo
+from pat_middleware.wire import TokenChallenge
 
 from .apps import STATIC_401_ENV, STATIC_401_PATH
 from .common import (
@@ -257,6 +260,22 @@ def servers(
                 server.process.wait(10)
 
 
+def served_challenge(url: str, policy: Policy) -> tuple[str, TokenChallenge]:
+    """A session cookie (minted with the servers' secret) and the challenge the server at
+    ``url`` answers it with now: the server's memory store has an epoch of its own in its
+    contexts, so only its own challenge is redeemable there."""
+    cookie, _ = session_challenge(policy)
+    request = urllib.request.Request(url + "/protected", headers={"Cookie": cookie})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raise RuntimeError(f"expected a 401 from {url}/protected, got {response.status}")
+    except urllib.error.HTTPError as e:
+        if e.code != 401:
+            raise
+        header = e.headers["WWW-Authenticate"]
+    return cookie, TokenChallenge.from_bytes(parse_www_authenticate(header)[0].challenge)
+
+
 def find_loadgen(opts: Options) -> LoadGen | str:
     """wrk when asked for or found (installing it where apt-get can), else the Python driver."""
     if opts.loadgen in ("auto", "wrk") and shutil.which("wrk") is None:
@@ -352,7 +371,7 @@ def _measure(
             notes.append("the tokens ran out in a run: its 3b rate is a lower bound")
         return run
 
-    cookie, challenge = session_challenge(policy)
+    cookie, challenge = served_challenge(running["guarded"].url, policy)
     if opts.quick:  # a smoke run: no warm-up, a fixed number of tokens
         token_rate = 1500.0
     else:
@@ -420,7 +439,8 @@ def _measure(
     slices = max(1, round(opts.seconds))
     for _ in range(opts.rounds):
         need = int(token_rate * slices * 1.5) + slices * opts.connections
-        cookie, challenge = session_challenge(policy)  # a fresh window: tokens stay valid
+        # A fresh window: tokens stay valid.
+        cookie, challenge = served_challenge(running["guarded"].url, policy)
         tokens = authorizations(issuer.mint(challenge, need))
         good = dict.fromkeys(VARIANTS, 0)
         spent = dict.fromkeys(VARIANTS, 0.0)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .common import (
     NO_INSTALL_ENV,
+    NONE_MODE,
     Issuer,
     Options,
     Result,
@@ -75,7 +76,7 @@ def run(issuer: Issuer, opts: Options) -> list[Result]:
     from pat_middleware.policy import Policy
 
     count = 300 if opts.quick else 3000
-    policy = Policy(issuer.settings(redemption_context="none", verified_duration=0))
+    policy = Policy(issuer.settings(**NONE_MODE))
     tokens = issuer.mint(policy.templates[0][0].challenge(b""), count)
     data = opts.workdir / "peer-input.json"
     data.write_text(
@@ -153,11 +154,7 @@ def _child(data_file: str) -> None:
     from pat_middleware.settings import Settings
 
     data = json.loads(Path(data_file).read_text())
-    settings = Settings.from_mapping(
-        Issuer.settings_mapping_for(
-            data["token_key"], redemption_context="none", verified_duration=0
-        )
-    )
+    settings = Settings.from_mapping(Issuer.settings_mapping_for(data["token_key"], **NONE_MODE))
     requests = [RequestInfo("GET", "/protected", authorization=h) for h in data["headers"]]
     warm = Policy(settings)  # its own store: the measured policy still sees fresh tokens
     for request in requests[:20]:

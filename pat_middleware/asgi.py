@@ -132,6 +132,9 @@ class PrivateTokenMiddleware:
         if scope["type"] == "websocket":
             await self._websocket(scope, receive, send)
             return
+        if scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -153,6 +156,18 @@ class PrivateTokenMiddleware:
         await self.app(
             scope, receive, send_with_headers(send, decision.headers, private=decision.private)
         )
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Start-up fails, so the server stops, where this process cannot accept tokens
+        (a per-process replay store beside other worker processes: see
+        :meth:`Policy.check_process`); otherwise the app has the lifespan."""
+        problem = self.policy.check_process()
+        if problem is None:
+            await self.app(scope, receive, send)
+            return
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.failed", "message": problem})
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A handshake on a protected path needs a verified session (or a token).

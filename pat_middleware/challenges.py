@@ -130,13 +130,20 @@ class Windows:
 
 
 class ContextDeriver:
-    """Keyed derivation of 32-byte redemption contexts from (session id, time slot)."""
+    """Keyed derivation of 32-byte redemption contexts from (session id, time slot).
+
+    ``epoch`` (a per-process store's, see :class:`~pat_middleware.stores.MemoryReplayStore`)
+    is folded into the key once: contexts derived under another epoch never match, so a
+    challenge handed out before a restart, or by another worker, is not redeemable here.
+    """
 
     __slots__ = ("_mac",)
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, epoch: bytes = b"") -> None:
         if len(key) < 32:
             raise ValueError("context key must be at least 32 bytes")
+        if epoch:
+            key = hmac.digest(key, b"pat-middleware/v1/store-epoch/" + epoch, "sha256")
         self._mac = HmacSha256(key)
 
     def __repr__(self) -> str:

@@ -464,6 +464,32 @@ def cmd_origin(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_store_init(args: argparse.Namespace) -> int:
+    """Stamp a shared store's epoch markers as old: a new Redis accepts spends at once."""
+    from .stores import open_replay_store
+
+    store = open_replay_store(args.replay_store, setting="--replay-store")
+    initialize: Callable[[], int] | None = getattr(store, "initialize", None)
+    if initialize is None:
+        raise UsageError(
+            "--replay-store: a memory:// store lives and dies with its process; only a "
+            "shared store (redis://...) is initialised"
+        )
+    try:
+        count = initialize()
+    finally:
+        close: Callable[[], None] | None = getattr(store, "close", None)
+        if close is not None:
+            close()
+    print(f"{store!r}: {count} epoch markers stamped as old; spends are accepted at once.")
+    print(
+        "This asserts that no token was spent under this prefix within its replay TTL "
+        "before now (a new Redis, or one that lost nothing); on a Redis that lost spends it "
+        "lets those tokens be accepted again."
+    )
+    return EXIT_OK
+
+
 def cmd_fetch(args: argparse.Namespace) -> int:
     import httpx
 
@@ -595,6 +621,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=cmd_origin)
+
+    p = sub.add_parser(
+        "store-init",
+        help="mark a new shared replay store as holding no spends (no wait before the "
+        "first tokens are accepted)",
+    )
+    p.add_argument(
+        "--replay-store",
+        required=True,
+        metavar="URL",
+        help="the store's URL, as in the settings (redis://, rediss://, unix://)",
+    )
+    p.set_defaults(func=cmd_store_init)
 
     p = sub.add_parser("fetch", help="GET a URL, answering PrivateToken challenges")
     p.add_argument("url")

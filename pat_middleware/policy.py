@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from . import _process
 from .challenges import (
     ChallengeTemplate,
     ContextDeriver,
@@ -26,6 +27,7 @@ from .challenges import (
     Windows,
     derive_key,
 )
+from .clock import high_water
 from .codec import b64url_encode
 from .discovery import KeySource
 from .errors import ConfigurationError, DecodeError, Reason, TokenError
@@ -71,6 +73,22 @@ _SLOT_RANDOM_BITS = 16
 REPLAY_TTL_SLACK = 5
 #: Retry-After of the 503 sent while no issuer has a key to challenge with.
 NO_KEYS_RETRY_AFTER = 30
+#: Retry-After of the answer while a per-process store serves beside other processes.
+PER_PROCESS_RETRY_AFTER = 60
+#: Why a process may be one of several accepting the same tokens (see Policy.check_process).
+_SPAWNED = (
+    "this process was started by multiprocessing, as uvicorn and hypercorn start "
+    "--workers N (and uvicorn its --reload child)"
+)
+_FORKED = "this process was forked from the one that built it (gunicorn --preload, prefork)"
+_GUNICORN = "gunicorn runs {} workers"
+_WSGI_MULTIPROCESS = "the WSGI server says several processes serve it (wsgi.multiprocess)"
+_NONE_MODE_PER_PROCESS = (
+    'a per-process store (memory://) with redemption_context = "none": nothing binds a '
+    "challenge to this process, so after a restart (or in another worker) every token "
+    "spent within replay_ttl is accepted again; use a shared store (redis://...) or set "
+    "allow_per_process_replay = true"
+)
 
 
 class Outcome(enum.StrEnum):
@@ -260,10 +278,18 @@ class Policy:
         metrics: MetricsHook | None = None,
     ) -> None:
         self.settings = settings
-        self.clock = clock
+        # One clock for windows, cookies, keys and the memory store: never backwards.
+        self.clock = clock = high_water(clock)
         self.metrics = metrics
         self._metrics_failed = False
         self.mode = settings.redemption_context
+        if (
+            self.mode is ContextMode.NONE
+            and getattr(replay_store, "per_process", False)
+            and not settings.allow_per_process_replay
+        ):
+            # Before any thread starts. (Settings refuse memory:// URLs in none mode.)
+            raise ConfigurationError("replay_store", _NONE_MODE_PER_PROCESS)
         # Per issuer, built once: keys only decide which issuers appear.
         self._templates = {
             issuer.name: ChallengeTemplate(TOKEN_TYPE_BLIND_RSA, issuer.name, settings.origin_info)
@@ -294,7 +320,7 @@ class Policy:
             )
         self._snapshot_lock = threading.Lock()
         self.windows = Windows.for_max_age(settings.max_age)
-        self.contexts = ContextDeriver(derive_key(settings.secret, "redemption-context"))
+        self._context_key = derive_key(settings.secret, "redemption-context")
         self.sessions = SessionCodec(
             derive_key(settings.secret, "cookies"),
             lifetime=settings.session_lifetime,
@@ -302,8 +328,34 @@ class Policy:
         )
         # "is not None": an empty store may be falsy (it has __len__) and must still be used.
         self.store: ReplayStore = (
-            replay_store if replay_store is not None else open_replay_store(settings.replay_store)
+            replay_store
+            if replay_store is not None
+            else open_replay_store(settings.replay_store, clock=clock)
         )
+        # A store only this process sees (memory://) is sound only while this process is the
+        # only one accepting the tokens: without the opt-in, every protected request fails
+        # closed where several processes are seen to serve (see check_process).
+        self._per_process = bool(getattr(self.store, "per_process", False))
+        self._guard = self._per_process and not settings.allow_per_process_replay
+        self._store_name = (
+            settings.replay_store.split("?", 1)[0]
+            if replay_store is None
+            else type(replay_store).__name__
+        )
+        # With a per-process store, contexts are derived with its epoch (new per store and
+        # per process): a challenge is redeemable only where its spend is recorded.
+        self._epoch: bytes = getattr(self.store, "epoch", b"") if self._per_process else b""
+        self.contexts = ContextDeriver(self._context_key, self._epoch)
+        self._born = _process.current()
+        self._adopted: _process.Mark | None = None  # the process check_process last looked at
+        self._several: str | None = None  # why this process may be one of several
+        #: False while the adapters should tell note_server what the server says.
+        self.server_noted = not self._guard
+        if self._guard:
+            if getattr(self.store, "forked", False):
+                self._several = _FORKED
+            elif _process.started_by_multiprocessing():
+                self._several = _SPAWNED
         # A store that never blocks (the memory store) is called directly from async code
         # too: no coroutines per request for a dict operation.
         self._async_store = (
@@ -400,6 +452,60 @@ class Policy:
         )
         return _BAD_PATH
 
+    # ------------------------------------------------------------- one process or several
+
+    def check_process(self) -> str | None:
+        """Why this process must not accept tokens with its per-process replay store, as
+        one line naming ``replay_store``; None when it may (a shared store, the
+        ``allow_per_process_replay`` opt-in, or no sign of other processes).
+
+        The signs: started by multiprocessing (uvicorn or hypercorn ``--workers``), forked
+        from the process that built the policy or its store (gunicorn ``--preload``), a
+        gunicorn worker whose configuration has several workers, and what the WSGI server
+        says (:meth:`note_server`). Looked at once per process; every protected request asks
+        (and is refused with ``store_unavailable_status`` while there is a reason). The ASGI
+        middleware asks during lifespan start-up, which makes the server stop instead.
+        """
+        if not self._guard:
+            return None
+        mark = _process.current()
+        if mark is not self._adopted:
+            self._adopt(mark)
+        return self._problem()
+
+    def note_server(self, *, multiprocess: bool) -> None:
+        """What the server says of itself: WSGI adapters pass ``wsgi.multiprocess`` (see
+        :func:`pat_middleware.wsgi.note_server`) once, while :attr:`server_noted` is False."""
+        if multiprocess and self._guard and self._several is None:
+            self._several = _WSGI_MULTIPROCESS
+        self.server_noted = True
+
+    def _adopt(self, mark: _process.Mark) -> None:
+        """The first look at this process (its first protected request, or start-up): a
+        forked copy of the store has an epoch of its own, so contexts follow it."""
+        epoch: bytes = getattr(self.store, "epoch", b"") if self._per_process else b""
+        if epoch != self._epoch:
+            self.contexts = ContextDeriver(self._context_key, epoch)
+            self._epoch = epoch
+        if self._guard and self._several is None:
+            if mark is not self._born:
+                self._several = _FORKED
+            else:
+                workers = _process.gunicorn_workers()
+                if workers is not None and workers > 1:
+                    self._several = _GUNICORN.format(workers)
+        self._adopted = mark
+
+    def _problem(self) -> str | None:
+        why = self._several
+        if why is None:
+            return None
+        return (
+            f"replay_store: {self._store_name} keeps spent tokens in this process only, but "
+            f"{why}: each process would accept a token once; use a shared store "
+            "(redis://...) or set allow_per_process_replay = true"
+        )
+
     # ------------------------------------------------------------------------ evaluation
 
     @classmethod
@@ -468,6 +574,19 @@ class Policy:
             self.sessions.load_session(cookies.get(self._session_cookie_name)) if cookies else None
         )
         ctx = _Context(request, now, session, self._current_keys(now), cookies, started)
+
+        if self._per_process:
+            # The pid is read only when a token is to be spent: forks made outside os.fork
+            # skip the hooks that replace the mark.
+            mark = _process.checked() if request.authorization else _process.current()
+            if mark is not self._adopted:
+                self._adopt(mark)
+            if self._several is not None:
+                problem = self._problem()
+                assert problem is not None
+                return self._unavailable(
+                    ctx, StoreUnavailable(problem, retry_after=PER_PROCESS_RETRY_AFTER)
+                )
 
         if self.settings.check_host and not self._host_allowed(request.host):
             return self._refuse(

@@ -154,6 +154,8 @@ class Settings:
     quoted_values: bool = True
     replay_store: str = "memory://"
     replay_ttl: int = 86400
+    #: Accept tokens with a per-process store (memory://) where several processes may serve.
+    allow_per_process_replay: bool = False
     store_unavailable_status: int = 503
     max_authorization_length: int = DEFAULT_MAX_AUTHORIZATION_LENGTH
     development: bool = False
@@ -250,7 +252,8 @@ KNOWN_KEYS = frozenset(
         "failure_status", "verified_duration", "session_lifetime", "cookie_name",
         "verified_cookie_name", "cookie_secure", "cookie_samesite", "cookie_domain",
         "cookie_path", "challenge_body", "challenge_body_file", "challenge_content_type",
-        "quoted_values", "replay_store", "replay_ttl", "store_unavailable_status",
+        "quoted_values", "replay_store", "replay_ttl", "allow_per_process_replay",
+        "store_unavailable_status",
         "max_authorization_length", "development", "directory_refresh_min",
         "directory_refresh_max", "directory_unknown_key_refresh", "directory_timeout",
         "directory_require_keys", "directory_key_grace",
@@ -366,6 +369,19 @@ class _Builder:
         from .stores import open_replay_store
 
         open_replay_store(replay_store)  # validate the URL now, at start-up
+        allow_per_process = self.boolean("allow_per_process_replay", False)
+        if (
+            mode is ContextMode.NONE
+            and urlsplit(replay_store).scheme == "memory"
+            and not allow_per_process
+        ):
+            raise self.fail(
+                "replay_store",
+                'memory:// with redemption_context = "none": nothing binds a challenge to '
+                "this process, so after a restart (or in another worker) every token spent "
+                "within replay_ttl is accepted again; use a shared store (redis://...) or "
+                "set allow_per_process_replay = true",
+            )
         return Settings(
             issuers=issuers,
             secret=self.secret(development),
@@ -388,6 +404,7 @@ class _Builder:
             quoted_values=self.boolean("quoted_values", True),
             replay_store=replay_store,
             replay_ttl=self.integer("replay_ttl", 86400, low=60, high=366 * 86400),
+            allow_per_process_replay=allow_per_process,
             store_unavailable_status=self.store_unavailable_status(),
             max_authorization_length=self.integer(
                 "max_authorization_length", DEFAULT_MAX_AUTHORIZATION_LENGTH, low=600, high=16384

@@ -80,6 +80,24 @@ def request_info(environ: Mapping[str, Any], *routed: str) -> RequestInfo:
     )
 
 
+def several_processes(environ: Mapping[str, Any]) -> bool:
+    """What the server says: ``wsgi.multiprocess`` (PEP 3333: another process may call the
+    same application at the same time), except from wsgiref's server, which says so while
+    it serves from one process (Django's ``runserver`` is built on it)."""
+    if not environ.get("wsgi.multiprocess"):
+        return False
+    software = environ.get("SERVER_SOFTWARE")
+    return not (isinstance(software, str) and software.startswith("WSGIServer/"))
+
+
+def note_server(policy: Policy, environ: Mapping[str, Any]) -> None:
+    """Tell ``policy`` what the server says of itself, the first time only (see
+    :meth:`Policy.note_server`): a per-process replay store fails closed under a server
+    with several processes."""
+    if not policy.server_noted:
+        policy.note_server(multiprocess=several_processes(environ))
+
+
 def respond(decision: Decision, start_response: StartResponse, method: str = "GET") -> list[bytes]:
     """Answer with a non-pass decision (headers only for HEAD, RFC 9110 §9.3.2)."""
     headers = [*decision.headers, ("Content-Length", str(len(decision.body)))]
@@ -152,6 +170,7 @@ class PrivateTokenWSGIMiddleware:
         if not protected:
             environ[SCOPE_KEY] = None
             return self.app(environ, start_response)
+        note_server(self.policy, environ)
         decision = self.policy.evaluate(request_info(environ), force=True)
         if not decision.allowed:
             return respond(decision, start_response, method)
@@ -165,10 +184,12 @@ class PrivateTokenWSGIMiddleware:
 __all__ = [
     "POLICY_ENVIRON_KEY",
     "PrivateTokenWSGIMiddleware",
+    "note_server",
     "private_headers",
     "request_info",
     "request_method",
     "request_paths",
     "respond",
+    "several_processes",
     "start_response_with",
 ]

@@ -14,6 +14,8 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -26,6 +28,47 @@ STARTUP_TIMEOUT = 10.0
 def unique_prefix() -> str:
     """A key prefix no other test uses, so tests share one server without flushing it."""
     return f"pat-test-{uuid.uuid4().hex[:12]}:"
+
+
+def initialized(url: str) -> str:
+    """``url``, its store's epoch markers stamped as old (``pat-middleware store-init``):
+    a new prefix accepts spends at once instead of waiting one validity period."""
+    from pat_middleware.stores.redis import RedisReplayStore
+
+    store = RedisReplayStore.from_url(url)
+    store.initialize()
+    store.close()
+    return url
+
+
+#: Commands a client sends when it connects, not on behalf of a store operation.
+CONNECTION_SET_UP = frozenset({"hello", "client", "select", "auth", "ping"})
+
+
+@contextmanager
+def sent_commands(port: int) -> Iterator[list[str]]:
+    """The commands clients send to the Redis on ``port`` while the block runs (lower-case
+    names; connection set-up and the commands a script runs inside Redis left out: those
+    are no round trips), read with MONITOR; filled in when the block ends."""
+    import redis
+
+    sent: list[str] = []
+    watcher = redis.Redis(port=port)
+    marker = f"pat-monitor-end-{uuid.uuid4().hex}"
+    with watcher.monitor() as monitor:  # type: ignore[no-untyped-call]  # redis-py: untyped
+        yield sent
+        closer = redis.Redis(port=port)
+        closer.echo(marker)
+        closer.close()
+        while True:
+            seen = monitor.next_command()
+            command = str(seen["command"])
+            if marker in command:
+                break
+            name = command.split(" ", 1)[0].lower()
+            if seen["client_type"] != "lua" and name not in CONNECTION_SET_UP:
+                sent.append(name)
+    watcher.close()
 
 
 def ping(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -38,15 +38,30 @@ def cli_process(
 
     On exit the process is terminated (killed if it lingers); its combined stdout and stderr
     is appended to ``output`` when given."""
+    with server_process(CLI + args, ready_url, env=env, output=output, name=args[0]) as proc:
+        yield proc
+
+
+@contextmanager
+def server_process(
+    argv: list[str],
+    ready_url: str,
+    *,
+    env: dict[str, str] | None = None,
+    output: list[str] | None = None,
+    cwd: str | None = None,
+    name: str = "the server",
+) -> Iterator[subprocess.Popen[str]]:
+    """:func:`cli_process` for any command line (a gunicorn, a uvicorn)."""
     proc = subprocess.Popen(
-        CLI + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd
     )
     try:
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
             if proc.poll() is not None:
                 out = proc.stdout.read() if proc.stdout else ""
-                raise RuntimeError(f"{args[0]} exited early:\n{out}")
+                raise RuntimeError(f"{name} exited early:\n{out}")
             try:
                 httpx.get(ready_url, timeout=1.0)
                 break
@@ -176,4 +191,5 @@ __all__ = [
     "gunicorn_process",
     "raw_request",
     "serve_asgi",
+    "server_process",
 ]

@@ -103,6 +103,7 @@ def test_rendered_challenges_are_what_the_header_builder_writes(
                 "protect": ["/p"],
                 "redemption_context": mode,
                 "quoted_values": quoted,
+                "allow_per_process_replay": mode == "none",
             }
         )
     )
@@ -277,6 +278,7 @@ def _plain_policy(issuer_key: IssuerKey) -> Policy:
                 "protect": ["/p"],
                 "redemption_context": ContextMode.NONE.value,
                 "verified_duration": 0,
+                "allow_per_process_replay": True,
             }
         )
     )

@@ -67,6 +67,7 @@ def _policy(mode: str) -> Policy:
             "redemption_context": mode,
             "origin_info": [ORIGIN],
             "replay_ttl": 60,
+            "allow_per_process_replay": mode == "none",  # none mode needs it with memory://
         }
     )
     store = MemoryReplayStore(max_entries=STORE_CAP, clock=CLOCK)

@@ -341,7 +341,7 @@ def test_token_minted_under_the_previous_key_verifies_after_the_switch(world: Wo
 
 def test_empty_context_challenge_follows_the_rotation(world: World) -> None:
     """none mode: the one static challenge header is rebuilt with the new token-key."""
-    _, browser = world.origin(redemption_context="none")
+    _, browser = world.origin(redemption_context="none", allow_per_process_replay=True)
     world.clock.advance(PERIOD - 1)
     before = browser.challenge()
     token, old_key = world.mint(before)
@@ -631,7 +631,11 @@ def test_a_forked_worker_gets_its_own_refresher(
     happens while the parent's refresher is in the middle of a refresh (its directory
     marked as being fetched, the key source's lock held): the child must inherit neither,
     or its refresher would hang or never fetch that directory."""
-    policy, browser = world.origin(background=True, directory_refresh_min=3600)
+    # One worker forked from the parent: memory:// with the opt-in, or the fork alone
+    # fails its requests closed (see test_worker_processes.py).
+    policy, browser = world.origin(
+        background=True, directory_refresh_min=3600, allow_per_process_replay=True
+    )
     source = policy._key_source
     assert isinstance(source.fetcher, HttpFetcher)
     assert world.recorder.directory_hits == 1

@@ -25,7 +25,7 @@ from pat_middleware import IssuerKey, build_authorization
 from pat_middleware.cli import main
 
 from ._origin import answer, set_cookies
-from ._redis import unique_prefix
+from ._redis import initialized, unique_prefix
 from ._servers import CLI, cli_process, free_port
 
 ISSUER = "issuer.example"
@@ -149,9 +149,9 @@ def assert_one_winner(
     assert sorted(statuses) == [200] + [401] * (RACERS - 1)
     assert len(pids) > 1, "the racing connections were all served by one worker"
     # The token and cookie were good (one request passed with them): the others were refused
-    # as replays, and exactly one nonce is recorded.
+    # as replays, and exactly one nonce is recorded (beside the epoch markers).
     client = redis.Redis.from_url(store_url)
-    assert len(list(client.scan_iter(match=prefix + "*"))) == 1
+    assert len(list(client.scan_iter(match=prefix + "{*}:*"))) == 1
     client.close()
     with httpx.Client(base_url=base, timeout=10) as http:
         spent = http.get("/protected", headers={"Authorization": authorization, "Cookie": cookie})
@@ -163,7 +163,8 @@ def cli_origin(redis_url: str, issuer_key: IssuerKey) -> Iterator[tuple[str, str
     """(base URL, key prefix) of an origin with 3 workers and no secret given: they share
     the random one the parent generated."""
     prefix = unique_prefix()
-    with origin(issuer_key, "--replay-store", f"{redis_url}?prefix={prefix}") as base:
+    store = initialized(f"{redis_url}?prefix={prefix}")  # pat-middleware store-init
+    with origin(issuer_key, "--replay-store", store) as base:
         yield base, prefix
 
 
@@ -178,6 +179,7 @@ def test_replay_store_from_the_config_file(
     redis_url: str, issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey, tmp_path: Path
 ) -> None:
     prefix = unique_prefix()
+    main(["store-init", "--replay-store", f"{redis_url}?prefix={prefix}"])
     config = tmp_path / "origin.toml"
     config.write_text(
         f'[pat_middleware]\nreplay_store = "{redis_url}?prefix={prefix}"\nsecret = "{SECRET}"\n',

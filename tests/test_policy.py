@@ -24,6 +24,7 @@ from ._origin import (
     ISSUER,
     OTHER_ISSUER,
     SECRET,
+    T0,
     Browser,
     FakeClock,
     answer,
@@ -606,7 +607,8 @@ def test_per_request_token_bound_to_its_session(
 def test_none_mode_static_challenge_and_replay_refused(
     issuer_key: IssuerKey, clock: FakeClock, rsa_2048: rsa.RSAPrivateKey
 ) -> None:
-    policy = _policy(issuer_key, clock, redemption_context="none")
+    # One process, and the test says so: none mode with memory:// needs the opt-in.
+    policy = _policy(issuer_key, clock, redemption_context="none", allow_per_process_replay=True)
     first, second = Browser(policy), Browser(policy)
     www = first.challenge()
     clock.advance(3600)
@@ -813,3 +815,44 @@ def test_large_cookie_header_keeps_the_session(
         RequestInfo("GET", "/protected", authorization=build_authorization(token), cookie=cookie)
     )
     assert decision.outcome is Outcome.PASS
+
+
+# ------------------------------------------------------------------------------ the clock
+
+
+def test_the_clock_never_goes_back_and_catches_up_again() -> None:
+    from pat_middleware.clock import high_water
+
+    wall = FakeClock(1000.0)
+    now = high_water(wall)
+    assert now() == 1000.0
+    wall.advance(5)
+    assert now() == 1005.0
+    wall.now = 900.0  # stepped back
+    assert now() == 1005.0
+    wall.now = 1004.0
+    assert now() == 1005.0
+    wall.now = 1006.5  # wall time has passed the mark: it is read again
+    assert now() == 1006.5
+
+
+def test_the_policy_reads_one_clock_and_its_memory_store_expires_on_it(
+    issuer_key: IssuerKey, clock: FakeClock, rsa_2048: rsa.RSAPrivateKey
+) -> None:
+    from pat_middleware.stores import MemoryReplayStore
+
+    policy = _policy(issuer_key, clock)
+    store = policy.store
+    assert isinstance(store, MemoryReplayStore)
+    browser = Browser(policy)
+    token = answer(browser.challenge(), rsa_2048, issuer_key)
+    assert browser.get(token=token).outcome is Outcome.PASS
+    assert len(store) == 1
+    clock.now -= 3600  # stepped back an hour: nothing moves back
+    assert policy.clock() == T0
+    replay = browser.get(token=token)
+    assert replay.reason is Reason.REPLAYED
+    clock.now = T0 + policy.windows.longest_validity + 10  # past the nonce's expiry
+    assert store.reserve(b"another", 1.0)
+    assert len(store) == 1, "the spent nonce expired on the policy's clock"
+    assert browser.get(token=token).reason is Reason.EXPIRED

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from pat_middleware import IssuerKey
 from pat_middleware.demo import create_origin_app
 from pat_middleware.errors import ConfigurationError
-from pat_middleware.policy import Outcome, Policy
+from pat_middleware.headers import build_authorization
+from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
 from pat_middleware.settings import Settings
 from pat_middleware.stores import (
     StoreUnavailable,
@@ -31,7 +32,7 @@ from pat_middleware.stores.redis import RedisReplayStore, parse_redis_url
 from pat_middleware.wsgi import PrivateTokenWSGIMiddleware, StartResponse, WSGIEnviron
 
 from ._origin import Browser, header, make_settings
-from ._redis import RedisServer, unique_prefix
+from ._redis import RedisServer, initialized, sent_commands, unique_prefix
 from ._servers import serve_asgi
 from ._wsgi_harness import Browser as HttpBrowser
 from ._wsgi_harness import answer, httpx_send, pat_settings, serve_wsgi
@@ -39,10 +40,15 @@ from ._wsgi_harness import answer, httpx_send, pat_settings, serve_wsgi
 TTL = 10.0
 
 
-def store_for(url: str, prefix: str | None = None, **options: str) -> RedisReplayStore:
+def store_for(
+    url: str, prefix: str | None = None, *, initialize: bool = True, **options: str
+) -> RedisReplayStore:
+    """A store under a prefix of its own, initialised (see store-init) unless asked not to."""
     query = [f"prefix={prefix or unique_prefix()}", *(f"{k}={v}" for k, v in options.items())]
     store = open_replay_store(f"{url}?{'&'.join(query)}")
     assert isinstance(store, RedisReplayStore)
+    if initialize:
+        store.initialize()
     return store
 
 
@@ -57,6 +63,13 @@ def store(redis_url: str) -> Iterator[RedisReplayStore]:
 def raw(redis_url: str) -> Iterator[redis.Redis]:
     """A plain redis-py client, to look at what the store wrote."""
     client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def raw_own(own_redis: RedisServer) -> Iterator[redis.Redis]:
+    client = redis.Redis(port=own_redis.port)
     yield client
     client.close()
 
@@ -81,7 +94,9 @@ def test_key_is_prefixed_binary_and_expires_after_its_ttl(
 ) -> None:
     key = bytes(range(256))
     assert store.reserve(key, 0.3)
-    stored = store.options.prefix.encode() + key
+    stored = store.spend_key(key)
+    assert stored == store.options.prefix.encode() + b"{ff}:" + key  # the last byte's shard
+    assert store.epoch_key(key) == store.options.prefix.encode() + b"{ff}epoch"
     assert raw.get(stored) == b"1"
     assert 0 < raw.pttl(stored) <= 300
     assert store.reserve(key, 0.3) is False
@@ -96,7 +111,7 @@ def test_a_ttl_under_a_millisecond_is_rounded_up_never_to_zero(
 ) -> None:
     """Redis refuses PX 0: rounding down would make the store fail on short TTLs."""
     assert store.reserve(b"short", ttl) is True
-    assert raw.pttl(store.options.prefix.encode() + b"short") in (-2, 0, 1, 2)  # gone or going
+    assert raw.pttl(store.spend_key(b"short")) in (-2, 0, 1, 2)  # gone or going
 
 
 def test_binary_keys_do_not_collide(store: RedisReplayStore) -> None:
@@ -129,7 +144,7 @@ def test_async_keys_are_prefixed_and_each_loop_connects(
         return [first, again, after_release, racing.count(True)]
 
     assert run_async(store, scenario()) == [True, False, True, 1]
-    assert raw.exists(store.options.prefix.encode() + b"r") == 1
+    assert raw.exists(store.spend_key(b"r")) == 1
     # A new event loop gets working connections of its own.
     assert run_async(store, store.reserve_async(b"b", TTL)) is True
     assert store.reserve(b"b", TTL) is False, "the sync and async forms share the keys"
@@ -176,28 +191,142 @@ def test_event_loops_running_at_once_in_threads_each_get_their_own_client(
     assert outcomes == [True] * (threads * calls), sorted(set(map(str, outcomes)))
 
 
+@pytest.mark.parametrize("form", ["sync", "async"])
 def test_an_accept_is_one_round_trip(
-    own_redis: RedisServer, issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
+    own_redis: RedisServer, issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey, form: str
 ) -> None:
-    """Policy.evaluate on a fresh token sends exactly one command: SET NX PX (commit is free)."""
-    policy = Policy(make_settings(issuer_key, replay_store=own_redis.url + "?prefix=p:"))
-    browser = Browser(policy)
+    """Policy.evaluate on a fresh token sends exactly one command, EVALSHA (commit is free):
+    the epoch check and the SET NX PX run inside Redis, in the script."""
     from ._origin import answer as answer_policy
 
-    warm = browser.get(token=answer_policy(browser.challenge(), rsa_2048, issuer_key))
-    assert warm.outcome is Outcome.PASS  # the pool now holds a connection
-    browser.cookies.clear()
-    token = answer_policy(browser.challenge(), rsa_2048, issuer_key)
-    admin = redis.Redis(port=own_redis.port)
-    admin.config_resetstat()
-    assert browser.get(token=token).outcome is Outcome.PASS
-    stats = admin.info("commandstats")
-    admin.close()
-    admin_calls = ("cmdstat_info", "cmdstat_config|resetstat")
-    calls = {k: v["calls"] for k, v in stats.items() if k not in admin_calls}
-    assert calls == {"cmdstat_set": 1}
-    assert isinstance(policy.store, RedisReplayStore)
-    policy.store.close()
+    url = initialized(own_redis.url + "?prefix=p:")
+    policy = Policy(make_settings(issuer_key, replay_store=url))
+    store = policy.store
+    assert isinstance(store, RedisReplayStore)
+    browser = Browser(policy)
+
+    def redemption() -> RequestInfo:
+        browser.cookies.clear()
+        token = answer_policy(browser.challenge(), rsa_2048, issuer_key)
+        return RequestInfo(
+            "GET",
+            "/protected",
+            authorization=build_authorization(token),
+            cookie=browser.cookie_header(),
+        )
+
+    # The first connects the pool and loads the script; the second is counted.
+    warm, counted = redemption(), redemption()
+    sent: list[str]
+    if form == "sync":
+        assert policy.evaluate(warm).outcome is Outcome.PASS
+        with sent_commands(own_redis.port) as sent:
+            decision = policy.evaluate(counted)
+    else:
+
+        async def in_a_loop() -> tuple[Decision, list[str]]:
+            assert (await policy.evaluate_async(warm)).outcome is Outcome.PASS
+            with sent_commands(own_redis.port) as commands:
+                decision = await policy.evaluate_async(counted)
+            await store.aclose()
+            return decision, commands
+
+        decision, sent = asyncio.run(in_a_loop())
+    assert decision.outcome is Outcome.PASS
+    assert sent == ["evalsha"]
+    store.close()
+
+
+# ------------------------------------------------------------------ a Redis that comes back empty
+
+
+def test_a_redis_that_comes_back_empty_holds_spends_one_ttl(
+    store: RedisReplayStore, raw: redis.Redis
+) -> None:
+    """Every key the empty Redis forgot would have expired within its TTL: spends wait that
+    long (on Redis's clock), then the forgotten key may be spent again."""
+    assert store.reserve(b"spent", 0.4) is True
+    for key in store.epoch_keys:
+        raw.delete(key)
+    raw.delete(store.spend_key(b"spent"))  # what an empty Redis looks like to this prefix
+    with pytest.raises(StoreUnavailable, match="epoch marker of shard 74") as info:
+        store.reserve(b"spent", 0.4)
+    assert info.value.retry_after == 1
+    with pytest.raises(StoreUnavailable):
+        store.reserve(b"other", 0.4)  # every shard waits from the first one found missing
+    assert raw.pttl(store.epoch_key(b"other")) == -1, "markers never expire"
+    time.sleep(0.45)
+    assert store.reserve(b"spent", 0.4) is True
+    assert store.reserve(b"spent", 0.4) is False
+
+
+def test_finding_one_marker_missing_stamps_every_shard_at_once(
+    own_redis: RedisServer, raw_own: redis.Redis
+) -> None:
+    store = store_for(own_redis.url, initialize=False)
+    with pytest.raises(StoreUnavailable):
+        store.reserve(b"k", TTL)
+    stamps = [raw_own.get(key) for key in store.epoch_keys]
+    assert None not in stamps  # all 256, stamped then (the others a TIME call later)
+    millis = [int(stamp or b"0") for stamp in stamps]
+    assert max(millis) - min(millis) < 1000
+    assert abs(max(millis) / 1000 - float(raw_own.time()[0])) < 5  # Redis's clock, in ms
+    # A marker that is there keeps its stamp: initialize, lose one, find it again.
+    store.initialize()
+    raw_own.delete(store.epoch_key(b"k"))
+    with pytest.raises(StoreUnavailable):
+        store.reserve(b"k", TTL)
+    assert raw_own.get(store.epoch_key(b"x")) == b"0"
+    store.close()
+
+
+def test_the_async_form_holds_too(store: RedisReplayStore, raw: redis.Redis) -> None:
+    async def scenario() -> tuple[bool, str]:
+        first = await store.reserve_async(b"a", 0.3)
+        for key in store.epoch_keys:
+            raw.delete(key)
+        try:
+            await store.reserve_async(b"a", 0.3)
+        except StoreUnavailable as e:
+            return first, str(e)
+        return first, ""
+
+    first, held = run_async(store, scenario())
+    assert first is True and "younger than one validity period" in held
+    assert all(raw.get(key) is not None for key in store.epoch_keys)
+
+
+@pytest.mark.parametrize("prefix", ["pat:", "a{b}:", "{", "}{"])
+def test_each_spend_key_shares_a_cluster_slot_with_its_marker(prefix: str) -> None:
+    from redis.crc import key_slot
+
+    store = open_replay_store(f"redis://127.0.0.1:1/0?prefix={prefix}")
+    assert isinstance(store, RedisReplayStore)
+    keys = [b"n" + bytes([i]) * 32 for i in range(256)] + [b"", b"}", b"{"]
+    for key in keys:
+        assert key_slot(store.spend_key(key)) == key_slot(store.epoch_key(key)), key
+    if prefix == "pat:":
+        assert len({key_slot(k) for k in store.epoch_keys}) == 256  # spread over 256 slots
+
+
+def test_store_init_stamps_the_markers_as_old(
+    redis_url: str, raw: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pat_middleware.cli import main
+
+    url = f"{redis_url}?prefix={unique_prefix()}"
+    assert main(["store-init", "--replay-store", url]) == 0
+    out = capsys.readouterr().out
+    assert "256 epoch markers stamped as old" in out and "asserts that no token" in out
+    store = open_replay_store(url)
+    assert isinstance(store, RedisReplayStore)
+    assert {raw.get(key) for key in store.epoch_keys} == {b"0"}
+    assert store.reserve(b"k", 86400) is True  # no wait, whatever the TTL
+    store.close()
+    assert main(["store-init", "--replay-store", "memory://"]) == 2
+    assert "only a shared store" in capsys.readouterr().err
+    assert main(["store-init", "--replay-store", "redis://127.0.0.1:1/0?timeout=0.2"]) == 1
+    assert "Traceback" not in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------ URLs
@@ -403,7 +532,7 @@ def test_inline_password_and_wrong_password(locked_redis: RedisServer) -> None:
     assert good.reserve(b"k", TTL) is True
     good.close()
     for bad_url in (locked_redis.url, f"redis://:wrong@127.0.0.1:{locked_redis.port}/0"):
-        bad = store_for(bad_url)
+        bad = store_for(bad_url, initialize=False)
         with pytest.raises(StoreUnavailable) as info:
             bad.reserve(b"k2", TTL)
         assert "hunter2" not in str(info.value)
@@ -436,10 +565,14 @@ def test_outage_fails_fast_then_recovers_by_itself(own_redis: RedisServer) -> No
     with pytest.raises(StoreUnavailable):
         store.reserve(b"k", TTL)
 
-    own_redis.start()  # same port, empty: the store finds it again after the back-off
+    own_redis.start()  # same port, empty: the store finds it again after the back-off...
     time.sleep(0.55)
-    assert store.reserve(b"k", TTL) is True
-    assert store.reserve(b"k", TTL) is False
+    # ...and finds it empty: a shard's spends wait one TTL (here 0.3 s) from then on.
+    with pytest.raises(StoreUnavailable, match="epoch marker"):
+        store.reserve(b"k", 0.3)
+    time.sleep(0.35)
+    assert store.reserve(b"k", 0.3) is True
+    assert store.reserve(b"k", 0.3) is False
     store.close()
 
 
@@ -466,9 +599,8 @@ def test_async_outage_is_bounded_by_the_timeout(own_redis: RedisServer) -> None:
 
 
 def _outage_policy(url: str, key: IssuerKey, **overrides: Any) -> Policy:
-    return Policy(
-        make_settings(key, replay_store=f"{url}?timeout=0.3&retry_after=0.5", **overrides)
-    )
+    store = initialized(f"{url}?timeout=0.3&retry_after=0.5")
+    return Policy(make_settings(key, replay_store=store, **overrides))
 
 
 @pytest.mark.parametrize("status", [503, 429])
@@ -499,8 +631,12 @@ def test_policy_never_accepts_a_token_the_store_could_not_record(
     # Fails fast while backing off, whatever the status.
     assert browser.get(token=token).outcome is Outcome.UNAVAILABLE
 
-    own_redis.start()
+    own_redis.start()  # without persistence: empty
     time.sleep(0.55)
+    held = browser.get(token=token)  # it cannot tell this token from one spent before
+    assert (held.outcome, held.status) == (Outcome.UNAVAILABLE, status)
+    assert int(header(held.headers, "Retry-After") or 0) > 60  # one validity period
+    initialized(own_redis.url)  # the operator knows this Redis held nothing worth keeping
     accepted = browser.get(token=token)
     assert accepted.outcome is Outcome.PASS
     replayed = browser.get(token=token)
@@ -549,7 +685,7 @@ def _http_settings(key: IssuerKey, url: str, **extra: Any) -> Settings:
 def test_asgi_middleware_with_redis_under_uvicorn(
     own_redis: RedisServer, issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
 ) -> None:
-    url = f"{own_redis.url}?prefix={unique_prefix()}&timeout=0.3&retry_after=0.5"
+    url = initialized(f"{own_redis.url}?prefix={unique_prefix()}&timeout=0.3&retry_after=0.5")
     policy = Policy(_http_settings(issuer_key, url))
     assert isinstance(policy.store, RedisReplayStore)
     with serve_asgi(create_origin_app(policy)) as base:
@@ -562,8 +698,11 @@ def test_asgi_middleware_with_redis_under_uvicorn(
             assert down.status == 503
             assert down.header("retry-after") == "1"
             assert b"Traceback" not in down.body
-            own_redis.start()
+            own_redis.start()  # empty: its epoch markers are gone too
             time.sleep(0.55)
+            held = browser.get("/protected", authorization=authorization)
+            assert held.status == 503 and int(held.header("retry-after") or 0) > 60
+            initialized(url)  # nothing was spent before: the operator says so
             assert browser.get("/protected", authorization=authorization).status == 200
             assert browser.get("/protected", authorization=authorization).status == 401
 
@@ -575,7 +714,7 @@ def test_wsgi_middleware_with_redis(
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
 
-    url = f"{redis_url}?prefix={unique_prefix()}"
+    url = initialized(f"{redis_url}?prefix={unique_prefix()}")
     policy = Policy(_http_settings(issuer_key, url))
     with serve_wsgi(PrivateTokenWSGIMiddleware(app, policy=policy)) as base:
         assert _redeem_over_http(base, issuer_key, rsa_2048, "/protected") == (200, 401, 200)
@@ -589,7 +728,7 @@ def test_two_policies_share_one_redis(
     """Two processes' worth of policies (same secret, same store): a token is spent once."""
     from ._origin import answer as answer_policy
 
-    url = f"{redis_url}?prefix={unique_prefix()}"
+    url = initialized(f"{redis_url}?prefix={unique_prefix()}")
     first, second = (Policy(make_settings(issuer_key, replay_store=url)) for _ in range(2))
     browser = Browser(first)
     token = answer_policy(browser.challenge(), rsa_2048, issuer_key)

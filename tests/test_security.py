@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -30,11 +31,19 @@ from pat_middleware import b64url_encode
 from pat_middleware.asgi import PrivateTokenMiddleware
 from pat_middleware.asgi import request_info as asgi_request_info
 from pat_middleware.challenges import derive_key
+from pat_middleware.cli import main as cli_main
 from pat_middleware.errors import ConfigurationError, Reason, TokenError
 from pat_middleware.headers import MAX_HEADER_BYTES, build_authorization
 from pat_middleware.issuer import Issuer
 from pat_middleware.keys import IssuerKey, encode_pss_spki
-from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
+from pat_middleware.policy import (
+    PER_PROCESS_RETRY_AFTER,
+    REPLAY_TTL_SLACK,
+    Decision,
+    Outcome,
+    Policy,
+    RequestInfo,
+)
 from pat_middleware.settings import Settings
 from pat_middleware.stores import MemoryReplayStore
 from pat_middleware.stores.redis import RedisReplayStore
@@ -55,6 +64,7 @@ from ._origin import (
     SECRET,
     SECURE_SESSION_COOKIE,
     SECURE_VERIFIED_COOKIE,
+    T0,
     VERIFIED_COOKIE,
     Browser,
     FakeClock,
@@ -76,7 +86,9 @@ from ._path_servers import (
     path_settings,
 )
 from ._path_servers import ISSUER_NAME as PATH_ISSUER
+from ._redis import RedisServer, initialized
 from ._servers import free_port, raw_request, serve_asgi
+from ._workers import gunicorn, send, token_for_the_secret, write_settings
 from ._wsgi_harness import Browser as HttpBrowser
 from ._wsgi_harness import httpx_send, serve_wsgi
 from .apps import MARK
@@ -316,8 +328,10 @@ def test_token_for_another_origins_challenge_is_refused(
     issuer_key: IssuerKey, clock: FakeClock, rsa_2048: rsa.RSAPrivateKey, mode: str
 ) -> None:
     """The same issuer, even the same context, but a challenge naming another origin."""
+    opt_in = {"allow_per_process_replay": True} if mode == "none" else {}
     policy = Policy(
-        make_settings(issuer_key, origin_info=[ORIGIN], redemption_context=mode), clock=clock
+        make_settings(issuer_key, origin_info=[ORIGIN], redemption_context=mode, **opt_in),
+        clock=clock,
     )
     browser = Browser(policy)
     [ours] = challenges_of(browser.challenge())
@@ -824,6 +838,8 @@ class _Secrets:
         self.values: set[str] = {SECRET, SECRET.encode().hex()}
         self.add(derive_key(policy.settings.secret, "redemption-context"))  # context key
         self.add(policy.settings.secret)
+        if isinstance(policy.store, MemoryReplayStore):
+            self.add(policy.store.epoch)  # folded into the context key
 
     def add(self, raw: bytes) -> None:
         padded = b64url_encode(raw)
@@ -938,7 +954,9 @@ def test_reprs_never_show_keys_secrets_tokens_nonces_or_cookies(
         PrivateTokenMiddleware(_ok, policy=policy),
         PrivateTokenWSGIMiddleware(_ok_wsgi, policy=policy),
     ]
-    assert isinstance(policy.store, MemoryReplayStore) and len(policy.store) >= 2
+    # The store expires on the policy's clock, which the attack run moved on an hour: the
+    # nonce spent since is what it holds.
+    assert isinstance(policy.store, MemoryReplayStore) and len(policy.store) >= 1
     for obj in objects:
         for text in (repr(obj), str(obj)):
             assert seen.found_in(text) == [], f"{type(obj).__name__}: {text}"
@@ -1175,3 +1193,168 @@ def test_one_slow_issuer_does_not_delay_another(
     slow_lines = [line for line in _refresh_warnings(caplog) if "slow.example" in line]
     assert slow_lines and "directory_timeout (1 s)" in slow_lines[0]
     assert not any(ISSUER in line for line in _refresh_warnings(caplog))
+
+
+# --- issue 10: replay across processes, restarts and clocks ---
+
+
+@pytest.fixture(scope="module")
+def gunicorn_settings(issuer_key: IssuerKey, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """memory:// (the default store), per-session mode (the default)."""
+    return write_settings(tmp_path_factory.mktemp("gunicorn") / "pat.toml", issuer_key)
+
+
+@pytest.fixture(scope="module")
+def gunicorn_four_workers(gunicorn_settings: Path) -> Iterator[str]:
+    with gunicorn("wsgi", gunicorn_settings, "--workers", "4") as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def gunicorn_preloaded(gunicorn_settings: Path) -> Iterator[str]:
+    with gunicorn("wsgi", gunicorn_settings, "--preload", "--workers", "2") as base:
+        yield base
+
+
+def _eight_times_refused(base: str, authorization: str, cookie: str) -> None:
+    replies = [send(base, authorization, cookie) for _ in range(8)]
+    assert [r.status_code for r in replies] == [503] * 8
+    assert {r.headers.get("retry-after") for r in replies} == {str(PER_PROCESS_RETRY_AFTER)}
+    assert send(base).status_code == 503, "no challenge for a token that could not be spent"
+
+
+def test_memory_store_under_gunicorn_workers_fails_closed(
+    gunicorn_four_workers: str, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    """gunicorn -w 4 with memory://: each worker kept its own spent set, so one token was
+    accepted once per worker. Now the workers hear wsgi.multiprocess and refuse."""
+    _eight_times_refused(gunicorn_four_workers, *token_for_the_secret(issuer_key, rsa_2048))
+
+
+def test_forked_worker_with_memory_store_fails_closed(
+    gunicorn_preloaded: str, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    """gunicorn --preload -w 2: the policy and its store were built in the arbiter and
+    forked into each worker, each copy recording spends apart."""
+    _eight_times_refused(gunicorn_preloaded, *token_for_the_secret(issuer_key, rsa_2048))
+
+
+@pytest.mark.parametrize("mode", ["per-session", "per-request"])
+def test_restart_does_not_reopen_spent_tokens(
+    issuer_key: IssuerKey, clock: FakeClock, rsa_2048: rsa.RSAPrivateKey, mode: str
+) -> None:
+    """A token spent just before a restart, replayed to the restarted process (same secret,
+    a new memory store) within its challenge's window: the new store has never seen it,
+    but the challenge was derived under the old store's epoch."""
+    settings = make_settings(issuer_key, redemption_context=mode)
+    before = Browser(Policy(settings, clock=clock))
+    token = answer(before.challenge(), rsa_2048, issuer_key)
+    assert before.get(token=token).outcome is Outcome.PASS
+    clock.advance(1)
+    after = Browser(Policy(settings, clock=clock))
+    after.cookies = dict(before.cookies)  # the client keeps its cookies across the restart
+    _refused(after.get(token=token), Reason.CHALLENGE_MISMATCH)
+    # The restarted process works: its own challenges are redeemable, once.
+    after.cookies.pop(SECURE_VERIFIED_COOKIE)
+    fresh = answer(after.challenge(), rsa_2048, issuer_key)
+    assert after.get(token=fresh).outcome is Outcome.PASS
+    _refused(after.get(token=fresh), Reason.REPLAYED)
+
+
+def test_none_mode_with_a_per_process_store_is_refused_at_start_up(
+    issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
+) -> None:
+    """none mode binds nothing to the process: a restart with memory:// would accept every
+    token spent within replay_ttl again. Refused unless the operator opts in."""
+    with pytest.raises(ConfigurationError) as caught:
+        make_settings(issuer_key, redemption_context="none")
+    assert caught.value.setting == "replay_store"
+    assert "allow_per_process_replay" in caught.value.message
+    shared = make_settings(
+        issuer_key, redemption_context="none", replay_store="redis://127.0.0.1:1/0"
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        Policy(shared, replay_store=MemoryReplayStore())
+    assert caught.value.setting == "replay_store"
+    # With the opt-in, the restart behaves as the operator accepted: one store per process.
+    opted_in = make_settings(issuer_key, redemption_context="none", allow_per_process_replay=True)
+    challenge = Policy(opted_in).templates[0][0].challenge(b"")
+    token = sign_token(rsa_2048, issuer_key, challenge)
+    for _ in range(2):  # two processes, one after the other
+        assert Browser(Policy(opted_in)).get(token=token).outcome is Outcome.PASS
+
+
+def test_wall_clock_step_back_does_not_reopen_spent_tokens(
+    issuer_key: IssuerKey,
+    clock: FakeClock,
+    rsa_2048: rsa.RSAPrivateKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Spent nonces expired on time.monotonic while windows were judged on the wall clock.
+    Spend a token, let its store entry expire, step the wall clock back into the window:
+    the store has forgotten the nonce and the challenge looks live again."""
+    monotonic = FakeClock(5000.0)
+    # What a memory store built without a clock runs on (the policy used to build it so).
+    defaults = MemoryReplayStore.__init__.__kwdefaults__
+    assert defaults is not None
+    monkeypatch.setitem(defaults, "clock", monotonic)
+    policy = Policy(make_settings(issuer_key), clock=clock)
+    browser = Browser(policy)
+    token = answer(browser.challenge(), rsa_2048, issuer_key)
+    assert browser.get(token=token).outcome is Outcome.PASS
+    stored_for = policy.windows.longest_validity + REPLAY_TTL_SLACK
+    for running in (clock, monotonic):
+        running.advance(stored_for + 1)  # past the spent nonce's expiry
+    clock.now = T0 + 1  # stepped back: the challenge's window again
+    replay = browser.get(token=token)
+    assert replay.outcome is Outcome.REJECT and replay.reason in (Reason.EXPIRED, Reason.REPLAYED)
+
+
+def test_empty_redis_does_not_reopen_spent_tokens(
+    own_redis: RedisServer, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    """A Redis that comes back empty (FLUSHALL; a restart without persistence) has forgotten
+    every spent nonce while their challenges stay valid for up to a validity period. The
+    store finds its epoch marker gone and refuses spends until that period has passed."""
+    url = initialized(f"{own_redis.url}?retry_after=0.2")
+    policy = Policy(make_settings(issuer_key, replay_store=url))
+    store = policy.store
+    assert isinstance(store, RedisReplayStore)
+    validity = policy.windows.longest_validity + REPLAY_TTL_SLACK
+    browser = Browser(policy)
+    token = answer(browser.challenge(), rsa_2048, issuer_key)
+    assert browser.get(token=token).outcome is Outcome.PASS
+    admin = redis.Redis(port=own_redis.port)
+
+    def refused_while_held() -> None:
+        replay = browser.get(token=token)
+        assert (replay.outcome, replay.status) == (Outcome.UNAVAILABLE, 503)
+        assert validity - 2 <= int(header(replay.headers, "Retry-After") or 0) <= validity
+
+    admin.flushall()
+    refused_while_held()
+    own_redis.stop()
+    own_redis.start()  # a real restart, without persistence
+    assert browser.get(token=token).outcome is Outcome.UNAVAILABLE  # the dropped connection
+    time.sleep(0.25)  # the store's back-off
+    refused_while_held()
+
+    # One validity period later (on Redis's clock: the markers stamped that long ago), tokens
+    # pass again; the replayed one's challenge has expired by then.
+    for key in store.epoch_keys:
+        stamp = admin.get(key)
+        if stamp is not None:
+            admin.set(key, int(stamp) - validity * 1000 - 1)
+    browser.cookies.pop(SECURE_VERIFIED_COOKIE, None)
+    fresh = answer(browser.challenge(), rsa_2048, issuer_key)
+    assert browser.get(token=fresh).outcome is Outcome.PASS
+
+    # store-init skips the wait: the operator asserts that nothing was spent before.
+    admin.flushall()
+    browser.cookies.pop(SECURE_VERIFIED_COOKIE, None)
+    newer = answer(browser.challenge(), rsa_2048, issuer_key)
+    assert browser.get(token=newer).outcome is Outcome.UNAVAILABLE
+    assert cli_main(["store-init", "--replay-store", url]) == 0
+    assert browser.get(token=newer).outcome is Outcome.PASS
+    admin.close()
+    store.close()

@@ -121,6 +121,7 @@ def test_every_known_key_is_applied(
         "quoted_values": False,
         "replay_store": "memory://?max_entries=10",
         "replay_ttl": 600,
+        "allow_per_process_replay": True,
         "store_unavailable_status": 429,
         "max_authorization_length": 4096,
         "development": False,
@@ -175,6 +176,7 @@ def test_every_known_key_is_applied(
         600,
     )
     assert s.max_authorization_length == 4096
+    assert s.allow_per_process_replay
     assert s.store_unavailable_status == 429
     assert not s.development
 
@@ -337,6 +339,7 @@ ERROR_CASES: list[tuple[dict[str, Any], str, str]] = [
     ({"replay_store": "redis://localhost?bogus=1"}, "replay_store", "is unknown"),
     ({"replay_store": "memory://?max_entries=none"}, "replay_store", "integer"),
     ({"replay_ttl": 10}, "replay_ttl", "integer"),
+    ({"allow_per_process_replay": "yes"}, "allow_per_process_replay", "true or false"),
     ({"store_unavailable_status": 404}, "store_unavailable_status", "429 or an integer"),
     ({"max_authorization_length": 100}, "max_authorization_length", "integer"),
     ({"development": "yes"}, "development", "true or false"),

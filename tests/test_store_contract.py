@@ -17,7 +17,7 @@ from pat_middleware.stores import (
     open_replay_store,
 )
 
-from ._redis import unique_prefix
+from ._redis import initialized, unique_prefix
 
 TTL = 10.0
 
@@ -29,7 +29,7 @@ def any_store(request: pytest.FixtureRequest) -> Iterator[Any]:
         return
     pytest.importorskip("redis")
     url = request.getfixturevalue("redis_url")
-    store = open_replay_store(f"{url}?prefix={unique_prefix()}")
+    store = open_replay_store(initialized(f"{url}?prefix={unique_prefix()}"))
     yield store
     store.close()  # type: ignore[attr-defined]
 

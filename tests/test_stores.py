@@ -202,3 +202,28 @@ def test_store_url_errors_name_the_given_setting() -> None:
     with pytest.raises(ConfigurationError) as info:
         open_replay_store("memory://?max_entries=x", setting="PAT_REPLAY_STORE")
     assert info.value.setting == "PAT_REPLAY_STORE"
+
+
+def test_each_store_has_an_epoch_of_its_own_and_a_forked_copy_gets_a_new_one() -> None:
+    import os
+    import warnings
+
+    first, second = MemoryReplayStore(), MemoryReplayStore()
+    assert len(first.epoch) == 16 and first.epoch != second.epoch
+    assert first.epoch is first.epoch  # stable within the process
+    assert not first.forked
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads about
+        pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(write_end, first.epoch + bytes([first.forked]))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_end, "rb") as reader:
+        child = reader.read()
+    assert len(child) == 17 and child[:16] != first.epoch and child[16] == 1
+    assert not first.forked

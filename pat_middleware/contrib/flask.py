@@ -38,7 +38,13 @@ from ..headers import CACHE_CONTROL, private_cache_control
 from ..metrics import MetricsHook
 from ..policy import SCOPE_KEY, Decision, Outcome, Policy, TokenInfo
 from ..settings import KNOWN_KEYS, Settings, load_settings, protected_methods
-from ..wsgi import POLICY_ENVIRON_KEY, request_info, request_method, request_paths
+from ..wsgi import (
+    POLICY_ENVIRON_KEY,
+    note_server,
+    request_info,
+    request_method,
+    request_paths,
+)
 
 #: ``app.extensions`` key holding the :class:`PrivateTokens` instance.
 EXTENSION_KEY = "pat_middleware"
@@ -109,6 +115,7 @@ def _evaluate(policy: Policy) -> Decision:
     if isinstance(existing, TokenInfo):  # the WSGI middleware or a hook passed it already
         g.private_token = existing
         return Decision(Outcome.PASS, token=existing)
+    note_server(policy, environ)
     decision = policy.evaluate(request_info(environ, *_routed_paths()), force=True)
     if decision.allowed:
         environ[SCOPE_KEY] = decision.token

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 from urllib.parse import parse_qs
 
@@ -38,12 +39,17 @@ class AsyncReplayStore(Protocol):
     async def release_async(self, key: bytes) -> None: ...
 
 
-def open_replay_store(url: str, *, setting: str = "replay_store") -> ReplayStore:
+def open_replay_store(
+    url: str, *, setting: str = "replay_store", clock: Callable[[], float] | None = None
+) -> ReplayStore:
     """Build a store from its URL: ``memory://`` (``?max_entries=N``), or Redis
     (``redis://``, ``rediss://``, ``unix://``; needs the ``redis`` extra).
 
     Errors quote no part of the URL but a known scheme or option name: a Redis URL may
-    hold a password, and one with an unencoded ``?``, ``#`` or ``@`` parses wrongly."""
+    hold a password, and one with an unencoded ``?``, ``#`` or ``@`` parses wrongly.
+
+    ``clock`` is what a memory store expires its entries on (the policy passes its own,
+    the one its challenge windows are judged on); Redis expires keys on its own."""
     head, colon, _ = url.partition(":")
     scheme = head.lower() if colon and _SCHEME.fullmatch(head) else ""
     if scheme == "memory":
@@ -62,7 +68,9 @@ def open_replay_store(url: str, *, setting: str = "replay_store") -> ReplayStore
                 raise ConfigurationError(setting, "max_entries must be an integer") from e
             if max_entries < 1:
                 raise ConfigurationError(setting, "max_entries must be at least 1")
-        return MemoryReplayStore(max_entries=max_entries)
+        if clock is None:
+            return MemoryReplayStore(max_entries=max_entries)
+        return MemoryReplayStore(max_entries=max_entries, clock=clock)
     if scheme in ("redis", "rediss", "unix"):
         from .redis import RedisReplayStore  # imports redis-py: only when asked for
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Callable
 
+from .. import _process
 from .base import DEFAULT_MAX_ENTRIES, StoreUnavailable
 
 
@@ -13,14 +15,28 @@ class MemoryReplayStore:
     """Spent keys in a dict, oldest first, swept as they expire.
 
     Only one process sees it: use a shared store (Redis) when several workers or hosts accept
-    the same tokens. When ``max_entries`` live keys are held, new reservations raise
-    :class:`StoreUnavailable` instead of growing or forgetting (fail closed).
+    the same tokens (a :class:`~pat_middleware.policy.Policy` refuses to accept tokens with
+    it where it can tell that several processes serve). When ``max_entries`` live keys are
+    held, new reservations raise :class:`StoreUnavailable` instead of growing or forgetting
+    (fail closed).
     """
 
-    __slots__ = ("_clock", "_expiry", "_full_sweep_at", "_lock", "_max_entries", "_sweep_at")
+    __slots__ = (
+        "_born",
+        "_clock",
+        "_epoch",
+        "_epoch_mark",
+        "_expiry",
+        "_full_sweep_at",
+        "_lock",
+        "_max_entries",
+        "_sweep_at",
+    )
     #: Its operations are a dict update under a lock held for microseconds: async callers
     #: may call the synchronous methods directly (see Policy.evaluate_async).
     never_blocks = True
+    #: What it records is seen by this process only.
+    per_process = True
 
     def __init__(
         self,
@@ -37,6 +53,29 @@ class MemoryReplayStore:
         self._lock = threading.Lock()
         self._sweep_at = 0.0
         self._full_sweep_at = 0.0
+        self._born = self._epoch_mark = _process.current()
+        self._epoch = secrets.token_bytes(16)
+
+    @property
+    def epoch(self) -> bytes:
+        """16 random bytes naming what this store remembers: new for each store, and new in
+        a forked child (whose copy records spends apart from the parent's). The policy
+        derives its challenges' contexts with it, so a challenge is redeemable only where
+        its spend would be recorded: never after a restart, in another worker, or here
+        for a challenge from another process."""
+        mark = _process.current()
+        if self._epoch_mark is not mark:
+            with self._lock:
+                if self._epoch_mark is not mark:
+                    self._epoch = secrets.token_bytes(16)
+                    self._epoch_mark = mark
+        return self._epoch
+
+    @property
+    def forked(self) -> bool:
+        """True in a process forked from the one that made this store: the two copies
+        record spends apart from then on."""
+        return self._born is not _process.current()
 
     def __len__(self) -> int:
         return len(self._expiry)

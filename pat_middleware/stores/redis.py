@@ -1,8 +1,17 @@
-"""Redis replay store: one atomic ``SET key 1 NX PX ttl`` per accepted token.
+"""Redis replay store: one atomic script call (``EVALSHA``) per accepted token.
 
 Shared by every worker and host that points at the same Redis, so a token is accepted once
 across all of them. Imports redis-py, so it is imported only when a ``redis://``,
 ``rediss://`` or ``unix://`` store URL is opened.
+
+A Redis that comes back empty (a restart without persistence, a failover to a replica that
+never had the data) must not accept again the tokens spent before. Beside the spent keys
+Redis holds 256 epoch markers without a TTL, one per shard of the keys; the script checks
+the spend key's marker in the same call. A missing marker is recreated, stamped with Redis's
+``TIME``, and spends in its shard are refused (:class:`StoreUnavailable`) until one TTL (the
+mode's validity period) has passed since: by then every key the empty Redis forgot would
+have expired anyway. :meth:`RedisReplayStore.initialize` (``pat-middleware store-init``)
+stamps the markers as old, for a new Redis.
 
 Failure is closed: any Redis error or timeout raises :class:`StoreUnavailable`. After a
 failure the store answers :class:`StoreUnavailable` at once, without touching the network,
@@ -31,6 +40,7 @@ from .base import StoreUnavailable
 if TYPE_CHECKING:
     import redis
     import redis.asyncio
+    from redis.commands.core import AsyncScript, Script
 
 SCHEMES = ("redis", "rediss", "unix")
 DEFAULT_PORT = 6379
@@ -53,6 +63,37 @@ _INSTALL_HINT = "redis:// replay stores need redis-py: pip install 'pat-middlewa
 _MARK = b"1"
 _DIGITS = re.compile(r"[0-9]{1,10}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+#: Epoch markers: one per shard, the shard being a spend key's last byte (random: the
+#: nonce's or challenge digest's). Each spend key and its marker carry the same hash tag
+#: (``{xx}``), so on a Redis Cluster they share a slot and one script call sees both.
+SHARDS = 256
+_TAGS = tuple(b"{%02x}" % shard for shard in range(SHARDS))
+#: KEYS[1]: the shard's epoch marker (no TTL); KEYS[2]: the spend key; ARGV[1]: the TTL (ms).
+#: 1: the key was fresh and is now spent; 0: it was spent already; negative: minus the ms
+#: still to wait, while the marker is younger than one TTL (it was missing, so Redis lost
+#: its data or was never initialised: it is stamped now). A marker stamped 0 is old.
+_SPEND_SCRIPT = """
+if redis.replicate_commands then redis.replicate_commands() end
+local ttl = tonumber(ARGV[1])
+local stamp = tonumber(redis.call('GET', KEYS[1]) or '')
+if stamp ~= 0 then
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  if stamp == nil then
+    redis.call('SET', KEYS[1], string.format('%d', now))
+    return -ttl
+  end
+  if now < stamp + ttl then
+    return now - stamp - ttl
+  end
+end
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ttl) then
+  return 1
+end
+return 0
+"""
+#: What initialize stamps: older than any TTL.
+_OLD_EPOCH = b"0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,12 +356,15 @@ class RedisReplayStore:
 
     Each form (and each running event loop) has its own bounded connection pool
     (``max_connections``, waiting at most ``timeout`` for a free connection) with bounded
-    socket and connect timeouts, and no retries: a timeout is reported, not repeated. Keys
-    are ``prefix + key`` (binary-safe).
+    socket and connect timeouts, and no retries: a timeout is reported, not repeated. A
+    spend of ``key`` is held under ``prefix + "{xx}:" + key`` (binary-safe; ``xx`` is the
+    key's last byte in hex), its shard's epoch marker under ``prefix + "{xx}epoch"``.
 
-    ``reserve`` is one round trip, atomic on the server: ``SET prefix+key 1 NX PX ttl_ms``.
-    ``commit`` does nothing, because the reservation already holds the key for its whole
-    TTL; so an accepted token costs exactly one round trip. ``release`` is ``DEL``.
+    ``reserve`` is one round trip, atomic on the server: ``EVALSHA`` of a script that checks
+    the shard's epoch marker and runs ``SET key 1 NX PX ttl_ms`` (the script is loaded by
+    the first call that finds Redis without it). ``commit`` does nothing, because the
+    reservation already holds the key for its whole TTL; so an accepted token costs exactly
+    one round trip. ``release`` is ``DEL``.
     """
 
     def __init__(
@@ -332,15 +376,20 @@ class RedisReplayStore:
         self._redis = _import_redis()
         self.options = options
         self._prefix = options.prefix.encode("utf-8")
+        self._spend_prefixes = tuple(self._prefix + tag + b":" for tag in _TAGS)
+        #: The shards' epoch markers, in shard order.
+        self.epoch_keys = tuple(self._prefix + tag + b"epoch" for tag in _TAGS)
         self._where = options.address
         self._breaker = _Breaker(options.retry_after, clock)
         self._client: redis.Redis | None = None
+        self._script: Script | None = None
         self._client_lock = threading.Lock()
         # An asyncio client works only in the loop that made it: one per running loop (a
         # threaded WSGI server running async views has one loop per thread at once). Clients
         # of closed loops are dropped when a new loop first asks, so this holds at most one
         # client per loop alive at that moment.
         self._aclients: dict[asyncio.AbstractEventLoop, redis.asyncio.Redis] = {}
+        self._ascripts: dict[asyncio.AbstractEventLoop, AsyncScript] = {}
 
     @classmethod
     def from_url(cls, url: str, *, setting: str = "replay_store") -> RedisReplayStore:
@@ -370,10 +419,21 @@ class RedisReplayStore:
                         retry=r.retry.Retry(r.backoff.NoBackoff(), 0),
                         **self.options.pool_kwargs(),
                     )
-                    self._client = r.Redis(connection_pool=pool)
+                    made = r.Redis(connection_pool=pool)
+                    # The script first: a caller seeing the client finds its script too.
+                    self._script = made.register_script(_SPEND_SCRIPT)
+                    self._client = made
                 client = self._client
         assert client is not None
         return client
+
+    def _spend_script(self) -> Script:
+        script = self._script
+        if script is None:
+            self._sync_client()
+            script = self._script
+        assert script is not None
+        return script
 
     def _async_client(self) -> redis.asyncio.Redis:
         loop = asyncio.get_running_loop()
@@ -385,6 +445,7 @@ class RedisReplayStore:
             if client is None:
                 for closed in [other for other in self._aclients if other.is_closed()]:
                     del self._aclients[closed]
+                    self._ascripts.pop(closed, None)
                 ra = self._redis.asyncio
                 pool = ra.BlockingConnectionPool(
                     connection_class=self._connection_class(ra),
@@ -392,6 +453,7 @@ class RedisReplayStore:
                     **self.options.pool_kwargs(),
                 )
                 client = self._aclients[loop] = ra.Redis(connection_pool=pool)
+                self._ascripts[loop] = client.register_script(_SPEND_SCRIPT)
         return client
 
     def close(self) -> None:
@@ -403,7 +465,9 @@ class RedisReplayStore:
     async def aclose(self) -> None:
         """Close the running loop's asyncio connections (other loops keep theirs)."""
         with self._client_lock:
-            client = self._aclients.pop(asyncio.get_running_loop(), None)
+            loop = asyncio.get_running_loop()
+            client = self._aclients.pop(loop, None)
+            self._ascripts.pop(loop, None)
         if client is not None:
             await client.connection_pool.disconnect()
 
@@ -412,14 +476,69 @@ class RedisReplayStore:
     def _errors(self) -> tuple[type[BaseException], ...]:
         return (self._redis.RedisError, OSError)
 
+    def spend_key(self, key: bytes) -> bytes:
+        """The Redis key a spend of ``key`` is held under."""
+        return self._spend_prefixes[key[-1] if key else 0] + key
+
+    def epoch_key(self, key: bytes) -> bytes:
+        """The epoch marker a spend of ``key`` is checked against."""
+        return self.epoch_keys[key[-1] if key else 0]
+
     def reserve(self, key: bytes, ttl: float) -> bool:
         self._breaker.check(self._where)
+        shard = key[-1] if key else 0
+        keys = (self.epoch_keys[shard], self._spend_prefixes[shard] + key)
+        ttl_ms = _ttl_ms(ttl)
         try:
-            fresh = self._sync_client().set(self._prefix + key, _MARK, nx=True, px=_ttl_ms(ttl))
+            reply = self._spend_script()(keys=keys, args=(ttl_ms,))
         except self._errors() as e:
             raise self._breaker.failed(self._where, e) from None
         self._breaker.succeeded()
-        return fresh is True
+        if reply == -ttl_ms:  # this call found the marker missing: stamp the other shards too
+            try:
+                client = self._sync_client()
+                self._stamp_missing(client.pipeline(transaction=False), client.time())
+            except self._errors():
+                pass  # each shard stamps itself on its first spend anyway
+        return self._verdict(reply, shard)
+
+    def _stamp_missing(self, pipe: Any, time: tuple[int, int]) -> Any:
+        """Queue ``SET marker now NX`` for every shard: found empty once, Redis lost (or
+        never had) them all, so every shard's wait starts now rather than at its first
+        spend. ``time`` is Redis's ``TIME``; markers still there keep their stamp."""
+        now = str(time[0] * 1000 + time[1] // 1000).encode()
+        for marker in self.epoch_keys:
+            pipe.set(marker, now, nx=True)
+        return pipe.execute()
+
+    def _verdict(self, reply: object, shard: int) -> bool:
+        """The script's answer: spent now, spent before, or wait (fail closed)."""
+        answer = reply if isinstance(reply, int) else int(str(reply))
+        if answer >= 0:
+            return answer == 1
+        wait = max(1, math.ceil(-answer / 1000))
+        raise StoreUnavailable(
+            f"redis replay store {self._where}: the epoch marker of shard {shard:02x} is "
+            "younger than one validity period (it was missing: Redis came back empty, or "
+            f"was never initialised), so spends there are refused for {wait} s more; if no "
+            "token was spent before, pat-middleware store-init ends the wait",
+            retry_after=wait,
+        )
+
+    def initialize(self) -> int:
+        """Stamp every epoch marker as old, so spends are accepted at once; returns how
+        many (:data:`SHARDS`). For a new Redis (or prefix), or one known to have lost
+        nothing: it asserts that no token was spent under this prefix within its TTL before
+        now. Run on a Redis that lost spends, it lets those tokens be accepted again."""
+        pipe = self._sync_client().pipeline(transaction=False)
+        for key in self.epoch_keys:
+            pipe.set(key, _OLD_EPOCH)
+        try:
+            pipe.execute()
+        except self._errors() as e:
+            raise self._breaker.failed(self._where, e) from None
+        self._breaker.succeeded()
+        return len(self.epoch_keys)
 
     def commit(self, key: bytes) -> None:
         # The reservation already holds the key for its TTL: an accept is one round trip.
@@ -428,7 +547,7 @@ class RedisReplayStore:
     def release(self, key: bytes) -> None:
         self._breaker.check(self._where)
         try:
-            self._sync_client().delete(self._prefix + key)
+            self._sync_client().delete(self.spend_key(key))
         except self._errors() as e:
             raise self._breaker.failed(self._where, e) from None
         self._breaker.succeeded()
@@ -437,14 +556,22 @@ class RedisReplayStore:
 
     async def reserve_async(self, key: bytes, ttl: float) -> bool:
         self._breaker.check(self._where)
+        shard = key[-1] if key else 0
+        keys = (self.epoch_keys[shard], self._spend_prefixes[shard] + key)
+        ttl_ms = _ttl_ms(ttl)
         try:
-            fresh = await self._async_client().set(
-                self._prefix + key, _MARK, nx=True, px=_ttl_ms(ttl)
-            )
+            client = self._async_client()
+            script = self._ascripts[asyncio.get_running_loop()]
+            reply = await script(keys=keys, args=(ttl_ms,), client=client)
         except self._errors() as e:
             raise self._breaker.failed(self._where, e) from None
         self._breaker.succeeded()
-        return fresh is True
+        if reply == -ttl_ms:  # as in reserve
+            try:
+                await self._stamp_missing(client.pipeline(transaction=False), await client.time())
+            except self._errors():
+                pass
+        return self._verdict(reply, shard)
 
     async def commit_async(self, key: bytes) -> None:
         return None
@@ -452,7 +579,7 @@ class RedisReplayStore:
     async def release_async(self, key: bytes) -> None:
         self._breaker.check(self._where)
         try:
-            await self._async_client().delete(self._prefix + key)
+            await self._async_client().delete(self.spend_key(key))
         except self._errors() as e:
             raise self._breaker.failed(self._where, e) from None
         self._breaker.succeeded()
@@ -462,4 +589,4 @@ def _ttl_ms(ttl: float) -> int:
     return max(1, math.ceil(ttl * 1000))
 
 
-__all__ = ["OPTIONS", "RedisOptions", "RedisReplayStore", "parse_redis_url"]
+__all__ = ["OPTIONS", "SHARDS", "RedisOptions", "RedisReplayStore", "parse_redis_url"]

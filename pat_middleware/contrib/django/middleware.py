@@ -5,7 +5,7 @@
 ``PAT_METRICS`` (optional) is a :class:`~pat_middleware.metrics.MetricsHook`, or the dotted
 path of one (a class is instantiated once). Both are read on every request and the policy
 rebuilt when they change, so ``override_settings`` works; a rebuilt policy starts a new
-in-memory replay store.
+in-memory replay store (with a new epoch: challenges sent before are not redeemable).
 
 A passed request carries its :class:`~pat_middleware.policy.TokenInfo` as
 ``request.private_token`` (``None`` on unprotected paths); refusals are answered here.
@@ -25,6 +25,7 @@ from typing import cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings as django_settings
+from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.utils.module_loading import import_string
@@ -167,6 +168,22 @@ def request_info(request: HttpRequest) -> RequestInfo:
     return dataclasses.replace(info, path=paths[0], paths=paths[1:])
 
 
+def _note_server(policy: Policy, request: HttpRequest) -> None:
+    """Tell the policy what the WSGI server says of itself, once (see
+    :func:`pat_middleware.wsgi.note_server`). Django writes ``wsgi.multiprocess = True``
+    into every ASGI request and every test-client request whatever runs them: only a WSGI
+    request from a real server is heard."""
+    if policy.server_noted:
+        return
+    meta = request.META
+    heard = (
+        isinstance(request, WSGIRequest)
+        and type(meta.get("wsgi.input")).__module__ != "django.test.client"
+        and wsgi.several_processes(meta)
+    )
+    policy.note_server(multiprocess=heard)
+
+
 def passed_token(request: HttpRequest) -> TokenInfo | None:
     """The TokenInfo this request already passed with (this middleware or the WSGI one)."""
     for found in (getattr(request, SCOPE_KEY, None), request.META.get(SCOPE_KEY)):
@@ -195,6 +212,7 @@ def check_request(request: HttpRequest, policy: Policy | None = None) -> Decisio
     if done is not None:
         return done
     active = policy or get_policy()
+    _note_server(active, request)
     return _record(request, active.evaluate(request_info(request), force=True))
 
 
@@ -204,6 +222,7 @@ async def acheck_request(request: HttpRequest, policy: Policy | None = None) -> 
     if done is not None:
         return done
     active = policy or get_policy()
+    _note_server(active, request)
     return _record(request, await active.evaluate_async(request_info(request), force=True))
 
 
