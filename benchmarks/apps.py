@@ -79,7 +79,7 @@ def asgi_app(middleware: bool, reference: bool = False) -> Any:
 
     app: Any = Starlette(routes=[Route("/open", endpoint), Route("/protected", endpoint)])
     if middleware:
-        from pat_middleware.asgi import PrivateTokenMiddleware
+        from pat_middleware.integrations.asgi import PrivateTokenMiddleware
 
         app = PrivateTokenMiddleware(app, settings_file=os.environ[SETTINGS_ENV])
     elif reference:
@@ -103,7 +103,7 @@ def flask_app(middleware: str = "0") -> Any:
         return BODY
 
     if middleware == "1":
-        from pat_middleware.contrib.flask import PrivateTokens
+        from pat_middleware.integrations.flask import PrivateTokens
 
         app.config["PAT_SETTINGS_FILE"] = os.environ[SETTINGS_ENV]
         PrivateTokens(app)

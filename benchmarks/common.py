@@ -264,7 +264,7 @@ def _mint_pem(pem: bytes, token_key: str, challenge: bytes, count: int) -> list[
 
 def session_challenge(policy: Policy) -> tuple[str, TokenChallenge]:
     """A fixed session cookie and the per-session challenge a 401 gives it right now."""
-    from pat_middleware.headers import parse_www_authenticate
+    from pat_middleware.core.headers import parse_www_authenticate
 
     first = policy.evaluate(RequestInfo("GET", "/protected"))
     cookie = next(value.split(";", 1)[0] for name, value in first.headers if name == "Set-Cookie")

@@ -11,11 +11,11 @@ from typing import Any
 
 from itsdangerous import TimestampSigner
 
-from pat_middleware.challenges import ContextMode
-from pat_middleware.headers import parse_authorization
+from pat_middleware.core.headers import parse_authorization
+from pat_middleware.core.verify import verify_token
 from pat_middleware.policy import Outcome, Policy, RequestInfo
+from pat_middleware.policy.contexts import ContextMode
 from pat_middleware.stores.memory import MemoryReplayStore
-from pat_middleware.verify import verify_token
 
 from .common import (
     ISSUER,

@@ -26,9 +26,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pat_middleware.headers import parse_www_authenticate
+from pat_middleware.core.headers import parse_www_authenticate
+from pat_middleware.core.wire import TokenChallenge
 from pat_middleware.policy import Policy, RequestInfo
-from pat_middleware.wire import TokenChallenge
 
 from .apps import STATIC_401_ENV, STATIC_401_PATH
 from .common import (

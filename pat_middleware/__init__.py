@@ -6,7 +6,28 @@ adapters live in their own modules and import their framework when they are impo
 
 from __future__ import annotations
 
-from .codec import b64_decode, b64url_encode
+from .core.codec import b64_decode, b64url_encode
+from .core.headers import (
+    ChallengeParams,
+    build_authorization,
+    build_www_authenticate,
+    parse_authorization,
+    parse_www_authenticate,
+)
+from .core.verify import (
+    KeyRing,
+    TrustedKey,
+    VerifiedToken,
+    verify_authenticator,
+    verify_token,
+)
+from .core.wire import (
+    GREASE_TOKEN_TYPES,
+    TOKEN_TYPE_BLIND_RSA,
+    TOKEN_TYPE_VOPRF,
+    Token,
+    TokenChallenge,
+)
 from .errors import (
     ConfigurationError,
     DecodeError,
@@ -15,22 +36,7 @@ from .errors import (
     Reason,
     TokenError,
 )
-from .headers import (
-    ChallengeParams,
-    build_authorization,
-    build_www_authenticate,
-    parse_authorization,
-    parse_www_authenticate,
-)
-from .keys import IssuerKey, encode_pss_spki
-from .verify import KeyRing, TrustedKey, VerifiedToken, verify_authenticator, verify_token
-from .wire import (
-    GREASE_TOKEN_TYPES,
-    TOKEN_TYPE_BLIND_RSA,
-    TOKEN_TYPE_VOPRF,
-    Token,
-    TokenChallenge,
-)
+from .tokens.blind_rsa import IssuerKey, encode_pss_spki
 
 __version__ = "0.1.0.dev0"
 

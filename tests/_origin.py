@@ -7,11 +7,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pat_middleware.headers import build_authorization, parse_www_authenticate
-from pat_middleware.keys import IssuerKey
+from pat_middleware.core.headers import build_authorization, parse_www_authenticate
+from pat_middleware.core.wire import TokenChallenge
 from pat_middleware.policy import Decision, Policy, RequestInfo
 from pat_middleware.settings import Settings
-from pat_middleware.wire import TokenChallenge
+from pat_middleware.tokens.blind_rsa import IssuerKey
 
 from .conftest import sign_token
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pat_middleware.keys import IssuerKey
+from pat_middleware.tokens.blind_rsa import IssuerKey
 
 from ._servers import RawResponse, gunicorn_process, raw_request, serve_asgi
 from .apps import FILE_MARK, MARK, RULES, SETTINGS_ENV

@@ -9,8 +9,8 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pat_middleware.asgi import PrivateTokenMiddleware
-from pat_middleware.wsgi import PrivateTokenWSGIMiddleware
+from pat_middleware.integrations.asgi import PrivateTokenMiddleware
+from pat_middleware.integrations.wsgi import PrivateTokenWSGIMiddleware
 
 
 def _plain(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -31,7 +31,7 @@ def flask() -> Any:
     """A Flask app with the PrivateTokens extension (settings from ``PAT_SETTINGS_FILE``)."""
     from flask import Flask, jsonify
 
-    from pat_middleware.contrib.flask import PrivateTokens
+    from pat_middleware.integrations.flask import PrivateTokens
 
     app = Flask(__name__)
     app.config["PAT_SETTINGS_FILE"] = os.environ["PAT_SETTINGS"]

@@ -1,4 +1,4 @@
-"""Real servers for tests: uvicorn in a background thread (see pat_middleware.serve), and
+"""Real servers for tests: uvicorn in a background thread (see pat_middleware.cli.serve), and
 `pat-middleware` command-line servers as subprocesses."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from pat_middleware.serve import ASGIApp, serve_asgi
+from pat_middleware.cli.serve import ASGIApp, serve_asgi
 
 CLI = [sys.executable, "-m", "pat_middleware.cli"]
 READY_TIMEOUT = 30.0

@@ -15,18 +15,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from pat_middleware.asgi import POLICY_SCOPE_KEY, PrivateTokenMiddleware
+from pat_middleware.core.headers import build_authorization, parse_www_authenticate
+from pat_middleware.core.wire import TokenChallenge
 from pat_middleware.errors import ConfigurationError
-from pat_middleware.headers import build_authorization, parse_www_authenticate
-from pat_middleware.keys import IssuerKey, encode_pss_spki
-from pat_middleware.policy import SCOPE_KEY, Policy, RequestInfo, TokenInfo
-from pat_middleware.starlette import (
+from pat_middleware.integrations.asgi import POLICY_SCOPE_KEY, PrivateTokenMiddleware
+from pat_middleware.integrations.starlette import (
     PrivateTokenRequired,
     exception_handler,
     private_token_dependency,
     require_private_token,
 )
-from pat_middleware.wire import TokenChallenge
+from pat_middleware.policy import SCOPE_KEY, Policy, RequestInfo, TokenInfo
+from pat_middleware.tokens.blind_rsa import IssuerKey, encode_pss_spki
 
 from ._origin import (
     ISSUER,

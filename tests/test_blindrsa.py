@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from pat_middleware.errors import IssuanceError
-from pat_middleware.issuer import blindrsa
-from pat_middleware.issuer.blindrsa import BlindRSAPrivateKey, BlindRSAPublicKey
+from pat_middleware.tokens import rsabssa as blindrsa
+from pat_middleware.tokens.rsabssa import BlindRSAPrivateKey, BlindRSAPublicKey
 from tests.vectors import RSABSSA, h
 
 VECTORS = pytest.mark.parametrize("vector", RSABSSA, ids=[v["name"] for v in RSABSSA])

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from pat_middleware import IssuerKey, TokenChallenge, b64url_encode, build_authorization
-from pat_middleware.cli import _load_private_keys, _split_not_before, main
+from pat_middleware.cli.commands import _load_private_keys, _split_not_before, main
 from pat_middleware.issuer import Issuer
 from pat_middleware.issuer.client import fetch_token
 

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from pat_middleware.codec import b64url_encode
-from pat_middleware.discovery import (
+from pat_middleware.core.codec import b64url_encode
+from pat_middleware.discovery.state import (
     MAX_LISTED_KEYS,
     DirectoryFetchError,
     DirectoryRequest,
@@ -35,9 +35,9 @@ from pat_middleware.discovery import (
 )
 from pat_middleware.errors import ConfigurationError
 from pat_middleware.issuer import DirectoryKey, IssuerDirectory
-from pat_middleware.keys import IssuerKey, encode_pss_spki
 from pat_middleware.policy import Policy
 from pat_middleware.settings import DiscoveryOptions, IssuerConfig, Settings
+from pat_middleware.tokens.blind_rsa import IssuerKey, encode_pss_spki
 
 from ._directory_server import directory_server, document
 
@@ -757,7 +757,7 @@ def test_a_hanging_name_lookup_is_cut_at_the_deadline_too(
 ) -> None:
     """The HTTP fetcher resolves host names in a worker thread, which cancellation cannot
     stop: the blocking refresh must not wait for that thread after the deadline."""
-    from pat_middleware.refresher import HttpFetcher
+    from pat_middleware.discovery.refresher import HttpFetcher
 
     resolve = socket.getaddrinfo
     release = threading.Event()
@@ -816,7 +816,9 @@ def test_the_refresher_thread_ends_on_close_and_when_the_policy_is_dropped(
 def test_directory_without_httpx_is_a_configuration_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setitem(sys.modules, "pat_middleware.refresher", None)  # as if httpx were missing
+    monkeypatch.setitem(
+        sys.modules, "pat_middleware.discovery.refresher", None
+    )  # as if httpx were missing
     settings = Settings.from_mapping(
         {"issuers": [{"name": "issuer.example", "discover": True}], "secret": "s" * 32}
     )

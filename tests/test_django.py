@@ -35,17 +35,17 @@ from hypothesis import example, given
 from hypothesis import settings as hypothesis_settings
 
 from pat_middleware import ConfigurationError, IssuerKey, TokenChallenge, parse_www_authenticate
-from pat_middleware.contrib.django import (
+from pat_middleware.integrations.django import (
     PrivateTokenMiddleware,
     get_policy,
     private_token_required,
 )
-from pat_middleware.contrib.django.checks import MIDDLEWARE_PATH, check_settings
-from pat_middleware.contrib.django.middleware import passed_token
-from pat_middleware.metrics import DecisionEvent
+from pat_middleware.integrations.django.checks import MIDDLEWARE_PATH, check_settings
+from pat_middleware.integrations.django.middleware import passed_token
+from pat_middleware.integrations.wsgi import PrivateTokenWSGIMiddleware
 from pat_middleware.policy import Policy, TokenInfo
+from pat_middleware.policy.observe import DecisionEvent
 from pat_middleware.settings import Settings
-from pat_middleware.wsgi import PrivateTokenWSGIMiddleware
 
 from . import _wsgi_harness
 from ._path_servers import path_settings
@@ -73,7 +73,7 @@ if not settings.configured:
         SECRET_KEY="django-test-only-key",
         ALLOWED_HOSTS=["testserver", "127.0.0.1"],
         ROOT_URLCONF=__name__,
-        INSTALLED_APPS=["pat_middleware.contrib.django"],
+        INSTALLED_APPS=["pat_middleware.integrations.django"],
         MIDDLEWARE=[MIDDLEWARE_PATH],
         DATABASES={},
         USE_TZ=True,
@@ -538,7 +538,7 @@ def test_check_warnings() -> None:
         assert check_ids() == []
     with override_settings(MIDDLEWARE=[]):
         assert check_ids() == ["pat_middleware.W001", "pat_middleware.W003"]
-    long_path = "pat_middleware.contrib.django.middleware.PrivateTokenMiddleware"
+    long_path = "pat_middleware.integrations.django.middleware.PrivateTokenMiddleware"
     with override_settings(MIDDLEWARE=[long_path]):
         assert check_ids() == ["pat_middleware.W001"]
     development = {**settings.PAT_MIDDLEWARE, "development": True, "cookie_secure": True}

@@ -16,21 +16,21 @@ from hypothesis import strategies as st
 from itsdangerous import TimestampSigner
 
 from pat_middleware import IssuerKey, Token, TokenChallenge, encode_pss_spki
-from pat_middleware.challenges import EXPIRED_LOOKBACK_WINDOWS, ContextMode, Windows
-from pat_middleware.codec import b64_decode, b64url_encode
-from pat_middleware.errors import DecodeError, Reason, TokenError
-from pat_middleware.headers import (
+from pat_middleware.core.codec import b64_decode, b64url_encode
+from pat_middleware.core.headers import (
     ChallengeParams,
     build_www_authenticate,
     parse_auth_items,
     parse_authorization,
     parse_www_authenticate,
 )
-from pat_middleware.paths import path_forms
+from pat_middleware.core.paths import path_forms
+from pat_middleware.core.verify import KeyRing, TrustedKey, VerifiedToken, verify_token
+from pat_middleware.errors import DecodeError, Reason, TokenError
 from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
-from pat_middleware.sessions import _ClockSigner
+from pat_middleware.policy.contexts import EXPIRED_LOOKBACK_WINDOWS, ContextMode, Windows
+from pat_middleware.policy.sessions import _ClockSigner
 from pat_middleware.settings import PathRule, Settings
-from pat_middleware.verify import KeyRing, TrustedKey, VerifiedToken, verify_token
 
 from .conftest import sign_token
 

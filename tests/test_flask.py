@@ -19,16 +19,16 @@ from flask import Flask, g, request
 from werkzeug.test import Client
 
 from pat_middleware import ConfigurationError, IssuerKey, TokenChallenge, parse_www_authenticate
-from pat_middleware.contrib.flask import (
+from pat_middleware.integrations.flask import (
     EXTENSION_KEY,
     PrivateTokens,
     private_token_required,
     settings_from_config,
 )
-from pat_middleware.metrics import DecisionEvent
+from pat_middleware.integrations.wsgi import PrivateTokenWSGIMiddleware
 from pat_middleware.policy import Policy, TokenInfo
+from pat_middleware.policy.observe import DecisionEvent
 from pat_middleware.settings import Settings
-from pat_middleware.wsgi import PrivateTokenWSGIMiddleware
 
 from . import _wsgi_harness
 from ._wsgi_harness import (

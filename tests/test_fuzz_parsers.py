@@ -23,7 +23,7 @@ from pat_middleware import (
     parse_www_authenticate,
     verify_token,
 )
-from pat_middleware.headers import parse_auth_items
+from pat_middleware.core.headers import parse_auth_items
 
 from .vectors import TYPE2_ISSUANCE, h
 

@@ -30,14 +30,14 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from pat_middleware import IssuerKey, b64url_encode
-from pat_middleware.asgi import PrivateTokenMiddleware, request_info
-from pat_middleware.challenges import ContextMode
-from pat_middleware.headers import MAX_HEADER_BYTES
+from pat_middleware.core.headers import MAX_HEADER_BYTES
+from pat_middleware.core.wire import GREASE_TOKEN_TYPES, TokenChallenge
+from pat_middleware.integrations.asgi import PrivateTokenMiddleware, request_info
+from pat_middleware.integrations.wsgi import PrivateTokenWSGIMiddleware
 from pat_middleware.policy import SCOPE_KEY, Outcome, Policy, RequestInfo, TokenInfo
+from pat_middleware.policy.contexts import ContextMode
 from pat_middleware.settings import Settings
 from pat_middleware.stores import MemoryReplayStore
-from pat_middleware.wire import GREASE_TOKEN_TYPES, TokenChallenge
-from pat_middleware.wsgi import PrivateTokenWSGIMiddleware
 
 from ._origin import FakeClock, challenges_of, header, set_cookies
 from .conftest import sign_token
@@ -492,7 +492,7 @@ def test_adapters_read_requests_the_same_way() -> None:
         False,
     )
     scope = {"type": "http", "method": "POST", "path": "/p", "headers": built.headers}
-    from pat_middleware.wsgi import request_info as wsgi_request_info
+    from pat_middleware.integrations.wsgi import request_info as wsgi_request_info
 
     assert wsgi_request_info(wsgi_environ(built)) == request_info(scope)
 

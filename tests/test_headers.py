@@ -15,7 +15,7 @@ from pat_middleware import (
     parse_authorization,
     parse_www_authenticate,
 )
-from pat_middleware.headers import parse_auth_items
+from pat_middleware.core.headers import parse_auth_items
 
 TOKEN = bytes(range(256)) + bytes(98)  # 354 bytes: contains '+' '/' positions in std base64
 URL = base64.urlsafe_b64encode(TOKEN).decode()

@@ -7,7 +7,7 @@ import hmac
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pat_middleware._hmac import HmacSha256
+from pat_middleware.core.hmac import HmacSha256
 
 
 @given(st.binary(max_size=200), st.binary(max_size=300))

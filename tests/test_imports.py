@@ -15,9 +15,9 @@ FORBIDDEN = ("starlette", "flask", "django", "redis", "httpx", "uvicorn", "prome
     [
         "pat_middleware",
         "pat_middleware.policy",
-        "pat_middleware.metrics",
-        "pat_middleware.asgi",
-        "pat_middleware.wsgi",
+        "pat_middleware.policy.observe",
+        "pat_middleware.integrations.asgi",
+        "pat_middleware.integrations.wsgi",
         "pat_middleware.settings",
         "pat_middleware.issuer",
         "pat_middleware.cli",

@@ -13,7 +13,7 @@ from pat_middleware.errors import ConfigurationError
 from pat_middleware.issuer import DIRECTORY_PATH, parse_directory
 from pat_middleware.issuer.rotation import RotatingIssuer
 from pat_middleware.issuer.server import create_issuer_app
-from pat_middleware.keys import IssuerKey, encode_pss_spki
+from pat_middleware.tokens.blind_rsa import IssuerKey, encode_pss_spki
 from tests._servers import serve_asgi
 
 from ._origin import FakeClock

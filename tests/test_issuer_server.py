@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from starlette.types import Receive, Scope, Send
 
+from pat_middleware.core.wire import Token, TokenChallenge
 from pat_middleware.errors import ConfigurationError, IssuanceError
 from pat_middleware.issuer import (
     DIRECTORY_PATH,
@@ -34,8 +35,7 @@ from pat_middleware.issuer.client import (
     fetch_token_async,
 )
 from pat_middleware.issuer.server import create_issuer_app
-from pat_middleware.keys import IssuerKey, encode_pss_spki
-from pat_middleware.wire import Token, TokenChallenge
+from pat_middleware.tokens.blind_rsa import IssuerKey, encode_pss_spki
 from tests._servers import ASGIApp, serve_asgi
 
 PSS_48 = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)

@@ -26,18 +26,18 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pat_middleware.demo import create_origin_app, pick_challenge
+from pat_middleware.cli.demo import create_origin_app, pick_challenge
+from pat_middleware.core.headers import build_authorization
 from pat_middleware.discovery import DirectoryFetchError, DirectoryRequest, DirectoryResponse
+from pat_middleware.discovery.refresher import USER_AGENT, HttpFetcher
 from pat_middleware.errors import ConfigurationError, Reason
-from pat_middleware.headers import build_authorization
 from pat_middleware.issuer import DIRECTORY_PATH, LEGACY_DIRECTORY_PATH, Issuer
 from pat_middleware.issuer.client import fetch_token
 from pat_middleware.issuer.rotation import RotatingIssuer, new_rsa_key
 from pat_middleware.issuer.server import create_issuer_app
-from pat_middleware.keys import IssuerKey, encode_pss_spki
 from pat_middleware.policy import Outcome, Policy
-from pat_middleware.refresher import USER_AGENT, HttpFetcher
 from pat_middleware.settings import Settings
+from pat_middleware.tokens.blind_rsa import IssuerKey, encode_pss_spki
 from tests._servers import serve_asgi
 
 from ._origin import SECRET, Browser, FakeClock, answer, header

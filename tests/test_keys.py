@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pat_middleware import DecodeError, IssuerKey, b64url_encode, encode_pss_spki
-from pat_middleware.keys import RSASSA_PSS_SHA384_ALGORITHM_IDENTIFIER
+from pat_middleware.tokens.blind_rsa import RSASSA_PSS_SHA384_ALGORITHM_IDENTIFIER
 
 from .vectors import TYPE2_ISSUANCE, h
 

@@ -22,7 +22,7 @@ import redis
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pat_middleware import IssuerKey, build_authorization
-from pat_middleware.cli import main
+from pat_middleware.cli.commands import main
 
 from ._origin import answer, set_cookies
 from ._redis import initialized, unique_prefix
@@ -232,7 +232,7 @@ def test_several_workers_refuse_a_per_process_store(
     def serve(*args: object, **kwargs: object) -> None:
         raise AssertionError("refused starts must not serve")  # rather than serve forever
 
-    monkeypatch.setattr("pat_middleware.cli._uvicorn_run", serve)
+    monkeypatch.setattr("pat_middleware.cli.commands._uvicorn_run", serve)
     args = ["origin", "--issuer-name", ISSUER, "--token-key", issuer_key.token_key]
     assert main([*args, "--workers", "2"]) == 2
     err = capsys.readouterr().err

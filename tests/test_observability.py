@@ -12,13 +12,13 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pat_middleware.asgi import PrivateTokenMiddleware
 from pat_middleware.errors import ConfigurationError, Reason
-from pat_middleware.keys import IssuerKey
-from pat_middleware.metrics import OUTCOMES, DecisionEvent, MetricsHook
+from pat_middleware.integrations.asgi import PrivateTokenMiddleware
+from pat_middleware.integrations.wsgi import PrivateTokenWSGIMiddleware
 from pat_middleware.policy import Outcome, Policy, RequestInfo
+from pat_middleware.policy.observe import OUTCOMES, DecisionEvent, MetricsHook
 from pat_middleware.stores import MemoryReplayStore, StoreUnavailable
-from pat_middleware.wsgi import PrivateTokenWSGIMiddleware
+from pat_middleware.tokens.blind_rsa import IssuerKey
 
 from ._origin import ISSUER, Browser, FakeClock, answer, make_settings, redemption
 
@@ -167,7 +167,7 @@ def test_unknown_key_is_not_attributed_to_an_issuer(
     policy: Policy, other_rsa_2048: rsa.RSAPrivateKey, decisions: pytest.LogCaptureFixture
 ) -> None:
     """The key id of an unknown key is client input: it is neither logged nor counted."""
-    from pat_middleware.keys import encode_pss_spki
+    from pat_middleware.tokens.blind_rsa import encode_pss_spki
 
     stranger = IssuerKey.from_spki(encode_pss_spki(other_rsa_2048.public_key()))
     browser = Browser(policy)

@@ -1,4 +1,4 @@
-"""The path forms protect rules are matched against (pat_middleware.paths), and a property:
+"""The path forms protect rules are matched against (pat_middleware.core.paths), and a property:
 whatever spelling a framework routes to a protected view, the adapter does not pass it
 without a token.
 
@@ -22,9 +22,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pat_middleware.errors import DecodeError
-from pat_middleware.keys import IssuerKey
-from pat_middleware.paths import (
+from pat_middleware.core.paths import (
     asgi_paths,
     canonical_path,
     path_forms,
@@ -32,6 +30,8 @@ from pat_middleware.paths import (
     wsgi_paths,
     wsgi_text,
 )
+from pat_middleware.errors import DecodeError
+from pat_middleware.tokens.blind_rsa import IssuerKey
 
 from ._path_servers import path_settings
 from .apps import FILE_MARK, MARK, RULES, SETTINGS_ENV

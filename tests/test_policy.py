@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pat_middleware.challenges import ContextMode
+from pat_middleware.core.headers import build_authorization, parse_www_authenticate
+from pat_middleware.core.paths import path_forms
 from pat_middleware.errors import ConfigurationError, Reason
-from pat_middleware.headers import build_authorization, parse_www_authenticate
-from pat_middleware.keys import IssuerKey, encode_pss_spki
-from pat_middleware.paths import path_forms
 from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo, TokenInfo
+from pat_middleware.policy.contexts import ContextMode
 from pat_middleware.settings import PathRule, Settings
 from pat_middleware.stores import StoreUnavailable
+from pat_middleware.tokens.blind_rsa import IssuerKey, encode_pss_spki
 
 from ._origin import (
     ISSUER,
@@ -821,7 +821,7 @@ def test_large_cookie_header_keeps_the_session(
 
 
 def test_the_clock_never_goes_back_and_catches_up_again() -> None:
-    from pat_middleware.clock import high_water
+    from pat_middleware.core.clock import high_water
 
     wall = FakeClock(1000.0)
     now = high_water(wall)

@@ -14,12 +14,12 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
-from pat_middleware.asgi import PrivateTokenMiddleware
-from pat_middleware.contrib.prometheus import PrometheusMetrics
+from pat_middleware.core.headers import build_authorization
 from pat_middleware.errors import Reason
-from pat_middleware.headers import build_authorization
-from pat_middleware.keys import IssuerKey
-from pat_middleware.metrics import DecisionEvent
+from pat_middleware.integrations.asgi import PrivateTokenMiddleware
+from pat_middleware.integrations.prometheus import PrometheusMetrics
+from pat_middleware.policy.observe import DecisionEvent
+from pat_middleware.tokens.blind_rsa import IssuerKey
 
 from ._origin import ISSUER, answer, make_settings
 from ._servers import serve_asgi

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pat_middleware.cli import inspect_value, main
+from pat_middleware.cli.commands import inspect_value, main
 from pat_middleware.core.redemption_record import JWKS_PATH, RecordKeySet
 from pat_middleware.errors import DecodeError
 from pat_middleware.issuer.pst import PSTIssuer

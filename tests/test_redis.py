@@ -19,9 +19,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pat_middleware import IssuerKey
-from pat_middleware.demo import create_origin_app
+from pat_middleware.cli.demo import create_origin_app
+from pat_middleware.core.headers import build_authorization
 from pat_middleware.errors import ConfigurationError
-from pat_middleware.headers import build_authorization
+from pat_middleware.integrations.wsgi import PrivateTokenWSGIMiddleware, StartResponse, WSGIEnviron
 from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
 from pat_middleware.settings import Settings
 from pat_middleware.stores import (
@@ -29,7 +30,6 @@ from pat_middleware.stores import (
     open_replay_store,
 )
 from pat_middleware.stores.redis import RedisReplayStore, parse_redis_url
-from pat_middleware.wsgi import PrivateTokenWSGIMiddleware, StartResponse, WSGIEnviron
 
 from ._origin import Browser, header, make_settings
 from ._redis import RedisServer, initialized, sent_commands, unique_prefix
@@ -312,7 +312,7 @@ def test_each_spend_key_shares_a_cluster_slot_with_its_marker(prefix: str) -> No
 def test_store_init_stamps_the_markers_as_old(
     redis_url: str, raw: redis.Redis, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pat_middleware.cli import main
+    from pat_middleware.cli.commands import main
 
     url = f"{redis_url}?prefix={unique_prefix()}"
     assert main(["store-init", "--replay-store", url]) == 0

@@ -28,15 +28,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from pat_middleware import b64url_encode
-from pat_middleware.asgi import PrivateTokenMiddleware
-from pat_middleware.asgi import request_info as asgi_request_info
-from pat_middleware.challenges import derive_key
-from pat_middleware.cli import main as cli_main
+from pat_middleware.cli.commands import main as cli_main
+from pat_middleware.core.headers import MAX_HEADER_BYTES, build_authorization
+from pat_middleware.core.wire import GREASE_TOKEN_TYPES, Token, TokenChallenge
 from pat_middleware.errors import ConfigurationError, Reason, TokenError
-from pat_middleware.headers import MAX_HEADER_BYTES, build_authorization
+from pat_middleware.integrations.asgi import PrivateTokenMiddleware
+from pat_middleware.integrations.asgi import request_info as asgi_request_info
+from pat_middleware.integrations.wsgi import PrivateTokenWSGIMiddleware
+from pat_middleware.integrations.wsgi import request_info as wsgi_request_info
 from pat_middleware.issuer import Issuer
-from pat_middleware.keys import IssuerKey, encode_pss_spki
-from pat_middleware.policy import (
+from pat_middleware.policy.contexts import derive_key
+from pat_middleware.policy.policy import (
     PER_PROCESS_RETRY_AFTER,
     REPLAY_TTL_SLACK,
     Decision,
@@ -47,9 +49,7 @@ from pat_middleware.policy import (
 from pat_middleware.settings import Settings
 from pat_middleware.stores import MemoryReplayStore
 from pat_middleware.stores.redis import RedisReplayStore
-from pat_middleware.wire import GREASE_TOKEN_TYPES, Token, TokenChallenge
-from pat_middleware.wsgi import PrivateTokenWSGIMiddleware
-from pat_middleware.wsgi import request_info as wsgi_request_info
+from pat_middleware.tokens.blind_rsa import IssuerKey, encode_pss_spki
 
 from ._directory_server import (
     DIRECTORY_MEDIA_TYPE,
@@ -975,7 +975,7 @@ def _django_check_texts(pat_middleware: dict[str, Any]) -> list[str]:
     importlib.import_module(f"{__package__}.test_django")  # configures Django, once
     from django.test import override_settings
 
-    from pat_middleware.contrib.django.checks import check_settings
+    from pat_middleware.integrations.django.checks import check_settings
 
     with override_settings(PAT_MIDDLEWARE=pat_middleware):
         return [f"{m!s} {m.msg} {m.hint}" for m in check_settings()]

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 from itsdangerous import BadSignature, TimestampSigner
 
-from pat_middleware.sessions import _ClockSigner
+from pat_middleware.policy.sessions import _ClockSigner
 
 KEY = b"k" * 32
 SALT = "pat-middleware/session"

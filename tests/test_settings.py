@@ -12,10 +12,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pat_middleware.challenges import ContextMode
-from pat_middleware.codec import b64url_encode
+from pat_middleware.core.codec import b64url_encode
 from pat_middleware.errors import ConfigurationError
-from pat_middleware.keys import IssuerKey
+from pat_middleware.policy.contexts import ContextMode
 from pat_middleware.settings import (
     KNOWN_KEYS,
     SETTINGS_ENV,
@@ -24,6 +23,7 @@ from pat_middleware.settings import (
     Settings,
     load_settings,
 )
+from pat_middleware.tokens.blind_rsa import IssuerKey
 
 from ._origin import ISSUER, OTHER_ISSUER, SECRET
 

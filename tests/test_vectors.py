@@ -20,8 +20,8 @@ from pat_middleware import (
     parse_www_authenticate,
     verify_token,
 )
-from pat_middleware.headers import parse_auth_items
-from pat_middleware.wire import GREASE_TOKEN_TYPES
+from pat_middleware.core.headers import parse_auth_items
+from pat_middleware.core.wire import GREASE_TOKEN_TYPES
 
 from .vectors import CHALLENGE_REDEMPTION, HTTP_HEADERS, HTTP_HEADERS_UNQUOTED, TYPE2_ISSUANCE, h
 

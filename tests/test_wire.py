@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from pat_middleware import DecodeError, Token, TokenChallenge
-from pat_middleware.wire import peek_token_type
+from pat_middleware.core.wire import peek_token_type
 
 CONTEXT = bytes(range(32))
 

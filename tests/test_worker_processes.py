@@ -20,11 +20,12 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pat_middleware import IssuerKey, _process
-from pat_middleware.asgi import PrivateTokenMiddleware
+from pat_middleware import IssuerKey
+from pat_middleware.integrations.asgi import PrivateTokenMiddleware
+from pat_middleware.integrations.wsgi import several_processes
 from pat_middleware.policy import Outcome, Policy, RequestInfo
 from pat_middleware.settings import Settings
-from pat_middleware.wsgi import several_processes
+from pat_middleware.stores import process as _process
 
 from ._origin import Browser, answer, header, make_settings
 from ._servers import free_port

@@ -26,7 +26,7 @@ from typing import Any
 
 from flask import Flask, g
 
-from pat_middleware.contrib.flask import PrivateTokens
+from pat_middleware.integrations.flask import PrivateTokens
 
 HERE = Path(__file__).resolve().parent
 

@@ -27,10 +27,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from pat_middleware.asgi import PrivateTokenMiddleware
+from pat_middleware.integrations.asgi import PrivateTokenMiddleware
+from pat_middleware.integrations.starlette import require_private_token
 from pat_middleware.policy import SCOPE_KEY, TokenInfo
 from pat_middleware.settings import Settings
-from pat_middleware.starlette import require_private_token
 
 HERE = Path(__file__).parent
 

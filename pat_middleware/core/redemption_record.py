@@ -47,8 +47,8 @@ import http_sf
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ..codec import b64url_decode_strict, b64url_encode
 from ..errors import DecodeError, Reason, TokenError
+from .codec import b64url_decode_strict, b64url_encode
 
 #: The request header Chromium forwards records in, and the parameter that carries one.
 REDEMPTION_RECORD_HEADER = "Sec-Redemption-Record"

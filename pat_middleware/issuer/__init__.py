@@ -10,8 +10,8 @@ issuer.
 
 from __future__ import annotations
 
-from . import blindrsa
-from .blindrsa import BlindRSAPrivateKey, BlindRSAPublicKey
+from ..tokens import rsabssa as blindrsa
+from ..tokens.rsabssa import BlindRSAPrivateKey, BlindRSAPublicKey
 from .protocol import (
     DEFAULT_REQUEST_PATH,
     DIRECTORY_PATH,

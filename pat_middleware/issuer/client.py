@@ -20,10 +20,10 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from ..core.wire import TOKEN_TYPE_BLIND_RSA, Token, TokenChallenge
 from ..errors import IssuanceError
-from ..keys import IssuerKey
-from ..wire import TOKEN_TYPE_BLIND_RSA, Token, TokenChallenge
-from .blindrsa import RandomBytes
+from ..tokens.blind_rsa import IssuerKey
+from ..tokens.rsabssa import RandomBytes
 from .protocol import (
     DIRECTORY_PATH,
     ISSUER_DIRECTORY_MEDIA_TYPE,

@@ -3,44 +3,43 @@
 Issuer side: :class:`Issuer` holds RSA private keys, publishes the issuer directory and turns
 TokenRequest bytes into TokenResponse bytes. Client side: :func:`begin_issuance` blinds a
 token input into a :class:`TokenRequest`, and :func:`finalize_issuance` unblinds the
-issuer's :class:`TokenResponse` into a :class:`~pat_middleware.wire.Token`, checking the
+issuer's :class:`TokenResponse` into a :class:`~pat_middleware.core.wire.Token`, checking the
 signature. HTTP lives in :mod:`.server` and :mod:`.client`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import secrets
 import struct
-import time
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ..codec import b64_decode, b64url_encode
-from ..errors import ConfigurationError, DecodeError, IssuanceError
-from ..keys import PSS_SALT_LENGTH, IssuerKey, encode_pss_spki
-from ..wire import (
+from ..core.directory import (
+    DIRECTORY_PATH,
+    ISSUER_DIRECTORY_MEDIA_TYPE,
+    LEGACY_DIRECTORY_PATH,
+    MAX_DIRECTORY_SIZE,
+    DirectoryKey,
+    IssuerDirectory,
+    is_uri_text,
+    parse_directory,
+)
+from ..core.wire import (
     NONCE_LENGTH,
     TOKEN_TYPE_BLIND_RSA,
-    TOKEN_TYPE_VOPRF,
     Token,
     TokenChallenge,
 )
-from . import blindrsa
-from .blindrsa import BlindRSAPrivateKey, BlindRSAPublicKey, RandomBytes
+from ..errors import ConfigurationError, DecodeError, IssuanceError
+from ..tokens import rsabssa as blindrsa
+from ..tokens.blind_rsa import PSS_SALT_LENGTH, IssuerKey, encode_pss_spki
+from ..tokens.rsabssa import BlindRSAPrivateKey, BlindRSAPublicKey, RandomBytes
 
 # Media types, not secrets (ruff reads "TOKEN" as a password hint).
 TOKEN_REQUEST_MEDIA_TYPE = "application/private-token-request"  # noqa: S105
 TOKEN_RESPONSE_MEDIA_TYPE = "application/private-token-response"  # noqa: S105
-ISSUER_DIRECTORY_MEDIA_TYPE = "application/private-token-issuer-directory"
-#: Where the directory lives (RFC 9578 §4), and the pre-RFC path some issuers still use.
-DIRECTORY_PATH = "/.well-known/private-token-issuer-directory"
-LEGACY_DIRECTORY_PATH = "/.well-known/token-issuer-directory"
 #: The ``issuer-request-uri`` an :class:`Issuer` publishes unless told otherwise.
 DEFAULT_REQUEST_PATH = "/token-request"
 
@@ -51,13 +50,6 @@ BLIND_RSA_NK_2048 = 256
 BLIND_RSA_NK_4096 = 512
 _ALLOWED_NK = frozenset({BLIND_RSA_NK_2048, BLIND_RSA_NK_4096})
 
-#: Bound on a directory document; real ones are a few hundred bytes per key.
-MAX_DIRECTORY_SIZE = 64 * 1024
-#: ``not-before`` values above this are read as milliseconds (10**11 s is the year 5138).
-NOT_BEFORE_MILLISECONDS_THRESHOLD = 10**11
-_MAX_TOKEN_KEY_TEXT = 2048  # base64 of a 4096-bit PSS SPKI is 800 characters
-_MAX_REQUEST_URI_LENGTH = 2048
-_KNOWN_TOKEN_TYPES = frozenset({TOKEN_TYPE_VOPRF, TOKEN_TYPE_BLIND_RSA})
 
 _U16 = struct.Struct("!H")
 _REQUEST_HEADER = struct.Struct("!HB")
@@ -126,146 +118,6 @@ class TokenResponse:
         return cls(data)
 
 
-# ------------------------------------------------------------------------------ directory
-
-
-@dataclass(frozen=True, slots=True)
-class DirectoryKey:
-    """One ``token-keys`` entry. ``token_key`` holds the decoded bytes as published."""
-
-    token_type: int
-    token_key: bytes = field(repr=False)
-    #: Unix time in seconds from which clients may use the key; ``None`` means now.
-    not_before: int | None = None
-
-    @property
-    def token_key_id(self) -> bytes:
-        """SHA-256 of the published key bytes (RFC 9578 §5.5, §6.5)."""
-        return hashlib.sha256(self.token_key).digest()
-
-    def is_current(self, now: float) -> bool:
-        return self.not_before is None or self.not_before <= now
-
-    def issuer_key(self, *, allow_4096: bool = False) -> IssuerKey:
-        """The validated type-2 key; :class:`DecodeError` for any other type or bad key."""
-        if self.token_type != TOKEN_TYPE_BLIND_RSA:
-            raise DecodeError(f"token-type {self.token_type} is not Blind RSA")
-        return IssuerKey.from_spki(self.token_key, allow_4096=allow_4096)
-
-    def to_json(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "token-type": self.token_type,
-            "token-key": b64url_encode(self.token_key),
-        }
-        if self.not_before is not None:
-            entry["not-before"] = self.not_before
-        return entry
-
-
-@dataclass(frozen=True, slots=True)
-class IssuerDirectory:
-    """An issuer directory (RFC 9578 §4). Keys earlier in ``token_keys`` are preferred."""
-
-    issuer_request_uri: str
-    token_keys: tuple[DirectoryKey, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "issuer-request-uri": self.issuer_request_uri,
-            "token-keys": [key.to_json() for key in self.token_keys],
-        }
-
-    def to_bytes(self) -> bytes:
-        return json.dumps(self.to_json(), separators=(",", ":")).encode("ascii")
-
-    @classmethod
-    def from_bytes(cls, data: bytes | str) -> IssuerDirectory:
-        """Parse a directory document. See :meth:`from_json` for what is tolerated."""
-        if len(data) > MAX_DIRECTORY_SIZE:
-            raise DecodeError(f"issuer directory is longer than {MAX_DIRECTORY_SIZE} bytes")
-        try:
-            obj = json.loads(data)
-        except (ValueError, RecursionError) as e:
-            raise DecodeError("issuer directory is not valid JSON") from e
-        return cls.from_json(obj)
-
-    @classmethod
-    def from_json(cls, obj: object) -> IssuerDirectory:
-        """Read a decoded directory leniently.
-
-        Unknown fields are ignored. ``token-keys`` entries are skipped when their token type
-        is unknown or they are malformed; unpadded and standard base64 are accepted;
-        ``not-before`` values above 10**11 are taken as milliseconds. Only a missing or
-        malformed ``issuer-request-uri`` or ``token-keys`` is an error.
-        """
-        if not isinstance(obj, dict):
-            raise DecodeError("issuer directory is not a JSON object")
-        uri = obj.get("issuer-request-uri")
-        if not isinstance(uri, str) or not _is_uri_text(uri):
-            raise DecodeError("issuer-request-uri is missing or not a URI string")
-        entries = obj.get("token-keys")
-        if not isinstance(entries, list):
-            raise DecodeError("token-keys is missing or not a list")
-        keys = tuple(key for key in map(_parse_directory_key, entries) if key is not None)
-        return cls(uri, keys)
-
-    def current_keys(
-        self, token_type: int = TOKEN_TYPE_BLIND_RSA, *, now: float | None = None
-    ) -> tuple[DirectoryKey, ...]:
-        """Keys of ``token_type`` whose not-before has passed, most preferred first."""
-        moment = time.time() if now is None else now
-        return tuple(
-            key
-            for key in self.token_keys
-            if key.token_type == token_type and key.is_current(moment)
-        )
-
-    def find(self, token_key_id: bytes) -> DirectoryKey | None:
-        """The entry whose key hashes to ``token_key_id``, if any."""
-        for key in self.token_keys:
-            if key.token_key_id == token_key_id:
-                return key
-        return None
-
-
-def parse_directory(data: bytes | str) -> IssuerDirectory:
-    """Parse an issuer directory document leniently (see :meth:`IssuerDirectory.from_json`)."""
-    return IssuerDirectory.from_bytes(data)
-
-
-def _is_uri_text(text: str) -> bool:
-    # Printable ASCII without spaces: a URI reference, percent-encoded (RFC 3986).
-    return 0 < len(text) <= _MAX_REQUEST_URI_LENGTH and all("!" <= c <= "~" for c in text)
-
-
-def _parse_directory_key(entry: object) -> DirectoryKey | None:
-    if not isinstance(entry, dict):
-        return None
-    token_type = entry.get("token-type")
-    if type(token_type) is not int or token_type not in _KNOWN_TOKEN_TYPES:
-        return None
-    text = entry.get("token-key")
-    if not isinstance(text, str):
-        return None
-    try:
-        token_key = b64_decode(text, max_length=_MAX_TOKEN_KEY_TEXT)
-    except DecodeError:
-        return None
-    raw = entry.get("not-before")
-    not_before: int | None
-    if raw is None:
-        not_before = None
-    elif type(raw) is int or (type(raw) is float and math.isfinite(raw)):
-        not_before = int(raw)
-        if not_before < 0:
-            return None
-        if not_before > NOT_BEFORE_MILLISECONDS_THRESHOLD:
-            not_before //= 1000
-    else:
-        return None
-    return DirectoryKey(token_type, token_key, not_before)
-
-
 # --------------------------------------------------------------------------------- issuer
 
 
@@ -313,7 +165,7 @@ class Issuer:
             TokenChallenge(TOKEN_TYPE_BLIND_RSA, name)
         except DecodeError as e:
             raise ConfigurationError("issuer.name", str(e)) from e
-        if not isinstance(request_uri, str) or not _is_uri_text(request_uri):
+        if not isinstance(request_uri, str) or not is_uri_text(request_uri):
             raise ConfigurationError("issuer.request_uri", "must be a non-empty URI string")
         parts = urlsplit(request_uri)
         if parts.scheme not in ("", "http", "https") or not parts.path.startswith("/"):

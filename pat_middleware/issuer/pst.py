@@ -35,7 +35,13 @@ from ..errors import ConfigurationError, DecodeError, IssuanceError, Reason, Tok
 from ..stores import MemoryReplayStore, ReplayStore
 from ..tokens.oprf import blind_evaluate_batch, hash_to_group
 from .pst_keys import MICROSECONDS, PSTKeySet, now_us
-from .pst_wire import MAX_BATCH_SIZE, IssueRequest, IssueResponse, KeyCommitment, RedeemRequest
+from .pst_wire import (
+    MAX_BATCH_SIZE,
+    IssueRequest,
+    IssueResponse,
+    KeyCommitment,
+    RedeemRequest,
+)
 
 #: Tokens per issuance unless configured (Chromium asks for ``batchsize`` at a time).
 DEFAULT_BATCH_SIZE = 10

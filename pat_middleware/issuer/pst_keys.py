@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ..codec import b64url_decode_strict, b64url_encode
+from ..core.codec import b64url_decode_strict, b64url_encode
 from ..core.redemption_record import RecordKey, RecordKeySet
 from ..errors import ConfigurationError, DecodeError
 from ..tokens.oprf import SecretKey

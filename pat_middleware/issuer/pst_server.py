@@ -57,7 +57,12 @@ from ..core.redemption_record import JWKS_MEDIA_TYPE, JWKS_PATH, normalize_origi
 from ..errors import ConfigurationError, DecodeError, IssuanceError, Reason, TokenError
 from ..stores import StoreUnavailable
 from .pst import PSTIssuer
-from .pst_wire import CRYPTO_VERSION_HEADER, LIFETIME_HEADER, PROTOCOL_VERSION, PST_HEADER
+from .pst_wire import (
+    CRYPTO_VERSION_HEADER,
+    LIFETIME_HEADER,
+    PROTOCOL_VERSION,
+    PST_HEADER,
+)
 
 WELL_KNOWN = "/.well-known/private-state-token"
 COMMITMENT_PATH = f"{WELL_KNOWN}/key-commitment"

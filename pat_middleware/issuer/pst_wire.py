@@ -26,7 +26,7 @@ from typing import Any
 
 import cbor2
 
-from ..codec import b64_decode
+from ..core.codec import b64_decode
 from ..errors import DecodeError
 from ..tokens.oprf import (
     PROOF_LENGTH,

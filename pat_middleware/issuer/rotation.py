@@ -22,7 +22,7 @@ from collections.abc import Callable
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..errors import ConfigurationError
-from ..keys import IssuerKey, encode_pss_spki
+from ..tokens.blind_rsa import IssuerKey, encode_pss_spki
 from .protocol import DEFAULT_REQUEST_PATH, Issuer, SigningKey
 
 #: Makes a fresh issuer private key.

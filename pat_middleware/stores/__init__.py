@@ -12,7 +12,12 @@ Stores raise :class:`StoreUnavailable` when they cannot answer; callers fail clo
 
 from __future__ import annotations
 
-from .base import AsyncReplayStore, ReplayStore, StoreUnavailable, open_replay_store
+from .base import (
+    AsyncReplayStore,
+    ReplayStore,
+    StoreUnavailable,
+    open_replay_store,
+)
 from .memory import MemoryReplayStore
 
 __all__ = [

@@ -72,7 +72,9 @@ def open_replay_store(
             return MemoryReplayStore(max_entries=max_entries)
         return MemoryReplayStore(max_entries=max_entries, clock=clock)
     if scheme in ("redis", "rediss", "unix"):
-        from .redis import RedisReplayStore  # imports redis-py: only when asked for
+        from .redis import (
+            RedisReplayStore,  # imports redis-py: only when asked for
+        )
 
         return RedisReplayStore.from_url(url, setting=setting)
     raise ConfigurationError(

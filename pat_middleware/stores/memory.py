@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .. import _process
+from . import process as _process
 from .base import DEFAULT_MAX_ENTRIES, StoreUnavailable
 
 

@@ -12,9 +12,9 @@ from typing import Any
 from flask import Flask, Response, send_from_directory
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from pat_middleware.contrib.flask import PrivateTokens
+from pat_middleware.integrations.flask import PrivateTokens
+from pat_middleware.integrations.wsgi import PrivateTokenWSGIMiddleware
 from pat_middleware.settings import Settings
-from pat_middleware.wsgi import PrivateTokenWSGIMiddleware
 
 from . import FILES, MARK, settings_from_env
 

@@ -16,7 +16,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from pat_middleware.asgi import PrivateTokenMiddleware
+from pat_middleware.integrations.asgi import PrivateTokenMiddleware
 from pat_middleware.settings import Settings
 
 from . import FILES, MARK

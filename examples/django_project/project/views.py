@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 
-from pat_middleware.contrib.django import private_token_required
+from pat_middleware.integrations.django import private_token_required
 
 
 def index(request: HttpRequest) -> HttpResponse:

@@ -24,8 +24,19 @@ malformed input raises :class:`~pat_middleware.errors.DecodeError`. No I/O happe
 
 from __future__ import annotations
 
-from .h2c import expand_message_xmd, hash_to_curve, hash_to_field, map_to_curve_simple_swu
-from .keys import PublicKey, SecretKey, SecretScalar, scalar_inverse, scalar_mult
+from .h2c import (
+    expand_message_xmd,
+    hash_to_curve,
+    hash_to_field,
+    map_to_curve_simple_swu,
+)
+from .keys import (
+    PublicKey,
+    SecretKey,
+    SecretScalar,
+    scalar_inverse,
+    scalar_mult,
+)
 from .p384 import (
     COMPRESSED_LENGTH,
     GENERATOR,

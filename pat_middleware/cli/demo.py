@@ -1,0 +1,279 @@
+"""The demo origin, the challenge-following client, and the whole-flow demo.
+
+Imports Starlette, httpx and uvicorn: this is the command-line side, not the core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from ..core.headers import (
+    WWW_AUTHENTICATE,
+    build_authorization,
+    parse_www_authenticate,
+)
+from ..core.wire import TOKEN_TYPE_BLIND_RSA, Token, TokenChallenge
+from ..errors import DecodeError
+from ..integrations.asgi import PrivateTokenMiddleware
+from ..issuer import Issuer
+from ..issuer.client import fetch_token
+from ..issuer.server import create_issuer_app
+from ..policy.policy import SCOPE_KEY, Policy, TokenInfo
+from ..settings import Settings
+from ..tokens.blind_rsa import IssuerKey
+
+
+def origin_settings(
+    issuer_name: str,
+    token_key: str | None,
+    *,
+    directory: str | None = None,
+    base: Mapping[str, Any] | None = None,
+    secret: str | None = None,
+) -> Settings:
+    """Demo-origin settings: ``/protected`` needs a token; plain-HTTP cookies allowed.
+
+    ``base`` (a settings mapping, e.g. from a TOML file) wins over the demo defaults; the
+    issuer given on the command line (with a token-key, a directory URL, or both) is added
+    to its issuers.
+    """
+    data: dict[str, Any] = {
+        "protect": ["/protected"],
+        "cookie_secure": False,
+        "max_age": 60,
+    }
+    if base:
+        data.update(base)
+    issuers = list(data.get("issuers", []))
+    entry = {"name": issuer_name}
+    if token_key is not None:
+        entry["token_key"] = token_key
+    if directory is not None:
+        entry["directory"] = directory
+    issuers.insert(0, entry)
+    data["issuers"] = issuers
+    if secret is not None:
+        data["secret"] = secret
+    elif not any(k in data for k in ("secret", "secret_env", "secret_file")):
+        data["development"] = True
+    return Settings.from_mapping(data, source="origin settings")
+
+
+def create_origin_app(policy: Policy) -> PrivateTokenMiddleware:
+    """A tiny site: ``GET /`` is public, ``GET /protected`` needs a token, ``GET /whoami``
+    (public) tells which worker process answered."""
+
+    async def home(request: Request) -> Response:
+        return PlainTextResponse("public page: no token needed\n")
+
+    async def protected(request: Request) -> Response:
+        info = request.scope.get(SCOPE_KEY)
+        body: dict[str, Any] = {"message": "protected page: token accepted"}
+        if isinstance(info, TokenInfo):
+            body.update(
+                issuer=info.issuer,
+                token_type=info.token_type,
+                token_key_id=info.token_key_id,
+                via_session=info.via_session,
+            )
+        return JSONResponse(body)
+
+    async def whoami(request: Request) -> Response:
+        return JSONResponse({"pid": os.getpid()})
+
+    app = Starlette(
+        routes=[Route("/", home), Route("/protected", protected), Route("/whoami", whoami)],
+        lifespan=lambda app: closing_store(policy),
+    )
+    return PrivateTokenMiddleware(app, policy=policy)
+
+
+@contextlib.asynccontextmanager
+async def closing_store(policy: Policy) -> AsyncIterator[None]:
+    """A Starlette lifespan that closes the policy's store connections at shutdown, in the
+    event loop that opened them (``RedisReplayStore.aclose``)."""
+    yield
+    aclose = getattr(policy.store, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+# ------------------------------------------------------------------------------- client
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    status: int
+    token: bytes | None
+    body: str
+
+
+def pick_challenge(header: str) -> tuple[TokenChallenge, IssuerKey]:
+    """The first type-2 challenge in a WWW-Authenticate value that we can answer."""
+    problems: list[str] = []
+    for params in parse_www_authenticate(header):
+        try:
+            challenge = TokenChallenge.from_bytes(params.challenge)
+        except DecodeError as e:
+            problems.append(f"challenge: {e}")
+            continue
+        if challenge.token_type != TOKEN_TYPE_BLIND_RSA:
+            problems.append(f"token type {challenge.token_type} is not supported")
+            continue
+        if params.token_key is None:
+            problems.append("challenge has no token-key")
+            continue
+        try:
+            key = IssuerKey.from_spki(params.token_key, allow_4096=True)
+        except DecodeError as e:
+            problems.append(f"token-key: {e}")
+            continue
+        return challenge, key
+    raise DecodeError("no usable PrivateToken challenge: " + ("; ".join(problems) or "none"))
+
+
+def follow(
+    client: httpx.Client,
+    url: str,
+    *,
+    issuer_url: str | None = None,
+    say: Callable[[str], None] = print,
+    token: bytes | None = None,
+) -> FetchResult:
+    """GET ``url``; on a PrivateToken 401, get a token from the issuer and retry once.
+
+    ``token`` sends that token on the first request instead (to show a replay).
+    """
+    headers = {"Authorization": build_authorization(token)} if token else {}
+    say(f"GET {url}" + (" (with a token)" if token else ""))
+    response = client.get(url, headers=headers)
+    say(f"  <- {response.status_code}")
+    header = response.headers.get(WWW_AUTHENTICATE)
+    if response.status_code != 401 or token is not None or not header:
+        return FetchResult(response.status_code, token, response.text)
+    challenge, key = pick_challenge(header)
+    say(
+        f"  challenge: issuer={challenge.issuer_name} "
+        f"origin_info={','.join(challenge.origin_info) or '(empty)'} "
+        f"context={'32 bytes' if challenge.redemption_context else 'empty'} "
+        f"key_id={key.token_key_id.hex()[:16]}..."
+    )
+    where = issuer_url or challenge.issuer_name
+    say(f"  issuance: POST a blinded TokenRequest to the issuer at {where}")
+    minted: Token = fetch_token(challenge, key, where, client)
+    raw = minted.to_bytes()
+    say(f"  got a {len(raw)}-byte token; retrying with Authorization: PrivateToken token=...")
+    retry = client.get(url, headers={"Authorization": build_authorization(raw)})
+    say(f"  <- {retry.status_code}")
+    return FetchResult(retry.status_code, raw, retry.text)
+
+
+# --------------------------------------------------------------------------------- demo
+
+
+def run_demo(out: TextIO | None = None) -> int:
+    """Issuer and origin on free loopback ports; the client runs the whole flow. Prints to
+    ``out``, else to whatever ``sys.stdout`` is when it runs."""
+    from .serve import serve_asgi
+
+    def say(line: str) -> None:
+        print(line, file=out or sys.stdout, flush=True)
+
+    failures: list[str] = []
+
+    def expect(what: str, ok: bool) -> None:
+        say(f"  [{'ok' if ok else 'FAILED'}] {what}")
+        if not ok:
+            failures.append(what)
+
+    say("pat-middleware demo: issuer -> origin -> client, all on 127.0.0.1")
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    # The issuer's name is its host:port, known only once it listens: serve a late-bound app.
+    issuer_app = _LateApp()
+
+    with serve_asgi(issuer_app) as issuer_url:
+        issuer_name = issuer_url.removeprefix("http://")
+        issuer = Issuer(issuer_name, private)
+        issuer_app.app = create_issuer_app(issuer)
+        key = issuer.preferred_key
+        say(
+            f"1. issuer  {issuer_url}  (name {issuer_name}, "
+            f"key id {key.token_key_id.hex()[:16]}...)"
+        )
+        settings = origin_settings(issuer_name, key.token_key, secret=secrets.token_urlsafe(32))
+        with serve_asgi(create_origin_app(Policy(settings))) as origin_url:
+            say(f"2. origin  {origin_url}  (GET / public, GET /protected needs a token)")
+            with httpx.Client(timeout=10.0) as client:
+                say("3. public page")
+                r = client.get(origin_url + "/")
+                expect("GET / answers 200 without a token", r.status_code == 200)
+                say("4. protected page: challenge, issuance, redemption")
+                first = follow(client, origin_url + "/protected", issuer_url=issuer_url, say=say)
+                expect("token accepted: 200", first.status == 200)
+                if first.status == 200:
+                    say("     " + first.body)
+                say("5. verified session: no token needed for a while")
+                again = client.get(origin_url + "/protected")
+                expect(
+                    "GET /protected with the session cookie only answers 200",
+                    again.status_code == 200 and json.loads(again.text).get("via_session"),
+                )
+                say("6. replay: the same token again")
+                replay = follow(client, origin_url + "/protected", token=first.token, say=say)
+                expect("replayed token refused with 401", replay.status == 401)
+                say("7. a fresh client without cookies gets a challenge")
+                with httpx.Client(timeout=10.0) as other:
+                    fresh = other.get(origin_url + "/protected")
+                    expect(
+                        "401 with WWW-Authenticate: PrivateToken",
+                        fresh.status_code == 401
+                        and "PrivateToken" in fresh.headers.get(WWW_AUTHENTICATE, ""),
+                    )
+    say("servers stopped.")
+    if failures:
+        say(f"demo FAILED: {len(failures)} step(s) did not behave")
+        return 1
+    say("demo passed: every step behaved as expected.")
+    return 0
+
+
+class _LateApp:
+    """An ASGI app whose target is set after the server has bound its port."""
+
+    def __init__(self) -> None:
+        self.app: Callable[..., Awaitable[None]] | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.app is None:  # lifespan before the issuer exists: nothing to start
+            if scope["type"] == "lifespan":
+                await receive()
+                await send({"type": "lifespan.startup.complete"})
+                await receive()
+                await send({"type": "lifespan.shutdown.complete"})
+            return
+        await self.app(scope, receive, send)
+
+
+__all__ = [
+    "FetchResult",
+    "closing_store",
+    "create_origin_app",
+    "follow",
+    "origin_settings",
+    "pick_challenge",
+    "run_demo",
+]

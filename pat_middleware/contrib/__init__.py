@@ -1,1 +1,0 @@
-"""Framework integrations: Flask (``contrib.flask``) and Django (``contrib.django``)."""

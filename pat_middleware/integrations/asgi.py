@@ -1,0 +1,207 @@
+"""Pure ASGI middleware (Starlette, FastAPI, any ASGI app). No framework import here.
+
+Translate the scope into a :class:`RequestInfo`, ask the policy, and either answer (401,
+refusal, 503) or call the app with ``scope["private_token"]`` set and the policy's cookies
+added to the app's response.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from ..core.headers import MAX_HEADER_BYTES, private_cache_control
+from ..core.paths import asgi_paths
+from ..errors import DecodeError
+from ..policy.observe import MetricsHook
+from ..policy.policy import SCOPE_KEY, Decision, Policy, RequestInfo
+from ..settings import Settings
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: Scope key holding the policy, so endpoint decorators find it.
+POLICY_SCOPE_KEY = "pat_middleware.policy"
+#: WebSocket close code for a refused handshake (RFC 6455 §7.4.1: policy violation).
+WS_POLICY_VIOLATION = 1008
+
+logger = logging.getLogger("pat_middleware")
+
+
+def request_info(scope: Scope) -> RequestInfo:
+    """Read method, path, Host, Authorization and Cookie from an HTTP scope.
+
+    Cookie and Host lines longer than ``MAX_HEADER_BYTES`` are dropped (no session, no host).
+    Authorization is kept whatever its size: the policy refuses one longer than
+    ``max_authorization_length`` as malformed before parsing it, rather than ignoring it.
+    """
+    host: str | None = None
+    authorization: list[str] = []
+    cookie: list[str] = []
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            authorization.append(value.decode("latin-1"))
+        elif len(value) > MAX_HEADER_BYTES:
+            continue
+        elif name == b"cookie":
+            cookie.append(value.decode("latin-1"))
+        elif name == b"host" and host is None:
+            host = value.decode("latin-1")
+    paths = asgi_paths(scope, strict=False)
+    return RequestInfo(
+        method=scope.get("method", "GET"),
+        path=paths[0],
+        paths=paths[1:],
+        host=host,
+        authorization=", ".join(authorization) or None,
+        cookie="; ".join(cookie) or None,
+    )
+
+
+def encode_headers(headers: tuple[tuple[str, str], ...]) -> list[tuple[bytes, bytes]]:
+    """ASGI raw headers (lower-cased names, latin-1) from the policy's header pairs."""
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
+async def send_decision(decision: Decision, send: Send) -> None:
+    """Answer with a non-pass decision."""
+    headers = encode_headers(decision.headers)
+    headers.append((b"content-length", str(len(decision.body)).encode()))
+    await send({"type": "http.response.start", "status": decision.status, "headers": headers})
+    await send({"type": "http.response.body", "body": decision.body})
+
+
+def private_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` with their Cache-Control lines merged into one that is ``private``
+    (see :func:`~pat_middleware.core.headers.private_cache_control`)."""
+    existing = [v.decode("latin-1") for k, v in headers if k.lower() == b"cache-control"]
+    value = private_cache_control(", ".join(existing) if existing else None)
+    kept = [(k, v) for k, v in headers if k.lower() != b"cache-control"] if existing else headers
+    return [*kept, (b"cache-control", value.encode("latin-1"))]
+
+
+def send_with_headers(
+    send: Send, extra: tuple[tuple[str, str], ...], *, private: bool = False
+) -> Send:
+    """Wrap ``send`` so the response start carries ``extra`` headers too, and with
+    ``private`` a Cache-Control that keeps it out of shared caches."""
+    if not extra and not private:
+        return send
+    encoded = encode_headers(extra)
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = dict(message)
+            headers = [*message.get("headers", ()), *encoded]
+            message["headers"] = private_headers(headers) if private else headers
+        await send(message)
+
+    return wrapped
+
+
+class PrivateTokenMiddleware:
+    """Protect an ASGI app with Private Access Tokens.
+
+    Pass a ready :class:`Policy`, validated :class:`Settings`, or a settings file path
+    (``None`` reads ``$PAT_SETTINGS``), and optionally a
+    :class:`~pat_middleware.policy.observe.MetricsHook` for the policy built from them. Paths are
+    protected by the settings' ``protect`` patterns; endpoints can also be protected with
+    :func:`pat_middleware.integrations.starlette.require_private_token`.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        policy: Policy | None = None,
+        settings: Settings | None = None,
+        settings_file: str | None = None,
+        metrics: MetricsHook | None = None,
+    ) -> None:
+        self.app = app
+        self.policy = Policy.resolve(policy, settings, settings_file, metrics)
+
+    def __repr__(self) -> str:
+        return f"PrivateTokenMiddleware({self.policy!r})"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
+        if scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope[POLICY_SCOPE_KEY] = self.policy
+        try:
+            protected = self.policy.protects(scope.get("method", "GET"), *asgi_paths(scope))
+        except DecodeError:
+            await send_decision(self.policy.bad_path(), send)
+            return
+        if not protected:
+            scope[SCOPE_KEY] = None
+            await self.app(scope, receive, send)
+            return
+        decision = await self.policy.evaluate_async(request_info(scope), force=True)
+        if not decision.allowed:
+            await send_decision(decision, send)
+            return
+        scope[SCOPE_KEY] = decision.token
+        await self.app(
+            scope, receive, send_with_headers(send, decision.headers, private=decision.private)
+        )
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Start-up fails, so the server stops, where this process cannot accept tokens
+        (a per-process replay store beside other worker processes: see
+        :meth:`Policy.check_process`); otherwise the app has the lifespan."""
+        problem = self.policy.check_process()
+        if problem is None:
+            await self.app(scope, receive, send)
+            return
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.failed", "message": problem})
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A handshake on a protected path needs a verified session (or a token).
+
+        Browsers cannot answer a challenge on a WebSocket, so there is no 401 here: the
+        handshake is closed with 1008 before it is accepted, which servers send as a 403.
+        """
+        scope[POLICY_SCOPE_KEY] = self.policy
+        decision: Decision | None = None
+        try:
+            protected = self.policy.protects("GET", *asgi_paths(scope))
+        except DecodeError:
+            protected, decision = True, self.policy.bad_path()
+        if not protected:
+            scope[SCOPE_KEY] = None
+            await self.app(scope, receive, send)
+            return
+        if decision is None:
+            decision = await self.policy.evaluate_async(request_info(scope), force=True)
+        if not decision.allowed:
+            message = await receive()
+            if message["type"] == "websocket.connect":
+                await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION})
+            return
+        scope[SCOPE_KEY] = decision.token
+        await self.app(scope, receive, send)
+
+
+__all__ = [
+    "POLICY_SCOPE_KEY",
+    "PrivateTokenMiddleware",
+    "encode_headers",
+    "private_headers",
+    "request_info",
+    "send_decision",
+    "send_with_headers",
+]

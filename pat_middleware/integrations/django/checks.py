@@ -1,0 +1,91 @@
+"""System checks for ``PAT_MIDDLEWARE``. Ids are stable; each one is listed here.
+
+* ``pat_middleware.E001``: ``PAT_MIDDLEWARE`` is not set.
+* ``pat_middleware.E002``: ``PAT_MIDDLEWARE`` is invalid (the message names the setting).
+* ``pat_middleware.E003``: ``PAT_METRICS`` does not name a metrics hook.
+* ``pat_middleware.W001``: ``cookie_secure`` is false while ``DEBUG`` is off.
+* ``pat_middleware.W002``: ``development`` is true (random per-process secret) while
+  ``DEBUG`` is off.
+* ``pat_middleware.W003``: ``protect`` lists paths but ``PrivateTokenMiddleware`` is not in
+  ``MIDDLEWARE``, so those paths are not protected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.apps import AppConfig
+from django.conf import settings as django_settings
+from django.core import checks
+
+from ...errors import ConfigurationError
+from .middleware import (
+    METRICS_SETTING,
+    SETTING,
+    read_metrics,
+    read_settings,
+)
+
+MIDDLEWARE_PATH = "pat_middleware.integrations.django.PrivateTokenMiddleware"
+#: Either spelling of the middleware in ``MIDDLEWARE``.
+MIDDLEWARE_PATHS = frozenset(
+    {MIDDLEWARE_PATH, "pat_middleware.integrations.django.middleware.PrivateTokenMiddleware"}
+)
+
+
+def check_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Validate ``PAT_MIDDLEWARE`` as the middleware will read it."""
+    if not hasattr(django_settings, SETTING):
+        return [
+            checks.Error(
+                f"{SETTING} is not set.",
+                hint=f'Set {SETTING} = {{"settings_file": "pat.toml"}} or a dict of settings.',
+                id="pat_middleware.E001",
+            )
+        ]
+    try:
+        settings = read_settings()
+    except ConfigurationError as e:
+        return [checks.Error(f"{SETTING} is invalid: {e}", id="pat_middleware.E002")]
+    messages: list[checks.CheckMessage] = []
+    try:
+        read_metrics()
+    except ConfigurationError as e:
+        messages.append(
+            checks.Error(f"{METRICS_SETTING} is invalid: {e.message}", id="pat_middleware.E003")
+        )
+    if not django_settings.DEBUG and not settings.cookies.secure:
+        messages.append(
+            checks.Warning(
+                f"{SETTING}: cookie_secure is false, so the session cookies travel over "
+                "plain HTTP.",
+                hint="Remove cookie_secure = false outside local development.",
+                id="pat_middleware.W001",
+            )
+        )
+    if not django_settings.DEBUG and settings.development:
+        messages.append(
+            checks.Warning(
+                f"{SETTING}: development is true: the secret is random per process, so "
+                "sessions do not survive a restart or cross workers.",
+                hint="Set secret, secret_env or secret_file and remove development = true.",
+                id="pat_middleware.W002",
+            )
+        )
+    installed = MIDDLEWARE_PATHS.intersection(getattr(django_settings, "MIDDLEWARE", ()))
+    if settings.protect and not installed:
+        messages.append(
+            checks.Warning(
+                f"{SETTING}: protect lists paths, but PrivateTokenMiddleware is not in "
+                "MIDDLEWARE, so they are not protected.",
+                hint=f"Add {MIDDLEWARE_PATH!r} to MIDDLEWARE.",
+                id="pat_middleware.W003",
+            )
+        )
+    return messages
+
+
+__all__ = ["MIDDLEWARE_PATH", "check_settings"]

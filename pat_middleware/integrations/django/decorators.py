@@ -1,0 +1,95 @@
+"""``private_token_required``: protect one Django view, sync or async.
+
+Works with or without :class:`~.middleware.PrivateTokenMiddleware`; a request the middleware
+(or :class:`~pat_middleware.integrations.wsgi.PrivateTokenWSGIMiddleware`) already
+passed is not judged again.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar, cast, overload
+
+from asgiref.sync import iscoroutinefunction
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
+
+from ...settings import protected_methods
+from .middleware import (
+    acheck_request,
+    apply_decision,
+    check_request,
+    refusal_response,
+)
+
+_View = TypeVar("_View", bound=Callable[..., Any])
+
+
+def _decorate(view: _View, methods: Iterable[str] | None) -> _View:
+    upper = protected_methods(methods) if methods is not None else None
+
+    def exempt(request: HttpRequest) -> bool:
+        return upper is not None and (request.method or "GET") not in upper
+
+    if iscoroutinefunction(view):
+        async_view = cast(Callable[..., Awaitable[HttpResponseBase]], view)
+
+        @functools.wraps(view)
+        async def async_wrapper(
+            request: HttpRequest, *args: Any, **kwargs: Any
+        ) -> HttpResponseBase:
+            if exempt(request):
+                return await async_view(request, *args, **kwargs)
+            decision = await acheck_request(request)
+            if not decision.allowed:
+                return refusal_response(decision, request.method)
+            response = await async_view(request, *args, **kwargs)
+            apply_decision(response, decision)
+            return response
+
+        return cast(_View, async_wrapper)
+
+    sync_view = cast(Callable[..., HttpResponseBase], view)
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if exempt(request):
+            return sync_view(request, *args, **kwargs)
+        decision = check_request(request)
+        if not decision.allowed:
+            return refusal_response(decision, request.method)
+        response = sync_view(request, *args, **kwargs)
+        apply_decision(response, decision)
+        return response
+
+    return cast(_View, wrapper)
+
+
+@overload
+def private_token_required(view: _View, *, methods: Iterable[str] | None = None) -> _View: ...
+
+
+@overload
+def private_token_required(
+    view: None = None, *, methods: Iterable[str] | None = None
+) -> Callable[[_View], _View]: ...
+
+
+def private_token_required(
+    view: _View | None = None, *, methods: Iterable[str] | None = None
+) -> _View | Callable[[_View], _View]:
+    """Make a view need a valid token; ``methods`` (e.g. ``["POST"]``) limits that to those.
+
+    The view sees the result as ``request.private_token``.
+    """
+    if view is not None:
+        return _decorate(view, methods)
+
+    def decorator(func: _View) -> _View:
+        return _decorate(func, methods)
+
+    return decorator
+
+
+__all__ = ["private_token_required"]

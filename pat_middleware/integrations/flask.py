@@ -1,0 +1,315 @@
+"""Flask extension: ``PrivateTokens(app)`` or ``tokens = PrivateTokens(); tokens.init_app(app)``.
+
+Configuration comes from ``app.config``: either ``PAT_SETTINGS_FILE`` (a TOML settings file)
+or one ``PAT_<KEY>`` per settings key (``PAT_ISSUERS``, ``PAT_SECRET``, ``PAT_PROTECT``,
+``PAT_MAX_AGE``...), not both. A relative ``PAT_SETTINGS_FILE``, and relative paths in
+``PAT_*`` keys, resolve against ``app.root_path``; paths inside the file against the file.
+:meth:`PrivateTokens.init_app` validates it all and raises
+:class:`~pat_middleware.ConfigurationError` naming the config key.
+
+Paths matching ``PAT_PROTECT`` (and ``PAT_PROTECT_METHODS``) are checked before the view
+runs; ``@tokens.required`` or :func:`private_token_required` protect single views. A passed
+request finds its :class:`~pat_middleware.policy.TokenInfo` in ``flask.g.private_token`` and
+``request.environ["private_token"]``. Importing this module imports Flask.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, ParamSpec, Protocol, overload
+
+from flask import (
+    Flask,
+    Response,
+    after_this_request,
+    current_app,
+    g,
+    has_app_context,
+    make_response,
+    request,
+)
+from flask.typing import ResponseReturnValue
+
+from ..core.headers import CACHE_CONTROL, private_cache_control
+from ..errors import ConfigurationError, DecodeError
+from ..policy.observe import MetricsHook
+from ..policy.policy import SCOPE_KEY, Decision, Outcome, Policy, TokenInfo
+from ..settings import KNOWN_KEYS, Settings, load_settings, protected_methods
+from .wsgi import (
+    POLICY_ENVIRON_KEY,
+    note_server,
+    request_info,
+    request_method,
+    request_paths,
+)
+
+#: ``app.extensions`` key holding the :class:`PrivateTokens` instance.
+EXTENSION_KEY = "pat_middleware"
+#: ``app.extensions`` key holding the app's :class:`Policy`.
+POLICY_KEY = "pat_middleware.policy"
+CONFIG_PREFIX = "PAT_"
+SETTINGS_FILE_CONFIG = "PAT_SETTINGS_FILE"
+_CONFIG_KEYS = {CONFIG_PREFIX + key.upper(): key for key in KNOWN_KEYS}
+
+_P = ParamSpec("_P")
+_Q = ParamSpec("_Q")  # the returned decorator's own, so it stays generic
+
+
+class ViewDecorator(Protocol):
+    """What ``required(methods=...)`` returns: a decorator for one view."""
+
+    def __call__(self, view: Callable[_P, ResponseReturnValue], /) -> Callable[_P, Response]: ...
+
+
+def config_name(setting: str) -> str:
+    """The Flask config key for a settings name: ``issuers[0].name`` -> ``PAT_ISSUERS[0].name``."""
+    head, sep, rest = setting.partition("[")
+    if not sep:
+        head, sep, rest = setting.partition(".")
+    if head in KNOWN_KEYS:
+        return CONFIG_PREFIX + head.upper() + sep + rest
+    return setting
+
+
+def settings_from_config(config: Mapping[str, Any], *, root_path: str | Path) -> Settings:
+    """Validated :class:`Settings` from a Flask config (``PAT_SETTINGS_FILE`` or ``PAT_*``)."""
+    values = {key: config[name] for name, key in _CONFIG_KEYS.items() if name in config}
+    for name in config:
+        if name.startswith(CONFIG_PREFIX) and name not in _CONFIG_KEYS:
+            close = difflib.get_close_matches(name, _CONFIG_KEYS, n=1, cutoff=0.85)
+            if close:  # other PAT_* keys may belong to the app; near misses are typos
+                raise ConfigurationError(name, f"unknown setting; did you mean {close[0]}?")
+    settings_file = config.get(SETTINGS_FILE_CONFIG)
+    if settings_file is not None:
+        if values:
+            first = CONFIG_PREFIX + sorted(values)[0].upper()
+            raise ConfigurationError(
+                first, f"give {SETTINGS_FILE_CONFIG} or PAT_* settings, not both"
+            )
+        if not isinstance(settings_file, str | Path):
+            raise ConfigurationError(SETTINGS_FILE_CONFIG, "expected a file path")
+        file = Path(settings_file)
+        try:
+            return load_settings(file if file.is_absolute() else Path(root_path) / file)
+        except ConfigurationError as e:
+            if e.setting == "PAT_SETTINGS":
+                raise ConfigurationError(SETTINGS_FILE_CONFIG, e.message) from e
+            raise
+    try:
+        return Settings.from_mapping(values, base_dir=Path(root_path), source="Flask config")
+    except ConfigurationError as e:
+        raise ConfigurationError(config_name(e.setting), e.message) from e
+
+
+def _refusal(decision: Decision) -> Response:
+    return Response(decision.body, status=decision.status, headers=list(decision.headers))
+
+
+def _evaluate(policy: Policy) -> Decision:
+    """Judge the current request as protected, unless something already passed it."""
+    environ = request.environ
+    existing = environ.get(SCOPE_KEY)
+    if isinstance(existing, TokenInfo):  # the WSGI middleware or a hook passed it already
+        g.private_token = existing
+        return Decision(Outcome.PASS, token=existing)
+    note_server(policy, environ)
+    decision = policy.evaluate(request_info(environ, *_routed_paths()), force=True)
+    if decision.allowed:
+        environ[SCOPE_KEY] = decision.token
+        g.private_token = decision.token
+    return decision
+
+
+def _routed_paths() -> tuple[str, ...]:
+    """What Werkzeug routed on: ``request.path`` (leading slashes merged, UTF-8 decoded) and
+    the matched rule when it is a plain path (``strict_slashes=False`` serves ``/x/`` for
+    the rule ``/x``)."""
+    rule = request.url_rule
+    if rule is not None and "<" not in rule.rule:
+        return (request.path, rule.rule)
+    return (request.path,)
+
+
+def _apply(response: Response, decision: Decision) -> Response:
+    """A pass's cookies on the view's response, and Cache-Control made private."""
+    for name, value in decision.headers:
+        response.headers.add(name, value)
+    if decision.private:
+        existing = response.headers.getlist(CACHE_CONTROL)
+        response.headers[CACHE_CONTROL] = private_cache_control(
+            ", ".join(existing) if existing else None
+        )
+    return response
+
+
+def _current_policy() -> Policy:
+    found = current_app.extensions.get(POLICY_KEY) or request.environ.get(POLICY_ENVIRON_KEY)
+    if not isinstance(found, Policy):
+        raise ConfigurationError(
+            "policy",
+            "private_token_required needs PrivateTokens(app) or PrivateTokenWSGIMiddleware",
+        )
+    return found
+
+
+def _decorate(
+    view: Callable[_P, ResponseReturnValue],
+    methods: Iterable[str] | None,
+    get_policy: Callable[[], Policy],
+) -> Callable[_P, Response]:
+    upper = protected_methods(methods) if methods is not None else None
+
+    @functools.wraps(view)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Response:
+        if upper is not None and request.method not in upper:
+            return make_response(view(*args, **kwargs))
+        decision = _evaluate(get_policy())
+        if not decision.allowed:
+            return _refusal(decision)
+        return _apply(make_response(view(*args, **kwargs)), decision)
+
+    return wrapper
+
+
+class PrivateTokens:
+    """The Flask extension. ``policy`` or ``settings`` override the app's ``PAT_*`` config;
+    ``metrics`` is the :class:`~pat_middleware.policy.observe.MetricsHook` of the policies it
+    builds."""
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        policy: Policy | None = None,
+        settings: Settings | None = None,
+        metrics: MetricsHook | None = None,
+    ) -> None:
+        if policy is not None and settings is not None:
+            raise ConfigurationError("policy", "give policy or settings, not both")
+        if policy is not None and metrics is not None:
+            raise ConfigurationError("metrics", "give it to the Policy passed as policy=")
+        self._policy = policy
+        self._settings = settings
+        self._metrics = metrics
+        self.app = app
+        if app is not None:
+            self.init_app(app)
+
+    def __repr__(self) -> str:
+        return f"PrivateTokens(app={self.app!r})"
+
+    def init_app(self, app: Flask) -> None:
+        """Validate the app's settings, build its policy and install the request hooks."""
+        policy = self._policy
+        if policy is None:
+            settings = self._settings or settings_from_config(app.config, root_path=app.root_path)
+            policy = Policy(settings, metrics=self._metrics)
+        app.extensions[EXTENSION_KEY] = self
+        app.extensions[POLICY_KEY] = policy
+        app.before_request(self._before_request)
+
+    @property
+    def policy(self) -> Policy:
+        """The policy of the current app, else of the app given to the constructor."""
+        app = current_app if has_app_context() else self.app
+        if app is None:
+            raise RuntimeError("PrivateTokens.policy needs an application context")
+        found = app.extensions.get(POLICY_KEY)
+        if not isinstance(found, Policy):
+            raise RuntimeError("PrivateTokens.init_app was not called for this application")
+        return found
+
+    def _get_policy(self) -> Policy:
+        return self.policy
+
+    @overload
+    def required(
+        self, view: Callable[_P, ResponseReturnValue], *, methods: Iterable[str] | None = None
+    ) -> Callable[_P, Response]: ...
+
+    @overload
+    def required(
+        self, view: None = None, *, methods: Iterable[str] | None = None
+    ) -> ViewDecorator: ...
+
+    def required(
+        self,
+        view: Callable[_P, ResponseReturnValue] | None = None,
+        *,
+        methods: Iterable[str] | None = None,
+    ) -> Callable[_P, Response] | ViewDecorator:
+        """Decorate a view so it needs a valid token; ``methods`` limits that to those methods."""
+        if view is not None:
+            return _decorate(view, methods, self._get_policy)
+
+        def decorator(func: Callable[_Q, ResponseReturnValue], /) -> Callable[_Q, Response]:
+            return _decorate(func, methods, self._get_policy)
+
+        return decorator
+
+    def _before_request(self) -> Response | None:
+        policy = self.policy
+        environ = request.environ
+        passed = isinstance(environ.get(SCOPE_KEY), TokenInfo)
+        # Every spelling of the path the server and Werkzeug read: an unprotected request
+        # (most of them) costs a few lookups and a pattern match, and no after-request hook.
+        if not passed:
+            try:
+                protected = policy.protects(
+                    request_method(environ), *request_paths(environ, *_routed_paths())
+                )
+            except DecodeError:
+                return _refusal(policy.bad_path())
+            if not protected:
+                environ.setdefault(SCOPE_KEY, None)
+                g.private_token = None
+                return None
+        decision = _evaluate(policy)
+        if not decision.allowed:
+            return _refusal(decision)
+        after_this_request(functools.partial(_apply, decision=decision))
+        return None
+
+
+@overload
+def private_token_required(
+    view: Callable[_P, ResponseReturnValue], *, methods: Iterable[str] | None = None
+) -> Callable[_P, Response]: ...
+
+
+@overload
+def private_token_required(
+    view: None = None, *, methods: Iterable[str] | None = None
+) -> ViewDecorator: ...
+
+
+def private_token_required(
+    view: Callable[_P, ResponseReturnValue] | None = None,
+    *,
+    methods: Iterable[str] | None = None,
+) -> Callable[_P, Response] | ViewDecorator:
+    """Decorate a view so it needs a valid token, using the current app's :class:`PrivateTokens`.
+
+    Without the extension, the policy of an enclosing
+    :class:`~pat_middleware.integrations.wsgi.PrivateTokenWSGIMiddleware` is used.
+    """
+    if view is not None:
+        return _decorate(view, methods, _current_policy)
+
+    def decorator(func: Callable[_Q, ResponseReturnValue], /) -> Callable[_Q, Response]:
+        return _decorate(func, methods, _current_policy)
+
+    return decorator
+
+
+__all__ = [
+    "EXTENSION_KEY",
+    "POLICY_KEY",
+    "PrivateTokens",
+    "ViewDecorator",
+    "private_token_required",
+    "settings_from_config",
+]
