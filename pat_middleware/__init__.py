@@ -6,6 +6,7 @@ adapters live in their own modules and import their framework when they are impo
 
 from __future__ import annotations
 
+from ._version import __version__
 from .core.codec import b64_decode, b64url_encode
 from .core.headers import (
     ChallengeParams,
@@ -37,8 +38,6 @@ from .errors import (
     TokenError,
 )
 from .tokens.blind_rsa import IssuerKey, encode_pss_spki
-
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     "GREASE_TOKEN_TYPES",

@@ -27,7 +27,7 @@ import weakref
 
 import httpx
 
-from .. import __version__
+from .._version import __version__
 from ..core.directory import MAX_DIRECTORY_SIZE
 from .state import (
     DirectoryFetchError,
