@@ -267,7 +267,9 @@ def session_challenge(policy: Policy) -> tuple[str, TokenChallenge]:
     from pat_middleware.core.headers import parse_www_authenticate
 
     first = policy.evaluate(RequestInfo("GET", "/protected"))
-    cookie = next(value.split(";", 1)[0] for name, value in first.headers if name == "Set-Cookie")
+    cookie = next(
+        value.split(";", 1)[0] for name, value in first.header_lines() if name == "Set-Cookie"
+    )
     again = policy.evaluate(RequestInfo("GET", "/protected", cookie=cookie))
     header = dict(again.headers)["WWW-Authenticate"]
     challenge = TokenChallenge.from_bytes(parse_www_authenticate(header)[0].challenge)

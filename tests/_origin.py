@@ -124,7 +124,7 @@ class Browser:
             cookie=cookie if cookie is not None else self.cookie_header(),
         )
         decision = self.policy.evaluate(request)
-        self.cookies.update(set_cookies(decision.headers))
+        self.cookies.update(set_cookies(decision.header_lines()))
         return decision
 
     def challenge(self, path: str = "/protected") -> str:

@@ -100,7 +100,7 @@ def token_for_the_secret(key: IssuerKey, private_key: rsa.RSAPrivateKey) -> tupl
     www = header(decision.headers, "WWW-Authenticate")
     assert decision.status == 401 and www is not None
     token = answer(www, private_key, key)
-    return build_authorization(token), cookie_string(set_cookies(decision.headers))
+    return build_authorization(token), cookie_string(set_cookies(decision.header_lines()))
 
 
 def send(base: str, authorization: str | None = None, cookie: str | None = None) -> httpx.Response:

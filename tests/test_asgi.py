@@ -409,7 +409,9 @@ def test_websocket_with_verified_session_passes(
 ) -> None:
     # Earn a verified session over plain policy calls, then open the socket with its cookies.
     first = policy.evaluate(RequestInfo("GET", "/protected"))
-    jar = {c.split("=", 1)[0]: c.split(";")[0] for n, c in first.headers if n == "Set-Cookie"}
+    jar = {
+        c.split("=", 1)[0]: c.split(";")[0] for n, c in first.header_lines() if n == "Set-Cookie"
+    }
     params = parse_www_authenticate(dict(first.headers)["WWW-Authenticate"])[0]  # ISSUER's
     token = sign_token(rsa_2048, issuer_key, TokenChallenge.from_bytes(params.challenge))
     passed = policy.evaluate(
@@ -422,7 +424,7 @@ def test_websocket_with_verified_session_passes(
     )
     assert passed.allowed
     jar.update(
-        {c.split("=", 1)[0]: c.split(";")[0] for n, c in passed.headers if n == "Set-Cookie"}
+        {c.split("=", 1)[0]: c.split(";")[0] for n, c in passed.header_lines() if n == "Set-Cookie"}
     )
     middleware = PrivateTokenMiddleware(_Recorder(), policy=policy)
     inner, sent = _ws_run(middleware, "/protected", [(b"cookie", "; ".join(jar.values()).encode())])

@@ -239,7 +239,7 @@ def _challenge(policy: Policy) -> tuple[dict[str, str], TokenChallenge]:
     decision = policy.evaluate(RequestInfo("GET", "/p", host=ORIGIN))
     www = header(decision.headers, "WWW-Authenticate")
     assert decision.status == 401 and www is not None
-    return set_cookies(decision.headers), challenges_of(www)[0]
+    return set_cookies(decision.header_lines()), challenges_of(www)[0]
 
 
 _PLAIN = Encoding("PrivateToken", True, True, False, None, None, False, False)
@@ -301,7 +301,7 @@ def build(recipe: Recipe, policy: Policy) -> Built:
                 )
             )
             verified = earned.outcome is Outcome.PASS
-            cookies.update(set_cookies(earned.headers))
+            cookies.update(set_cookies(earned.header_lines()))
         if recipe.session == "tampered" and SESSION in cookies:
             value = cookies[SESSION]
             at = recipe.tamper_at % len(value)

@@ -84,7 +84,7 @@ def _every_decision(
     www = browser.challenge()
     token = answer(www, private_key, key)
     assert browser.get(token=token).outcome is Outcome.PASS
-    assert browser.get().outcome is Outcome.PASS  # on the verified session
+    assert browser.get().outcome is Outcome.SESSION  # on the verified session
     assert browser.get(token=token).reason is Reason.REPLAYED
     assert browser.get(authorization="PrivateToken token=@@").reason is Reason.MALFORMED
     bad = bytearray(answer(www, private_key, key))

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pat_middleware.core.headers import build_authorization, parse_www_authenticate
 from pat_middleware.core.paths import path_forms
 from pat_middleware.errors import ConfigurationError, Reason
-from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo, TokenInfo
+from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo, SetCookie, TokenInfo
 from pat_middleware.policy.contexts import ContextMode
 from pat_middleware.settings import PathRule, Settings
 from pat_middleware.stores import StoreUnavailable
@@ -101,7 +101,7 @@ def test_challenge_on_protected_path(policy: Policy, issuer_key: IssuerKey) -> N
     challenge = challenges_of(www)[0]
     assert (challenge.token_type, challenge.issuer_name) == (2, ISSUER)
     assert len(challenge.redemption_context) == 32
-    assert SESSION_COOKIE in set_cookies(decision.headers)
+    assert SESSION_COOKIE in set_cookies(decision.header_lines())
     assert header(decision.headers, "Cache-Control") == "no-store"
     assert decision.body == policy.settings.challenge_body.encode()
 
@@ -237,7 +237,7 @@ def test_valid_token_passes_with_token_info_and_verified_cookie(
     assert decision.token == TokenInfo(
         issuer=ISSUER, token_type=2, token_key_id=issuer_key.token_key_id.hex(), via_session=False
     )
-    [cookie] = [v for k, v in decision.headers if k == "Set-Cookie"]
+    [cookie] = [v for k, v in decision.header_lines() if k == "Set-Cookie"]
     assert cookie.startswith(VERIFIED_COOKIE + "=")
     assert {"HttpOnly", "Secure", "SameSite=Lax", "Max-Age=300", "Path=/"} <= set(
         cookie.split("; ")
@@ -380,12 +380,12 @@ def test_challenge_older_than_advertised_max_age_is_expired(
 
 
 def _bad_session_cookie(kind: str, policy: Policy, issuer_key: IssuerKey, clock: FakeClock) -> str:
-    good = set_cookies(Browser(policy).get().headers)[SESSION_COOKIE]
+    good = set_cookies(Browser(policy).get().header_lines())[SESSION_COOKIE]
     if kind == "tampered":
         return ("B" if good[0] != "B" else "C") + good[1:]
     if kind == "forged":
         forger = Policy(make_settings(issuer_key, secret="another-secret-" + "x" * 32), clock=clock)
-        return set_cookies(Browser(forger).get().headers)[SESSION_COOKIE]
+        return set_cookies(Browser(forger).get().header_lines())[SESSION_COOKIE]
     if kind == "truncated":
         return good[: len(good) // 2]
     if kind == "huge":
@@ -402,7 +402,7 @@ def test_bad_session_cookie_gets_a_fresh_session(
     bad = _bad_session_cookie(kind, policy, issuer_key, clock)
     decision = policy.evaluate(RequestInfo("GET", "/protected", cookie=f"{SESSION_COOKIE}={bad}"))
     assert (decision.outcome, decision.status) == (Outcome.CHALLENGE, 401)
-    fresh = set_cookies(decision.headers).get(SESSION_COOKIE)
+    fresh = set_cookies(decision.header_lines()).get(SESSION_COOKIE)
     assert fresh and fresh != bad
 
 
@@ -425,7 +425,7 @@ def test_expired_session_cookie_gets_a_fresh_session(
     browser = Browser(policy)
     assert _redeem(browser, rsa_2048, issuer_key).outcome is Outcome.PASS
     old = browser.cookies[SESSION_COOKIE]
-    assert browser.get().outcome is Outcome.PASS
+    assert browser.get().outcome is Outcome.SESSION
 
     clock.advance(policy.settings.session_lifetime + 1)
     decision = browser.get()
@@ -438,9 +438,9 @@ def test_verified_session_passes_without_a_token(
 ) -> None:
     assert _redeem(browser, rsa_2048, issuer_key).outcome is Outcome.PASS
     decision = browser.get()
-    assert decision.outcome is Outcome.PASS
+    assert decision.outcome is Outcome.SESSION
     assert decision.token == TokenInfo(None, None, None, via_session=True)
-    assert browser.get("/api/other").outcome is Outcome.PASS
+    assert browser.get("/api/other").outcome is Outcome.SESSION
 
 
 def test_verified_mark_expires_after_verified_duration(
@@ -448,7 +448,7 @@ def test_verified_mark_expires_after_verified_duration(
 ) -> None:
     assert _redeem(browser, rsa_2048, issuer_key).outcome is Outcome.PASS
     clock.advance(300)
-    assert browser.get().outcome is Outcome.PASS
+    assert browser.get().outcome is Outcome.SESSION
     clock.advance(1.5)
     assert browser.get().outcome is Outcome.CHALLENGE
 
@@ -481,7 +481,7 @@ def test_bad_token_on_verified_session_is_refused(
 ) -> None:
     token = answer(browser.challenge(), rsa_2048, issuer_key)
     assert browser.get(token=token).outcome is Outcome.PASS
-    assert browser.get().outcome is Outcome.PASS
+    assert browser.get().outcome is Outcome.SESSION
 
     replayed = browser.get(token=token)
     assert (replayed.outcome, replayed.reason) == (Outcome.REJECT, Reason.REPLAYED)
@@ -497,7 +497,7 @@ def test_verified_duration_zero_disables_the_mark(
     browser = Browser(_policy(issuer_key, clock, verified_duration=0))
     decision = _redeem(browser, rsa_2048, issuer_key)
     assert decision.outcome is Outcome.PASS
-    assert VERIFIED_COOKIE not in set_cookies(decision.headers)
+    assert VERIFIED_COOKIE not in set_cookies(decision.header_lines())
     assert browser.get().outcome is Outcome.CHALLENGE
 
 
@@ -798,7 +798,7 @@ def test_request_and_decision_reprs_hide_tokens_and_cookies() -> None:
         cookie="pat_verified=SIGNEDMARK",
     )
     assert "SECRETTOKEN" not in repr(request) and "SIGNEDMARK" not in repr(request)
-    decision = Decision(Outcome.PASS, headers=(("Set-Cookie", "pat_verified=SIGNEDMARK"),))
+    decision = Decision(Outcome.PASS, cookies=(SetCookie("pat_verified", "SIGNEDMARK", 300),))
     assert "SIGNEDMARK" not in repr(decision)
 
 
@@ -807,7 +807,7 @@ def test_large_cookie_header_keeps_the_session(
 ) -> None:
     """Big analytics cookies beside ours must not make the session disappear."""
     first = policy.evaluate(RequestInfo("GET", "/protected"))
-    ours = "; ".join(v.split(";")[0] for n, v in first.headers if n == "Set-Cookie")
+    ours = "; ".join(v.split(";")[0] for n, v in first.header_lines() if n == "Set-Cookie")
     cookie = "; ".join([f"_ga{i}={'x' * 2500}" for i in range(4)] + [ours])
     assert 8192 < len(cookie) < 16384
     token = answer(dict(first.headers)["WWW-Authenticate"], rsa_2048, issuer_key)

@@ -18,6 +18,7 @@ from pat_middleware.core.headers import build_authorization
 from pat_middleware.errors import Reason
 from pat_middleware.integrations.asgi import PrivateTokenMiddleware
 from pat_middleware.integrations.prometheus import PrometheusMetrics
+from pat_middleware.policy import Outcome
 from pat_middleware.policy.observe import DecisionEvent
 from pat_middleware.tokens.blind_rsa import IssuerKey
 
@@ -95,7 +96,7 @@ def test_prometheus_metrics_share_one_registry() -> None:
     registry = CollectorRegistry()
     first, second = PrometheusMetrics(registry), PrometheusMetrics(registry)
     assert first.decisions is second.decisions  # no "duplicated timeseries" error
-    event = DecisionEvent("reject", Reason.EXPIRED, ISSUER, "ab", 401, 0.001)
+    event = DecisionEvent(Outcome.REJECT, Reason.EXPIRED, ISSUER, "ab", 401, 0.001)
     first.record(event)
     second.record(event)
     text = generate_latest(registry).decode()

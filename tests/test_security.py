@@ -37,15 +37,10 @@ from pat_middleware.integrations.asgi import request_info as asgi_request_info
 from pat_middleware.integrations.wsgi import PrivateTokenWSGIMiddleware
 from pat_middleware.integrations.wsgi import request_info as wsgi_request_info
 from pat_middleware.issuer import Issuer
+from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
 from pat_middleware.policy.contexts import derive_key
-from pat_middleware.policy.policy import (
-    PER_PROCESS_RETRY_AFTER,
-    REPLAY_TTL_SLACK,
-    Decision,
-    Outcome,
-    Policy,
-    RequestInfo,
-)
+from pat_middleware.policy.guard import PER_PROCESS_RETRY_AFTER
+from pat_middleware.policy.strategies import REPLAY_TTL_SLACK
 from pat_middleware.settings import Settings
 from pat_middleware.stores import MemoryReplayStore
 from pat_middleware.stores.redis import RedisReplayStore
@@ -490,7 +485,7 @@ def test_grease_token_counts_as_no_token(
     # On a verified session, grease is still "no token": the session decides, never grease.
     assert browser.get(token=answer(browser.challenge(), rsa_2048, issuer_key)).allowed
     passed = browser.get(token=grease)
-    assert passed.outcome is Outcome.PASS and passed.token is not None
+    assert passed.outcome is Outcome.SESSION and passed.token is not None
     assert passed.token.via_session
 
 
@@ -565,7 +560,7 @@ def test_oversized_cookie_is_ignored_and_starts_a_new_session(
     decision = policy.evaluate(RequestInfo("GET", "/protected", cookie=cookie))
     _challenged(decision)
     assert (
-        set_cookies(decision.headers)[SECURE_SESSION_COOKIE]
+        set_cookies(decision.header_lines())[SECURE_SESSION_COOKIE]
         != browser.cookies[SECURE_SESSION_COOKIE]
     )
 
@@ -611,7 +606,7 @@ def test_forged_session_cookie_starts_a_new_session_and_its_token_is_refused(
 
     decision = Browser(policy).get(token=token, cookie=f"{SECURE_SESSION_COOKIE}={forged}")
     _refused(decision, Reason.CHALLENGE_MISMATCH)
-    fresh = set_cookies(decision.headers)[SECURE_SESSION_COOKIE]
+    fresh = set_cookies(decision.header_lines())[SECURE_SESSION_COOKIE]
     assert fresh != forged
     assert policy.sessions.load_session(forged) is None
     assert policy.sessions.load_session(fresh) is not None
@@ -773,7 +768,7 @@ def test_secure_session_cookie_takes_the_host_prefix(
     def set_cookie_lines(**overrides: Any) -> list[str]:
         policy = Policy(make_settings(issuer_key, **overrides), clock=clock)
         decision = policy.evaluate(RequestInfo("GET", "/protected"))
-        return [v for k, v in decision.headers if k == "Set-Cookie"]
+        return [v for k, v in decision.header_lines() if k == "Set-Cookie"]
 
     [secure] = set_cookie_lines()
     assert secure.startswith("__Host-pat_session=")
@@ -927,11 +922,12 @@ def test_reprs_never_show_keys_secrets_tokens_nonces_or_cookies(
         authorization=build_authorization(token),
         cookie=browser.cookie_header(),
     )
-    pending = policy._begin(request, True)  # the verified token, waiting for the store
-    assert not isinstance(pending, Decision)
+    pending = policy._judge(request, True)  # the accepted token, waiting for the store
+    assert isinstance(pending, tuple)
+    state, accepted = pending
     passed = policy.evaluate(request)
     assert passed.allowed
-    seen.add_cookies(policy, set_cookies(passed.headers))
+    seen.add_cookies(policy, set_cookies(passed.header_lines()))
     objects: list[object] = [
         policy,
         policy.settings,
@@ -941,15 +937,14 @@ def test_reprs_never_show_keys_secrets_tokens_nonces_or_cookies(
         policy.contexts,
         issuer_key,
         request,
-        pending,
-        pending.ctx,
-        pending.result,
-        pending.result.token,
-        pending.result.challenge,
+        state,
+        accepted,
+        accepted.token,
+        state.keys,
         passed,
         passed.token,
         Token.from_bytes(token, issuer_key.authenticator_length),
-        pending.ctx.session,
+        state.session,
         TokenError(Reason.BAD_SIGNATURE, "authenticator does not verify"),
         PrivateTokenMiddleware(_ok, policy=policy),
         PrivateTokenWSGIMiddleware(_ok_wsgi, policy=policy),

@@ -32,7 +32,7 @@ from ..integrations.asgi import PrivateTokenMiddleware
 from ..issuer import Issuer
 from ..issuer.client import fetch_token
 from ..issuer.server import create_issuer_app
-from ..policy.policy import SCOPE_KEY, Policy, TokenInfo
+from ..policy import SCOPE_KEY, Policy, TokenInfo
 from ..settings import Settings
 from ..tokens.blind_rsa import IssuerKey
 

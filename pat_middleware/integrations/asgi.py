@@ -8,15 +8,16 @@ added to the app's response.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from ..core.headers import MAX_HEADER_BYTES, private_cache_control
 from ..core.paths import asgi_paths
 from ..errors import DecodeError
+from ..policy import SCOPE_KEY, Decision, Policy, RequestInfo
 from ..policy.observe import MetricsHook
-from ..policy.policy import SCOPE_KEY, Decision, Policy, RequestInfo
 from ..settings import Settings
+from ._common import resolve_policy
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -62,17 +63,23 @@ def request_info(scope: Scope) -> RequestInfo:
     )
 
 
-def encode_headers(headers: tuple[tuple[str, str], ...]) -> list[tuple[bytes, bytes]]:
-    """ASGI raw headers (lower-cased names, latin-1) from the policy's header pairs."""
+#: Replaces the refusal the middleware sends (a JSON body, other headers): given the scope
+#: and the policy's decision, the decision to send instead. It cannot let a request through.
+OnError = Callable[[Scope, Decision], Decision]
+
+
+def encode_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """ASGI raw headers (lower-cased names, latin-1) from header pairs."""
     return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
 
 
-async def send_decision(decision: Decision, send: Send) -> None:
-    """Answer with a non-pass decision."""
-    headers = encode_headers(decision.headers)
+async def send_decision(decision: Decision, send: Send, method: str = "GET") -> None:
+    """Answer with a non-pass decision (headers only for HEAD, RFC 9110 §9.3.2)."""
+    headers = encode_headers(decision.header_lines())
     headers.append((b"content-length", str(len(decision.body)).encode()))
     await send({"type": "http.response.start", "status": decision.status, "headers": headers})
-    await send({"type": "http.response.body", "body": decision.body})
+    body = b"" if method == "HEAD" else decision.body
+    await send({"type": "http.response.body", "body": body})
 
 
 def private_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -84,14 +91,13 @@ def private_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, byt
     return [*kept, (b"cache-control", value.encode("latin-1"))]
 
 
-def send_with_headers(
-    send: Send, extra: tuple[tuple[str, str], ...], *, private: bool = False
-) -> Send:
-    """Wrap ``send`` so the response start carries ``extra`` headers too, and with
-    ``private`` a Cache-Control that keeps it out of shared caches."""
-    if not extra and not private:
+def send_with_headers(send: Send, decision: Decision) -> Send:
+    """Wrap ``send`` so the app's response carries a pass's cookies, and a Cache-Control
+    that keeps it out of shared caches (:attr:`Decision.private`)."""
+    private = decision.private
+    if not decision.cookies and not private:
         return send
-    encoded = encode_headers(extra)
+    encoded = encode_headers(decision.header_lines())
 
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -121,9 +127,18 @@ class PrivateTokenMiddleware:
         settings: Settings | None = None,
         settings_file: str | None = None,
         metrics: MetricsHook | None = None,
+        on_error: OnError | None = None,
     ) -> None:
         self.app = app
-        self.policy = Policy.resolve(policy, settings, settings_file, metrics)
+        self.policy = resolve_policy(policy, settings, settings_file, metrics)
+        self.on_error = on_error
+
+    async def _refuse(self, scope: Scope, decision: Decision, send: Send) -> None:
+        if self.on_error is not None:
+            replaced = self.on_error(scope, decision)
+            if not replaced.allowed:
+                decision = replaced
+        await send_decision(decision, send, scope.get("method", "GET"))
 
     def __repr__(self) -> str:
         return f"PrivateTokenMiddleware({self.policy!r})"
@@ -142,7 +157,7 @@ class PrivateTokenMiddleware:
         try:
             protected = self.policy.protects(scope.get("method", "GET"), *asgi_paths(scope))
         except DecodeError:
-            await send_decision(self.policy.bad_path(), send)
+            await self._refuse(scope, self.policy.bad_path(), send)
             return
         if not protected:
             scope[SCOPE_KEY] = None
@@ -150,12 +165,10 @@ class PrivateTokenMiddleware:
             return
         decision = await self.policy.evaluate_async(request_info(scope), force=True)
         if not decision.allowed:
-            await send_decision(decision, send)
+            await self._refuse(scope, decision, send)
             return
         scope[SCOPE_KEY] = decision.token
-        await self.app(
-            scope, receive, send_with_headers(send, decision.headers, private=decision.private)
-        )
+        await self.app(scope, receive, send_with_headers(send, decision))
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Start-up fails, so the server stops, where this process cannot accept tokens
@@ -198,6 +211,7 @@ class PrivateTokenMiddleware:
 
 __all__ = [
     "POLICY_SCOPE_KEY",
+    "OnError",
     "PrivateTokenMiddleware",
     "encode_headers",
     "private_headers",

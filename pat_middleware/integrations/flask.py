@@ -35,9 +35,10 @@ from flask.typing import ResponseReturnValue
 
 from ..core.headers import CACHE_CONTROL, private_cache_control
 from ..errors import ConfigurationError, DecodeError
+from ..policy import SCOPE_KEY, Decision, Policy, SetCookie
 from ..policy.observe import MetricsHook
-from ..policy.policy import SCOPE_KEY, Decision, Outcome, Policy, TokenInfo
-from ..settings import KNOWN_KEYS, Settings, load_settings, protected_methods
+from ..settings import KNOWN_KEYS, Settings
+from ._common import MethodFilter, load_settings_file, passed
 from .wsgi import (
     POLICY_ENVIRON_KEY,
     note_server,
@@ -92,29 +93,41 @@ def settings_from_config(config: Mapping[str, Any], *, root_path: str | Path) ->
         if not isinstance(settings_file, str | Path):
             raise ConfigurationError(SETTINGS_FILE_CONFIG, "expected a file path")
         file = Path(settings_file)
-        try:
-            return load_settings(file if file.is_absolute() else Path(root_path) / file)
-        except ConfigurationError as e:
-            if e.setting == "PAT_SETTINGS":
-                raise ConfigurationError(SETTINGS_FILE_CONFIG, e.message) from e
-            raise
+        path = file if file.is_absolute() else Path(root_path) / file
+        return load_settings_file(path, SETTINGS_FILE_CONFIG)
     try:
         return Settings.from_mapping(values, base_dir=Path(root_path), source="Flask config")
     except ConfigurationError as e:
         raise ConfigurationError(config_name(e.setting), e.message) from e
 
 
+def _set_cookies(response: Response, cookies: tuple[SetCookie, ...]) -> None:
+    for c in cookies:
+        response.set_cookie(
+            c.name,
+            c.value,
+            max_age=c.max_age,
+            path=c.path,
+            domain=c.domain,
+            secure=c.secure,
+            httponly=True,
+            samesite=c.same_site,
+        )
+
+
 def _refusal(decision: Decision) -> Response:
-    return Response(decision.body, status=decision.status, headers=list(decision.headers))
+    response = Response(decision.body, status=decision.status, headers=list(decision.headers))
+    _set_cookies(response, decision.cookies)
+    return response
 
 
 def _evaluate(policy: Policy) -> Decision:
     """Judge the current request as protected, unless something already passed it."""
     environ = request.environ
-    existing = environ.get(SCOPE_KEY)
-    if isinstance(existing, TokenInfo):  # the WSGI middleware or a hook passed it already
-        g.private_token = existing
-        return Decision(Outcome.PASS, token=existing)
+    done = passed(environ.get(SCOPE_KEY))
+    if done is not None:  # the WSGI middleware or a hook passed it already
+        g.private_token = done.token
+        return done
     note_server(policy, environ)
     decision = policy.evaluate(request_info(environ, *_routed_paths()), force=True)
     if decision.allowed:
@@ -135,8 +148,7 @@ def _routed_paths() -> tuple[str, ...]:
 
 def _apply(response: Response, decision: Decision) -> Response:
     """A pass's cookies on the view's response, and Cache-Control made private."""
-    for name, value in decision.headers:
-        response.headers.add(name, value)
+    _set_cookies(response, decision.cookies)
     if decision.private:
         existing = response.headers.getlist(CACHE_CONTROL)
         response.headers[CACHE_CONTROL] = private_cache_control(
@@ -160,11 +172,11 @@ def _decorate(
     methods: Iterable[str] | None,
     get_policy: Callable[[], Policy],
 ) -> Callable[_P, Response]:
-    upper = protected_methods(methods) if methods is not None else None
+    methods_filter = MethodFilter(methods)
 
     @functools.wraps(view)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Response:
-        if upper is not None and request.method not in upper:
+        if methods_filter.exempt(request.method):
             return make_response(view(*args, **kwargs))
         decision = _evaluate(get_policy())
         if not decision.allowed:
@@ -253,10 +265,9 @@ class PrivateTokens:
     def _before_request(self) -> Response | None:
         policy = self.policy
         environ = request.environ
-        passed = isinstance(environ.get(SCOPE_KEY), TokenInfo)
         # Every spelling of the path the server and Werkzeug read: an unprotected request
         # (most of them) costs a few lookups and a pattern match, and no after-request hook.
-        if not passed:
+        if passed(environ.get(SCOPE_KEY)) is None:
             try:
                 protected = policy.protects(
                     request_method(environ), *request_paths(environ, *_routed_paths())

@@ -15,8 +15,9 @@ from starlette.responses import Response
 
 from ..core.headers import CACHE_CONTROL, private_cache_control
 from ..errors import ConfigurationError
-from ..policy.policy import SCOPE_KEY, Decision, Outcome, Policy, TokenInfo
+from ..policy import SCOPE_KEY, Decision, Policy, SetCookie, TokenInfo
 from ..settings import protected_methods
+from ._common import passed
 from .asgi import POLICY_SCOPE_KEY, encode_headers, request_info
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Awaitable[Response]])
@@ -32,9 +33,23 @@ def _policy_for(request: Request, policy: Policy | None) -> Policy:
     return found
 
 
+def _set_cookies(response: Response, cookies: tuple[SetCookie, ...]) -> None:
+    for c in cookies:
+        response.set_cookie(
+            c.name,
+            c.value,
+            max_age=c.max_age,
+            path=c.path,
+            domain=c.domain,
+            secure=c.secure,
+            httponly=True,
+            samesite=c.same_site.lower(),  # type: ignore[arg-type]
+        )
+
+
 def _apply(response: Response, decision: Decision) -> None:
     """A pass's cookies on the endpoint's response, and its Cache-Control made private."""
-    response.raw_headers.extend(encode_headers(decision.headers))
+    _set_cookies(response, decision.cookies)
     if decision.private:
         existing = response.headers.getlist(CACHE_CONTROL)
         response.headers[CACHE_CONTROL] = private_cache_control(
@@ -45,15 +60,16 @@ def _apply(response: Response, decision: Decision) -> None:
 def _response(decision: Decision) -> Response:
     response = Response(decision.body, status_code=decision.status)
     response.raw_headers.extend(encode_headers(decision.headers))
+    _set_cookies(response, decision.cookies)
     return response
 
 
 async def check_request(request: Request, policy: Policy | None = None) -> Decision:
     """Run the policy on ``request`` as a protected request; sets ``scope['private_token']``."""
     active = _policy_for(request, policy)
-    existing = request.scope.get(SCOPE_KEY)
-    if isinstance(existing, TokenInfo):  # the middleware already passed it
-        return Decision(outcome=Outcome.PASS, token=existing)
+    done = passed(request.scope.get(SCOPE_KEY))
+    if done is not None:  # the middleware already passed it
+        return done
     decision = await active.evaluate_async(request_info(request.scope), force=True)
     if decision.allowed:
         request.scope[SCOPE_KEY] = decision.token
@@ -136,7 +152,8 @@ def private_token_dependency(
 
 async def exception_handler(request: Request, exc: Exception) -> Response:
     """Render :class:`PrivateTokenRequired` as the policy's 401/4xx/503 response."""
-    assert isinstance(exc, PrivateTokenRequired)
+    if not isinstance(exc, PrivateTokenRequired):
+        raise exc  # registered for PrivateTokenRequired only: anything else is not ours
     return _response(exc.decision)
 
 

@@ -13,9 +13,10 @@ from typing import Any
 from ..core.headers import MAX_HEADER_BYTES, private_cache_control
 from ..core.paths import wsgi_paths
 from ..errors import DecodeError
+from ..policy import SCOPE_KEY, Decision, Policy, RequestInfo
 from ..policy.observe import MetricsHook
-from ..policy.policy import SCOPE_KEY, Decision, Policy, RequestInfo, TokenInfo
 from ..settings import Settings
+from ._common import passed, resolve_policy
 
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
 StartResponse = Callable[..., Callable[[bytes], object]]
@@ -98,9 +99,14 @@ def note_server(policy: Policy, environ: Mapping[str, Any]) -> None:
         policy.note_server(multiprocess=several_processes(environ))
 
 
+#: Replaces the refusal the middleware sends: given the environ and the policy's decision,
+#: the decision to send instead. It cannot let a request through.
+OnError = Callable[[WSGIEnviron, Decision], Decision]
+
+
 def respond(decision: Decision, start_response: StartResponse, method: str = "GET") -> list[bytes]:
     """Answer with a non-pass decision (headers only for HEAD, RFC 9110 §9.3.2)."""
-    headers = [*decision.headers, ("Content-Length", str(len(decision.body)))]
+    headers = [*decision.header_lines(), ("Content-Length", str(len(decision.body)))]
     start_response(status_line(decision.status), headers)
     return [] if method == "HEAD" else [decision.body]
 
@@ -114,13 +120,13 @@ def private_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [*kept, ("Cache-Control", value)]
 
 
-def start_response_with(
-    start_response: StartResponse, extra: tuple[tuple[str, str], ...], *, private: bool = False
-) -> StartResponse:
-    """Wrap ``start_response`` so the app's response carries ``extra`` headers too, and with
-    ``private`` a Cache-Control that keeps it out of shared caches."""
-    if not extra and not private:
+def start_response_with(start_response: StartResponse, decision: Decision) -> StartResponse:
+    """Wrap ``start_response`` so the app's response carries a pass's cookies, and a
+    Cache-Control that keeps it out of shared caches (:attr:`Decision.private`)."""
+    private = decision.private
+    if not decision.cookies and not private:
         return start_response
+    extra = decision.header_lines()
 
     def wrapped(
         status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None
@@ -149,40 +155,47 @@ class PrivateTokenWSGIMiddleware:
         settings: Settings | None = None,
         settings_file: str | None = None,
         metrics: MetricsHook | None = None,
+        on_error: OnError | None = None,
     ) -> None:
         self.app = app
-        self.policy = Policy.resolve(policy, settings, settings_file, metrics)
+        self.policy = resolve_policy(policy, settings, settings_file, metrics)
+        self.on_error = on_error
+
+    def _refuse(
+        self, environ: WSGIEnviron, decision: Decision, start_response: StartResponse
+    ) -> list[bytes]:
+        if self.on_error is not None:
+            replaced = self.on_error(environ, decision)
+            if not replaced.allowed:
+                decision = replaced
+        return respond(decision, start_response, request_method(environ))
 
     def __repr__(self) -> str:
         return f"PrivateTokenWSGIMiddleware({self.policy!r})"
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         environ[POLICY_ENVIRON_KEY] = self.policy
-        if isinstance(environ.get(SCOPE_KEY), TokenInfo):
-            # An outer layer already passed this request: judging it again would spend the
-            # token twice and refuse it as replayed.
-            return self.app(environ, start_response)
+        if passed(environ.get(SCOPE_KEY)) is not None:
+            return self.app(environ, start_response)  # an outer layer already passed it
         method = request_method(environ)
         try:
             protected = self.policy.protects(method, *wsgi_paths(environ))
         except DecodeError:
-            return respond(self.policy.bad_path(), start_response, method)
+            return self._refuse(environ, self.policy.bad_path(), start_response)
         if not protected:
             environ[SCOPE_KEY] = None
             return self.app(environ, start_response)
         note_server(self.policy, environ)
         decision = self.policy.evaluate(request_info(environ), force=True)
         if not decision.allowed:
-            return respond(decision, start_response, method)
+            return self._refuse(environ, decision, start_response)
         environ[SCOPE_KEY] = decision.token
-        return self.app(
-            environ,
-            start_response_with(start_response, decision.headers, private=decision.private),
-        )
+        return self.app(environ, start_response_with(start_response, decision))
 
 
 __all__ = [
     "POLICY_ENVIRON_KEY",
+    "OnError",
     "PrivateTokenWSGIMiddleware",
     "note_server",
     "private_headers",

@@ -10,14 +10,12 @@ still live are rebuilt, newest first, and their digests compared in constant tim
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import math
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..core.hmac import HmacSha256
-from ..core.wire import TokenChallenge
 from ..settings.model import ContextMode
 
 _U8 = struct.Struct("!B")
@@ -27,51 +25,6 @@ _U64 = struct.Struct("!Q")
 #: How many windows past the live ones are still recognised, to say "expired" rather than
 #: "challenge_mismatch". Only consulted on the failure path.
 EXPIRED_LOOKBACK_WINDOWS = 16
-
-
-@dataclass(frozen=True, slots=True)
-class ChallengeTemplate:
-    """Everything of a TokenChallenge but its context, pre-encoded.
-
-    ``encode(context)`` is two concatenations, so per-request challenge building and
-    redemption-time rebuilding cost one hash each.
-    """
-
-    token_type: int
-    issuer_name: str
-    origin_info: tuple[str, ...] = ()
-    _prefix: bytes = field(init=False, repr=False, compare=False)
-    _suffix: bytes = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        # Let TokenChallenge validate the fields once, then split its encoding.
-        probe = TokenChallenge(self.token_type, self.issuer_name, b"", self.origin_info)
-        raw = probe.to_bytes()
-        issuer_end = 4 + len(self.issuer_name)
-        object.__setattr__(self, "_prefix", raw[:issuer_end])
-        object.__setattr__(self, "_suffix", raw[issuer_end + 1 :])
-
-    def encode(self, context: bytes) -> bytes:
-        return self._prefix + _U8.pack(len(context)) + context + self._suffix
-
-    def digest(self, context: bytes) -> bytes:
-        return hashlib.sha256(self.encode(context)).digest()
-
-    def match(self, context: bytes, digest: bytes) -> TokenChallenge | None:
-        """The challenge for ``context`` if its digest is ``digest`` (constant-time compare).
-
-        Encodes and hashes once; the challenge object reuses both.
-        """
-        encoded = self.encode(context)
-        own = hashlib.sha256(encoded).digest()
-        if not hmac.compare_digest(own, digest):
-            return None
-        return TokenChallenge._prevalidated(
-            self.token_type, self.issuer_name, context, self.origin_info, encoded, own
-        )
-
-    def challenge(self, context: bytes) -> TokenChallenge:
-        return TokenChallenge(self.token_type, self.issuer_name, context, self.origin_info)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +104,6 @@ def derive_key(secret: bytes, purpose: str) -> bytes:
 
 
 __all__ = [
-    "ChallengeTemplate",
     "ContextDeriver",
     "ContextMode",
     "Windows",

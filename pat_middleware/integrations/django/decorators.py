@@ -15,7 +15,7 @@ from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
-from ...settings import protected_methods
+from .._common import MethodFilter
 from .middleware import (
     acheck_request,
     apply_decision,
@@ -27,10 +27,10 @@ _View = TypeVar("_View", bound=Callable[..., Any])
 
 
 def _decorate(view: _View, methods: Iterable[str] | None) -> _View:
-    upper = protected_methods(methods) if methods is not None else None
+    methods_filter = MethodFilter(methods)
 
     def exempt(request: HttpRequest) -> bool:
-        return upper is not None and (request.method or "GET") not in upper
+        return methods_filter.exempt(request.method)
 
     if iscoroutinefunction(view):
         async_view = cast(Callable[..., Awaitable[HttpResponseBase]], view)

@@ -18,10 +18,9 @@ import dataclasses
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from http.cookies import CookieError, SimpleCookie
 from os import PathLike, fspath
 from pathlib import Path
-from typing import cast
+from typing import Literal, cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings as django_settings
@@ -33,17 +32,11 @@ from django.utils.module_loading import import_string
 from ...core.headers import CACHE_CONTROL, private_cache_control
 from ...core.paths import raw_target
 from ...errors import ConfigurationError, DecodeError
+from ...policy import SCOPE_KEY, Decision, Policy, RequestInfo, SetCookie, TokenInfo
 from ...policy.observe import MetricsHook
-from ...policy.policy import (
-    SCOPE_KEY,
-    Decision,
-    Outcome,
-    Policy,
-    RequestInfo,
-    TokenInfo,
-)
-from ...settings import Settings, load_settings
+from ...settings import Settings
 from .. import wsgi
+from .._common import load_settings_file, passed
 
 #: The Django setting holding pat-middleware's settings.
 SETTING = "PAT_MIDDLEWARE"
@@ -79,12 +72,7 @@ def read_settings(raw: object = _MISSING) -> Settings:
     if not isinstance(path, str | PathLike):
         raise ConfigurationError(SETTINGS_FILE_KEY, "expected a file path")
     file = Path(fspath(path))
-    try:
-        return load_settings(file if file.is_absolute() else _base_dir() / file)
-    except ConfigurationError as e:
-        if e.setting == "PAT_SETTINGS":  # load_settings names the environment variable
-            raise ConfigurationError(SETTINGS_FILE_KEY, e.message) from e
-        raise
+    return load_settings_file(file if file.is_absolute() else _base_dir() / file, SETTINGS_FILE_KEY)
 
 
 def read_metrics(raw: object = _MISSING) -> MetricsHook | None:
@@ -194,17 +182,19 @@ def _note_server(policy: Policy, request: HttpRequest) -> None:
 def passed_token(request: HttpRequest) -> TokenInfo | None:
     """The TokenInfo this request already passed with (this middleware or the WSGI one)."""
     for found in (getattr(request, SCOPE_KEY, None), request.META.get(SCOPE_KEY)):
-        if isinstance(found, TokenInfo):
-            return found
+        done = passed(found)
+        if done is not None:
+            return done.token
     return None
 
 
 def _already(request: HttpRequest) -> Decision | None:
-    token = passed_token(request)
-    if token is None:
-        return None
-    setattr(request, SCOPE_KEY, token)
-    return Decision(Outcome.PASS, token=token)
+    for found in (getattr(request, SCOPE_KEY, None), request.META.get(SCOPE_KEY)):
+        done = passed(found)
+        if done is not None:
+            setattr(request, SCOPE_KEY, done.token)
+            return done
+    return None
 
 
 def _record(request: HttpRequest, decision: Decision) -> Decision:
@@ -237,30 +227,39 @@ def refusal_response(decision: Decision, method: str | None = "GET") -> HttpResp
     """The policy's 401/4xx/503 answer as a Django response (no body for HEAD)."""
     body = b"" if method == "HEAD" else decision.body
     response = HttpResponse(body, status=decision.status)
-    add_headers(response, decision.headers)
+    for name, value in decision.headers:
+        response.headers[name] = value
+    set_cookies(response, decision.cookies)
     return response
 
 
 def apply_decision(response: HttpResponseBase, decision: Decision) -> None:
     """A pass's cookies on the view's response, and its Cache-Control made private."""
-    add_headers(response, decision.headers)
+    set_cookies(response, decision.cookies)
     if decision.private:
         response.headers[CACHE_CONTROL] = private_cache_control(response.headers.get(CACHE_CONTROL))
 
 
-def add_headers(response: HttpResponseBase, headers: tuple[tuple[str, str], ...]) -> None:
-    """Add the policy's headers; each ``Set-Cookie`` goes into ``response.cookies``."""
-    for name, value in headers:
-        if name.lower() != "set-cookie":
-            response.headers[name] = value
-            continue
-        cookie: SimpleCookie = SimpleCookie()
-        try:
-            cookie.load(value)
-        except CookieError:  # the policy renders only cookies SimpleCookie reads back
-            continue
-        for key, morsel in cookie.items():
-            response.cookies[key] = morsel
+_SAMESITE: dict[str, Literal["Lax", "Strict", "None"]] = {
+    "Lax": "Lax",
+    "Strict": "Strict",
+    "None": "None",
+}
+
+
+def set_cookies(response: HttpResponseBase, cookies: tuple[SetCookie, ...]) -> None:
+    """The policy's cookies, through Django's own cookie API."""
+    for c in cookies:
+        response.set_cookie(
+            c.name,
+            c.value,
+            max_age=c.max_age,
+            path=c.path,
+            domain=c.domain,
+            secure=c.secure,
+            httponly=True,
+            samesite=_SAMESITE[c.same_site],
+        )
 
 
 class PrivateTokenMiddleware:
@@ -330,7 +329,6 @@ __all__ = [
     "SETTINGS_FILE_KEY",
     "PrivateTokenMiddleware",
     "acheck_request",
-    "add_headers",
     "apply_decision",
     "check_request",
     "get_policy",
@@ -339,4 +337,5 @@ __all__ = [
     "read_settings",
     "refusal_response",
     "request_info",
+    "set_cookies",
 ]

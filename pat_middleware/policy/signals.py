@@ -1,0 +1,177 @@
+"""Trust signals: what a request may carry to be let through.
+
+The policy asks its signals in order; the first one present decides. A signal answers
+``None`` (not present: ask the next), an :class:`Accepted` (with at most one replay key for
+the policy to spend in its store), or a :class:`Refused` with a reason. Adding a signal is
+one class here (or in a module of its own) and one entry in the policy's list; adapters do
+not change.
+
+* :class:`PrivateTokenSignal`: ``Authorization: PrivateToken token=...`` (RFC 9577 §2.2).
+  Present even when refused: a token decides, whatever else the request carries.
+* :class:`VerifiedSessionSignal`: the verified-session cookie, bound to the session cookie,
+  that an accepted token earns for ``verified_duration`` seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..core.headers import parse_authorization
+from ..core.verify import TrustedKey, verify_token
+from ..core.wire import AUTHENTICATOR_INPUT_LENGTH, GREASE_TOKEN_TYPES, TOKEN_KEY_ID_OFFSET
+from ..discovery import KeySource
+from ..errors import DecodeError, Reason, TokenError
+from ..settings.model import Settings
+from .decision import Outcome, TokenInfo
+from .keys import token_info
+from .sessions import SessionCodec
+from .strategies import ContextStrategy, RequestState
+
+#: Refusals that come after the token's key was found among the trusted ones.
+_KEY_KNOWN = frozenset(
+    {Reason.WRONG_LENGTH, Reason.CHALLENGE_MISMATCH, Reason.EXPIRED, Reason.BAD_SIGNATURE}
+)
+VIA_SESSION = TokenInfo(issuer=None, token_type=None, token_key_id=None, via_session=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A signal vouches for the request."""
+
+    token: TokenInfo
+    outcome: Outcome = Outcome.PASS
+    #: What the replay store must record before the request passes (None: nothing). Holds
+    #: the token's nonce or challenge digest: kept out of repr.
+    spend: bytes | None = field(default=None, repr=False)
+    ttl: float = 0.0
+    #: Earns the verified-session cookie (``verified_duration``).
+    earns_session: bool = False
+    issuer: str | None = None  # for the report
+    key_id: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A signal is present but refused; ``status`` None means ``failure_status``."""
+
+    reason: Reason
+    detail: str
+    issuer: str | None = None
+    key_id: bytes | None = None
+    status: int | None = None
+
+
+Verdict = Accepted | Refused | None
+
+
+class TrustSignal(Protocol):
+    """One kind of evidence a request may carry."""
+
+    #: Its name in settings and routes (``private-token``, ``session``...).
+    name: str
+
+    def judge(self, state: RequestState) -> Verdict: ...
+
+
+def _is_grease_or_empty(token: bytes) -> bool:
+    """Empty, or of a grease type: read as "no token" (RFC 9577 §2.2)."""
+    if len(token) < 2:
+        return not token
+    return ((token[0] << 8) | token[1]) in GREASE_TOKEN_TYPES
+
+
+class PrivateTokenSignal:
+    """``Authorization: PrivateToken``: verified in spec order against the keys in force and
+    the challenges the strategy says this request may answer."""
+
+    name = "private-token"
+
+    def __init__(self, settings: Settings, strategy: ContextStrategy, source: KeySource) -> None:
+        self._max_length = settings.max_authorization_length
+        self._types = settings.token_types
+        self._strategy = strategy
+        self._source = source
+
+    def judge(self, state: RequestState) -> Verdict:
+        authorization = state.request.authorization
+        if not authorization:
+            return None
+        try:
+            tokens = parse_authorization(authorization, max_length=self._max_length)
+        except DecodeError as e:
+            return Refused(Reason.MALFORMED, str(e))
+        # Grease tokens stand for "no token" (RFC 9577 §2.2); so do empty ones.
+        if tokens and (len(tokens) != 1 or _is_grease_or_empty(tokens[0])):
+            tokens = [t for t in tokens if not _is_grease_or_empty(t)]
+        if not tokens:
+            return None
+        # The first failure's reason, detail and token, not the exception: a kept exception
+        # holds its traceback, whose frame holds the exception again, so every refused
+        # request's token, cookies and state would wait for the cyclic garbage collector.
+        first_error: tuple[Reason, str, bytes] | None = None
+        keys = state.keys
+        matcher = self._strategy.matcher(state)
+        for raw in tokens:
+            try:
+                result = verify_token(
+                    raw, keys=keys.keys, challenges=matcher, allowed_types=self._types
+                )
+            except TokenError as e:
+                if e.reason is Reason.UNKNOWN_KEY:
+                    self._source.key_missing(state.now)  # rate-limited, never waits
+                first_error = first_error or (e.reason, e.detail, raw)
+                continue
+            key_id = result.key.token_key_id
+            proof = keys.proofs.get((result.issuer_name, key_id))
+            if proof is None:  # a key added to the live ring after the snapshot
+                proof = token_info(TrustedKey(result.issuer_name, result.key))
+            strategy = self._strategy
+            return Accepted(
+                proof,
+                spend=strategy.replay_key(result),
+                ttl=strategy.replay_ttl,
+                earns_session=True,
+                issuer=result.issuer_name,
+                key_id=key_id,
+            )
+        if first_error is None:  # pragma: no cover - tokens is not empty
+            return None
+        reason, detail, raw = first_error
+        # Name the issuer and key in the report only when the token's key is a trusted one
+        # (in the key snapshot this request was verified against).
+        trusted = None
+        if reason in _KEY_KNOWN:
+            trusted = keys.keys.find(raw[TOKEN_KEY_ID_OFFSET:AUTHENTICATOR_INPUT_LENGTH])
+        if trusted is None:
+            return Refused(reason, detail)
+        return Refused(reason, detail, trusted.issuer_name, trusted.key.token_key_id)
+
+
+class VerifiedSessionSignal:
+    """The verified-session cookie: a MAC over the session id, younger than
+    ``verified_duration``, for the session cookie sent with it."""
+
+    name = "session"
+
+    def __init__(self, settings: Settings, sessions: SessionCodec) -> None:
+        self._cookie = settings.cookies.verified_cookie
+        self._duration = settings.verified_duration
+        self._sessions = sessions
+
+    def judge(self, state: RequestState) -> Verdict:
+        value = state.cookies.get(self._cookie)
+        if value and self._sessions.is_verified(value, state.session, self._duration):
+            return Accepted(VIA_SESSION, outcome=Outcome.SESSION)
+        return None
+
+
+__all__ = [
+    "VIA_SESSION",
+    "Accepted",
+    "PrivateTokenSignal",
+    "Refused",
+    "TrustSignal",
+    "Verdict",
+    "VerifiedSessionSignal",
+]
