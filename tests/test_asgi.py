@@ -166,6 +166,8 @@ def test_valid_token_reaches_the_app(
         "token_type": 2,
         "token_key_id": issuer_key.token_key_id.hex(),
         "via_session": False,
+        "signal": "private-token",
+        "label": None,
     }
     assert VERIFIED_COOKIE in response.cookies
     assert "Secure" not in response.headers["Set-Cookie"]

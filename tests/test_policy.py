@@ -439,7 +439,7 @@ def test_verified_session_passes_without_a_token(
     assert _redeem(browser, rsa_2048, issuer_key).outcome is Outcome.PASS
     decision = browser.get()
     assert decision.outcome is Outcome.SESSION
-    assert decision.token == TokenInfo(None, None, None, via_session=True)
+    assert decision.token == TokenInfo(None, None, None, via_session=True, signal="session")
     assert browser.get("/api/other").outcome is Outcome.SESSION
 
 

@@ -34,7 +34,8 @@ logger = logging.getLogger("pat_middleware")
 
 
 def request_info(scope: Scope) -> RequestInfo:
-    """Read method, path, Host, Authorization and Cookie from an HTTP scope.
+    """Read method, path, Host, Authorization, Cookie and Sec-Redemption-Record from an HTTP
+    scope (only the headers the policy reads).
 
     Cookie and Host lines longer than ``MAX_HEADER_BYTES`` are dropped (no session, no host).
     Authorization is kept whatever its size: the policy refuses one longer than
@@ -43,9 +44,12 @@ def request_info(scope: Scope) -> RequestInfo:
     host: str | None = None
     authorization: list[str] = []
     cookie: list[str] = []
+    records: list[str] = []
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
             authorization.append(value.decode("latin-1"))
+        elif name == b"sec-redemption-record":  # any size: its parser bounds it
+            records.append(value.decode("latin-1"))
         elif len(value) > MAX_HEADER_BYTES:
             continue
         elif name == b"cookie":
@@ -60,6 +64,7 @@ def request_info(scope: Scope) -> RequestInfo:
         host=host,
         authorization=", ".join(authorization) or None,
         cookie="; ".join(cookie) or None,
+        redemption_record=", ".join(records) or None,
     )
 
 

@@ -78,6 +78,7 @@ def request_info(environ: Mapping[str, Any], *routed: str) -> RequestInfo:
         # Any size: the policy refuses an over-long one as malformed, before parsing it.
         authorization=_header(environ, "HTTP_AUTHORIZATION", limit=None),
         cookie=_header(environ, "HTTP_COOKIE"),
+        redemption_record=_header(environ, "HTTP_SEC_REDEMPTION_RECORD", limit=None),
     )
 
 

@@ -44,6 +44,8 @@ class RequestInfo:
     paths: tuple[str, ...] = ()
     authorization: str | None = field(default=None, repr=False)  # carries a token
     cookie: str | None = field(default=None, repr=False)  # carries signed session marks
+    #: ``Sec-Redemption-Record`` (Private State Tokens): records from trusted issuers.
+    redemption_record: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,11 @@ class TokenInfo:
     token_type: int | None
     token_key_id: str | None  # hex
     via_session: bool = False  # passed on a verified session rather than a fresh token
+    #: The trust signal that let the request through: ``private-token``, ``session`` or
+    #: ``redemption-record`` (then ``issuer`` is the PST issuer origin and ``label`` the
+    #: issuer's key id, its trust label).
+    signal: str = "private-token"
+    label: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from types import MappingProxyType
 
 from ..core.clock import high_water
@@ -52,7 +52,10 @@ class Policy:
         clock: Callable[[], float] = time.time,
         refresh_in_background: bool = True,
         metrics: MetricsHook | None = None,
+        signals: Sequence[TrustSignal] = (),
     ) -> None:
+        """``signals`` are trust signals of your own, asked after the Private Access Token
+        and before the verified session (see :mod:`pat_middleware.policy.signals`)."""
         self.settings = settings
         # One clock for windows, cookies, keys and the memory store: never backwards.
         self.clock = clock = high_water(clock)
@@ -113,10 +116,12 @@ class Policy:
             settings, self.strategy, self.sessions, cookies, Observer(metrics)
         )
         #: The trust signals, asked in order: the first one present decides.
-        self.signals: Sequence[TrustSignal] = (
+        self.signals: tuple[TrustSignal, ...] = (
             PrivateTokenSignal(settings, self.strategy, source),
+            *signals,
             VerifiedSessionSignal(settings, self.sessions),
         )
+        self._signals_by_choice: dict[frozenset[str], tuple[TrustSignal, ...]] = {}
         # A store that never blocks (the memory store) is called directly from async code
         # too: no coroutines per request for a dict operation.
         self._async_store = (
@@ -197,9 +202,25 @@ class Policy:
 
     # --------------------------------------------------------------------- evaluation
 
-    def evaluate(self, request: RequestInfo, *, force: bool = False) -> Decision:
-        """Judge a request. ``force`` protects it whatever the path settings say."""
-        step = self._judge(request, force)
+    def signals_for(self, accept: Collection[str] | None) -> tuple[TrustSignal, ...]:
+        """The signals a route accepts (``accept``: their names; None: all of them). Names
+        of no signal here accept nothing (fail closed); decorators check them at start-up."""
+        if accept is None:
+            return self.signals
+        key = frozenset(accept)
+        chosen = self._signals_by_choice.get(key)
+        if chosen is None:
+            chosen = tuple(s for s in self.signals if s.name in key)
+            self._signals_by_choice[key] = chosen
+        return chosen
+
+    def evaluate(
+        self, request: RequestInfo, *, force: bool = False, accept: Collection[str] | None = None
+    ) -> Decision:
+        """Judge a request. ``force`` protects it whatever the path settings say; ``accept``
+        limits the trust signals it may pass on (by name: ``private-token``, ``session``,
+        ``redemption-record``)."""
+        step = self._judge(request, force, accept)
         if not isinstance(step, tuple):
             return step
         state, accepted = step
@@ -214,9 +235,11 @@ class Policy:
                 return self._replayed(state, accepted)
         return self.responses.passed(state, accepted)
 
-    async def evaluate_async(self, request: RequestInfo, *, force: bool = False) -> Decision:
+    async def evaluate_async(
+        self, request: RequestInfo, *, force: bool = False, accept: Collection[str] | None = None
+    ) -> Decision:
         """:meth:`evaluate` for async adapters: uses the store's async form when it has one."""
-        step = self._judge(request, force)
+        step = self._judge(request, force, accept)
         if not isinstance(step, tuple):
             return step
         state, accepted = step
@@ -243,7 +266,9 @@ class Policy:
         )
         return self.responses.refuse(state, refused)
 
-    def _judge(self, request: RequestInfo, force: bool) -> Decision | tuple[RequestState, Accepted]:
+    def _judge(
+        self, request: RequestInfo, force: bool, accept: Collection[str] | None = None
+    ) -> Decision | tuple[RequestState, Accepted]:
         """Everything up to the store: a decision, or the accepted signal to spend."""
         if not force:
             try:
@@ -267,7 +292,7 @@ class Policy:
             return responses.refuse(state, refused)
         if not state.keys.templates:
             return responses.no_keys(state)
-        for signal in self.signals:
+        for signal in self.signals if accept is None else self.signals_for(accept):
             verdict = signal.judge(state)
             if verdict is None:
                 continue

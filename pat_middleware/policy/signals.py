@@ -14,10 +14,12 @@ not change.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..core.headers import parse_authorization
+from ..core.redemption_record import RecordVerifier
 from ..core.verify import TrustedKey, verify_token
 from ..core.wire import AUTHENTICATOR_INPUT_LENGTH, GREASE_TOKEN_TYPES, TOKEN_KEY_ID_OFFSET
 from ..discovery import KeySource
@@ -32,7 +34,14 @@ from .strategies import ContextStrategy, RequestState
 _KEY_KNOWN = frozenset(
     {Reason.WRONG_LENGTH, Reason.CHALLENGE_MISMATCH, Reason.EXPIRED, Reason.BAD_SIGNATURE}
 )
-VIA_SESSION = TokenInfo(issuer=None, token_type=None, token_key_id=None, via_session=True)
+#: The names of the built-in signals, as settings and decorators spell them.
+PRIVATE_TOKEN = "private-token"  # noqa: S105 - a signal's name, not a password
+REDEMPTION_RECORD = "redemption-record"
+SESSION = "session"
+SIGNAL_NAMES = frozenset({PRIVATE_TOKEN, REDEMPTION_RECORD, SESSION})
+VIA_SESSION = TokenInfo(
+    issuer=None, token_type=None, token_key_id=None, via_session=True, signal=SESSION
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +94,7 @@ class PrivateTokenSignal:
     """``Authorization: PrivateToken``: verified in spec order against the keys in force and
     the challenges the strategy says this request may answer."""
 
-    name = "private-token"
+    name = PRIVATE_TOKEN
 
     def __init__(self, settings: Settings, strategy: ContextStrategy, source: KeySource) -> None:
         self._max_length = settings.max_authorization_length
@@ -152,7 +161,7 @@ class VerifiedSessionSignal:
     """The verified-session cookie: a MAC over the session id, younger than
     ``verified_duration``, for the session cookie sent with it."""
 
-    name = "session"
+    name = SESSION
 
     def __init__(self, settings: Settings, sessions: SessionCodec) -> None:
         self._cookie = settings.cookies.verified_cookie
@@ -166,10 +175,52 @@ class VerifiedSessionSignal:
         return None
 
 
+class RedemptionRecordSignal:
+    """``Sec-Redemption-Record`` (Private State Tokens): a record from a trusted issuer,
+    verified against its published keys (signature, issuer, expiry, redeeming origin).
+
+    A record is a bearer credential the browser re-sends while it lives, so nothing is
+    spent: the same record passes again until it expires. Entries from issuers this site
+    does not trust are skipped (no signal); a forged, expired, truncated or re-labelled
+    record from a trusted one is refused with its reason.
+    """
+
+    name = REDEMPTION_RECORD
+
+    def __init__(self, verifier: Callable[[], RecordVerifier]) -> None:
+        self._verifier = verifier  # the current keys: fetched ones change
+
+    def judge(self, state: RequestState) -> Verdict:
+        value = state.request.redemption_record
+        if not value:
+            return None
+        try:
+            record = self._verifier().verify(value, now=state.now)
+        except TokenError as e:
+            if e.reason is Reason.UNTRUSTED_ISSUER:
+                return None
+            return Refused(e.reason, e.detail)
+        if record is None:
+            return None
+        info = TokenInfo(
+            issuer=record.issuer,
+            token_type=None,
+            token_key_id=None,
+            signal=REDEMPTION_RECORD,
+            label=record.key_id,
+        )
+        return Accepted(info, earns_session=True, issuer=record.issuer)
+
+
 __all__ = [
+    "PRIVATE_TOKEN",
+    "REDEMPTION_RECORD",
+    "SESSION",
+    "SIGNAL_NAMES",
     "VIA_SESSION",
     "Accepted",
     "PrivateTokenSignal",
+    "RedemptionRecordSignal",
     "Refused",
     "TrustSignal",
     "Verdict",
