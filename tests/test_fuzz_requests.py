@@ -405,6 +405,7 @@ ASGI_APPS = {mode: PrivateTokenMiddleware(_asgi_app, policy=POLICIES[mode]) for 
 def run_asgi(mode: str, built: Built) -> tuple[int, list[tuple[str, str]], object]:
     scope: dict[str, Any] = {
         "type": "http",
+        "scheme": "https",
         "method": built.method,
         "path": built.path,
         "query_string": b"",
@@ -491,7 +492,13 @@ def test_adapters_read_requests_the_same_way() -> None:
         False,
         False,
     )
-    scope = {"type": "http", "method": "POST", "path": "/p", "headers": built.headers}
+    scope = {
+        "type": "http",
+        "scheme": "https",
+        "method": "POST",
+        "path": "/p",
+        "headers": built.headers,
+    }
     from pat_middleware.integrations.wsgi import request_info as wsgi_request_info
 
     assert wsgi_request_info(wsgi_environ(built)) == request_info(scope)

@@ -33,6 +33,9 @@ WS_POLICY_VIOLATION = 1008
 logger = logging.getLogger("pat_middleware")
 
 
+_SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
+
+
 def request_info(scope: Scope) -> RequestInfo:
     """Read method, path, Host, Authorization, Cookie and Sec-Redemption-Record from an HTTP
     scope (only the headers the policy reads).
@@ -62,6 +65,7 @@ def request_info(scope: Scope) -> RequestInfo:
         path=paths[0],
         paths=paths[1:],
         host=host,
+        scheme=_SCHEMES.get(scope.get("scheme", "")),
         authorization=", ".join(authorization) or None,
         cookie="; ".join(cookie) or None,
         redemption_record=", ".join(records) or None,

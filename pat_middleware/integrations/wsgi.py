@@ -75,6 +75,7 @@ def request_info(environ: Mapping[str, Any], *routed: str) -> RequestInfo:
         path=paths[0],
         paths=paths[1:],
         host=_header(environ, "HTTP_HOST") or _header(environ, "SERVER_NAME"),
+        scheme=_header(environ, "wsgi.url_scheme"),
         # Any size: the policy refuses an over-long one as malformed, before parsing it.
         authorization=_header(environ, "HTTP_AUTHORIZATION", limit=None),
         cookie=_header(environ, "HTTP_COOKIE"),

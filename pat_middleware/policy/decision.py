@@ -39,6 +39,9 @@ class RequestInfo:
     method: str
     path: str
     host: str | None = None
+    #: ``http`` or ``https`` as the server saw it (None: unknown). Cookies on a loopback
+    #: host over plain http drop ``Secure`` (see :class:`~.strategies.Cookies`).
+    scheme: str | None = None
     #: Other spellings of the path the server or framework may act on (raw target, routed
     #: path, with or without the mount prefix); see :mod:`pat_middleware.core.paths`.
     paths: tuple[str, ...] = ()

@@ -36,6 +36,10 @@ logger = logging.getLogger("pat_middleware")
 _NO_COOKIES: Mapping[str, str] = MappingProxyType({})
 
 
+def names_are_secure(cookies: Cookies, request: RequestInfo) -> bool:
+    return cookies.names_for(request).secure
+
+
 class Policy:
     """Settings + keys + stores. Thread- and task-safe; build one per app at start-up.
 
@@ -104,7 +108,7 @@ class Policy:
         self.sessions = SessionCodec(
             derive_key(settings.secret, "cookies"), lifetime=settings.session_lifetime, clock=clock
         )
-        cookies = Cookies(settings, self.sessions)
+        self.cookies = cookies = Cookies(settings, self.sessions)
         # With a per-process store, contexts are derived with its epoch (new per store and
         # per process): a challenge is redeemable only where its spend is recorded.
         contexts = ContextDeriver(self._context_key, self.guard.epoch)
@@ -131,7 +135,8 @@ class Policy:
             else None
         )
         self._protects = settings.protects
-        self._session_cookie = settings.cookies.session_cookie
+        # Warn once when a token arrives over http without the Secure session cookie.
+        self._warn_secure = settings.cookies.secure and self.mode is not ContextMode.NONE
         self._origins = frozenset(settings.origin_info)
 
     def __repr__(self) -> str:
@@ -280,8 +285,12 @@ class Policy:
         started = responses.observer.started()
         now = self.clock()
         cookies = parse_cookie_header(request.cookie) if request.cookie else _NO_COOKIES
-        session = self.sessions.load_session(cookies.get(self._session_cookie)) if cookies else None
-        state = RequestState(request, now, session, self._keys.current(now), cookies, started)
+        names = self.cookies.names_for(request)
+        session = self.sessions.load_session(cookies.get(names.session)) if cookies else None
+        if session is None and self._warn_secure and request.scheme == "http":
+            self._no_secure_cookie(request)
+        keys = self._keys.current(now)
+        state = RequestState(request, now, session, keys, cookies, started, names)
         if self.guard.per_process:
             problem = self.guard.on_request(spending=bool(request.authorization))
             if problem is not None:
@@ -300,6 +309,18 @@ class Policy:
                 return responses.refuse(state, verdict)
             return state, verdict
         return responses.challenge(state)
+
+    def _no_secure_cookie(self, request: RequestInfo) -> None:
+        """A token over plain http without a session cookie: a Secure cookie set on an
+        earlier answer never came back. Said once per process, naming the setting."""
+        if request.authorization and names_are_secure(self.cookies, request):
+            self._warn_secure = False
+            logger.warning(
+                "a token arrived over plain http without the session cookie: cookie_secure "
+                "is true, so clients send the cookie only over https and the token fails "
+                "with challenge_mismatch; serve https, or set cookie_secure = false (or "
+                "development = true) while testing over http"
+            )
 
     def _host_allowed(self, host: str | None) -> bool:
         if not host:

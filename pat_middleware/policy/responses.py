@@ -50,7 +50,6 @@ class Responses:
         "_sessions",
         "_strategy",
         "_unavailable_status",
-        "_verified_cookie",
         "_verified_duration",
         "observer",
     )
@@ -71,7 +70,6 @@ class Responses:
         self._failure_status = settings.failure_status
         self._unavailable_status = settings.store_unavailable_status
         self._refusal_headers = (("Content-Type", settings.challenge_content_type), _NO_STORE)
-        self._verified_cookie = settings.cookies.verified_cookie
         self._verified_duration = settings.verified_duration
 
     def passed(self, state: RequestState, accepted: Accepted) -> Decision:
@@ -82,11 +80,12 @@ class Responses:
         if accepted.earns_session and duration > 0:
             made: list[SetCookie] = []
             session = state.session
+            names = state.names
             if session is None:
                 session = self._sessions.new_session()
-                made.append(self._cookies.session(session))
+                made.append(self._cookies.session(names, session))
             value = self._sessions.dump_verified(session)
-            made.append(self._cookies.make(self._verified_cookie, value, duration))
+            made.append(self._cookies.make(names, names.verified, value, duration))
             cookies = tuple(made)
         self.observer.report(
             accepted.outcome,

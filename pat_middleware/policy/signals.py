@@ -164,12 +164,11 @@ class VerifiedSessionSignal:
     name = SESSION
 
     def __init__(self, settings: Settings, sessions: SessionCodec) -> None:
-        self._cookie = settings.cookies.verified_cookie
         self._duration = settings.verified_duration
         self._sessions = sessions
 
     def judge(self, state: RequestState) -> Verdict:
-        value = state.cookies.get(self._cookie)
+        value = state.cookies.get(state.names.verified)
         if value and self._sessions.is_verified(value, state.session, self._duration):
             return Accepted(VIA_SESSION, outcome=Outcome.SESSION)
         return None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from ..core.verify import VerifiedToken
@@ -41,7 +42,16 @@ Matcher = Callable[[bytes], "TokenChallenge | None"]
 class RequestState:
     """Per-request working state, shared by the strategy, the trust signals and the answer."""
 
-    __slots__ = ("cookies", "keys", "now", "request", "session", "set_cookies", "started")
+    __slots__ = (
+        "cookies",
+        "keys",
+        "names",
+        "now",
+        "request",
+        "session",
+        "set_cookies",
+        "started",
+    )
 
     def __init__(
         self,
@@ -51,7 +61,9 @@ class RequestState:
         keys: KeySnapshot,
         cookies: Mapping[str, str],
         started: float,
+        names: CookieNames,
     ) -> None:
+        self.names = names  # the cookies' names for this request (see Cookies.names_for)
         self.request = request
         self.now = now
         self.session = session
@@ -85,25 +97,73 @@ class ContextStrategy(Protocol):
         ...
 
 
-class Cookies:
-    """Makes the :class:`SetCookie` values of the session, verified and pending cookies."""
+@dataclass(frozen=True, slots=True)
+class CookieNames:
+    """The cookies' names as they travel, and whether they are Secure."""
 
-    __slots__ = ("_opts", "_sessions", "session_lifetime")
+    session: str
+    verified: str
+    pending: str
+    secure: bool
+
+
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """A Host header naming this machine: ``localhost``, ``127.0.0.1`` or ``[::1]``, any port."""
+    if not host:
+        return False
+    host = host.strip().lower()
+    if host.startswith("["):
+        name = host.partition("]")[0] + "]"
+    else:
+        name = host.rpartition(":")[0] if host.count(":") == 1 else host
+    return name in _LOOPBACK_HOSTS or name.endswith(".localhost")
+
+
+class Cookies:
+    """Makes the :class:`SetCookie` values of the session, verified and pending cookies.
+
+    With ``cookie_secure`` (the default) they are Secure and named with the ``__Host-``
+    prefix, except for a request over plain http to a loopback host (``localhost``,
+    ``127.0.0.1``, ``[::1]``), or any plain-http request in ``development`` mode: there a
+    Secure cookie would never come back from most clients, so the quickstart would fail
+    with ``challenge_mismatch``. Such requests get (and read) plain cookies.
+    """
+
+    __slots__ = ("_development", "_opts", "_sessions", "plain", "secure", "session_lifetime")
 
     def __init__(self, settings: Settings, sessions: SessionCodec) -> None:
-        self._opts = settings.cookies
+        opts = self._opts = settings.cookies
         self._sessions = sessions
+        self._development = settings.development
         self.session_lifetime = settings.session_lifetime
-
-    def make(self, name: str, value: str, max_age: int) -> SetCookie:
-        opts = self._opts
-        return SetCookie(
-            name, value, max_age, opts.path, opts.domain, opts.secure, opts.samesite
+        self.secure = CookieNames(
+            opts.session_cookie, opts.verified_cookie, opts.pending_cookie, opts.secure
+        )
+        self.plain = CookieNames(
+            opts.session_name, opts.verified_name, opts.session_name + "_c", False
         )
 
-    def session(self, session: Session) -> SetCookie:
+    def names_for(self, request: RequestInfo) -> CookieNames:
+        """The names (and Secure flag) for this request's cookies."""
+        if (
+            self.secure.secure
+            and request.scheme == "http"
+            and (self._development or is_loopback_host(request.host))
+        ):
+            return self.plain
+        return self.secure
+
+    def make(self, names: CookieNames, name: str, value: str, max_age: int) -> SetCookie:
+        opts = self._opts
+        same_site = opts.samesite if names.secure or opts.samesite != "None" else "Lax"
+        return SetCookie(name, value, max_age, opts.path, opts.domain, names.secure, same_site)
+
+    def session(self, names: CookieNames, session: Session) -> SetCookie:
         value = self._sessions.dump_session(session)
-        return self.make(self._opts.session_cookie, value, self.session_lifetime)
+        return self.make(names, names.session, value, self.session_lifetime)
 
 
 class NoContext:
@@ -144,7 +204,6 @@ class _SessionBound:
         self.cookies = cookies
         self.contexts: ContextDeriver | None = contexts
         self.windows = windows
-        self._pending_cookie = settings.cookies.pending_cookie
 
     def _derive(self) -> ContextDeriver:
         contexts = self.contexts
@@ -164,7 +223,7 @@ class _SessionBound:
             return session, False
         session = self.sessions.new_session()
         state.session = session
-        state.set_cookies.append(self.cookies.session(session))
+        state.set_cookies.append(self.cookies.session(state.names, session))
         return session, True
 
 
@@ -230,14 +289,14 @@ class PerRequest(_SessionBound):
         previous = [] if fresh else self._pending(state, session)
         kept = [s for s in previous if s != slot][-(MAX_PENDING_CHALLENGES - 1) :]
         value = self.sessions.dump_pending(session, [*kept, slot])
-        state.set_cookies.append(
-            self.cookies.make(self._pending_cookie, value, self.settings.max_age + REPLAY_TTL_SLACK)
-        )
+        names = state.names
+        max_age = self.settings.max_age + REPLAY_TTL_SLACK
+        state.set_cookies.append(self.cookies.make(names, names.pending, value, max_age))
         return render_challenges(state.keys.pieces, context, self.settings.max_age)
 
     def _pending(self, state: RequestState, session: Session) -> list[int]:
         return self.sessions.load_pending(
-            state.cookies.get(self._pending_cookie), session, self.settings.session_lifetime
+            state.cookies.get(state.names.pending), session, self.settings.session_lifetime
         )
 
     def _candidates(self, state: RequestState) -> Iterator[tuple[bytes, bool]]:
@@ -290,11 +349,13 @@ def strategy_for(
 __all__ = [
     "REPLAY_TTL_SLACK",
     "ContextStrategy",
+    "CookieNames",
     "Cookies",
     "Matcher",
     "NoContext",
     "PerRequest",
     "PerSession",
     "RequestState",
+    "is_loopback_host",
     "strategy_for",
 ]
