@@ -1,22 +1,24 @@
-"""Issuer key discovery: the sans-IO directory state machine, the key source, the refresher."""
+"""Issuer key discovery: documents fetched over HTTP and kept fresh, without I/O in the rules.
+
+* :mod:`.fetch`: what a fetch is (request, response, fetcher, outcomes, hooks).
+* :mod:`.directory_state`: the sans-IO state machine of one issuer directory (RFC 9578 §4).
+* :mod:`.key_source`: every configured issuer's token keys, and the refreshes that keep them.
+* :mod:`.refresher`: the httpx fetcher and the background thread (imports httpx).
+"""
 
 from __future__ import annotations
 
-from .state import (
-    MAX_LISTED_KEYS,
+from .directory_state import MAX_LISTED_KEYS, DirectoryState, IssuerKeys, ListedKey
+from .fetch import (
     DirectoryFetchError,
     DirectoryRequest,
     DirectoryResponse,
-    DirectoryState,
     Fetcher,
-    IssuerKeys,
-    KeySelection,
-    KeySource,
-    ListedKey,
     Refresh,
     RefreshHooks,
     RefreshResult,
 )
+from .key_source import KeySelection, KeySource
 
 __all__ = [
     "MAX_LISTED_KEYS",

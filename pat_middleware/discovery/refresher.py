@@ -29,14 +29,14 @@ import httpx
 
 from .._version import __version__
 from ..core.directory import MAX_DIRECTORY_SIZE
-from .state import (
+from .fetch import (
     DirectoryFetchError,
     DirectoryRequest,
     DirectoryResponse,
-    KeySource,
     RefreshHooks,
     run_in_new_loop,
 )
+from .key_source import KeySource
 
 logger = logging.getLogger("pat_middleware")
 
