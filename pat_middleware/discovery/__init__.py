@@ -1,8 +1,11 @@
 """Issuer key discovery: documents fetched over HTTP and kept fresh, without I/O in the rules.
 
 * :mod:`.fetch`: what a fetch is (request, response, fetcher, outcomes, hooks).
-* :mod:`.directory_state`: the sans-IO state machine of one issuer directory (RFC 9578 §4).
-* :mod:`.key_source`: every configured issuer's token keys, and the refreshes that keep them.
+* :mod:`.resource`: the sans-IO HTTP half of every state machine (freshness, ETag, back-off,
+  content type, grace for removed keys); :mod:`.source`: the refresh runner (one deadline
+  per fetch, one fetch per document at a time, the unknown-key refresh).
+* :mod:`.directory_state`: the state machine of one issuer directory (RFC 9578 §4);
+  :mod:`.key_source`: every configured issuer's token keys.
 * :mod:`.refresher`: the httpx fetcher and the background thread (imports httpx).
 """
 
@@ -19,6 +22,7 @@ from .fetch import (
     RefreshResult,
 )
 from .key_source import KeySelection, KeySource
+from .source import RefreshingSource
 
 __all__ = [
     "MAX_LISTED_KEYS",
@@ -34,4 +38,5 @@ __all__ = [
     "Refresh",
     "RefreshHooks",
     "RefreshResult",
+    "RefreshingSource",
 ]

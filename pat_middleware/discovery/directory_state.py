@@ -22,18 +22,19 @@ The rules, and why:
   are then still being redeemed. Static keys are always trusted.
 * A failed fetch, an error status, a Content-Type other than the directory's media type or
   JSON, or a document without one usable key keeps the last good keys; retries back off
-  from ``directory_refresh_min`` to ``directory_refresh_max``.
+  from ``directory_refresh_min`` to ``directory_refresh_max``. These HTTP rules (and
+  freshness, ETags, the unknown-key refresh) are :class:`~.resource.ResourceState`'s.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..core.directory import (
     ISSUER_DIRECTORY_MEDIA_TYPE,
+    MAX_DIRECTORY_SIZE,
     DirectoryKey,
     parse_directory,
 )
@@ -41,23 +42,11 @@ from ..core.wire import TOKEN_TYPE_BLIND_RSA
 from ..errors import DecodeError
 from ..settings import DiscoveryOptions
 from ..tokens.blind_rsa import IssuerKey
-from .fetch import DirectoryRequest, DirectoryResponse, Refresh, RefreshResult, shown_url
+from .resource import MAX_RETIRED_KEYS, ResourceState, retire
 
 #: Keys taken from one directory, most preferred first; the rest are ignored. Bounds the
 #: key ring, which every token lookup walks in constant time.
 MAX_LISTED_KEYS = 16
-#: Keys kept past their removal from the directory, at most (the soonest to expire go first).
-MAX_RETIRED_KEYS = 16
-#: Refresh this share of the freshness lifetime early, but at most REFRESH_AHEAD_MAX seconds.
-REFRESH_AHEAD_FRACTION = 0.1
-REFRESH_AHEAD_MAX = 300
-_MAX_ETAG_LENGTH = 256
-_ETAG = re.compile(r'(W/)?"[\x21\x23-\x7e]*"')
-_MAX_AGE = re.compile(r'\s*max-age\s*=\s*"?(\d{1,10})"?\s*', re.IGNORECASE)
-_ACCEPT = f"{ISSUER_DIRECTORY_MEDIA_TYPE}, application/json;q=0.5"
-_JSON_MEDIA_TYPE = re.compile(r"application/(?:[a-z0-9!#$&^_.-][a-z0-9!#$&^_.+-]*\+)?json")
-_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
-_MAX_SHOWN_CONTENT_TYPE = 64
 _NEVER = math.inf
 
 
@@ -82,8 +71,17 @@ class IssuerKeys:
     accepted: tuple[IssuerKey, ...]
 
 
-class DirectoryState:
-    """The directory state machine of one issuer. Not thread-safe: :class:`KeySource` locks."""
+class DirectoryState(ResourceState):
+    """The directory state machine of one issuer. Not thread-safe: :class:`KeySource` locks.
+
+    Fetching, validators, freshness and back-off are :class:`ResourceState`'s; this class
+    reads directories and chooses keys."""
+
+    noun = "directory"
+    media_type = ISSUER_DIRECTORY_MEDIA_TYPE
+    max_size = MAX_DIRECTORY_SIZE
+    key_noun = "token key"
+    without_keys = "requests are then refused with 503 until keys arrive"
 
     def __init__(
         self,
@@ -95,25 +93,12 @@ class DirectoryState:
         allow_4096: bool = False,
         setting: str = "",
     ) -> None:
-        if not urls:
-            raise ValueError("a directory state needs at least one URL")
-        self.name = name
-        self.urls = tuple(urls)
-        self.options = options
+        super().__init__(name, urls, options, setting=setting)
         self.static = tuple(static)
         self.allow_4096 = allow_4096
-        self.setting = setting
-        self.etag: str | None = None
         self.listed: tuple[ListedKey, ...] = ()
         #: token_key_id -> (key, trusted until): keys that left the directory.
         self.retired: dict[bytes, tuple[IssuerKey, float]] = {}
-        #: The freshness lifetime of the last good answer, clamped to the refresh bounds.
-        self.freshness: float = 0.0
-        self.next_refresh: float = -_NEVER
-        self.failures = 0
-        self.last_error: str | None = None
-        self._url_index = 0
-        self._last_forced = -_NEVER
 
     def __repr__(self) -> str:
         return (
@@ -122,84 +107,25 @@ class DirectoryState:
         )
 
     @property
-    def url(self) -> str:
-        """The URL the next request goes to."""
-        return self.urls[self._url_index]
-
-    @property
     def has_keys(self) -> bool:
         return bool(self.static or self.listed or self.retired)
 
-    def due(self, now: float) -> bool:
-        return now >= self.next_refresh
+    def key_count(self) -> int:
+        return len(self.static) + len(self.listed) + len(self.retired)
 
-    def request(self) -> DirectoryRequest:
-        headers = [("Accept", _ACCEPT)]
-        if self.etag is not None:
-            headers.append(("If-None-Match", self.etag))
-        return DirectoryRequest(self.url, tuple(headers))
-
-    def request_refresh(self, now: float) -> bool:
-        """Make a refresh due now (a token named an unknown key), at most once per
-        ``directory_unknown_key_refresh`` seconds. True when it did."""
-        if now - self._last_forced < self.options.unknown_key_refresh:
-            return False
-        self._last_forced = now
-        self.next_refresh = min(self.next_refresh, now)
-        return True
+    def describe(self, now: float) -> str:
+        current = next((k for k in self.listed if k.is_current(now)), None)
+        preferred = current.key.token_key_id.hex()[:16] if current else "none yet"
+        return f"directory lists {len(self.listed)} key(s); preferred key id {preferred}"
 
     # ---------------------------------------------------------------------- answers
 
-    def receive(self, response: DirectoryResponse, now: float) -> RefreshResult:
-        headers = {name.lower(): value for name, value in response.headers.items()}
-        status = response.status
-        if status == 404 and self._url_index + 1 < len(self.urls):
-            self._url_index += 1
-            self.etag = None  # a validator belongs to the URL that sent it
-            return RefreshResult(
-                Refresh.RETRY, f"HTTP 404 at {shown_url(self.urls[self._url_index - 1])}"
-            )
-        if status == 304:
-            if self.etag is None:
-                return self.fail("HTTP 304 to a request without If-None-Match", now)
-            self._succeeded(headers, now)
-            return RefreshResult(Refresh.NOT_MODIFIED)
-        if status != 200:
-            return self.fail(f"HTTP {status}", now)
-        refused = _content_type_problem(headers.get("content-type"))
-        if refused is not None:
-            return self.fail(refused, now)
-        try:
-            directory = parse_directory(response.body)
-        except DecodeError as e:
-            return self.fail(str(e), now)
+    def _take(self, body: bytes, now: float) -> bool:
+        directory = parse_directory(body)
         listed = self._parse_keys(directory.token_keys)
         if not listed:
-            return self.fail("the directory lists no usable token type 2 key", now)
-        changed = self._install(listed, now)
-        self.etag = _etag(headers.get("etag"))
-        self._succeeded(headers, now)
-        return RefreshResult(Refresh.CHANGED if changed else Refresh.UNCHANGED)
-
-    def fail(self, detail: str, now: float) -> RefreshResult:
-        """A failed refresh: keep the keys, back off, start again from the first URL."""
-        self.failures += 1
-        self.last_error = detail
-        backoff = self.options.refresh_min * 2 ** min(self.failures - 1, 20)
-        self.next_refresh = now + min(self.options.refresh_max, backoff)
-        if self._url_index:
-            self._url_index = 0
-            self.etag = None
-        return RefreshResult(Refresh.FAILED, detail)
-
-    def _succeeded(self, headers: Mapping[str, str], now: float) -> None:
-        self.failures = 0
-        self.last_error = None
-        lifetime = _freshness_lifetime(headers)
-        low, high = self.options.refresh_min, self.options.refresh_max
-        self.freshness = _clamp(lifetime, low, high)
-        early = min(lifetime * REFRESH_AHEAD_FRACTION, REFRESH_AHEAD_MAX)
-        self.next_refresh = now + _clamp(lifetime - early, low, high)
+            raise DecodeError("the directory lists no usable token type 2 key")
+        return self._install(listed, now)
 
     def _parse_keys(self, entries: Sequence[DirectoryKey]) -> tuple[ListedKey, ...]:
         """Type-2 keys in directory order, parsed (or reused when already known)."""
@@ -226,24 +152,13 @@ class DirectoryState:
     def _install(self, listed: tuple[ListedKey, ...], now: float) -> bool:
         before = [(k.key.token_key_id, k.not_before) for k in self.listed]
         after = [(k.key.token_key_id, k.not_before) for k in listed]
-        changed = before != after
         ids = {key_id for key_id, _ in after}
-        grace = max(self.options.key_grace, self.freshness)
-        for old in self.listed:
-            if old.key.token_key_id not in ids:
-                self.retired[old.key.token_key_id] = (old.key, now + grace)
-        for key_id in ids:
-            self.retired.pop(key_id, None)
-        self._prune(now)
+        removed = [
+            (k.key.token_key_id, k.key) for k in self.listed if k.key.token_key_id not in ids
+        ]
+        self.retired = retire(self.retired, removed, ids, now + self.grace(), now)
         self.listed = listed
-        return changed
-
-    def _prune(self, now: float) -> None:
-        live = sorted(
-            ((until, key_id, key) for key_id, (key, until) in self.retired.items() if until > now),
-            reverse=True,
-        )[:MAX_RETIRED_KEYS]
-        self.retired = {key_id: (key, until) for until, key_id, key in live}
+        return before != after
 
     # -------------------------------------------------------------------- selection
 
@@ -265,55 +180,6 @@ class DirectoryState:
         upcoming = [moment for moment in changes if moment > now]
         keys = IssuerKeys(self.name, preferred, tuple(accepted.values()))
         return keys, min(upcoming, default=_NEVER)
-
-
-def _content_type_problem(value: str | None) -> str | None:
-    """None for a directory's media type or JSON (``application/json``, ``application/*+json``;
-    parameters allowed), else why not: a page that merely parses as a directory (an error
-    page, a file someone uploaded) is not the issuer's directory."""
-    if value is None:
-        return f"the directory came without a Content-Type; expected {ISSUER_DIRECTORY_MEDIA_TYPE}"
-    media_type = value.split(";", 1)[0].strip().lower()
-    if media_type == ISSUER_DIRECTORY_MEDIA_TYPE or _JSON_MEDIA_TYPE.fullmatch(media_type):
-        return None
-    shown = _UNPRINTABLE.sub("?", value[:_MAX_SHOWN_CONTENT_TYPE])
-    more = "..." if len(value) > _MAX_SHOWN_CONTENT_TYPE else ""
-    return (
-        f"the directory came as Content-Type {shown!r}{more}; expected "
-        f"{ISSUER_DIRECTORY_MEDIA_TYPE} or JSON"
-    )
-
-
-def _freshness_lifetime(headers: Mapping[str, str]) -> float:
-    """Seconds the answer stays fresh (RFC 9111 §4.2.1): max-age minus Age; no max-age, or
-    no-cache / no-store, means none."""
-    value = headers.get("cache-control", "")
-    max_age: int | None = None
-    for directive in value.split(","):
-        name = directive.strip().lower()
-        if name in ("no-cache", "no-store"):
-            return 0.0
-        match = _MAX_AGE.fullmatch(directive)
-        if match and max_age is None:
-            max_age = int(match.group(1))
-    if max_age is None:
-        return 0.0
-    age_text = headers.get("age", "").strip()
-    age = int(age_text) if age_text.isdigit() and len(age_text) <= 10 else 0
-    return float(max(0, max_age - age))
-
-
-def _etag(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()
-    if len(value) > _MAX_ETAG_LENGTH or not _ETAG.fullmatch(value):
-        return None
-    return value
-
-
-def _clamp(value: float, low: float, high: float) -> float:
-    return max(low, min(high, value))
 
 
 __all__ = [

@@ -17,21 +17,26 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from ..core.directory import MAX_DIRECTORY_SIZE
 from ..errors import PrivateTokenError
 
 _T = TypeVar("_T")
 
 
 class DirectoryFetchError(PrivateTokenError):
-    """A directory could not be fetched (transport failure); the message is one line."""
+    """A directory (or any document discovery fetches, such as a JWK Set) could not be
+    fetched: a transport failure, or a body refused while reading. The message is one line."""
 
 
 @dataclass(frozen=True, slots=True)
 class DirectoryRequest:
-    """What to GET next: the URL and the request headers (Accept, If-None-Match)."""
+    """What to GET next: the URL and the request headers (Accept, If-None-Match), the most
+    body bytes to read, and what the document is called in errors."""
 
     url: str
     headers: tuple[tuple[str, str], ...]
+    max_size: int = MAX_DIRECTORY_SIZE
+    noun: str = "directory"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +49,14 @@ class DirectoryResponse:
 
 
 #: Performs a :class:`DirectoryRequest`; raises :class:`DirectoryFetchError` when no answer
-#: arrives. The body need only be read for status 200. A coroutine: :class:`KeySource`
-#: cancels it at the deadline, so it must give up its connection when cancelled.
+#: arrives. The body need only be read for status 200, at most ``max_size`` bytes of it. A
+#: coroutine: the key source cancels it at the deadline, so it must give up its connection
+#: when cancelled.
 Fetcher = Callable[[DirectoryRequest], Awaitable[DirectoryResponse]]
 
 
 class Refresh(enum.Enum):
-    """What one directory answer did to the state."""
+    """What one answer did to the state."""
 
     CHANGED = "changed"  # new keys or not-before values: rebuild what depends on them
     UNCHANGED = "unchanged"  # a 200 with the same keys
@@ -66,7 +72,7 @@ class RefreshResult:
 
 
 class RefreshHooks:
-    """What :class:`KeySource` asks of a background refresher. The default does nothing."""
+    """What a key source asks of a background refresher. The default does nothing."""
 
     def ensure_running(self) -> None:
         """Start the refresher if this process has none (lazily, and again after a fork)."""
