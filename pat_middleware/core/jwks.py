@@ -2,8 +2,10 @@
 
 An issuer publishes its record verification keys at :data:`JWKS_PATH` as
 ``application/jwk-set+json``; each key is named by its ``kid`` (by default its RFC 7638
-thumbprint). :class:`RecordKeySet` reads a set strictly: bounded, no duplicate names or
-kids, every key an Ed25519 public key with a kid, no private members. Every failure is a
+thumbprint). :meth:`RecordKeySet.from_bytes` reads a set strictly (bounded, no duplicate
+names or kids, every key an Ed25519 public key with a kid, no private members): for files an
+operator configures. :meth:`RecordKeySet.from_published` reads what an issuer serves, skipping
+keys meant for something else, as a consumer that fetches it must. Every failure is a
 :class:`~pat_middleware.errors.DecodeError`. No I/O: fetching a JWK Set is the caller's
 business (:mod:`pat_middleware.discovery` does it for origins).
 """
@@ -142,12 +144,44 @@ class RecordKeySet:
 
     @classmethod
     def from_json(cls, obj: object) -> RecordKeySet:
-        if not isinstance(obj, dict) or not isinstance(obj.get("keys"), list):
-            raise DecodeError("a JWK Set is an object with a keys list")
-        entries = obj["keys"]
+        entries = _entries(obj)
         if not 0 < len(entries) <= MAX_JWKS_KEYS:
             raise DecodeError(f"a JWK Set holds 1 to {MAX_JWKS_KEYS} keys")
         return cls(tuple(parse_jwk(entry) for entry in entries))
+
+    @classmethod
+    def from_published(cls, data: bytes | str) -> RecordKeySet:
+        """Read the JWK Set an issuer publishes, as a consumer fetching it should: the
+        document strictly (bounded, strict JSON, an object with a keys list, no private key
+        material anywhere), each key leniently. A key that does not verify records (another
+        key type, ``use: enc``, a bad ``x`` or ``kid``) is skipped, as is a later key with a
+        kid already seen; at most :data:`MAX_JWKS_KEYS` usable keys are kept, in document
+        order. Raises :class:`DecodeError` when none is left."""
+        if len(data) > MAX_JWKS_LENGTH:
+            raise DecodeError(f"the JWK Set is longer than {MAX_JWKS_LENGTH} bytes")
+        entries = _entries(strict_json(data, "the JWK Set"))
+        if any(isinstance(entry, dict) and "d" in entry for entry in entries):
+            # The issuer published a private key: anyone can forge its records.
+            raise DecodeError("the JWK Set holds private key material")
+        keys: dict[str, RecordKey] = {}
+        for entry in entries:
+            try:
+                key = parse_jwk(entry)
+            except DecodeError:
+                continue  # one key for another purpose does not spoil the others
+            keys.setdefault(key.kid, key)
+            if len(keys) == MAX_JWKS_KEYS:
+                break
+        if not keys:
+            raise DecodeError("the JWK Set holds no Ed25519 key that verifies records")
+        return cls(tuple(keys.values()))
+
+
+def _entries(obj: object) -> list[object]:
+    if not isinstance(obj, dict) or not isinstance(obj.get("keys"), list):
+        raise DecodeError("a JWK Set is an object with a keys list")
+    entries: list[object] = obj["keys"]
+    return entries
 
 
 __all__ = [

@@ -21,9 +21,11 @@ An RR is a bearer record that the browser re-sends for its lifetime, so a consum
 this order: the header entry's issuer is trusted (``untrusted_issuer``), the JWS is well formed
 (``malformed``), its ``kid`` is in that issuer's JWK Set (``unknown_key``), the signature
 (``bad_signature``), ``iss`` equals the entry's issuer (``untrusted_issuer``), ``iat``/``exp``
-with a small leeway (``expired``: outside the validity window, either side), and
-``redeeming_origin`` is one of the origins it accepts (``wrong_origin``). The same RR is
-accepted again while it lives; ``jti`` lets a consumer rate-limit one record.
+with a small leeway (``expired``: outside the validity window, either side),
+``redeeming_origin`` is one of the origins it accepts (``wrong_origin``), and, when the consumer
+accepts only some trust labels from that issuer, ``key_id`` is one of them
+(``untrusted_issuer``). The same RR is accepted again while it lives; ``jti`` lets a consumer
+rate-limit one record.
 
 Every failure is a :class:`~pat_middleware.errors.TokenError` (with a :class:`Reason`) or a
 :class:`~pat_middleware.errors.DecodeError`; nothing else escapes. No I/O happens here:
@@ -40,7 +42,7 @@ import json
 import math
 import secrets
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -215,11 +217,13 @@ def verify_redemption_record(
     accepted_origins: Collection[str],
     now: float,
     leeway: float = DEFAULT_LEEWAY,
+    labels: Collection[int] | None = None,
 ) -> RedemptionRecord:
     """Verify one record from ``issuer`` (whose JWK Set is ``keys``) at time ``now``.
 
     ``accepted_origins`` are the redeeming (top-level) origins this consumer accepts, as
-    serialized origins; a record for any other is refused with ``wrong_origin``. Raises
+    serialized origins; a record for any other is refused with ``wrong_origin``. ``labels``,
+    when given, are the trust labels (PST key ids) accepted from this issuer. Raises
     :class:`TokenError` with the reasons listed in the module docstring, in that order.
     """
     try:
@@ -250,6 +254,10 @@ def verify_redemption_record(
         raise TokenError(Reason.MALFORMED, f"accepted origin: {e}") from None
     if record.redeeming_origin not in accepted:
         raise TokenError(Reason.WRONG_ORIGIN, "the record was redeemed for another origin")
+    if labels is not None and record.key_id not in labels:
+        raise TokenError(
+            Reason.UNTRUSTED_ISSUER, "the record's trust label is not accepted from this issuer"
+        )
     return record
 
 
@@ -263,10 +271,12 @@ def verify_redemption_record_header(
     accepted_origins: Collection[str],
     now: float,
     leeway: float = DEFAULT_LEEWAY,
+    labels: Mapping[str, Collection[int]] | None = None,
 ) -> RedemptionRecord | None:
     """The trust-signal entry point: header text in, a verified record (or a reason) out.
 
-    ``trusted`` maps issuer origins to their JWK Sets. Returns the first record that
+    ``trusted`` maps issuer origins to their JWK Sets; ``labels`` maps those of them that are
+    trusted for some trust labels only to the labels accepted. Returns the first record that
     verifies, or ``None`` when the header is absent or empty (the browser has no record: no
     signal, as opposed to a bad one). Raises :class:`TokenError`: ``malformed`` for a header
     that does not parse, the reason of the first trusted issuer's record that failed, else
@@ -277,6 +287,7 @@ def verify_redemption_record_header(
     try:
         entries = parse_redemption_record_header(value)
         trusted_by_origin = {normalize_origin(o): keys for o, keys in trusted.items()}
+        labels_by_origin = {normalize_origin(o): ids for o, ids in (labels or {}).items()}
     except DecodeError as e:
         raise TokenError(Reason.MALFORMED, str(e)) from None
     first_error: TokenError | None = None
@@ -292,6 +303,7 @@ def verify_redemption_record_header(
                 accepted_origins=accepted_origins,
                 now=now,
                 leeway=leeway,
+                labels=labels_by_origin.get(entry.issuer),
             )
         except TokenError as e:
             first_error = first_error or e
@@ -305,17 +317,21 @@ def verify_redemption_record_header(
 @dataclass(frozen=True, slots=True)
 class RecordVerifier:
     """:func:`verify_redemption_record_header` with its configuration checked once: the
-    trusted issuers' JWK Sets and the accepted origins, normalized at construction (a bad
-    origin is a :class:`DecodeError` here, not on every request). What a policy holds."""
+    trusted issuers' JWK Sets, the accepted origins and the accepted trust labels per issuer
+    (absent: any), normalized at construction (a bad origin is a :class:`DecodeError` here,
+    not on every request). What a policy holds."""
 
     trusted: Mapping[str, RecordKeySet]
     accepted_origins: frozenset[str]
     leeway: float = DEFAULT_LEEWAY
+    labels: Mapping[str, Collection[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         trusted = {normalize_origin(o): keys for o, keys in self.trusted.items()}
         object.__setattr__(self, "trusted", trusted)
         object.__setattr__(self, "accepted_origins", origin_set(self.accepted_origins))
+        labels = {normalize_origin(o): frozenset(ids) for o, ids in self.labels.items()}
+        object.__setattr__(self, "labels", labels)
 
     def verify(self, value: str | bytes | None, *, now: float) -> RedemptionRecord | None:
         """A verified record, None when the header is absent or empty, else
@@ -326,6 +342,7 @@ class RecordVerifier:
             accepted_origins=self.accepted_origins,
             now=now,
             leeway=self.leeway,
+            labels=self.labels,
         )
 
 

@@ -6,6 +6,8 @@
   per fetch, one fetch per document at a time, the unknown-key refresh).
 * :mod:`.directory_state`: the state machine of one issuer directory (RFC 9578 §4);
   :mod:`.key_source`: every configured issuer's token keys.
+* :mod:`.jwks_state`: the state machine of one PST issuer's record-key JWK Set;
+  :mod:`.record_keys`: every trusted PST issuer's record keys, and the per-request snapshot.
 * :mod:`.refresher`: the httpx fetcher and the background thread (imports httpx).
 """
 
@@ -21,7 +23,9 @@ from .fetch import (
     RefreshHooks,
     RefreshResult,
 )
+from .jwks_state import JwksState
 from .key_source import KeySelection, KeySource
+from .record_keys import RecordKeys, RecordKeySource
 from .source import RefreshingSource
 
 __all__ = [
@@ -32,9 +36,12 @@ __all__ = [
     "DirectoryState",
     "Fetcher",
     "IssuerKeys",
+    "JwksState",
     "KeySelection",
     "KeySource",
     "ListedKey",
+    "RecordKeySource",
+    "RecordKeys",
     "Refresh",
     "RefreshHooks",
     "RefreshResult",
