@@ -557,3 +557,21 @@ def test_the_state_machine_never_raises_and_keeps_good_keys(
     keys, _ = s.select(T0 + 1)
     assert {k.kid for k in _KEYS} <= {k.kid for k in keys.keys}  # removed ones in their grace
     assert T0 + 1 + 60 <= s.next_refresh <= T0 + 1 + 3600
+
+
+def test_an_issuer_configured_twice_is_refused() -> None:
+    twice = [PSTIssuerConfig(ISSUER, URL), PSTIssuerConfig(ISSUER + ":443", OTHER_URL)]
+    with pytest.raises(ConfigurationError) as info:
+        RecordKeySource(twice, OPTIONS, accepted_origins=[SITE])
+    assert info.value.setting == "pst_issuers"
+
+
+def test_key_missing_for_names_it_does_not_fetch_does_nothing(a: Signer) -> None:
+    clock = Clock()
+    src, hooks = source(clock)
+    src.fetcher = Scripted({URL: [ok(body(a))], OTHER_URL: [ok(body(a))]})
+    src.refresh(force=True)
+    src.key_missing(clock.now, ["https://unknown.example"])
+    assert hooks.woken == 0
+    src.key_missing(clock.now, [OTHER])
+    assert hooks.woken == 1 and [s.due(clock.now) for s in src.states] == [False, True]

@@ -226,6 +226,22 @@ def verify_redemption_record(
     when given, are the trust labels (PST key ids) accepted from this issuer. Raises
     :class:`TokenError` with the reasons listed in the module docstring, in that order.
     """
+    return _verify_record(text, issuer, keys, accepted_origins, now, leeway, labels)
+
+
+def _verify_record(
+    text: str,
+    issuer: str,
+    keys: RecordKeySet,
+    accepted_origins: Collection[str],
+    now: float,
+    leeway: float,
+    labels: Collection[int] | None,
+    *,
+    checked: bool = False,
+) -> RedemptionRecord:
+    """:func:`verify_redemption_record`; with ``checked``, ``issuer`` and
+    ``accepted_origins`` are already normalized (a :class:`RecordVerifier`'s)."""
     try:
         parsed = _parse_record(text)
     except DecodeError as e:
@@ -239,7 +255,7 @@ def verify_redemption_record(
         raise TokenError(Reason.BAD_SIGNATURE, "the record's signature does not verify") from None
     record = parsed.record
     try:
-        expected_issuer = normalize_origin(issuer)
+        expected_issuer = issuer if checked else normalize_origin(issuer)
     except DecodeError as e:
         raise TokenError(Reason.MALFORMED, f"issuer: {e}") from None
     if record.issuer != expected_issuer:
@@ -249,7 +265,7 @@ def verify_redemption_record(
     if now < record.issued_at - leeway:
         raise TokenError(Reason.EXPIRED, "the record is not valid yet (iat in the future)")
     try:
-        accepted = origin_set(accepted_origins)
+        accepted = accepted_origins if checked else origin_set(accepted_origins)
     except DecodeError as e:
         raise TokenError(Reason.MALFORMED, f"accepted origin: {e}") from None
     if record.redeeming_origin not in accepted:
@@ -280,30 +296,51 @@ def verify_redemption_record_header(
     verifies, or ``None`` when the header is absent or empty (the browser has no record: no
     signal, as opposed to a bad one). Raises :class:`TokenError`: ``malformed`` for a header
     that does not parse, the reason of the first trusted issuer's record that failed, else
-    ``untrusted_issuer`` when only untrusted issuers sent records.
+    ``untrusted_issuer`` when only untrusted issuers sent records; ``malformed`` too for a
+    trusted or accepted origin that is not one.
     """
     if value is None:
         return None
     try:
-        entries = parse_redemption_record_header(value)
         trusted_by_origin = {normalize_origin(o): keys for o, keys in trusted.items()}
         labels_by_origin = {normalize_origin(o): ids for o, ids in (labels or {}).items()}
+        accepted = origin_set(accepted_origins)
+    except DecodeError as e:
+        raise TokenError(Reason.MALFORMED, f"configuration: {e}") from None
+    return _verify_header(value, trusted_by_origin, accepted, now, leeway, labels_by_origin)
+
+
+def _verify_header(
+    value: str | bytes | None,
+    trusted: Mapping[str, RecordKeySet],
+    accepted: frozenset[str],
+    now: float,
+    leeway: float,
+    labels: Mapping[str, Collection[int]],
+) -> RedemptionRecord | None:
+    """:func:`verify_redemption_record_header` with its configuration normalized."""
+    if value is None:
+        return None
+    try:
+        entries = parse_redemption_record_header(value)
     except DecodeError as e:
         raise TokenError(Reason.MALFORMED, str(e)) from None
     first_error: TokenError | None = None
     for entry in entries:
-        keys = trusted_by_origin.get(entry.issuer)
+        keys = trusted.get(entry.issuer)
         if keys is None:
             continue
         try:
-            return verify_redemption_record(
+            # entry.issuer is normalized by the header parser.
+            return _verify_record(
                 entry.record,
-                issuer=entry.issuer,
-                keys=keys,
-                accepted_origins=accepted_origins,
-                now=now,
-                leeway=leeway,
-                labels=labels_by_origin.get(entry.issuer),
+                entry.issuer,
+                keys,
+                accepted,
+                now,
+                leeway,
+                labels.get(entry.issuer),
+                checked=True,
             )
         except TokenError as e:
             first_error = first_error or e
@@ -336,13 +373,8 @@ class RecordVerifier:
     def verify(self, value: str | bytes | None, *, now: float) -> RedemptionRecord | None:
         """A verified record, None when the header is absent or empty, else
         :class:`TokenError` (see :func:`verify_redemption_record_header`)."""
-        return verify_redemption_record_header(
-            value,
-            trusted=self.trusted,
-            accepted_origins=self.accepted_origins,
-            now=now,
-            leeway=self.leeway,
-            labels=self.labels,
+        return _verify_header(
+            value, self.trusted, self.accepted_origins, now, self.leeway, self.labels
         )
 
 

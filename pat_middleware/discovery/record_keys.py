@@ -81,6 +81,9 @@ class RecordKeySource(RefreshingSource[JwksState]):
             for issuer in issuers
             if issuer.jwks_url is not None
         ]
+        origins = [issuer.origin for issuer in issuers]
+        if len(set(origins)) != len(origins):
+            raise ConfigurationError("pst_issuers", "each issuer origin may appear once")
         super().__init__(states, options, clock=clock)
         self._issuers = tuple(issuers)
         self._static = {issuer.origin: RecordKeySet(issuer.keys) for issuer in issuers}

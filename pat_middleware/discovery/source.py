@@ -172,8 +172,12 @@ class RefreshingSource(Generic[_S]):
         if not self._states:
             return
         with self._lock:
-            wanted = self._states if names is None else {n: self._states[n] for n in names}
-            requested = [state for state in wanted.values() if state.request_refresh(now)]
+            wanted = (
+                self.states
+                if names is None
+                else [self._states[n] for n in names if n in self._states]
+            )
+            requested = [state for state in wanted if state.request_refresh(now)]
             # A fetch under way may have read the document before it listed the key.
             self._again.update(s.name for s in requested if s.name in self._fetching)
         if requested and self.hooks is not None:
