@@ -22,7 +22,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from pat_middleware.core.codec import b64url_encode
-from pat_middleware.discovery.state import (
+from pat_middleware.discovery import (
     MAX_LISTED_KEYS,
     DirectoryFetchError,
     DirectoryRequest,
@@ -31,8 +31,8 @@ from pat_middleware.discovery.state import (
     KeySource,
     Refresh,
     RefreshHooks,
-    shown_url,
 )
+from pat_middleware.discovery.fetch import shown_url
 from pat_middleware.errors import ConfigurationError
 from pat_middleware.issuer import DirectoryKey, IssuerDirectory
 from pat_middleware.policy import Policy

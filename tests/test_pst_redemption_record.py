@@ -391,3 +391,76 @@ def test_record_verifier_checks_its_configuration_once(record: str, jwks: Record
     assert _reason(lambda: verifier.verify(value, now=NOW + 10**6)) is Reason.EXPIRED
     with pytest.raises(DecodeError):
         RecordVerifier({"ftp://x": jwks}, frozenset({SITE}))
+
+
+# --------------------------------------------------------- JWK Sets as issuers publish them
+
+
+def test_a_published_jwks_skips_keys_for_other_purposes(jwks: RecordKeySet) -> None:
+    ours = jwks.to_json()["keys"][0]
+    other = RecordKey.from_public_key(Ed25519PrivateKey.generate().public_key()).to_jwk()
+    doc = {
+        "keys": [
+            {"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "rsa"},  # another key type
+            {**other, "use": "enc"},  # not for signatures
+            ours,
+            {**other, "kid": ours["kid"]},  # a later key with a kid already seen
+            other,
+        ],
+        "extra": True,
+    }
+    published = RecordKeySet.from_published(json.dumps(doc))
+    assert [key.kid for key in published.keys] == [ours["kid"], other["kid"]]
+    assert published.keys[0] == jwks.keys[0]
+    with pytest.raises(DecodeError):
+        RecordKeySet.from_json(doc)  # the strict reading refuses the same document
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b'{"keys": [{"kty": "RSA"}]}', "no Ed25519 key"),
+        (b'{"keys": []}', "no Ed25519 key"),
+        (b'{"keys": {}}', "keys list"),
+        (b"[]", "keys list"),
+        (b'{"keys": [], "keys": []}', "duplicate"),
+        (b'{"keys": [NaN]}', "not JSON"),
+        (b"\xff", "not JSON"),
+        (b" " * 70_000, "longer than"),
+    ],
+)
+def test_a_published_jwks_is_refused_as_a_whole(data: bytes, message: str) -> None:
+    with pytest.raises(DecodeError, match=message):
+        RecordKeySet.from_published(data)
+
+
+def test_a_published_jwks_with_private_material_anywhere_is_refused(jwks: RecordKeySet) -> None:
+    ours = jwks.to_json()["keys"][0]
+    leaked = {"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA", "d": "AA", "kid": "ec"}
+    with pytest.raises(DecodeError, match="private key material"):
+        RecordKeySet.from_published(json.dumps({"keys": [ours, leaked]}))
+
+
+def test_a_published_jwks_keeps_at_most_the_bound() -> None:
+    keys = [
+        RecordKey.from_public_key(Ed25519PrivateKey.generate().public_key()).to_jwk()
+        for _ in range(40)
+    ]
+    published = RecordKeySet.from_published(json.dumps({"keys": keys}))
+    assert [k.kid for k in published.keys] == [k["kid"] for k in keys[:32]]
+
+
+# ------------------------------------------------------------------------ trust labels
+
+
+def test_labels_limit_the_trust_labels_accepted_from_an_issuer(
+    record: str, jwks: RecordKeySet
+) -> None:
+    assert _verify(record, jwks, labels={3, 4}).key_id == 3
+    assert _reason(lambda: _verify(record, jwks, labels={1})) is Reason.UNTRUSTED_ISSUER
+    value = f'"{ISSUER}";redemption-record="{record}"'
+    verifier = RecordVerifier({ISSUER: jwks}, frozenset({SITE}), labels={ISSUER + "/": {1}})
+    assert verifier.labels == {ISSUER: frozenset({1})}
+    assert _reason(lambda: verifier.verify(value, now=NOW)) is Reason.UNTRUSTED_ISSUER
+    other = RecordVerifier({ISSUER: jwks}, frozenset({SITE}), labels={"https://b.example": {1}})
+    assert other.verify(value, now=NOW) is not None  # labels of another issuer do not apply

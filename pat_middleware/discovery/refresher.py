@@ -1,9 +1,11 @@
-"""Issuer directories over HTTP: an httpx (asyncio) fetcher and a background refresh thread.
+"""Key documents over HTTP: an httpx (asyncio) fetcher and a background refresh thread.
 
-:func:`attach` gives a :class:`~pat_middleware.discovery.KeySource` its fetcher, fetches
-every directory once, all at once (so start-up knows whether keys exist, and lasts at most
-about ``directory_timeout``) and, unless told otherwise, starts a daemon thread that
-refreshes each directory when it is due or when a token named an unknown key.
+:func:`attach` gives a key source (a :class:`~pat_middleware.discovery.KeySource` of issuer
+directories, a :class:`~pat_middleware.discovery.RecordKeySource` of PST record-key JWK Sets:
+any :class:`~pat_middleware.discovery.source.RefreshingSource`) its fetcher, fetches every
+document once, all at once (so start-up knows whether keys exist, and lasts at most about
+``directory_timeout``) and, unless told otherwise, starts a daemon thread that refreshes
+each document when it is due or when a token or record named an unknown key.
 
 The thread runs an asyncio event loop; each issuer's refresh is a task of its own, so a
 slow or hanging issuer delays no other, and the key source cancels each one at its
@@ -12,7 +14,7 @@ when the source (its policy) is garbage-collected or closed. After a fork the ch
 its own thread on its next request; nothing is shared with the parent.
 
 This module imports httpx; :mod:`pat_middleware.policy` imports it only when some issuer
-is configured with a directory.
+is configured with a document to fetch.
 """
 
 from __future__ import annotations
@@ -24,19 +26,19 @@ import os
 import ssl
 import threading
 import weakref
+from typing import Any
 
 import httpx
 
 from .._version import __version__
-from ..core.directory import MAX_DIRECTORY_SIZE
-from .state import (
+from .fetch import (
     DirectoryFetchError,
     DirectoryRequest,
     DirectoryResponse,
-    KeySource,
     RefreshHooks,
     run_in_new_loop,
 )
+from .source import RefreshingSource
 
 logger = logging.getLogger("pat_middleware")
 
@@ -46,20 +48,21 @@ _MIN_SLEEP = 0.01
 #: How long close() waits for the thread to cancel its fetches and end.
 _CLOSE_WAIT = 5.0
 _HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
-#: Sent with every directory request, so issuers can tell origins' refreshes apart.
+#: Sent with every request, so issuers can tell origins' refreshes apart.
 USER_AGENT = f"pat-middleware/{__version__} (issuer key refresh)"
 #: Live refreshers, so a forked child can reset them (see _after_fork_in_child).
 _LIVE: weakref.WeakSet[_Refresher] = weakref.WeakSet()
 
 
 class HttpFetcher:
-    """GET a directory with an :class:`httpx.AsyncClient`: redirects not followed, no
-    content-coding, body at most 64 KiB read raw, each phase within ``timeout``.
+    """GET a document with an :class:`httpx.AsyncClient`: redirects not followed, no
+    content-coding, body at most the request's ``max_size`` (64 KiB) read raw, each phase
+    within ``timeout``.
 
-    The whole fetch has no deadline here: :class:`~pat_middleware.discovery.KeySource`
-    cancels it at ``directory_timeout``. Each fetch has a client (one connection) of its
-    own, so nothing is shared between event loops, threads or a forked child; the TLS
-    settings are built once.
+    The whole fetch has no deadline here: the key source cancels it at
+    ``directory_timeout``. Each fetch has a client (one connection) of its own, so nothing
+    is shared between event loops, threads or a forked child; the TLS settings are built
+    once.
     """
 
     def __init__(self, timeout: float) -> None:
@@ -86,26 +89,27 @@ class HttpFetcher:
                     coding = response.headers.get("content-encoding", "").strip().lower()
                     if coding not in ("", "identity"):
                         raise DirectoryFetchError(
-                            f"the directory came with Content-Encoding {coding[:32]!r}; "
+                            f"the {request.noun} came with Content-Encoding {coding[:32]!r}; "
                             "only identity is accepted"
                         )
-                    body = await _read_bounded(response)
+                    body = await _read_bounded(response, request)
                 return DirectoryResponse(response.status_code, dict(response.headers), body)
         except _HTTPX_ERRORS as e:
             raise DirectoryFetchError(f"{type(e).__name__}: {e}") from e
 
 
-async def _read_bounded(response: httpx.Response) -> bytes:
+async def _read_bounded(response: httpx.Response, request: DirectoryRequest) -> bytes:
     """The raw body (nothing inflated: the size bound is the memory bound), or
-    :class:`DirectoryFetchError` as soon as it passes 64 KiB."""
-    too_long = f"the directory is longer than {MAX_DIRECTORY_SIZE} bytes"
+    :class:`DirectoryFetchError` as soon as it passes ``request.max_size``."""
+    limit = request.max_size
+    too_long = f"the {request.noun} is longer than {limit} bytes"
     declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_DIRECTORY_SIZE:
+    if declared.isdigit() and int(declared) > limit:
         raise DirectoryFetchError(too_long)
     body = bytearray()
     async for chunk in response.aiter_raw():
         body += chunk
-        if len(body) > MAX_DIRECTORY_SIZE:
+        if len(body) > limit:
             raise DirectoryFetchError(too_long)
     return bytes(body)
 
@@ -144,9 +148,9 @@ class _Control:
 
 
 class _Refresher(RefreshHooks):
-    """The background thread of one :class:`KeySource`."""
+    """The background thread of one key source."""
 
-    def __init__(self, source: KeySource, *, background: bool) -> None:
+    def __init__(self, source: RefreshingSource[Any], *, background: bool) -> None:
         self._source = weakref.ref(source)
         self._background = background
         self._thread: threading.Thread | None = None
@@ -194,15 +198,17 @@ class _Refresher(RefreshHooks):
             weakref.finalize(source, self._control.stop)
 
 
-def _run(source_ref: weakref.ref[KeySource], control: _Control) -> None:
+def _run(source_ref: weakref.ref[RefreshingSource[Any]], control: _Control) -> None:
     try:
         run_in_new_loop(_refresh_forever(source_ref, control))
     except Exception as e:  # pragma: no cover - _refresh_forever catches what it can
         logger.warning("issuer key refresh stopped: unexpected %s: %s", type(e).__name__, e)
 
 
-async def _refresh_forever(source_ref: weakref.ref[KeySource], control: _Control) -> None:
-    """Start a task for each directory as it falls due; wake for the next due one, a
+async def _refresh_forever(
+    source_ref: weakref.ref[RefreshingSource[Any]], control: _Control
+) -> None:
+    """Start a task for each document as it falls due; wake for the next due one, a
     request to refresh early, a finished task, or stop. Cancels what runs on the way out."""
     woken = asyncio.Event()
     control.bind(asyncio.get_running_loop(), woken)
@@ -248,8 +254,8 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def attach(source: KeySource, *, background: bool = True) -> None:
-    """Give ``source`` an HTTP fetcher, fetch every directory now (all at once, each within
+def attach(source: RefreshingSource[Any], *, background: bool = True) -> None:
+    """Give ``source`` an HTTP fetcher, fetch every document now (all at once, each within
     ``directory_timeout``), check that keys exist (``directory_require_keys``), then start
     the refresh thread unless ``background`` is false (then call ``source.refresh()``
     yourself)."""
