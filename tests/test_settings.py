@@ -131,11 +131,15 @@ def test_every_known_key_is_applied(
         "directory_timeout": 3,
         "directory_require_keys": False,
         "directory_key_grace": 900,
+        "pst_issuers": [{"origin": "https://pst.example", "jwks": "https://pst.example"}],
+        "pst_accepted_origins": ["https://www.origin.example"],
     }
     assert set(data) | {"secret", "secret_env", "challenge_body"} == KNOWN_KEYS
     s = _build(data, base_dir)
 
     assert [i.name for i in s.issuers] == [ISSUER, OTHER_ISSUER, "third.example"]
+    assert [i.origin for i in s.pst.issuers] == ["https://pst.example"]
+    assert s.pst.accepted_origins == frozenset({"https://www.origin.example"})
     other = s.issuers[1].key
     assert other is not None and other.token_key_id != issuer_key.token_key_id
     assert s.issuers[1].allow_4096 and s.issuers[2].keys == ()
@@ -344,6 +348,8 @@ ERROR_CASES: list[tuple[dict[str, Any], str, str]] = [
     ({"max_authorization_length": 100}, "max_authorization_length", "integer"),
     ({"development": "yes"}, "development", "true or false"),
     ({"protected": ["/a"]}, "protected", "unknown setting"),
+    ({"pst_issuers": 5}, "pst_issuers", "expected a list"),
+    ({"pst_accepted_origins": 5}, "pst_accepted_origins", "expected a list of origins"),
 ]
 
 

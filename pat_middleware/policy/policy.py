@@ -18,7 +18,7 @@ from types import MappingProxyType
 from ..core.clock import high_water
 from ..core.verify import KeyRing
 from ..core.wire import ChallengeTemplate
-from ..discovery import KeySource
+from ..discovery import KeySource, RecordKeySource
 from ..errors import ConfigurationError, DecodeError, Reason
 from ..settings.model import ContextMode, Settings
 from ..stores import AsyncReplayStore, ReplayStore, StoreUnavailable, open_replay_store
@@ -29,7 +29,14 @@ from .keys import PolicyKeys
 from .observe import MetricsHook, Observer
 from .responses import SKIP, Responses
 from .sessions import SessionCodec, parse_cookie_header
-from .signals import Accepted, PrivateTokenSignal, Refused, TrustSignal, VerifiedSessionSignal
+from .signals import (
+    Accepted,
+    PrivateTokenSignal,
+    RedemptionRecordSignal,
+    Refused,
+    TrustSignal,
+    VerifiedSessionSignal,
+)
 from .strategies import ContextStrategy, Cookies, RequestState, strategy_for
 
 logger = logging.getLogger("pat_middleware")
@@ -119,9 +126,14 @@ class Policy:
         self.responses = Responses(
             settings, self.strategy, self.sessions, cookies, Observer(metrics)
         )
+        self.record_keys = self._record_keys(settings, clock, refresh_in_background)
+        records: tuple[TrustSignal, ...] = ()
+        if self.record_keys is not None:
+            records = (RedemptionRecordSignal(self.record_keys),)
         #: The trust signals, asked in order: the first one present decides.
         self.signals: tuple[TrustSignal, ...] = (
             PrivateTokenSignal(settings, self.strategy, source),
+            *records,
             *signals,
             VerifiedSessionSignal(settings, self.sessions),
         )
@@ -141,6 +153,27 @@ class Policy:
 
     def __repr__(self) -> str:
         return f"Policy({self.settings!r}, store={self.store!r})"
+
+    @staticmethod
+    def _record_keys(
+        settings: Settings, clock: Callable[[], float], background: bool
+    ) -> RecordKeySource | None:
+        """The trusted PST issuers' record keys (``pst_issuers``), fetched now when any
+        issuer publishes them, then kept fresh like issuer directories."""
+        if not settings.pst.issuers:
+            return None
+        source = RecordKeySource.from_settings(settings.pst, settings.discovery, clock=clock)
+        if source.discovers:
+            try:
+                from ..discovery.refresher import attach  # imports httpx
+            except ImportError as e:
+                raise ConfigurationError(
+                    source.states[0].setting,
+                    "fetching redemption-record keys needs httpx: "
+                    "pip install 'pat-middleware[discovery]'",
+                ) from e
+            attach(source, background=background)
+        return source
 
     # ------------------------------------------------------------------------ state
 
@@ -176,8 +209,10 @@ class Policy:
         self._keys.source.refresh(force=force)
 
     def close(self) -> None:
-        """Stop refreshing issuer directories (the policy keeps its last keys)."""
+        """Stop refreshing issuer directories and record keys (the policy keeps its last)."""
         self._keys.source.close()
+        if self.record_keys is not None:
+            self.record_keys.close()
 
     def protects(self, method: str, *paths: str) -> bool:
         """True when the settings protect a request with these path spellings (see
@@ -299,7 +334,7 @@ class Policy:
         if self.settings.check_host and not self._host_allowed(request.host):
             refused = Refused(Reason.CHALLENGE_MISMATCH, "Host is not in origin_info", status=421)
             return responses.refuse(state, refused)
-        if not state.keys.templates:
+        if not state.keys.templates and self.settings.issuers:
             return responses.no_keys(state)
         for signal in self.signals if accept is None else self.signals_for(accept):
             verdict = signal.judge(state)

@@ -126,7 +126,7 @@ class Responses:
         reason: Reason | None,
     ) -> Decision:
         headers: tuple[tuple[str, str], ...] = self._refusal_headers
-        if challenge:
+        if challenge:  # empty with no Private Access Token issuer (PST records only)
             headers = ((WWW_AUTHENTICATE, challenge), *headers)
         return Decision(
             outcome,

@@ -14,12 +14,11 @@ not change.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..core.headers import parse_authorization
-from ..core.redemption_record import RecordVerifier
+from ..core.redemption_record import RedemptionRecord
 from ..core.verify import TrustedKey, verify_token
 from ..core.wire import AUTHENTICATOR_INPUT_LENGTH, GREASE_TOKEN_TYPES, TOKEN_KEY_ID_OFFSET
 from ..discovery import KeySource
@@ -72,6 +71,14 @@ class Refused:
 
 
 Verdict = Accepted | Refused | None
+
+
+class RecordChecker(Protocol):
+    """Verifies a ``Sec-Redemption-Record`` value: a
+    :class:`~pat_middleware.core.redemption_record.RecordVerifier`, or the
+    :class:`~pat_middleware.discovery.RecordKeySource` that keeps fetched keys current."""
+
+    def verify(self, value: str | bytes | None, *, now: float) -> RedemptionRecord | None: ...
 
 
 class TrustSignal(Protocol):
@@ -186,15 +193,15 @@ class RedemptionRecordSignal:
 
     name = REDEMPTION_RECORD
 
-    def __init__(self, verifier: Callable[[], RecordVerifier]) -> None:
-        self._verifier = verifier  # the current keys: fetched ones change
+    def __init__(self, verifier: RecordChecker) -> None:
+        self._verifier = verifier
 
     def judge(self, state: RequestState) -> Verdict:
         value = state.request.redemption_record
         if not value:
             return None
         try:
-            record = self._verifier().verify(value, now=state.now)
+            record = self._verifier.verify(value, now=state.now)
         except TokenError as e:
             if e.reason is Reason.UNTRUSTED_ISSUER:
                 return None
@@ -219,6 +226,7 @@ __all__ = [
     "VIA_SESSION",
     "Accepted",
     "PrivateTokenSignal",
+    "RecordChecker",
     "RedemptionRecordSignal",
     "Refused",
     "TrustSignal",

@@ -31,6 +31,7 @@ from .model import (
     IssuerConfig,
     Settings,
 )
+from .pst import PST_SETTINGS_KEYS, parse_pst_settings
 from .rules import PathRule, protected_methods
 
 logger = logging.getLogger("pat_middleware")
@@ -65,7 +66,7 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     return Settings.from_mapping(section, base_dir=file.parent, source=str(file))
 
 
-KNOWN_KEYS = frozenset(
+KNOWN_KEYS = PST_SETTINGS_KEYS | frozenset(
     {
         "issuers", "secret", "secret_env", "secret_file", "origin_info", "check_host",
         "redemption_context", "max_age", "token_types", "protect", "protect_methods",
@@ -165,7 +166,14 @@ class _Builder:
             TokenChallenge(TOKEN_TYPE_BLIND_RSA, "issuer.invalid", b"", origin_info)
         except DecodeError as e:
             raise self.fail("origin_info", str(e)) from e
-        issuers = self.issuers(origin_info, development)
+        pst = parse_pst_settings(
+            self.data,
+            origin_info=origin_info,
+            base_dir=self.base_dir,
+            development=development,
+            source=self.source,
+        )
+        issuers = self.issuers(origin_info, development, pst_only=bool(pst.issuers))
         check_host = self.boolean("check_host", False)
         if check_host and not origin_info:
             raise self.fail("check_host", "needs origin_info to list the accepted hosts")
@@ -237,6 +245,7 @@ class _Builder:
             ),
             development=development,
             discovery=self.discovery(),
+            pst=pst,
         )
 
     def discovery(self) -> DiscoveryOptions:
@@ -287,10 +296,17 @@ class _Builder:
             raise self.fail(key, "cookie names are 1-64 letters, digits, '_', '-' or '.'")
         return name
 
-    def issuers(self, origin_info: tuple[str, ...], development: bool) -> tuple[IssuerConfig, ...]:
+    def issuers(
+        self, origin_info: tuple[str, ...], development: bool, *, pst_only: bool = False
+    ) -> tuple[IssuerConfig, ...]:
         raw = self.get("issuers", None)
+        if raw is None and pst_only:
+            return ()  # Private State Token records only
         if not isinstance(raw, list | tuple) or not raw:
-            raise self.fail("issuers", "at least one issuer (name and token_key) is required")
+            raise self.fail(
+                "issuers",
+                "at least one issuer (name and token_key) is required, or pst_issuers",
+            )
         out: list[IssuerConfig] = []
         for i, entry in enumerate(raw):
             where = f"issuers[{i}]"

@@ -15,6 +15,7 @@ from typing import Any
 from ..core.headers import DEFAULT_MAX_AUTHORIZATION_LENGTH
 from ..core.wire import TOKEN_TYPE_BLIND_RSA
 from ..tokens.blind_rsa import IssuerKey
+from .pst import PSTSettings
 from .rules import PathRule, compile_protection
 
 
@@ -136,6 +137,8 @@ class Settings:
     max_authorization_length: int = DEFAULT_MAX_AUTHORIZATION_LENGTH
     development: bool = False
     discovery: DiscoveryOptions = field(default_factory=DiscoveryOptions)
+    #: Trusted Private State Token issuers and the redeeming origins accepted.
+    pst: PSTSettings = field(default_factory=PSTSettings)
     #: ``protect`` and ``protect_methods`` compiled, once per Settings (see protects).
     _protects: Callable[[str, tuple[str, ...]], bool] = field(init=False, repr=False, compare=False)
 
