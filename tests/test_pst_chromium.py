@@ -17,23 +17,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
-from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pat_middleware.core.redemption_record import (
-    JWKS_PATH,
-    RecordKeySet,
-    RedemptionRecord,
-    verify_redemption_record_header,
-)
-from pat_middleware.errors import TokenError
+from pat_middleware.cli.pst_demo import create_pst_origin_app, origin_settings
+from pat_middleware.cli.serve import reserve_port
+from pat_middleware.errors import Reason
 from pat_middleware.issuer.pst import PSTIssuer
 from pat_middleware.issuer.pst_keys import new_key_set
 from pat_middleware.issuer.pst_server import (
@@ -49,8 +42,9 @@ from pat_middleware.issuer.pst_wire import (
     IssueRequest,
     RedeemRequest,
 )
+from pat_middleware.policy import DecisionEvent, Policy
 from tests._chromium import Page, chromium, chromium_path
-from tests._servers import free_port, serve_asgi
+from tests._servers import serve_asgi
 
 BATCH_SIZE = 3
 
@@ -77,36 +71,14 @@ class Recorder:
         return [headers for seen, headers in self.requests if seen == path]
 
 
-@dataclass
-class Origin:
-    """The origin page server's state: what /protected verified."""
+class Decisions:
+    """A metrics hook keeping every decision the origin's policy reports."""
 
-    issuer_origin: str
-    page_origin: str = ""
-    jwks: RecordKeySet | None = None
-    verified: list[RedemptionRecord] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.events: list[DecisionEvent] = []
 
-    def app(self) -> Starlette:
-        async def home(request: Request) -> Response:
-            return HTMLResponse("<!doctype html><title>PST origin</title><p>origin</p>")
-
-        async def protected(request: Request) -> Response:
-            assert self.jwks is not None
-            try:
-                record = verify_redemption_record_header(
-                    request.headers.get("sec-redemption-record"),
-                    trusted={self.issuer_origin: self.jwks},
-                    accepted_origins=[self.page_origin],
-                    now=time.time(),
-                )
-            except TokenError as e:
-                return PlainTextResponse(e.reason.value, status_code=403)
-            if record is None:
-                return PlainTextResponse("no redemption record", status_code=401)
-            self.verified.append(record)
-            return PlainTextResponse(f"welcome, key {record.key_id}")
-
-        return Starlette(routes=[Route("/", home), Route("/protected", protected)])
+    def record(self, event: DecisionEvent) -> None:
+        self.events.append(event)
 
 
 @dataclass
@@ -117,31 +89,45 @@ class Setup:
     issuer_origin: str
     page_url: str
     recorder: Recorder
-    origin: Origin
+    other_url: str  # an origin whose policy accepts only its own redeeming origin
+    other_decisions: Decisions
 
 
 @pytest.fixture(scope="module")
 def setup() -> Iterator[Setup]:
-    issuer_port = free_port()
-    issuer_origin = f"http://localhost:{issuer_port}"
-    issuer = PSTIssuer(new_key_set(), issuer_origin=issuer_origin, batch_size=BATCH_SIZE)
-    recorder = Recorder(create_pst_issuer_app(issuer))
-    origin = Origin(issuer_origin)
-    with (
-        serve_asgi(recorder, port=issuer_port) as issuer_url,
-        serve_asgi(origin.app()) as origin_url,
-    ):
-        # What an origin does once: fetch the trusted issuer's keys. And what Chrome's
-        # registration does: fetch the commitment, here handed to Chromium at launch.
-        origin.jwks = RecordKeySet.from_bytes(httpx.get(issuer_url + JWKS_PATH).content)
+    """Our PST issuer, and the demo origin (pat-middleware pst-demo's) protected by our
+    policy, which fetches the issuer's record keys and verifies Sec-Redemption-Record."""
+    with ExitStack() as stack:
+        issuer_socket, issuer_port = reserve_port()
+        issuer_origin = f"http://localhost:{issuer_port}"
+        origin_socket, origin_port = reserve_port()
+        page_url = f"http://localhost:{origin_port}"
+        other_socket, other_port = reserve_port()
+        other_url = f"http://localhost:{other_port}"
+        issuer = PSTIssuer(new_key_set(), issuer_origin=issuer_origin, batch_size=BATCH_SIZE)
+        recorder = Recorder(create_pst_issuer_app(issuer))
+        issuer_url = stack.enter_context(serve_asgi(recorder, sock=issuer_socket))
+        policy = Policy(origin_settings(issuer_origin, page_url))
+        stack.callback(policy.close)
+        stack.enter_context(
+            serve_asgi(create_pst_origin_app(issuer_origin, policy), sock=origin_socket)
+        )
+        decisions = Decisions()
+        other = Policy(origin_settings(issuer_origin, other_url), metrics=decisions)
+        stack.callback(other.close)
+        stack.enter_context(
+            serve_asgi(create_pst_origin_app(issuer_origin, other), sock=other_socket)
+        )
+        # What Chrome's registration does: fetch the commitment, here handed at launch.
         commitment = httpx.get(issuer_url + COMMITMENT_PATH).json()
-        origin.page_origin = origin_url.replace("127.0.0.1", "localhost")
         flag = json.dumps({issuer_origin: commitment}, separators=(",", ":"))
-        with chromium(f"--additional-private-state-token-key-commitments={flag}") as page:
-            page.goto(origin.page_origin + "/")
-            yield Setup(
-                page, issuer, issuer_url, issuer_origin, origin.page_origin, recorder, origin
-            )
+        page = stack.enter_context(
+            chromium(f"--additional-private-state-token-key-commitments={flag}")
+        )
+        page.goto(page_url + "/")
+        yield Setup(
+            page, issuer, issuer_url, issuer_origin, page_url, recorder, other_url, decisions
+        )
 
 
 def _fetch(url: str, private_token: str) -> str:
@@ -192,18 +178,14 @@ def test_chromium_issues_redeems_and_forwards_a_record_the_origin_verifies(setup
             f"issuers: [{json.dumps(issuer_origin)}]}}",
         )
     )
-    assert protected == {"status": 200, "text": "welcome, key 1"}
-    (record,) = setup.origin.verified
-    assert (record.issuer, record.redeeming_origin, record.key_id) == (
-        issuer_origin,
-        setup.page_url,
-        1,
-    )
-    assert record.expires_at - record.issued_at == setup.issuer.record_lifetime
+    assert protected == {
+        "status": 200,
+        "text": f"welcome: a record from {issuer_origin}, label 1",
+    }
 
     # 4. Without the privateToken member no record travels: no signal, 401.
-    plain = page.evaluate("fetch('/protected').then(async r => [r.status, await r.text()])")
-    assert plain == [401, "no redemption record"]
+    plain = page.evaluate("fetch('/protected').then(async r => r.status)")
+    assert plain == 401
 
     # 5. The token Chromium redeemed cannot be redeemed again (double spend).
     replay = httpx.post(
@@ -217,14 +199,15 @@ def test_chromium_issues_redeems_and_forwards_a_record_the_origin_verifies(setup
     assert time.monotonic() - started < 30
 
 
-def test_chromium_refuses_a_record_for_an_untrusted_issuer_at_the_origin(setup: Setup) -> None:
-    # The origin trusts only the issuer it was given; a record must also be re-sent (it is a
-    # bearer record that lives for its lifetime) and still verify.
+def test_a_record_passes_again_and_only_where_it_was_redeemed(setup: Setup) -> None:
+    # A record is a bearer record the browser re-sends while it lives: it passes again. At
+    # another origin (same site, so Chromium sends it) it names the wrong redeeming origin.
     page = setup.page
-    page.evaluate(
-        _fetch(setup.issuer_origin + ISSUANCE_PATH, "{version: 1, operation: 'token-request'}")
-    )
+    page.goto(setup.page_url + "/")
     if not page.evaluate(f"document.hasRedemptionRecord({json.dumps(setup.issuer_origin)})"):
+        page.evaluate(
+            _fetch(setup.issuer_origin + ISSUANCE_PATH, "{version: 1, operation: 'token-request'}")
+        )
         page.evaluate(
             _fetch(
                 setup.issuer_origin + REDEMPTION_PATH,
@@ -235,11 +218,10 @@ def test_chromium_refuses_a_record_for_an_untrusted_issuer_at_the_origin(setup: 
         "{version: 1, operation: 'send-redemption-record', "
         f"issuers: [{json.dumps(setup.issuer_origin)}]}}"
     )
-    again = page.evaluate(_fetch("/protected", send))
-    assert again["status"] == 200
-    trusted, setup.origin.issuer_origin = setup.origin.issuer_origin, "http://localhost:1"
-    try:
-        refused = page.evaluate(_fetch("/protected", send))
-    finally:
-        setup.origin.issuer_origin = trusted
-    assert refused == {"status": 403, "text": "untrusted_issuer"}
+    for _ in range(2):
+        assert page.evaluate(_fetch("/protected", send))["status"] == 200
+    page.goto(setup.other_url + "/")
+    refused = page.evaluate(_fetch("/protected", send))
+    assert refused["status"] == 401
+    reasons = [e.reason for e in setup.other_decisions.events if e.reason is not None]
+    assert reasons in ([Reason.WRONG_ORIGIN], []), reasons

@@ -25,6 +25,16 @@ STARTUP_TIMEOUT = 10.0
 SHUTDOWN_TIMEOUT = 10.0
 
 
+def reserve_port(host: str = "127.0.0.1", port: int = 0) -> tuple[socket.socket, int]:
+    """A bound socket on ``port`` of ``host`` (0: a free one), and its port: the server
+    started on it later cannot lose a race for the port, and its URL is known at once."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    bound: int = sock.getsockname()[1]
+    return sock, bound
+
+
 @contextmanager
 def serve_asgi(
     app: ASGIApp,
@@ -34,19 +44,21 @@ def serve_asgi(
     log_level: str = "warning",
     root_path: str = "",
     http: str = "auto",
+    sock: socket.socket | None = None,
 ) -> Iterator[str]:
     """Serve ``app`` on ``port`` (default: a free one) of ``host``; yields the base URL
-    (``http://host:port``). ``root_path`` is uvicorn's ``--root-path``; ``http`` its HTTP
+    (``http://host:port``). ``sock``: a socket from :func:`reserve_port` to serve on.
+    ``root_path`` is uvicorn's ``--root-path``; ``http`` its HTTP
     implementation (``auto``, ``h11`` or ``httptools``).
 
     The socket is bound before uvicorn starts, so there is no race for the port. On exit the
     server is asked to stop and the thread is joined; an error inside the server thread is
     re-raised here.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    port = sock.getsockname()[1]
+    if sock is None:
+        sock, port = reserve_port(host, port)
+    else:
+        host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
         app,
         host=host,

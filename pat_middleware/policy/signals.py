@@ -215,7 +215,9 @@ class RedemptionRecordSignal:
             signal=REDEMPTION_RECORD,
             label=record.key_id,
         )
-        return Accepted(info, earns_session=True, issuer=record.issuer)
+        # No verified-session cookie: the record is itself the lasting credential (the
+        # browser sends it whenever the page asks), and a request without it gets nothing.
+        return Accepted(info, issuer=record.issuer)
 
 
 __all__ = [
