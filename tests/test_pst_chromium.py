@@ -26,7 +26,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pat_middleware.cli.pst_demo import create_pst_origin_app, origin_settings
 from pat_middleware.cli.serve import reserve_port
-from pat_middleware.errors import Reason
 from pat_middleware.issuer.pst import PSTIssuer
 from pat_middleware.issuer.pst_keys import new_key_set
 from pat_middleware.issuer.pst_server import (
@@ -200,8 +199,9 @@ def test_chromium_issues_redeems_and_forwards_a_record_the_origin_verifies(setup
 
 
 def test_a_record_passes_again_and_only_where_it_was_redeemed(setup: Setup) -> None:
-    # A record is a bearer record the browser re-sends while it lives: it passes again. At
-    # another origin (same site, so Chromium sends it) it names the wrong redeeming origin.
+    # A record is a bearer record the browser re-sends while it lives: it passes again.
+    # Chromium keeps records per top-level origin: another origin's page gets none to send
+    # (a record carried there by hand is refused as wrong_origin: test_pst_signal.py).
     page = setup.page
     page.goto(setup.page_url + "/")
     if not page.evaluate(f"document.hasRedemptionRecord({json.dumps(setup.issuer_origin)})"):
@@ -223,5 +223,4 @@ def test_a_record_passes_again_and_only_where_it_was_redeemed(setup: Setup) -> N
     page.goto(setup.other_url + "/")
     refused = page.evaluate(_fetch("/protected", send))
     assert refused["status"] == 401
-    reasons = [e.reason for e in setup.other_decisions.events if e.reason is not None]
-    assert reasons in ([Reason.WRONG_ORIGIN], []), reasons
+    assert [e.outcome for e in setup.other_decisions.events] == ["challenge"]
