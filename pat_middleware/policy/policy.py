@@ -40,7 +40,7 @@ from ..discovery import KeySource
 from ..errors import ConfigurationError, DecodeError, Reason, TokenError
 from ..settings.loader import load_settings
 from ..settings.model import Settings
-from ..stores import AsyncReplayStore, ReplayStore, StoreUnavailable, open_replay_store
+from ..stores import ReplayStore, StoreUnavailable, open_replay_store
 from ..stores import process as _process
 from .contexts import (
     ChallengeTemplate,
@@ -371,14 +371,6 @@ class Policy:
                 self._several = _FORKED
             elif _process.started_by_multiprocessing():
                 self._several = _SPAWNED
-        # A store that never blocks (the memory store) is called directly from async code
-        # too: no coroutines per request for a dict operation.
-        self._async_store = (
-            self.store
-            if isinstance(self.store, AsyncReplayStore)
-            and not getattr(self.store, "never_blocks", False)
-            else None
-        )
         self._body = settings.challenge_body.encode("utf-8")
         self._pending_cookie = settings.cookies.pending_cookie
         self._session_cookie_name = settings.cookies.session_cookie
@@ -548,30 +540,18 @@ class Policy:
         if isinstance(step, Decision):
             return step
         try:
-            fresh = self._spend(step)
+            fresh = self.store.spend(step.replay_key, step.ttl)
         except StoreUnavailable as e:
             return self._unavailable(step.ctx, e)
         return self._finish(step, fresh)
 
-    def _spend(self, step: _Pending) -> bool:
-        """Record the token's replay key; False when it was already there."""
-        fresh = self.store.reserve(step.replay_key, step.ttl)
-        if fresh:
-            self.store.commit(step.replay_key)
-        return fresh
-
     async def evaluate_async(self, request: RequestInfo, *, force: bool = False) -> Decision:
-        """:meth:`evaluate` for async adapters: uses the store's async form when it has one."""
+        """:meth:`evaluate` for async adapters: spends with the store's async form."""
         step = self._begin(request, force)
         if isinstance(step, Decision):
             return step
         try:
-            if self._async_store is not None:
-                fresh = await self._async_store.reserve_async(step.replay_key, step.ttl)
-                if fresh:
-                    await self._async_store.commit_async(step.replay_key)
-            else:
-                fresh = self._spend(step)
+            fresh = await self.store.spend_async(step.replay_key, step.ttl)
         except StoreUnavailable as e:
             return self._unavailable(step.ctx, e)
         return self._finish(step, fresh)
