@@ -1,5 +1,5 @@
-"""The spend contract, for every replay store through its URL: the memory store, and the
-Redis store against a real redis-server, through the sync and the async forms."""
+"""The spend contract, for every replay store through its URL, against real servers started
+on loopback: memory, Redis, a Redis Cluster, Redis through Sentinel; sync and async."""
 
 from __future__ import annotations
 
@@ -17,14 +17,23 @@ from ._redis import initialized, unique_prefix
 TTL = 10.0
 
 
-@pytest.fixture(params=["memory", "redis"])
+def _redis_url(request: pytest.FixtureRequest) -> str:
+    pytest.importorskip("redis")
+    if request.param == "redis":
+        url: str = request.getfixturevalue("redis_url")
+    elif request.param == "redis+cluster":
+        url = request.getfixturevalue("redis_cluster").url
+    else:
+        url = request.getfixturevalue("redis_sentinel").url
+    return initialized(f"{url}?prefix={unique_prefix()}")
+
+
+@pytest.fixture(params=["memory", "redis", "redis+cluster", "redis+sentinel"])
 def any_store(request: pytest.FixtureRequest) -> Iterator[ReplayStore]:
     if request.param == "memory":
         store = open_replay_store("memory://")
     else:
-        pytest.importorskip("redis")
-        url = request.getfixturevalue("redis_url")
-        store = open_replay_store(initialized(f"{url}?prefix={unique_prefix()}"))
+        store = open_replay_store(_redis_url(request))
     yield store
     store.close()
 

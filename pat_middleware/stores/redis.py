@@ -33,6 +33,7 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from .base import StoreUnavailable
+from .breaker import Breaker
 from .redis_url import OPTIONS, RedisOptions, parse_redis_url
 
 _INSTALL_HINT = "redis:// replay stores need redis-py: pip install 'pat-middleware[redis]'"
@@ -115,55 +116,6 @@ class SingleServer:
         await client.connection_pool.disconnect()
 
 
-class _Breaker:
-    """Fails fast for ``back_off`` seconds after a failure, then lets one probe through.
-
-    Shared by the sync and async forms; its lock is never held across I/O.
-    """
-
-    __slots__ = ("_back_off", "_clock", "_down_until", "_lock", "_reason")
-
-    def __init__(self, back_off: float, clock: Callable[[], float]) -> None:
-        self._back_off = back_off
-        self._clock = clock
-        self._down_until = 0.0
-        self._reason = ""
-        self._lock = threading.Lock()
-
-    def check(self, where: str) -> None:
-        """Raise at once while backing off; past the back-off, admit this caller as the probe
-        (the others keep failing fast until it answers)."""
-        if not self._down_until:
-            return
-        with self._lock:
-            now = self._clock()
-            remaining = self._down_until - now
-            if remaining > 0:
-                raise StoreUnavailable(
-                    f"redis replay store {where} unavailable ({self._reason}); "
-                    f"backing off {remaining:.1f} s",
-                    retry_after=max(1, math.ceil(remaining)),
-                )
-            if self._down_until:
-                self._down_until = now + self._back_off  # this caller probes
-
-    def failed(self, where: str, error: BaseException) -> StoreUnavailable:
-        first_line = (str(error).splitlines() or [""])[0][:120]
-        reason = f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
-        with self._lock:
-            self._down_until = self._clock() + self._back_off
-            self._reason = reason
-        return StoreUnavailable(
-            f"redis replay store {where} failed ({reason})",
-            retry_after=max(1, math.ceil(self._back_off)),
-        )
-
-    def succeeded(self) -> None:
-        if self._down_until:
-            with self._lock:
-                self._down_until = 0.0
-
-
 class RedisReplayStore:
     """Replay store in Redis, with sync (``spend``) and asyncio (``spend_async``) forms.
 
@@ -194,7 +146,7 @@ class RedisReplayStore:
         #: The shards' epoch markers, in shard order.
         self.epoch_keys = tuple(self._prefix + tag + b"epoch" for tag in _TAGS)
         self._where = options.address
-        self._breaker = _Breaker(options.retry_after, clock)
+        self._breaker = Breaker(options.retry_after, clock, "redis replay store")
         # (client, its script), made on first use: building a cluster client reaches it.
         self._sync: tuple[Any, Any] | None = None
         self._client_lock = threading.Lock()

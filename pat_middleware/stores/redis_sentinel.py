@@ -26,10 +26,12 @@ from .redis import SingleServer
 from .redis_url import RedisOptions
 
 
-def _sentinel_kwargs(options: RedisOptions) -> dict[str, Any]:
+def _sentinel_kwargs(r: Any, options: RedisOptions) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "socket_timeout": options.timeout,
         "socket_connect_timeout": options.connect_timeout,
+        # redis-py's default retries with back-off (seconds) on every sentinel asked.
+        "retry": r.retry.Retry(r.backoff.NoBackoff(), 0),
     }
     if options.sentinel_password is not None:
         kwargs["password"] = options.sentinel_password
@@ -55,7 +57,7 @@ class SentinelTopology(SingleServer):
     def _client(self, sentinel_class: Any, r: Any, options: RedisOptions) -> Any:
         if options.service is None:
             raise ValueError("a redis+sentinel:// store needs the master's name")
-        sentinel = sentinel_class(list(options.nodes), sentinel_kwargs=_sentinel_kwargs(options))
+        sentinel = sentinel_class(list(options.nodes), sentinel_kwargs=_sentinel_kwargs(r, options))
         return sentinel.master_for(options.service, **self._master_kwargs(r, options))
 
     def close(self, client: Any) -> None:
