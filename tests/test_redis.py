@@ -131,9 +131,12 @@ def test_prefixes_isolate_stores(redis_url: str) -> None:
 
 
 def test_async_keys_are_prefixed_and_each_loop_connects(
-    store: RedisReplayStore, raw: redis.Redis
+    redis_url: str, raw: redis.Redis
 ) -> None:
-    # The async contract itself is in test_store_contract.py, for every store.
+    # The async contract itself is in test_store_contract.py, for every store. 40 connects
+    # at once: a generous timeout, as in the test below (a loaded CI machine took > 0.5 s).
+    store = store_for(redis_url, timeout="3")
+
     async def scenario() -> list[Any]:
         first = await store.spend_async(b"a", TTL)
         again = await store.spend_async(b"a", TTL)
@@ -146,6 +149,7 @@ def test_async_keys_are_prefixed_and_each_loop_connects(
     # A new event loop gets working connections of its own.
     assert run_async(store, store.spend_async(b"b", TTL)) is True
     assert store.spend(b"b", TTL) is False, "the sync and async forms share the keys"
+    store.close()
 
 
 def test_event_loops_running_at_once_in_threads_each_get_their_own_client(

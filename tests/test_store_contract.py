@@ -25,7 +25,8 @@ def _redis_url(request: pytest.FixtureRequest) -> str:
         url = request.getfixturevalue("redis_cluster").url
     else:
         url = request.getfixturevalue("redis_sentinel").url
-    return initialized(f"{url}?prefix={unique_prefix()}")
+    # A generous timeout: races open dozens of connections at once on a loaded machine.
+    return initialized(f"{url}?prefix={unique_prefix()}&timeout=3")
 
 
 @pytest.fixture(params=["memory", "redis", "redis+cluster", "redis+sentinel"])
