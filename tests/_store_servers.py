@@ -86,6 +86,33 @@ class RedisClusterServers:
                 return False
         return True
 
+    def add_replica(self, of: int = 0) -> RedisServer:
+        """A new node replicating node ``of``, in sync when this returns (the caller stops
+        it); ``CLUSTER FAILOVER`` sent to it promotes it."""
+        import redis
+
+        replica = RedisServer(
+            "--cluster-enabled", "yes", "--cluster-node-timeout", "1000", port=cluster_port()
+        )
+        replica.start()
+        primary = self.nodes[of]
+        client = redis.Redis(port=primary.port, decode_responses=True)
+        primary_id = str(client.cluster("MYID"))
+        client.close()
+        add = ["redis-cli", "--cluster", "add-node", f"127.0.0.1:{replica.port}"]
+        add += [f"127.0.0.1:{primary.port}", "--cluster-slave", "--cluster-master-id", primary_id]
+        subprocess.run(add, check=True, capture_output=True, timeout=30)
+        watcher = redis.Redis(port=replica.port)
+        try:
+            _wait(
+                lambda: watcher.info("replication").get("master_link_status") == "up",
+                "the replica",
+                timeout=30,
+            )
+        finally:
+            watcher.close()
+        return replica
+
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()

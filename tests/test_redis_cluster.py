@@ -178,6 +178,38 @@ def test_a_cluster_that_is_down_fails_closed_fast(
         policy.store.close()
 
 
+def test_a_failover_keeps_what_was_spent_and_the_store_follows_it() -> None:
+    """A replica promoted (CLUSTER FAILOVER): redis-py follows the MOVED replies, and every
+    spend made before is still spent on the new primary. (~8 s: a node joining a cluster
+    waits for its gossip.)"""
+    with RedisClusterServers() as cluster:
+        replica = cluster.add_replica(of=0)
+        try:
+            store = cluster_store(cluster.url, timeout="0.5", retry_after="0.2")
+            keys = [b"n" + bytes([i]) * 32 for i in range(256)]  # every shard: every node
+            assert [store.spend(k, 60) for k in keys] == [True] * 256
+            promoted = redis.Redis(port=replica.port)
+            promoted.execute_command("CLUSTER", "FAILOVER")  # type: ignore[no-untyped-call]
+            deadline = time.monotonic() + 10
+            while promoted.info("replication")["role"] != "master":
+                assert time.monotonic() < deadline, "the replica was not promoted"
+                time.sleep(0.05)
+            promoted.close()
+            again: list[object] = []
+            for key in keys:
+                for _ in range(50):  # a spend may fail closed while the layout moves
+                    try:
+                        again.append(store.spend(key, 60))
+                        break
+                    except StoreUnavailable:
+                        time.sleep(0.1)
+            assert again == [False] * 256
+            assert store.spend(b"fresh", 60) is True
+            store.close()
+        finally:
+            replica.__exit__()
+
+
 def test_url_forms_and_refusals() -> None:
     store = open_replay_store("redis+cluster://a.example:7000,[::1],b.example?prefix=x:")
     assert isinstance(store, RedisReplayStore)
