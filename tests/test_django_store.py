@@ -228,6 +228,8 @@ def test_redis_password_appears_in_no_error(redis_url: str) -> None:
         with pytest.raises(StoreUnavailable) as info:  # no such user on this server
             store.spend(b"k", TTL)
         assert secret not in str(info.value)
+        assert isinstance(store, DjangoCacheReplayStore)
+        assert store._breaker._secrets == (secret, "admin")  # kept out of any client error
 
 
 # ------------------------------------------------------------------------------ refusals

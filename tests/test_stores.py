@@ -354,3 +354,16 @@ def test_settings_check_the_store_url_through_the_registry(registry: None) -> No
     assert check_store_url("checked://x") == "checked"
     assert [s.closed for s in opened] == [1], "checked: built and closed, nothing left open"
     assert module.url_scheme("CHECKED://x") == "checked"
+
+
+def test_the_breaker_never_repeats_a_secret_from_a_client_error() -> None:
+    from pat_middleware.stores.breaker import Breaker
+
+    breaker = Breaker(1.0, time.monotonic, "a store", secrets=("hunter2-long", None, ""))
+    error = ConnectionError("Connection(password=hunter2-long,host=h) refused " + "x" * 200)
+    failed = breaker.failed("h:1", error)
+    assert "hunter2" not in str(failed) and "<redacted>" in str(failed)
+    assert failed.retry_after == 1
+    with pytest.raises(StoreUnavailable) as info:
+        breaker.check("h:1")
+    assert "hunter2" not in str(info.value) and "backing off" in str(info.value)

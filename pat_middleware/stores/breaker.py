@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from .base import StoreUnavailable
 
@@ -15,11 +15,19 @@ class Breaker:
     Shared by the sync and async forms; its lock is never held across I/O.
     """
 
-    __slots__ = ("_back_off", "_clock", "_down_until", "_lock", "_name", "_reason")
+    __slots__ = ("_back_off", "_clock", "_down_until", "_lock", "_name", "_reason", "_secrets")
 
-    def __init__(self, back_off: float, clock: Callable[[], float], name: str) -> None:
+    def __init__(
+        self,
+        back_off: float,
+        clock: Callable[[], float],
+        name: str,
+        secrets: Iterable[str | None] = (),
+    ) -> None:
         self._back_off = back_off
         self._name = name
+        # Never repeated from a client's error text (redis-py 5's reprs held passwords).
+        self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
         self._clock = clock
         self._down_until = 0.0
         self._reason = ""
@@ -43,7 +51,10 @@ class Breaker:
                 self._down_until = now + self._back_off  # this caller probes
 
     def failed(self, where: str, error: BaseException) -> StoreUnavailable:
-        first_line = (str(error).splitlines() or [""])[0][:120]
+        first_line = (str(error).splitlines() or [""])[0]
+        for secret in self._secrets:
+            first_line = first_line.replace(secret, "<redacted>")
+        first_line = first_line[:120]
         reason = f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
         with self._lock:
             self._down_until = self._clock() + self._back_off

@@ -146,7 +146,12 @@ class RedisReplayStore:
         #: The shards' epoch markers, in shard order.
         self.epoch_keys = tuple(self._prefix + tag + b"epoch" for tag in _TAGS)
         self._where = options.address
-        self._breaker = Breaker(options.retry_after, clock, "redis replay store")
+        self._breaker = Breaker(
+            options.retry_after,
+            clock,
+            "redis replay store",
+            secrets=(options.password, options.username, options.sentinel_password),
+        )
         # (client, its script), made on first use: building a cluster client reaches it.
         self._sync: tuple[Any, Any] | None = None
         self._client_lock = threading.Lock()

@@ -30,7 +30,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from ...errors import ConfigurationError
 from ...stores.breaker import Breaker
@@ -109,7 +109,7 @@ class DjangoCacheReplayStore:
         self.alias = alias
         self.prefix = prefix
         self._where = f"{SCHEME}://{alias}"
-        self._breaker = Breaker(retry_after, clock, "replay store")
+        self._breaker = Breaker(retry_after, clock, "replay store", secrets=_secrets(alias))
 
     def __repr__(self) -> str:
         return f"DjangoCacheReplayStore({self._where}, prefix={self.prefix!r})"
@@ -146,6 +146,21 @@ class DjangoCacheReplayStore:
 
     async def aclose(self) -> None:
         """Nothing (see :meth:`close`)."""
+
+
+def _secrets(alias: str) -> list[str | None]:
+    """The user names and passwords in the cache's LOCATION URLs: never in an error."""
+    from django.conf import settings
+
+    location = settings.CACHES.get(alias, {}).get("LOCATION", "")
+    found: list[str | None] = []
+    for server in [location] if isinstance(location, str) else list(location):
+        for url in re.split("[;,]", str(server)):
+            userinfo = url.partition("://")[2].rpartition("@")[0]
+            if userinfo:
+                user, _, password = userinfo.partition(":")
+                found += [unquote(user), unquote(password)]
+    return found
 
 
 def _seconds(ttl: float) -> int:
