@@ -20,7 +20,7 @@ from typing import Any
 
 from pat_middleware.errors import ConfigurationError
 from pat_middleware.policy import Outcome, Policy, RequestInfo
-from pat_middleware.stores import AsyncReplayStore, MemoryReplayStore, ReplayStore
+from pat_middleware.stores import MemoryReplayStore, ReplayStore
 from pat_middleware.stores import open_replay_store as _open_replay_store
 
 from .common import NONE_MODE, Issuer, Options, Result, Row, Skip, Value, authorizations
@@ -79,7 +79,7 @@ def memory(opts: Options) -> list[Result]:
 
 def _fill(store: MemoryReplayStore, entries: int) -> None:
     for _ in range(entries):
-        if not store.reserve(b"n" + secrets.token_bytes(KEY_LENGTH - 1), TTL):
+        if not store.spend(b"n" + secrets.token_bytes(KEY_LENGTH - 1), TTL):
             raise AssertionError("a fresh key was refused")
 
 
@@ -310,9 +310,10 @@ def _store_figures(
                 raise AssertionError("a valid token was refused")
         return time.perf_counter() - start, len(sent) / max(1, len(counted))
 
-    forms: list[tuple[str, Any]] = [("sync", judge_sync)]
-    if isinstance(store, AsyncReplayStore):
-        forms.append(("async", lambda *a: asyncio.run(judge_async(*a))))
+    forms: list[tuple[str, Any]] = [
+        ("sync", judge_sync),
+        ("async", lambda *a: asyncio.run(judge_async(*a))),
+    ]
     rest = requests
     for form, judge in forms:
         warm, counted, rest = rest[:5], rest[5 : 5 + _COUNTED], rest[5 + _COUNTED :]

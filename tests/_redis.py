@@ -35,7 +35,7 @@ def initialized(url: str) -> str:
     a new prefix accepts spends at once instead of waiting one validity period."""
     from pat_middleware.stores.redis import RedisReplayStore
 
-    store = RedisReplayStore.from_url(url)
+    store = RedisReplayStore.from_url(url)  # any Redis URL: one server, cluster, Sentinel
     store.initialize()
     store.close()
     return url

@@ -81,13 +81,16 @@ class _SharedLike:
     """A store standing for a shared one (no per-process epoch): what a policy backed by
     Redis derives its challenges with."""
 
-    def reserve(self, key: bytes, ttl: float) -> bool:
+    def spend(self, key: bytes, ttl: float) -> bool:
         return True
 
-    def commit(self, key: bytes) -> None:
+    async def spend_async(self, key: bytes, ttl: float) -> bool:
+        return True
+
+    def close(self) -> None:
         return None
 
-    def release(self, key: bytes) -> None:
+    async def aclose(self) -> None:
         return None
 
 

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, settings
 from pat_middleware import IssuerKey, Token, TokenChallenge, encode_pss_spki
 
 from ._redis import RedisServer, shared_redis_url
+from ._store_servers import MemcachedServer, RedisClusterServers, SentinelServers
 
 settings.register_profile(
     "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -77,6 +78,27 @@ def redis_url() -> Iterator[str]:
         return
     with RedisServer() as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """A three-node Redis Cluster shared by the session; none stops it."""
+    with RedisClusterServers() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[SentinelServers]:
+    """A master, a replica and a Sentinel shared by the session; none fails it over."""
+    with SentinelServers() as servers:
+        yield servers
+
+
+@pytest.fixture(scope="session")
+def memcached() -> Iterator[MemcachedServer]:
+    """A memcached shared by the session (tests use keys of their own)."""
+    with MemcachedServer() as server:
+        yield server
 
 
 @pytest.fixture

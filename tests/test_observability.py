@@ -36,14 +36,17 @@ class Recorder:
 
 
 class _FullStore:
-    def reserve(self, key: bytes, ttl: float) -> bool:
+    def spend(self, key: bytes, ttl: float) -> bool:
         raise StoreUnavailable("replay store is full", retry_after=3)
 
-    def commit(self, key: bytes) -> None:
-        raise AssertionError("unreachable")
+    async def spend_async(self, key: bytes, ttl: float) -> bool:
+        raise StoreUnavailable("replay store is full", retry_after=3)
 
-    def release(self, key: bytes) -> None:
-        raise AssertionError("unreachable")
+    def close(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
 
 
 @pytest.fixture
@@ -216,9 +219,9 @@ def test_metrics_hook_gets_one_event_per_decision(
 
 
 class _SlowStore(MemoryReplayStore):
-    def reserve(self, key: bytes, ttl: float) -> bool:
+    def spend(self, key: bytes, ttl: float) -> bool:
         time.sleep(0.05)
-        return super().reserve(key, ttl)
+        return super().spend(key, ttl)
 
 
 @pytest.mark.parametrize("evaluate", ["sync", "async"])

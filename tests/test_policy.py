@@ -663,27 +663,19 @@ class _DownStore:
     def __init__(self) -> None:
         self.calls = 0
 
-    def reserve(self, key: bytes, ttl: float) -> bool:
+    def spend(self, key: bytes, ttl: float) -> bool:
         self.calls += 1
         raise StoreUnavailable("store is down", retry_after=7)
 
-    def commit(self, key: bytes) -> None:
-        raise AssertionError("commit after a failed reserve")
-
-    def release(self, key: bytes) -> None:
-        raise AssertionError("nothing was reserved")
-
-
-class _AsyncDownStore(_DownStore):
-    async def reserve_async(self, key: bytes, ttl: float) -> bool:
+    async def spend_async(self, key: bytes, ttl: float) -> bool:
         self.calls += 1
         raise StoreUnavailable("store is down", retry_after=7)
 
-    async def commit_async(self, key: bytes) -> None:
-        raise AssertionError("commit after a failed reserve")
+    def close(self) -> None:
+        return None
 
-    async def release_async(self, key: bytes) -> None:
-        raise AssertionError("nothing was reserved")
+    async def aclose(self) -> None:
+        return None
 
 
 def _assert_unavailable(decision: Decision) -> None:
@@ -707,7 +699,7 @@ def test_store_unavailable_gives_503_with_retry_after(
 def test_store_unavailable_async_gives_503(
     issuer_key: IssuerKey, clock: FakeClock, rsa_2048: rsa.RSAPrivateKey
 ) -> None:
-    store = _AsyncDownStore()
+    store = _DownStore()
     policy = Policy(make_settings(issuer_key), replay_store=store, clock=clock)
     browser = Browser(policy)
     token = answer(browser.challenge(), rsa_2048, issuer_key)
@@ -853,6 +845,6 @@ def test_the_policy_reads_one_clock_and_its_memory_store_expires_on_it(
     replay = browser.get(token=token)
     assert replay.reason is Reason.REPLAYED
     clock.now = T0 + policy.windows.longest_validity + 10  # past the nonce's expiry
-    assert store.reserve(b"another", 1.0)
+    assert store.spend(b"another", 1.0)
     assert len(store) == 1, "the spent nonce expired on the policy's clock"
     assert browser.get(token=token).reason is Reason.EXPIRED

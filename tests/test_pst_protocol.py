@@ -314,22 +314,25 @@ def test_spent_nonces_are_kept_until_the_key_expires(keys: PSTKeySet) -> None:
     ttls: list[float] = []
 
     class Spy:
-        def reserve(self, key: bytes, ttl: float) -> bool:
+        def spend(self, key: bytes, ttl: float) -> bool:
             ttls.append(ttl)
-            return store.reserve(key, ttl)
+            return store.spend(key, ttl)
 
-        def commit(self, key: bytes) -> None:
-            store.commit(key)
+        async def spend_async(self, key: bytes, ttl: float) -> bool:
+            raise AssertionError("the issuer spends synchronously")
 
-        def release(self, key: bytes) -> None:
-            store.release(key)
+        def close(self) -> None:
+            return None
+
+        async def aclose(self) -> None:
+            return None
 
     issuer = PSTIssuer(keys, issuer_origin=ISSUER, replay_store=Spy(), clock=lambda: NOW)
     token = _tokens(issuer, 1)[0]
     issuer.redeem(token.redeem_request(SITE, int(NOW)).to_header())
     (ttl,) = ttls
     assert ttl >= keys.token_keys[0].expiry_us / 1e6 - NOW
-    assert not store.reserve(replay_key(token.nonce), 1)
+    assert not store.spend(replay_key(token.nonce), 1)
 
 
 def test_forged_and_relabelled_tokens_are_refused(issuer: PSTIssuer) -> None:

@@ -203,12 +203,15 @@ def test_two_token_headers_are_refused(base_url: str, client: httpx.Client) -> N
 
 def test_store_outage_is_503_with_retry_after(keys: PSTKeySet, issuer: PSTIssuer) -> None:
     class Down:
-        def reserve(self, key: bytes, ttl: float) -> bool:
+        def spend(self, key: bytes, ttl: float) -> bool:
             raise StoreUnavailable("down", retry_after=7)
 
-        def commit(self, key: bytes) -> None: ...
+        async def spend_async(self, key: bytes, ttl: float) -> bool:
+            raise StoreUnavailable("down", retry_after=7)
 
-        def release(self, key: bytes) -> None: ...
+        def close(self) -> None: ...
+
+        async def aclose(self) -> None: ...
 
     broken = PSTIssuer(keys, issuer_origin=ISSUER, replay_store=Down())
     request, pending = begin_issuance(1)

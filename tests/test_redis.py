@@ -93,16 +93,16 @@ def test_key_is_prefixed_binary_and_expires_after_its_ttl(
     store: RedisReplayStore, raw: redis.Redis
 ) -> None:
     key = bytes(range(256))
-    assert store.reserve(key, 0.3)
+    assert store.spend(key, 0.3)
     stored = store.spend_key(key)
     assert stored == store.options.prefix.encode() + b"{ff}:" + key  # the last byte's shard
     assert store.epoch_key(key) == store.options.prefix.encode() + b"{ff}epoch"
     assert raw.get(stored) == b"1"
     assert 0 < raw.pttl(stored) <= 300
-    assert store.reserve(key, 0.3) is False
+    assert store.spend(key, 0.3) is False
     time.sleep(0.4)
     assert raw.exists(stored) == 0
-    assert store.reserve(key, 0.3) is True
+    assert store.spend(key, 0.3) is True
 
 
 @pytest.mark.parametrize("ttl", [0.0, 0.0001, 0.0015, 1e-300])
@@ -110,44 +110,46 @@ def test_a_ttl_under_a_millisecond_is_rounded_up_never_to_zero(
     store: RedisReplayStore, raw: redis.Redis, ttl: float
 ) -> None:
     """Redis refuses PX 0: rounding down would make the store fail on short TTLs."""
-    assert store.reserve(b"short", ttl) is True
+    assert store.spend(b"short", ttl) is True
     assert raw.pttl(store.spend_key(b"short")) in (-2, 0, 1, 2)  # gone or going
 
 
 def test_binary_keys_do_not_collide(store: RedisReplayStore) -> None:
     keys = [b"", b"\x00", b"\x00\x00", b"\r\n", b"*1\r\n$4\r\nPING\r\n", b"\xff" * 64, b" "]
-    assert [store.reserve(k, TTL) for k in keys] == [True] * len(keys)
-    assert [store.reserve(k, TTL) for k in keys] == [False] * len(keys)
+    assert [store.spend(k, TTL) for k in keys] == [True] * len(keys)
+    assert [store.spend(k, TTL) for k in keys] == [False] * len(keys)
 
 
 def test_prefixes_isolate_stores(redis_url: str) -> None:
     prefix = unique_prefix()
     a, b, same = store_for(redis_url, prefix), store_for(redis_url), store_for(redis_url, prefix)
-    assert a.reserve(b"k", TTL) is True
-    assert b.reserve(b"k", TTL) is True, "another prefix is another namespace"
-    assert same.reserve(b"k", TTL) is False, "the same prefix is the same namespace"
+    assert a.spend(b"k", TTL) is True
+    assert b.spend(b"k", TTL) is True, "another prefix is another namespace"
+    assert same.spend(b"k", TTL) is False, "the same prefix is the same namespace"
     for s in (a, b, same):
         s.close()
 
 
 def test_async_keys_are_prefixed_and_each_loop_connects(
-    store: RedisReplayStore, raw: redis.Redis
+    redis_url: str, raw: redis.Redis
 ) -> None:
-    # The async contract itself is in test_store_contract.py, for every store.
-    async def scenario() -> list[Any]:
-        first = await store.reserve_async(b"a", TTL)
-        again = await store.reserve_async(b"a", TTL)
-        await store.commit_async(b"a")
-        await store.release_async(b"a")
-        after_release = await store.reserve_async(b"a", TTL)
-        racing = await asyncio.gather(*(store.reserve_async(b"r", TTL) for _ in range(40)))
-        return [first, again, after_release, racing.count(True)]
+    # The async contract itself is in test_store_contract.py, for every store. 40 connects
+    # at once: a generous timeout, as in the test below (a loaded CI machine took > 0.5 s).
+    store = store_for(redis_url, timeout="3")
 
-    assert run_async(store, scenario()) == [True, False, True, 1]
+    async def scenario() -> list[Any]:
+        first = await store.spend_async(b"a", TTL)
+        again = await store.spend_async(b"a", TTL)
+        racing = await asyncio.gather(*(store.spend_async(b"r", TTL) for _ in range(40)))
+        return [first, again, racing.count(True)]
+
+    assert run_async(store, scenario()) == [True, False, 1]
+    assert raw.exists(store.spend_key(b"a")) == 1
     assert raw.exists(store.spend_key(b"r")) == 1
     # A new event loop gets working connections of its own.
-    assert run_async(store, store.reserve_async(b"b", TTL)) is True
-    assert store.reserve(b"b", TTL) is False, "the sync and async forms share the keys"
+    assert run_async(store, store.spend_async(b"b", TTL)) is True
+    assert store.spend(b"b", TTL) is False, "the sync and async forms share the keys"
+    store.close()
 
 
 def test_event_loops_running_at_once_in_threads_each_get_their_own_client(
@@ -166,7 +168,7 @@ def test_event_loops_running_at_once_in_threads_each_get_their_own_client(
 
     async def one(key: bytes) -> object:
         try:
-            return await store.reserve_async(key, TTL)
+            return await store.spend_async(key, TTL)
         except StoreUnavailable as e:
             return str(e)
 
@@ -195,7 +197,7 @@ def test_event_loops_running_at_once_in_threads_each_get_their_own_client(
 def test_an_accept_is_one_round_trip(
     own_redis: RedisServer, issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey, form: str
 ) -> None:
-    """Policy.evaluate on a fresh token sends exactly one command, EVALSHA (commit is free):
+    """Policy.evaluate on a fresh token sends exactly one command, EVALSHA, one spend:
     the epoch check and the SET NX PX run inside Redis, in the script."""
     from ._origin import answer as answer_policy
 
@@ -245,19 +247,19 @@ def test_a_redis_that_comes_back_empty_holds_spends_one_ttl(
 ) -> None:
     """Every key the empty Redis forgot would have expired within its TTL: spends wait that
     long (on Redis's clock), then the forgotten key may be spent again."""
-    assert store.reserve(b"spent", 0.4) is True
+    assert store.spend(b"spent", 0.4) is True
     for key in store.epoch_keys:
         raw.delete(key)
     raw.delete(store.spend_key(b"spent"))  # what an empty Redis looks like to this prefix
     with pytest.raises(StoreUnavailable, match="epoch marker of shard 74") as info:
-        store.reserve(b"spent", 0.4)
+        store.spend(b"spent", 0.4)
     assert info.value.retry_after == 1
     with pytest.raises(StoreUnavailable):
-        store.reserve(b"other", 0.4)  # every shard waits from the first one found missing
+        store.spend(b"other", 0.4)  # every shard waits from the first one found missing
     assert raw.pttl(store.epoch_key(b"other")) == -1, "markers never expire"
     time.sleep(0.45)
-    assert store.reserve(b"spent", 0.4) is True
-    assert store.reserve(b"spent", 0.4) is False
+    assert store.spend(b"spent", 0.4) is True
+    assert store.spend(b"spent", 0.4) is False
 
 
 def test_finding_one_marker_missing_stamps_every_shard_at_once(
@@ -265,7 +267,7 @@ def test_finding_one_marker_missing_stamps_every_shard_at_once(
 ) -> None:
     store = store_for(own_redis.url, initialize=False)
     with pytest.raises(StoreUnavailable):
-        store.reserve(b"k", TTL)
+        store.spend(b"k", TTL)
     stamps = [raw_own.get(key) for key in store.epoch_keys]
     assert None not in stamps  # all 256, stamped then (the others a TIME call later)
     millis = [int(stamp or b"0") for stamp in stamps]
@@ -275,18 +277,18 @@ def test_finding_one_marker_missing_stamps_every_shard_at_once(
     store.initialize()
     raw_own.delete(store.epoch_key(b"k"))
     with pytest.raises(StoreUnavailable):
-        store.reserve(b"k", TTL)
+        store.spend(b"k", TTL)
     assert raw_own.get(store.epoch_key(b"x")) == b"0"
     store.close()
 
 
 def test_the_async_form_holds_too(store: RedisReplayStore, raw: redis.Redis) -> None:
     async def scenario() -> tuple[bool, str]:
-        first = await store.reserve_async(b"a", 0.3)
+        first = await store.spend_async(b"a", 0.3)
         for key in store.epoch_keys:
             raw.delete(key)
         try:
-            await store.reserve_async(b"a", 0.3)
+            await store.spend_async(b"a", 0.3)
         except StoreUnavailable as e:
             return first, str(e)
         return first, ""
@@ -321,7 +323,7 @@ def test_store_init_stamps_the_markers_as_old(
     store = open_replay_store(url)
     assert isinstance(store, RedisReplayStore)
     assert {raw.get(key) for key in store.epoch_keys} == {b"0"}
-    assert store.reserve(b"k", 86400) is True  # no wait, whatever the TTL
+    assert store.spend(b"k", 86400) is True  # no wait, whatever the TTL
     store.close()
     assert main(["store-init", "--replay-store", "memory://"]) == 2
     assert "only a shared store" in capsys.readouterr().err
@@ -351,7 +353,15 @@ def test_store_init_stamps_the_markers_as_old(
         ("redis://:pw@127.0.0.1:6379/0?password_env=HOME", "password_env"),
         ("redis://127.0.0.1:6379/0?ssl_ca_certs=/ca.pem", "rediss://"),
         ("unix://", "socket path"),
-        ("redis+sentinel://127.0.0.1/0", "unknown store URL scheme"),
+        ("redis+sentinel://127.0.0.1", "names the master after the hosts"),
+        ("redis+sentinel://127.0.0.1/", "names the master after the hosts"),
+        ("redis+cluster://127.0.0.1/1", "database 0 only"),
+        ("redis+cluster://127.0.0.1?db=1", "database 0 only"),
+        ("redis://a:1,b:2/0", "names one host"),
+        ("redis+cluster://a:1,,b:2", "empty host"),
+        ("redis://h/0?sentinel_password_env=X", "redis+sentinel://"),
+        ("redis+sentinel://h/svc/0/1", "database number"),
+        ("redis+cluster://h?ssl_ca_certs=/ca.pem", "rediss"),
         ("redis://127.0.0.1:6379/0#x", "no fragment"),
         ("redis://[::1/0", "brackets"),
         ("redis://[::g]/0", "IPv6 address"),
@@ -398,7 +408,7 @@ def test_rediss_always_verifies_the_certificate_and_the_host_name() -> None:
     CA-signed certificate would do, and a man in the middle could answer SET with OK."""
     store = open_replay_store("rediss://cache.example:6380/0?ssl_ca_certs=/etc/ca.pem")
     assert isinstance(store, RedisReplayStore)
-    kwargs = store._sync_client().connection_pool.connection_kwargs
+    kwargs = store._sync_client()[0].connection_pool.connection_kwargs
     assert (kwargs["ssl_check_hostname"], kwargs["ssl_cert_reqs"]) == (True, "required")
     assert kwargs["ssl_ca_certs"] == "/etc/ca.pem"
     assert "ssl_check_hostname" not in parse_redis_url("redis://h/0").pool_kwargs()
@@ -412,7 +422,7 @@ def test_repr_and_errors_hide_the_password(own_redis: RedisServer) -> None:
     assert f"127.0.0.1:{own_redis.port}/4" in text and "shown:" in text
     assert secret not in repr(parse_redis_url(f"redis://:{secret}@h/0"))
     with pytest.raises(StoreUnavailable) as info:  # no such user on this server
-        store.reserve(b"k", TTL)
+        store.spend(b"k", TTL)
     assert secret not in str(info.value)
 
 
@@ -520,8 +530,8 @@ def test_password_from_password_env(
 ) -> None:
     monkeypatch.setenv("PAT_TEST_REDIS_PASSWORD", "hunter2-but-longer")
     store = store_for(locked_redis.url, password_env="PAT_TEST_REDIS_PASSWORD")
-    assert store.reserve(b"k", TTL) is True
-    assert store.reserve(b"k", TTL) is False
+    assert store.spend(b"k", TTL) is True
+    assert store.spend(b"k", TTL) is False
     assert "hunter2" not in repr(store)
     store.close()
 
@@ -529,12 +539,12 @@ def test_password_from_password_env(
 def test_inline_password_and_wrong_password(locked_redis: RedisServer) -> None:
     url = f"redis://:hunter2-but-longer@127.0.0.1:{locked_redis.port}/0"
     good = store_for(url)
-    assert good.reserve(b"k", TTL) is True
+    assert good.spend(b"k", TTL) is True
     good.close()
     for bad_url in (locked_redis.url, f"redis://:wrong@127.0.0.1:{locked_redis.port}/0"):
         bad = store_for(bad_url, initialize=False)
         with pytest.raises(StoreUnavailable) as info:
-            bad.reserve(b"k2", TTL)
+            bad.spend(b"k2", TTL)
         assert "hunter2" not in str(info.value)
 
 
@@ -543,12 +553,12 @@ def test_inline_password_and_wrong_password(locked_redis: RedisServer) -> None:
 
 def test_outage_fails_fast_then_recovers_by_itself(own_redis: RedisServer) -> None:
     store = store_for(own_redis.url, timeout="0.3", retry_after="0.5")
-    assert store.reserve(b"before", TTL)
+    assert store.spend(b"before", TTL)
 
     own_redis.pause()  # connections hang: the socket timeout bounds the wait
     started = time.monotonic()
     with pytest.raises(StoreUnavailable) as info:
-        store.reserve(b"k", TTL)
+        store.spend(b"k", TTL)
     elapsed = time.monotonic() - started
     assert 0.25 <= elapsed < 1.0, elapsed
     assert info.value.retry_after == 1
@@ -557,22 +567,22 @@ def test_outage_fails_fast_then_recovers_by_itself(own_redis: RedisServer) -> No
     started = time.monotonic()
     for _ in range(20):
         with pytest.raises(StoreUnavailable, match="backing off"):
-            store.reserve(b"k", TTL)
+            store.spend(b"k", TTL)
     assert time.monotonic() - started < 0.05
 
     own_redis.stop()  # down: connection refused
     time.sleep(0.55)
     with pytest.raises(StoreUnavailable):
-        store.reserve(b"k", TTL)
+        store.spend(b"k", TTL)
 
     own_redis.start()  # same port, empty: the store finds it again after the back-off...
     time.sleep(0.55)
     # ...and finds it empty: a shard's spends wait one TTL (here 0.3 s) from then on.
     with pytest.raises(StoreUnavailable, match="epoch marker"):
-        store.reserve(b"k", 0.3)
+        store.spend(b"k", 0.3)
     time.sleep(0.35)
-    assert store.reserve(b"k", 0.3) is True
-    assert store.reserve(b"k", 0.3) is False
+    assert store.spend(b"k", 0.3) is True
+    assert store.spend(b"k", 0.3) is False
     store.close()
 
 
@@ -580,15 +590,15 @@ def test_async_outage_is_bounded_by_the_timeout(own_redis: RedisServer) -> None:
     store = store_for(own_redis.url, timeout="0.3", retry_after="0.5")
 
     async def scenario() -> tuple[float, bool, bool]:
-        assert await store.reserve_async(b"before", TTL)
+        assert await store.spend_async(b"before", TTL)
         own_redis.pause()
         started = time.monotonic()
         with pytest.raises(StoreUnavailable):
-            await store.reserve_async(b"k", TTL)
+            await store.spend_async(b"k", TTL)
         elapsed = time.monotonic() - started
         own_redis.resume()
         await asyncio.sleep(0.55)
-        return elapsed, await store.reserve_async(b"k", TTL), await store.reserve_async(b"n", TTL)
+        return elapsed, await store.spend_async(b"k", TTL), await store.spend_async(b"n", TTL)
 
     elapsed, timed_out_key, new_key = run_async(store, scenario())
     assert 0.25 <= elapsed < 1.0, elapsed

@@ -232,27 +232,20 @@ class _YieldingStore:
     def __init__(self) -> None:
         self.inner = MemoryReplayStore()
 
-    def reserve(self, key: bytes, ttl: float) -> bool:
-        return self.inner.reserve(key, ttl)
+    def spend(self, key: bytes, ttl: float) -> bool:
+        return self.inner.spend(key, ttl)
 
-    def commit(self, key: bytes) -> None:
-        self.inner.commit(key)
-
-    def release(self, key: bytes) -> None:
-        self.inner.release(key)
-
-    async def reserve_async(self, key: bytes, ttl: float) -> bool:
+    async def spend_async(self, key: bytes, ttl: float) -> bool:
         await asyncio.sleep(0)
-        won = self.inner.reserve(key, ttl)
+        won = self.inner.spend(key, ttl)
         await asyncio.sleep(0)
         return won
 
-    async def commit_async(self, key: bytes) -> None:
-        await asyncio.sleep(0)
+    def close(self) -> None:
+        return None
 
-    async def release_async(self, key: bytes) -> None:
-        await asyncio.sleep(0)
-        self.inner.release(key)
+    async def aclose(self) -> None:
+        return None
 
 
 def test_concurrent_replay_from_asyncio_tasks_passes_exactly_once(

@@ -214,24 +214,20 @@ class PSTIssuer:
             raise TokenError(Reason.BAD_SIGNATURE, "the token does not verify")
         spent = replay_key(request.nonce)
         ttl = (key.expiry_us - at) / MICROSECONDS + REPLAY_MARGIN
-        if not self._store.reserve(spent, ttl):
+        if not self._store.spend(spent, ttl):
             raise TokenError(Reason.REPLAYED, "this token was redeemed before")
-        try:
-            issued_at = math.floor(moment)
-            claims = RedemptionRecord(
-                issuer=self._origin,
-                redeeming_origin=redeeming_origin,
-                key_id=key.key_id,
-                issued_at=issued_at,
-                expires_at=issued_at + self._record_lifetime,
-                record_id=new_record_id(),
-                kid=self._keys.record_kid,
-            )
-            record = sign_redemption_record(claims, self._keys.record_key, kid=claims.kid)
-        except BaseException:
-            self._store.release(spent)
-            raise
-        self._store.commit(spent)
+        # Spent before signing: should signing fail, the token is lost (closed), not reusable.
+        issued_at = math.floor(moment)
+        claims = RedemptionRecord(
+            issuer=self._origin,
+            redeeming_origin=redeeming_origin,
+            key_id=key.key_id,
+            issued_at=issued_at,
+            expires_at=issued_at + self._record_lifetime,
+            record_id=new_record_id(),
+            kid=self._keys.record_kid,
+        )
+        record = sign_redemption_record(claims, self._keys.record_key, kid=claims.kid)
         return Redemption(record, self._record_lifetime, claims)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..settings.model import Settings
-from ..stores import ReplayStore
+from ..stores import PerProcessStore, ReplayStore
 from ..stores import process as _process
 
 #: Retry-After of the answer while a per-process store serves beside other processes.
@@ -35,8 +35,7 @@ NONE_MODE_PER_PROCESS = (
 
 def store_epoch(store: ReplayStore) -> bytes:
     """The epoch of a per-process store (new per store and per process), else empty."""
-    epoch: bytes = getattr(store, "epoch", b"") if getattr(store, "per_process", False) else b""
-    return epoch
+    return store.epoch if isinstance(store, PerProcessStore) else b""
 
 
 class ProcessGuard:
@@ -66,7 +65,7 @@ class ProcessGuard:
         self._store = store
         self._store_name = store_name
         self._on_epoch = on_epoch
-        self.per_process = bool(getattr(store, "per_process", False))
+        self.per_process = isinstance(store, PerProcessStore)
         #: The guard refuses tokens when other processes are seen (no opt-in).
         self.active = self.per_process and not settings.allow_per_process_replay
         self._epoch = store_epoch(store)
@@ -76,7 +75,7 @@ class ProcessGuard:
         #: False while the adapters should tell :meth:`note_server` what the server says.
         self.server_noted = not self.active
         if self.active:
-            if getattr(store, "forked", False):
+            if isinstance(store, PerProcessStore) and store.forked:
                 self._several = _FORKED
             elif _process.started_by_multiprocessing():
                 self._several = _SPAWNED

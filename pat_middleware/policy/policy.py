@@ -21,7 +21,7 @@ from ..core.wire import ChallengeTemplate
 from ..discovery import KeySource, RecordKeySource
 from ..errors import ConfigurationError, DecodeError, Reason
 from ..settings.model import ContextMode, Settings
-from ..stores import AsyncReplayStore, ReplayStore, StoreUnavailable, open_replay_store
+from ..stores import PerProcessStore, ReplayStore, StoreUnavailable, open_replay_store
 from .contexts import ContextDeriver, Windows, derive_key
 from .decision import Decision, RequestInfo
 from .guard import NONE_MODE_PER_PROCESS, PER_PROCESS_RETRY_AFTER, ProcessGuard
@@ -73,7 +73,7 @@ class Policy:
         self.mode = settings.redemption_context
         if (
             self.mode is ContextMode.NONE
-            and getattr(replay_store, "per_process", False)
+            and isinstance(replay_store, PerProcessStore)
             and not settings.allow_per_process_replay
         ):
             # Before any thread starts. (Settings refuse memory:// URLs in none mode.)
@@ -138,14 +138,6 @@ class Policy:
             VerifiedSessionSignal(settings, self.sessions),
         )
         self._signals_by_choice: dict[frozenset[str], tuple[TrustSignal, ...]] = {}
-        # A store that never blocks (the memory store) is called directly from async code
-        # too: no coroutines per request for a dict operation.
-        self._async_store = (
-            self.store
-            if isinstance(self.store, AsyncReplayStore)
-            and not getattr(self.store, "never_blocks", False)
-            else None
-        )
         self._protects = settings.protects
         # Warn once when a token arrives over http without the Secure session cookie.
         self._warn_secure = settings.cookies.secure and self.mode is not ContextMode.NONE
@@ -266,9 +258,7 @@ class Policy:
         state, accepted = step
         if accepted.spend is not None:
             try:
-                fresh = self.store.reserve(accepted.spend, accepted.ttl)
-                if fresh:
-                    self.store.commit(accepted.spend)
+                fresh = self.store.spend(accepted.spend, accepted.ttl)
             except StoreUnavailable as e:
                 return self.responses.unavailable(state, e)
             if not fresh:
@@ -285,15 +275,7 @@ class Policy:
         state, accepted = step
         if accepted.spend is not None:
             try:
-                store = self._async_store
-                if store is not None:
-                    fresh = await store.reserve_async(accepted.spend, accepted.ttl)
-                    if fresh:
-                        await store.commit_async(accepted.spend)
-                else:
-                    fresh = self.store.reserve(accepted.spend, accepted.ttl)
-                    if fresh:
-                        self.store.commit(accepted.spend)
+                fresh = await self.store.spend_async(accepted.spend, accepted.ttl)
             except StoreUnavailable as e:
                 return self.responses.unavailable(state, e)
             if not fresh:

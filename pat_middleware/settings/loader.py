@@ -200,15 +200,11 @@ class _Builder:
         if cookies.session_name == cookies.verified_name:
             raise self.fail("verified_cookie_name", "must differ from cookie_name")
         replay_store = self.string("replay_store", "memory://") or "memory://"
-        from ..stores import open_replay_store
+        from ..stores import check_store_url
 
-        open_replay_store(replay_store)  # validate the URL now, at start-up
+        scheme = check_store_url(replay_store)  # validate the URL now, at start-up
         allow_per_process = self.boolean("allow_per_process_replay", False)
-        if (
-            mode is ContextMode.NONE
-            and urlsplit(replay_store).scheme == "memory"
-            and not allow_per_process
-        ):
+        if mode is ContextMode.NONE and scheme == "memory" and not allow_per_process:
             raise self.fail(
                 "replay_store",
                 'memory:// with redemption_context = "none": nothing binds a challenge to '

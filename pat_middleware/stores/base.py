@@ -1,16 +1,10 @@
-"""The replay-store interface and the URL-based factory."""
+"""The replay-store interface: what the policy needs of a store, and nothing more."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from typing import Protocol, runtime_checkable
-from urllib.parse import parse_qs
 
-from ..errors import ConfigurationError, PrivateTokenError
-
-DEFAULT_MAX_ENTRIES = 1_000_000
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}")
+from ..errors import PrivateTokenError
 
 
 class StoreUnavailable(PrivateTokenError):
@@ -23,61 +17,41 @@ class StoreUnavailable(PrivateTokenError):
 
 @runtime_checkable
 class ReplayStore(Protocol):
-    """Synchronous replay store (WSGI and the sans-IO policy use this form)."""
+    """Remembers spent keys (token nonces) for a TTL, atomically.
 
-    def reserve(self, key: bytes, ttl: float) -> bool: ...
-    def commit(self, key: bytes) -> None: ...
-    def release(self, key: bytes) -> None: ...
+    * ``spend(key, ttl)`` records ``key`` for ``ttl`` seconds and returns True, exactly once
+      per key within its TTL: of several concurrent callers (threads, tasks, processes and
+      hosts sharing the store) one gets True, the others False. Synchronous: WSGI servers
+      and :meth:`Policy.evaluate` call it.
+    * ``spend_async(key, ttl)``, the same for :meth:`Policy.evaluate_async` (ASGI). A store
+      whose spend does not wait on I/O (the memory store) may answer without suspending.
+    * ``close()`` / ``aclose()`` give back connections (``aclose`` those of the running
+      event loop). The store stays usable: a later spend connects again.
 
+    A store that cannot answer raises :class:`StoreUnavailable`; callers fail closed (the
+    token is not accepted). A store is built from its URL by a factory registered for the
+    URL's scheme (:func:`~pat_middleware.stores.register_store`); the factory does no I/O,
+    so URLs can be checked at start-up without reaching the store.
+    """
+
+    def spend(self, key: bytes, ttl: float) -> bool: ...
+    async def spend_async(self, key: bytes, ttl: float) -> bool: ...
+    def close(self) -> None: ...
+    async def aclose(self) -> None: ...
 
 @runtime_checkable
-class AsyncReplayStore(Protocol):
-    """Asynchronous replay store (ASGI uses this form when the store has it)."""
+class PerProcessStore(ReplayStore, Protocol):
+    """A store only this process sees (``memory://``): sound only while this process is the
+    only one accepting the tokens (see :mod:`pat_middleware.policy.guard`)."""
 
-    async def reserve_async(self, key: bytes, ttl: float) -> bool: ...
-    async def commit_async(self, key: bytes) -> None: ...
-    async def release_async(self, key: bytes) -> None: ...
+    #: Names what this store remembers; new per store and in a forked child.
+    @property
+    def epoch(self) -> bytes: ...
+
+    #: True in a process forked from the one that made the store.
+    @property
+    def forked(self) -> bool: ...
 
 
-def open_replay_store(
-    url: str, *, setting: str = "replay_store", clock: Callable[[], float] | None = None
-) -> ReplayStore:
-    """Build a store from its URL: ``memory://`` (``?max_entries=N``), or Redis
-    (``redis://``, ``rediss://``, ``unix://``; needs the ``redis`` extra).
-
-    Errors quote no part of the URL but a known scheme or option name: a Redis URL may
-    hold a password, and one with an unencoded ``?``, ``#`` or ``@`` parses wrongly.
-
-    ``clock`` is what a memory store expires its entries on (the policy passes its own,
-    the one its challenge windows are judged on); Redis expires keys on its own."""
-    head, colon, _ = url.partition(":")
-    scheme = head.lower() if colon and _SCHEME.fullmatch(head) else ""
-    if scheme == "memory":
-        from .memory import MemoryReplayStore
-
-        query = parse_qs(url.partition("?")[2])
-        if set(query) - {"max_entries"}:
-            raise ConfigurationError(
-                setting, "unknown memory:// option; the one known is max_entries"
-            )
-        max_entries = DEFAULT_MAX_ENTRIES
-        if "max_entries" in query:
-            try:
-                max_entries = int(query["max_entries"][-1])
-            except ValueError as e:
-                raise ConfigurationError(setting, "max_entries must be an integer") from e
-            if max_entries < 1:
-                raise ConfigurationError(setting, "max_entries must be at least 1")
-        if clock is None:
-            return MemoryReplayStore(max_entries=max_entries)
-        return MemoryReplayStore(max_entries=max_entries, clock=clock)
-    if scheme in ("redis", "rediss", "unix"):
-        from .redis import (
-            RedisReplayStore,  # imports redis-py: only when asked for
-        )
-
-        return RedisReplayStore.from_url(url, setting=setting)
-    raise ConfigurationError(
-        setting,
-        "unknown store URL scheme: a store URL starts with memory://, redis://, rediss:// or unix://",
-    )
+__all__ = [
+    "PerProcessStore","ReplayStore", "StoreUnavailable"]

@@ -6,9 +6,13 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from urllib.parse import parse_qs
 
+from ..errors import ConfigurationError
 from . import process as _process
-from .base import DEFAULT_MAX_ENTRIES, StoreUnavailable
+from .base import StoreUnavailable
+
+DEFAULT_MAX_ENTRIES = 1_000_000
 
 
 class MemoryReplayStore:
@@ -17,7 +21,7 @@ class MemoryReplayStore:
     Only one process sees it: use a shared store (Redis) when several workers or hosts accept
     the same tokens (a :class:`~pat_middleware.policy.Policy` refuses to accept tokens with
     it where it can tell that several processes serve). When ``max_entries`` live keys are
-    held, new reservations raise :class:`StoreUnavailable` instead of growing or forgetting
+    held, new spends raise :class:`StoreUnavailable` instead of growing or forgetting
     (fail closed).
     """
 
@@ -32,9 +36,6 @@ class MemoryReplayStore:
         "_max_entries",
         "_sweep_at",
     )
-    #: Its operations are a dict update under a lock held for microseconds: async callers
-    #: may call the synchronous methods directly (see Policy.evaluate_async).
-    never_blocks = True
     #: What it records is seen by this process only.
     per_process = True
 
@@ -95,7 +96,7 @@ class MemoryReplayStore:
                 break
             del expiry[key]
 
-    def reserve(self, key: bytes, ttl: float) -> bool:
+    def spend(self, key: bytes, ttl: float) -> bool:
         now = self._clock()
         with self._lock:
             if now >= self._sweep_at:
@@ -116,19 +117,39 @@ class MemoryReplayStore:
             self._expiry[key] = now + ttl
             return True
 
-    def commit(self, key: bytes) -> None:
-        # A reservation already holds the key for its whole TTL: nothing more to do.
-        return None
+    async def spend_async(self, key: bytes, ttl: float) -> bool:
+        # A dict update under a lock held for microseconds: never suspends, never blocks.
+        return self.spend(key, ttl)
 
-    def release(self, key: bytes) -> None:
+    def clear(self) -> None:
+        """Forget every spend (benchmarks and tests reuse one store; never while serving:
+        every token spent within its TTL would be accepted again)."""
         with self._lock:
-            self._expiry.pop(key, None)
+            self._expiry.clear()
 
-    async def reserve_async(self, key: bytes, ttl: float) -> bool:
-        return self.reserve(key, ttl)
+    def close(self) -> None:
+        """Nothing to give back: the spends stay, and so does the store."""
 
-    async def commit_async(self, key: bytes) -> None:
-        self.commit(key)
+    async def aclose(self) -> None:
+        """Nothing to give back (see :meth:`close`)."""
 
-    async def release_async(self, key: bytes) -> None:
-        self.release(key)
+
+def open_memory_store(
+    url: str, *, setting: str, clock: Callable[[], float] = time.monotonic
+) -> MemoryReplayStore:
+    """The ``memory://`` factory: ``memory://`` or ``memory://?max_entries=N``."""
+    query = parse_qs(url.partition("?")[2])
+    if set(query) - {"max_entries"}:
+        raise ConfigurationError(setting, "unknown memory:// option; the one known is max_entries")
+    max_entries = DEFAULT_MAX_ENTRIES
+    if "max_entries" in query:
+        try:
+            max_entries = int(query["max_entries"][-1])
+        except ValueError as e:
+            raise ConfigurationError(setting, "max_entries must be an integer") from e
+        if max_entries < 1:
+            raise ConfigurationError(setting, "max_entries must be at least 1")
+    return MemoryReplayStore(max_entries=max_entries, clock=clock)
+
+
+__all__ = ["DEFAULT_MAX_ENTRIES", "MemoryReplayStore", "open_memory_store"]

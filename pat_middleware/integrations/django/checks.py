@@ -3,6 +3,9 @@
 * ``pat_middleware.E001``: ``PAT_MIDDLEWARE`` is not set.
 * ``pat_middleware.E002``: ``PAT_MIDDLEWARE`` is invalid (the message names the setting).
 * ``pat_middleware.E003``: ``PAT_METRICS`` does not name a metrics hook.
+* ``pat_middleware.E004``: ``replay_store`` is a ``django-cache://`` URL naming a cache whose
+  ``add`` is not atomic across processes (local-memory, file, database...), or whose
+  client hides errors or has no timeouts.
 * ``pat_middleware.W001``: ``cookie_secure`` is false while ``DEBUG`` is off.
 * ``pat_middleware.W002``: ``development`` is true (random per-process secret) while
   ``DEBUG`` is off.
@@ -26,6 +29,7 @@ from .middleware import (
     read_metrics,
     read_settings,
 )
+from .store import UnsuitableCache
 
 MIDDLEWARE_PATH = "pat_middleware.integrations.django.PrivateTokenMiddleware"
 #: Either spelling of the middleware in ``MIDDLEWARE``.
@@ -48,6 +52,14 @@ def check_settings(
         ]
     try:
         settings = read_settings()
+    except UnsuitableCache as e:
+        return [
+            checks.Error(
+                f"{SETTING}: {e}",
+                hint="Point replay_store at a cache on Redis or memcached, or use redis://.",
+                id="pat_middleware.E004",
+            )
+        ]
     except ConfigurationError as e:
         return [checks.Error(f"{SETTING} is invalid: {e}", id="pat_middleware.E002")]
     messages: list[checks.CheckMessage] = []
