@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from ..core.codec import b64_decode, b64url_encode
 from ..core.wire import TOKEN_TYPE_BLIND_RSA
@@ -34,6 +34,10 @@ DEFAULT_MODULUS_BITS = 2048
 LEGACY_MODULUS_BITS = 4096  # drafts protocol-00..04 and early deployments
 #: Hash and salt of the type-2 signature: RSASSA-PSS with SHA-384, MGF1-SHA-384, salt 48.
 PSS_SALT_LENGTH = 48
+
+#: RSASSA-PSS with SHA-384, MGF1-SHA-384 and a 48-byte salt. Built once, shared by every call.
+_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=PSS_SALT_LENGTH)
+_SHA384 = hashes.SHA384()
 
 _SEQUENCE = 0x30
 _BIT_STRING = 0x03
@@ -70,9 +74,23 @@ class IssuerKey:
         return 98 + self.authenticator_length
 
     @property
+    def published(self) -> bytes:
+        """The SPKI exactly as the issuer published it (what ``token_key_id`` hashes)."""
+        return self.spki
+
+    @property
     def token_key(self) -> str:
         """The published bytes as padded base64url, ready for a ``token-key`` parameter."""
         return b64url_encode(self.spki)
+
+    def verify(self, token_input: bytes, authenticator: bytes) -> bool:
+        """True when ``authenticator`` is an RSASSA-PSS signature (SHA-384, MGF1-SHA-384,
+        salt 48) of ``token_input`` under this key (RFC 9578 §6.4)."""
+        try:
+            self.public_key.verify(authenticator, token_input, _PSS, _SHA384)
+        except InvalidSignature:
+            return False
+        return True
 
     @classmethod
     def from_spki(cls, spki: bytes, *, allow_4096: bool = False) -> IssuerKey:
