@@ -36,7 +36,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -46,10 +46,11 @@ from ..core.directory import (
     DirectoryKey,
     parse_directory,
 )
-from ..core.wire import TOKEN_TYPE_BLIND_RSA
+from ..core.keys import TokenKey
 from ..errors import ConfigurationError, DecodeError, PrivateTokenError
 from ..settings import DiscoveryOptions, IssuerConfig
-from ..tokens.blind_rsa import IssuerKey
+from ..settings.model import DEFAULT_TOKEN_TYPES
+from ..tokens.registry import default_registry
 
 logger = logging.getLogger("pat_middleware")
 
@@ -119,7 +120,7 @@ class RefreshResult:
 class ListedKey:
     """A key as the directory lists it, parsed once."""
 
-    key: IssuerKey
+    key: TokenKey
     not_before: int | None = None
 
     def is_current(self, now: float) -> bool:
@@ -129,11 +130,14 @@ class ListedKey:
 @dataclass(frozen=True, slots=True)
 class IssuerKeys:
     """One issuer's keys at a moment: the one to advertise (None: do not challenge for this
-    issuer) and every key a token may be signed under."""
+    issuer) and every key a token may be signed under. ``advertised`` holds the key to
+    advertise per token type (``preferred`` is its first), for an issuer with keys of
+    several types."""
 
     name: str
-    preferred: IssuerKey | None
-    accepted: tuple[IssuerKey, ...]
+    preferred: TokenKey | None
+    accepted: tuple[TokenKey, ...]
+    advertised: tuple[TokenKey, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +158,10 @@ class DirectoryState:
         urls: Sequence[str],
         options: DiscoveryOptions,
         *,
-        static: Sequence[IssuerKey] = (),
+        static: Sequence[TokenKey] = (),
         allow_4096: bool = False,
         setting: str = "",
+        token_types: frozenset[int] = DEFAULT_TOKEN_TYPES,
     ) -> None:
         if not urls:
             raise ValueError("a directory state needs at least one URL")
@@ -166,10 +171,11 @@ class DirectoryState:
         self.static = tuple(static)
         self.allow_4096 = allow_4096
         self.setting = setting
+        self.token_types = token_types
         self.etag: str | None = None
         self.listed: tuple[ListedKey, ...] = ()
         #: token_key_id -> (key, trusted until): keys that left the directory.
-        self.retired: dict[bytes, tuple[IssuerKey, float]] = {}
+        self.retired: dict[bytes, tuple[TokenKey, float]] = {}
         #: The freshness lifetime of the last good answer, clamped to the refresh bounds.
         self.freshness: float = 0.0
         self.next_refresh: float = -_NEVER
@@ -238,7 +244,8 @@ class DirectoryState:
             return self.fail(str(e), now)
         listed = self._parse_keys(directory.token_keys)
         if not listed:
-            return self.fail("the directory lists no usable token type 2 key", now)
+            types = " or ".join(map(str, sorted(self.token_types)))
+            return self.fail(f"the directory lists no usable token type {types} key", now)
         changed = self._install(listed, now)
         self.etag = _etag(headers.get("etag"))
         self._succeeded(headers, now)
@@ -265,22 +272,35 @@ class DirectoryState:
         self.next_refresh = now + _clamp(lifetime - early, low, high)
 
     def _parse_keys(self, entries: Sequence[DirectoryKey]) -> tuple[ListedKey, ...]:
-        """Type-2 keys in directory order, parsed (or reused when already known)."""
-        known = {k.key.spki: k.key for k in self.listed}
-        known.update((key.spki, key) for key, _ in self.retired.values())
+        """Keys of the accepted token types in directory order, parsed through the token
+        registry (or reused when already known). A type whose tokens only the issuer's
+        private key verifies is used when that key is configured (a static key) and the
+        entry publishes its public half."""
+        known: dict[tuple[int, bytes], TokenKey] = {
+            (key.token_type, key.published): key for key in self.static
+        }
+        known.update(((k.key.token_type, k.key.published), k.key) for k in self.listed)
+        known.update(((key.token_type, key.published), key) for key, _ in self.retired.values())
+        registry = default_registry()
         out: list[ListedKey] = []
-        seen: set[bytes] = set()
+        seen: set[tuple[int, bytes]] = set()
         for entry in entries:
-            raw = entry.token_key
-            if entry.token_type != TOKEN_TYPE_BLIND_RSA or raw in seen:
+            found = (entry.token_type, entry.token_key)
+            if entry.token_type not in self.token_types or found in seen:
                 continue
-            key = known.get(raw)
+            key = known.get(found)
             if key is None:
+                token_type = registry.get(entry.token_type)
+                if token_type is None or not token_type.publicly_verifiable:
+                    continue  # unknown, or verifiable only with a secret we do not hold
                 try:
-                    key = IssuerKey.from_spki(raw, allow_4096=self.allow_4096)
+                    loaded = token_type.load_public_key(entry.token_key, allow_4096=self.allow_4096)
                 except DecodeError:
                     continue  # one bad entry does not spoil the others
-            seen.add(raw)
+                if not isinstance(loaded, TokenKey):
+                    continue
+                key = loaded
+            seen.add(found)
             out.append(ListedKey(key, entry.not_before))
             if len(out) == MAX_LISTED_KEYS:
                 break
@@ -312,10 +332,12 @@ class DirectoryState:
 
     def select(self, now: float) -> tuple[IssuerKeys, float]:
         """The issuer's keys at ``now`` and the moment that answer changes on its own."""
-        preferred = next((k.key for k in self.listed if k.is_current(now)), None)
-        if preferred is None and self.static:
-            preferred = self.static[0]
-        accepted: dict[bytes, IssuerKey] = {}
+        # Per token type, the first current listed key, else the first static one.
+        advertised = _first_per_type(
+            [*(k.key for k in self.listed if k.is_current(now)), *self.static]
+        )
+        preferred = advertised[0] if advertised else None
+        accepted: dict[bytes, TokenKey] = {}
         for key in self.static:
             accepted.setdefault(key.token_key_id, key)
         for listed in self.listed:
@@ -326,7 +348,7 @@ class DirectoryState:
                 accepted.setdefault(key_id, key)
                 changes.append(until)
         upcoming = [moment for moment in changes if moment > now]
-        keys = IssuerKeys(self.name, preferred, tuple(accepted.values()))
+        keys = IssuerKeys(self.name, preferred, tuple(accepted.values()), advertised)
         return keys, min(upcoming, default=_NEVER)
 
 
@@ -362,6 +384,7 @@ class KeySource:
                 static=issuer.keys,
                 allow_4096=issuer.allow_4096,
                 setting=issuer.directory_setting,
+                token_types=issuer.token_types,
             )
             for issuer in issuers
             if issuer.directory_urls
@@ -401,7 +424,8 @@ class KeySource:
                 state = self._states.get(issuer.name)
                 if state is None:
                     key = issuer.keys[0] if issuer.keys else None
-                    out.append(IssuerKeys(issuer.name, key, issuer.keys))
+                    advertised = _first_per_type(issuer.keys)
+                    out.append(IssuerKeys(issuer.name, key, issuer.keys, advertised))
                     continue
                 keys, changes_at = state.select(now)
                 out.append(keys)
@@ -660,6 +684,14 @@ def _etag(value: str | None) -> str | None:
     if len(value) > _MAX_ETAG_LENGTH or not _ETAG.fullmatch(value):
         return None
     return value
+
+
+def _first_per_type(keys: Iterable[TokenKey]) -> tuple[TokenKey, ...]:
+    """The first key of each token type, in the order the types first appear."""
+    first: dict[int, TokenKey] = {}
+    for key in keys:
+        first.setdefault(key.token_type, key)
+    return tuple(first.values())
 
 
 def _clamp(value: float, low: float, high: float) -> float:
