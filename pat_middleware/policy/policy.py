@@ -33,7 +33,6 @@ from ..core.wire import (
     AUTHENTICATOR_INPUT_LENGTH,
     GREASE_TOKEN_TYPES,
     TOKEN_KEY_ID_OFFSET,
-    TOKEN_TYPE_BLIND_RSA,
     TokenChallenge,
 )
 from ..discovery import KeySource
@@ -305,13 +304,14 @@ class Policy:
         ):
             # Before any thread starts. (Settings refuse memory:// URLs in none mode.)
             raise ConfigurationError("replay_store", _NONE_MODE_PER_PROCESS)
-        # Per issuer, built once: keys only decide which issuers appear.
+        # Per issuer and accepted token type, built once: keys decide which ones appear.
         self._templates = {
-            issuer.name: ChallengeTemplate(TOKEN_TYPE_BLIND_RSA, issuer.name, settings.origin_info)
+            (issuer.name, t): ChallengeTemplate(t, issuer.name, settings.origin_info)
             for issuer in settings.issuers
+            for t in sorted(settings.token_types)
         }
         self._empty_challenges = {
-            name: template.challenge(b"") for name, template in self._templates.items()
+            named: template.challenge(b"") for named, template in self._templates.items()
         }
         self._key_source = KeySource(settings.issuers, settings.discovery, clock=clock)
         if self._key_source.discovers:
@@ -433,10 +433,11 @@ class Policy:
 
     def _build_snapshot(self, now: float) -> _KeySnapshot:
         selection = self._key_source.select(now)
-        live = [(i.name, i.preferred) for i in selection.issuers if i.preferred is not None]
-        templates = tuple((self._templates[name], key.token_key) for name, key in live)
+        named_keys = (((i.name, k.token_type), k) for i in selection.issuers for k in i.advertised)
+        live = [(named, key) for named, key in named_keys if named in self._templates]
+        templates = tuple((self._templates[named], key.token_key) for named, key in live)
         ring = KeyRing(TrustedKey(i.name, key) for i in selection.issuers for key in i.accepted)
-        static = tuple(self._empty_challenges[name] for name, _ in live)
+        static = tuple(self._empty_challenges[named] for named, _ in live)
         quoted = self.settings.quoted_values
         pieces = tuple(
             (template, *challenge_pieces(token_key, quoted=quoted))
