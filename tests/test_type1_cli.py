@@ -11,12 +11,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from pat_middleware.cli.commands import main
+from pat_middleware.cli.commands import inspect_value, main
 from pat_middleware.cli.demo import follow
 from pat_middleware.core.codec import b64_decode, b64url_encode
 from pat_middleware.core.headers import parse_www_authenticate
 from pat_middleware.core.wire import TokenChallenge
+from pat_middleware.errors import DecodeError
 from pat_middleware.issuer import TOKEN_REQUEST_MEDIA_TYPE, parse_directory
 from pat_middleware.issuer.client import fetch_token
 from pat_middleware.issuer.voprf import begin_voprf_issuance
@@ -252,3 +255,24 @@ def test_inspect_type2_request_and_key_pem(keys: dict[str, Path]) -> None:
     assert (request["kind"], request["token_type"]) == ("TokenRequest", 2)
     private = _inspect(keys["t2"].read_text())
     assert private["token_type"] == 2 and "token_key" in private
+
+
+_SIZES = st.sampled_from([2, 49, 52, 98, 145, 146, 256, 259, 354])
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=400),
+        _SIZES.flatmap(lambda n: st.binary(min_size=n, max_size=n)),
+        _SIZES.flatmap(lambda n: st.binary(min_size=n - 2, max_size=n - 2)).map(
+            lambda body: b"\x00\x01" + body
+        ),
+    )
+)
+def test_inspect_raises_only_decode_errors(data: bytes) -> None:
+    """Any decoded value: described, or refused with the library's DecodeError."""
+    try:
+        info = inspect_value(b64url_encode(data) if data else "A")
+    except DecodeError:
+        return
+    assert isinstance(info, dict) and "kind" in info

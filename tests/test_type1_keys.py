@@ -222,3 +222,26 @@ def test_pem_parser_raises_only_decode_error(data: bytes | str) -> None:
     for text in (data, "-----BEGIN PRIVATE KEY-----\n" + str(data) + "\n-----END PRIVATE KEY-----"):
         with pytest.raises(DecodeError):
             VOPRFTokenKey.from_pem(text)
+
+
+@given(st.one_of(st.text(max_size=120), st.binary(max_size=120).map(b64url_encode)))
+def test_token_key_text_parsers_raise_only_decode_error(text: str) -> None:
+    for entry in default_registry():
+        try:
+            key = entry.load_public_key_text(text)
+        except DecodeError:
+            continue
+        assert key.token_type == entry.value
+
+
+def test_issuer_side_objects_hide_the_secret_and_the_blind() -> None:
+    from pat_middleware.issuer import Issuer
+    from pat_middleware.issuer.voprf import VOPRFIssuingKey, begin_voprf_issuance
+
+    key = _key(TYPE1[0])
+    challenge = TokenChallenge.from_bytes(h(TYPE1[0]["token_challenge"]))
+    _, state = begin_voprf_issuance(challenge, key.public)
+    issuer = Issuer("issuer.example", key.secret_key.private_key)
+    shown = " ".join(repr(x) for x in (VOPRFIssuingKey(key), state, issuer, key.secret_key))
+    assert TYPE1[0]["skS"] not in shown and f"{state.blind:x}" not in shown
+    assert str(state.blind) not in shown

@@ -35,6 +35,7 @@ from ..issuer.client import fetch_token
 from ..issuer.server import create_issuer_app
 from ..policy.policy import SCOPE_KEY, Policy, TokenInfo
 from ..settings import Settings
+from ..tokens.blind_rsa import IssuerKey
 from ..tokens.registry import default_registry
 
 
@@ -133,9 +134,20 @@ class FetchResult:
     body: str
 
 
-def pick_challenge(header: str) -> tuple[TokenChallenge, PublishedKey]:
+def pick_challenge(header: str) -> tuple[TokenChallenge, IssuerKey]:
+    """The first type-2 challenge in a WWW-Authenticate value that we can answer."""
+    challenge, key = choose_challenge(header, frozenset({TOKEN_TYPE_BLIND_RSA}))
+    if not isinstance(key, IssuerKey):  # pragma: no cover - type-2 keys are IssuerKeys
+        raise DecodeError("no usable type-2 PrivateToken challenge")
+    return challenge, key
+
+
+def choose_challenge(
+    header: str, token_types: frozenset[int] | None = None
+) -> tuple[TokenChallenge, PublishedKey]:
     """The first challenge in a WWW-Authenticate value that we can answer: a registered
-    token type this client issues (2 or 1), with a token-key of that type."""
+    token type this client issues (2 or 1; only ``token_types`` when given), with a
+    token-key of that type."""
     problems: list[str] = []
     registry = default_registry()
     for params in parse_www_authenticate(header):
@@ -145,7 +157,7 @@ def pick_challenge(header: str) -> tuple[TokenChallenge, PublishedKey]:
             problems.append(f"challenge: {e}")
             continue
         entry = registry.get(challenge.token_type)
-        if entry is None:
+        if entry is None or (token_types is not None and entry.value not in token_types):
             problems.append(f"token type {challenge.token_type} is not supported")
             continue
         if params.token_key is None:
@@ -182,7 +194,7 @@ def follow(
     header = response.headers.get(WWW_AUTHENTICATE)
     if response.status_code != 401 or token is not None or not header:
         return FetchResult(response.status_code, token, response.text)
-    challenge, key = pick_challenge(header)
+    challenge, key = choose_challenge(header)
     say(
         f"  challenge: type={challenge.token_type} issuer={challenge.issuer_name} "
         f"origin_info={','.join(challenge.origin_info) or '(empty)'} "
@@ -287,6 +299,7 @@ class _LateApp:
 
 __all__ = [
     "FetchResult",
+    "choose_challenge",
     "closing_store",
     "create_origin_app",
     "follow",
