@@ -185,7 +185,14 @@ class Issuer:
     production issuer.
     """
 
-    __slots__ = ("_by_truncated_id", "_directory", "_directory_bytes", "_entries", "_name")
+    __slots__ = (
+        "_by_truncated_id",
+        "_directory",
+        "_directory_bytes",
+        "_entries",
+        "_name",
+        "_types",
+    )
 
     def __init__(
         self,
@@ -230,6 +237,7 @@ class Issuer:
             by_truncated[named] = (entry,)
         self._name = name
         self._entries = tuple(entries)
+        self._types = frozenset(entry.public.token_type for entry in entries)
         self._by_truncated_id = by_truncated
         self._directory = IssuerDirectory(
             request_uri,
@@ -260,7 +268,7 @@ class Issuer:
     @property
     def token_types(self) -> frozenset[int]:
         """The token types this issuer issues."""
-        return frozenset(entry.public.token_type for entry in self._entries)
+        return self._types
 
     @property
     def public_keys(self) -> tuple[IssuerKey, ...]:
@@ -319,7 +327,7 @@ class Issuer:
         if len(data) < TOKEN_REQUEST_HEADER_LENGTH:
             raise IssuanceError("TokenRequest is truncated", status=400)
         token_type, truncated = _REQUEST_HEADER.unpack_from(data)
-        if token_type not in self.token_types:
+        if token_type not in self._types:
             raise IssuanceError(f"unsupported token type {token_type}", status=422)
         candidates = self._by_truncated_id.get((token_type, truncated), ())
         if not candidates:
