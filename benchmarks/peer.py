@@ -67,6 +67,40 @@ def _version() -> str:
         return "?"
 
 
+def race(language: str, argv: list[str], processes: int) -> float:
+    """Tokens per second over ``processes`` copies of ``argv``: each prints "ready" once set
+    up and warm, all are told to go at once, each reports its count and its own timing."""
+    children = [
+        subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(processes)
+    ]
+    for child in children:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        if line.strip() != b"ready":
+            _, err = child.communicate(timeout=60)
+            raise RuntimeError(f"{language} side failed: {(line + err).decode()[-400:]}")
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write(b"go\n")
+        child.stdin.flush()
+    reports = []
+    for child in children:
+        out, err = child.communicate(timeout=600)
+        if child.returncode != 0:
+            raise RuntimeError(f"{language} side failed: {err.decode()[-400:]}")
+        reports.append(json.loads(out.decode().strip().splitlines()[-1]))
+    begin = min(r["start_ms"] for r in reports)
+    end = max(r["end_ms"] for r in reports)
+    return float(sum(r["count"] for r in reports) / ((end - begin) / 1000))
+
+
 def run(issuer: Issuer, opts: Options) -> list[Result]:
     if shutil.which("node") is None:
         return [Skip("5", f"peer: {PACKAGE}", "node not found")]
@@ -90,36 +124,7 @@ def run(issuer: Issuer, opts: Options) -> list[Result]:
             argv = ["node", str(NODE_DIR / "verify.mjs"), str(data)]
         else:
             argv = [sys.executable, "-m", "benchmarks.peer", str(data)]
-        children = [
-            subprocess.Popen(
-                argv,
-                cwd=ROOT,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-            for _ in range(processes)
-        ]
-        # Every process says "ready" once set up and warm; then all are told to go at once.
-        for child in children:
-            assert child.stdout is not None
-            line = child.stdout.readline()
-            if line.strip() != b"ready":
-                _, err = child.communicate(timeout=60)
-                raise RuntimeError(f"{language} side failed: {(line + err).decode()[-400:]}")
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write(b"go\n")
-            child.stdin.flush()
-        reports = []
-        for child in children:
-            out, err = child.communicate(timeout=600)
-            if child.returncode != 0:
-                raise RuntimeError(f"{language} side failed: {err.decode()[-400:]}")
-            reports.append(json.loads(out.decode().strip().splitlines()[-1]))
-        begin = min(r["start_ms"] for r in reports)
-        end = max(r["end_ms"] for r in reports)
-        return float(sum(r["count"] for r in reports) / ((end - begin) / 1000))
+        return race(language, argv, processes)
 
     version = _version()
     single = Row(

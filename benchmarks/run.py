@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .common import Issuer, Options, Result, Skip, markdown
 
-SECTIONS = ("core", "challenge", "http", "store", "peer")
+SECTIONS = ("core", "challenge", "http", "store", "peer", "peer1")
 
 
 def machine() -> list[str]:
@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     issuer = Issuer.generate()
     results: list[Result] = []
 
-    from . import core, http, peer, store
+    from . import core, http, peer, peer_type1, store
 
     plan: list[tuple[str, Callable[[Issuer, Options], list[Result]]]] = [
         ("core", core.verification),
@@ -137,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("http", http.run),
         ("store", store.run),
         ("peer", peer.run),
+        ("peer1", peer_type1.run),
     ]
     for section, func in plan:
         if not opts.wants(section):

@@ -22,6 +22,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from pat_middleware.core.codec import b64url_encode
+from pat_middleware.core.keys import TokenKey
 from pat_middleware.discovery import (
     MAX_LISTED_KEYS,
     DirectoryFetchError,
@@ -89,7 +90,7 @@ def accepted(s: DirectoryState, now: float) -> set[bytes]:
     return {k.token_key_id for k in s.select(now)[0].accepted}
 
 
-def preferred(s: DirectoryState, now: float) -> IssuerKey | None:
+def preferred(s: DirectoryState, now: float) -> TokenKey | None:
     return s.select(now)[0].preferred
 
 

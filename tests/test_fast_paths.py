@@ -321,7 +321,7 @@ def test_verify_token_refuses_what_is_not_bytes_like(data: object, issuer_key: I
 
 
 def test_key_ids_group_by_token_type_too(
-    rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+    rsa_2048: rsa.RSAPrivateKey, other_rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
 ) -> None:
     """Only entries of the token's type are candidates, whatever else shares the key id:
     an issuer that trusts the key for another type cannot lend its name to this one."""
@@ -337,10 +337,16 @@ def test_key_ids_group_by_token_type_too(
     with pytest.raises(TokenError) as info:
         verify_token(token_b, keys=ring, challenges=[named])
     assert info.value.reason is Reason.CHALLENGE_MISMATCH
-    # Only a type-1 entry: the key is unknown for a type-2 token.
+    # The id names a type-1 entry only: the key is unknown for a type-2 token.
+    other = IssuerKey.from_spki(encode_pss_spki(other_rsa_2048.public_key()))
+    ring = KeyRing([TrustedKey("issuer.example", typed_1), TrustedKey("issuer.example", other)])
+    with pytest.raises(TokenError) as info:
+        verify_token(token, keys=ring, challenges=[])
+    assert info.value.reason is Reason.UNKNOWN_KEY
+    # No type-2 key at all: the ring verifies no type-2 token.
     with pytest.raises(TokenError) as info:
         verify_token(token, keys=KeyRing([TrustedKey("issuer.example", typed_1)]), challenges=[])
-    assert info.value.reason is Reason.UNKNOWN_KEY
+    assert info.value.reason is Reason.UNSUPPORTED_TYPE
 
 
 def test_verified_token_is_frozen_and_compares_by_value(

@@ -239,7 +239,8 @@ def test_directory_parse_is_lenient(issuer: Issuer) -> None:
             "token-keys": [
                 {"token-type": 2, "token-key": unpadded, "not-before": 1_700_000_000_000},
                 {"token-type": 2, "token-key": standard, "not-before": 1_700_000_000, "x": 1},
-                {"token-type": 0x1234, "token-key": unpadded},
+                {"token-type": 0x1234, "token-key": unpadded},  # kept: readers pick types
+                {"token-type": 0x10000, "token-key": unpadded},
                 {"token-type": 1, "token-key": b64url_encode(bytes(49))},
                 {"token-type": 2, "token-key": "not base64!"},
                 {"token-type": "2", "token-key": unpadded},
@@ -256,6 +257,7 @@ def test_directory_parse_is_lenient(issuer: Issuer) -> None:
     assert parsed.token_keys == (
         DirectoryKey(2, spki, 1_700_000_000),  # milliseconds read as seconds
         DirectoryKey(2, spki, 1_700_000_000),
+        DirectoryKey(0x1234, spki),
         DirectoryKey(1, bytes(49)),
     )
     assert parsed.current_keys(now=1_700_000_000) == parsed.token_keys[:2]
@@ -264,7 +266,7 @@ def test_directory_parse_is_lenient(issuer: Issuer) -> None:
     assert parsed.find(issuer.public_keys[0].token_key_id) == parsed.token_keys[0]
     assert parsed.find(bytes(32)) is None
     with pytest.raises(DecodeError):
-        IssuerKey.from_spki(parsed.token_keys[2].token_key)
+        IssuerKey.from_spki(parsed.token_keys[3].token_key)
 
 
 def test_directory_float_not_before() -> None:
@@ -399,7 +401,7 @@ def test_shared_truncated_id_uses_first_key_in_range(
     )
     both = Issuer("issuer.example", small, large)
     first, second = both._entries
-    both._by_truncated_id = {7: (first, second)}
+    both._by_truncated_id = {(2, 7): (first, second)}
     n_small = small.public_key().public_numbers().n
     n_large = large.public_key().public_numbers().n
     value = (n_small + n_large) // 2  # out of range for the first, in range for the second
@@ -421,7 +423,7 @@ def test_issuer_configuration_errors(rsa_2048: rsa.RSAPrivateKey) -> None:
     with pytest.raises(ConfigurationError, match="request_uri"):
         Issuer("issuer.example", rsa_2048, request_uri="/.well-known/token-issuer-directory")
     with pytest.raises(ConfigurationError, match=r"keys\[0\]"):
-        Issuer("issuer.example", ec.generate_private_key(ec.SECP256R1()))  # type: ignore[arg-type]
+        Issuer("issuer.example", ec.generate_private_key(ec.SECP256R1()))
     with pytest.raises(ConfigurationError, match="not_before"):
         Issuer("issuer.example", SigningKey(rsa_2048, not_before=-1))
 

@@ -232,7 +232,7 @@ def test_several_workers_refuse_a_per_process_store(
     def serve(*args: object, **kwargs: object) -> None:
         raise AssertionError("refused starts must not serve")  # rather than serve forever
 
-    monkeypatch.setattr("pat_middleware.cli.commands._uvicorn_run", serve)
+    monkeypatch.setattr("pat_middleware.cli.servers.uvicorn_run", serve)
     args = ["origin", "--issuer-name", ISSUER, "--token-key", issuer_key.token_key]
     assert main([*args, "--workers", "2"]) == 2
     err = capsys.readouterr().err

@@ -23,7 +23,7 @@ from pat_middleware.settings import (
     Settings,
     load_settings,
 )
-from pat_middleware.tokens.blind_rsa import IssuerKey
+from pat_middleware.tokens.blind_rsa import IssuerKey, encode_pss_spki
 
 from ._origin import ISSUER, OTHER_ISSUER, SECRET
 
@@ -88,11 +88,12 @@ def test_every_known_key_is_applied(
 ) -> None:
     (base_dir / "secret.txt").write_text(SECRET + "\n", encoding="utf-8")
     (base_dir / "body.html").write_text("<p>need a token</p>", encoding="utf-8")
-    other_pem = other_rsa_2048.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
+    other_spki = encode_pss_spki(other_rsa_2048.public_key())
+    other_pem = (
+        "-----BEGIN PUBLIC KEY-----\n"
+        + base64.encodebytes(other_spki).decode()
+        + "-----END PUBLIC KEY-----\n"
+    )
     data: dict[str, Any] = {
         "issuers": [
             {"name": ISSUER, "token_key": issuer_key.token_key},
@@ -300,8 +301,11 @@ ERROR_CASES: list[tuple[dict[str, Any], str, str]] = [
     ({"max_age": True}, "max_age", "integer"),
     ({"max_age": 600, "session_lifetime": 1000}, "session_lifetime", "twice max_age"),
     ({"session_lifetime": 59}, "session_lifetime", "from 60"),
-    ({"token_types": [1]}, "token_types", "type 2"),
-    ({"token_types": []}, "token_types", "type 2"),
+    ({"token_types": [1]}, "issuers[0].token_key", "token_types does not list 2"),
+    ({"token_types": []}, "token_types", "non-empty list"),
+    ({"token_types": [3]}, "token_types", "not registered; registered: 1 (VOPRF"),
+    ({"token_types": [True]}, "token_types", "non-empty list"),
+    ({"token_types": "2"}, "token_types", "non-empty list"),
     ({"secret": MISSING}, "secret", "development"),
     ({"secret": "x" * 31}, "secret", "at least 32"),
     ({"secret": 12345678901234567890123456789012345}, "secret", "string"),

@@ -26,15 +26,17 @@ from ..core.headers import (
     build_authorization,
     parse_www_authenticate,
 )
-from ..core.wire import TOKEN_TYPE_BLIND_RSA, Token, TokenChallenge
+from ..core.keys import PublishedKey
+from ..core.wire import TOKEN_TYPE_BLIND_RSA, TOKEN_TYPE_VOPRF, Token, TokenChallenge
 from ..errors import DecodeError
 from ..integrations.asgi import PrivateTokenMiddleware
-from ..issuer import Issuer
+from ..issuer import Issuer, can_issue
 from ..issuer.client import fetch_token
 from ..issuer.server import create_issuer_app
 from ..policy import SCOPE_KEY, Policy, TokenInfo
 from ..settings import Settings
 from ..tokens.blind_rsa import IssuerKey
+from ..tokens.registry import default_registry
 
 
 def origin_settings(
@@ -42,14 +44,16 @@ def origin_settings(
     token_key: str | None,
     *,
     directory: str | None = None,
+    private_key_file: str | None = None,
     base: Mapping[str, Any] | None = None,
     secret: str | None = None,
 ) -> Settings:
     """Demo-origin settings: ``/protected`` needs a token; plain-HTTP cookies allowed.
 
     ``base`` (a settings mapping, e.g. from a TOML file) wins over the demo defaults; the
-    issuer given on the command line (with a token-key, a directory URL, or both) is added
-    to its issuers.
+    issuer given on the command line (with a token-key, a directory URL, the issuer's
+    type-1 private key file, or several of them) is added to its issuers. Without
+    ``token_types`` in ``base``, the types those keys give are accepted.
     """
     data: dict[str, Any] = {
         "protect": ["/protected"],
@@ -60,12 +64,20 @@ def origin_settings(
         data.update(base)
     issuers = list(data.get("issuers", []))
     entry = {"name": issuer_name}
+    types: set[int] = set()
     if token_key is not None:
         entry["token_key"] = token_key
+        types.add(TOKEN_TYPE_BLIND_RSA)
     if directory is not None:
         entry["directory"] = directory
+        types.add(TOKEN_TYPE_BLIND_RSA)
+    if private_key_file is not None:
+        entry["private_key_file"] = private_key_file
+        types.add(TOKEN_TYPE_VOPRF)
     issuers.insert(0, entry)
     data["issuers"] = issuers
+    if types and "token_types" not in data:
+        data["token_types"] = sorted(types)
     if secret is not None:
         data["secret"] = secret
     elif not any(k in data for k in ("secret", "secret_env", "secret_file")):
@@ -124,23 +136,40 @@ class FetchResult:
 
 def pick_challenge(header: str) -> tuple[TokenChallenge, IssuerKey]:
     """The first type-2 challenge in a WWW-Authenticate value that we can answer."""
+    challenge, key = choose_challenge(header, frozenset({TOKEN_TYPE_BLIND_RSA}))
+    if not isinstance(key, IssuerKey):  # pragma: no cover - type-2 keys are IssuerKeys
+        raise DecodeError("no usable type-2 PrivateToken challenge")
+    return challenge, key
+
+
+def choose_challenge(
+    header: str, token_types: frozenset[int] | None = None
+) -> tuple[TokenChallenge, PublishedKey]:
+    """The first challenge in a WWW-Authenticate value that we can answer: a registered
+    token type this client issues (2 or 1; only ``token_types`` when given), with a
+    token-key of that type."""
     problems: list[str] = []
+    registry = default_registry()
     for params in parse_www_authenticate(header):
         try:
             challenge = TokenChallenge.from_bytes(params.challenge)
         except DecodeError as e:
             problems.append(f"challenge: {e}")
             continue
-        if challenge.token_type != TOKEN_TYPE_BLIND_RSA:
+        entry = registry.get(challenge.token_type)
+        if entry is None or (token_types is not None and entry.value not in token_types):
             problems.append(f"token type {challenge.token_type} is not supported")
             continue
         if params.token_key is None:
             problems.append("challenge has no token-key")
             continue
         try:
-            key = IssuerKey.from_spki(params.token_key, allow_4096=True)
+            key = entry.load_public_key(params.token_key, allow_4096=True)
         except DecodeError as e:
             problems.append(f"token-key: {e}")
+            continue
+        if not can_issue(key):
+            problems.append(f"token type {challenge.token_type} cannot be issued here")
             continue
         return challenge, key
     raise DecodeError("no usable PrivateToken challenge: " + ("; ".join(problems) or "none"))
@@ -165,9 +194,9 @@ def follow(
     header = response.headers.get(WWW_AUTHENTICATE)
     if response.status_code != 401 or token is not None or not header:
         return FetchResult(response.status_code, token, response.text)
-    challenge, key = pick_challenge(header)
+    challenge, key = choose_challenge(header)
     say(
-        f"  challenge: issuer={challenge.issuer_name} "
+        f"  challenge: type={challenge.token_type} issuer={challenge.issuer_name} "
         f"origin_info={','.join(challenge.origin_info) or '(empty)'} "
         f"context={'32 bytes' if challenge.redemption_context else 'empty'} "
         f"key_id={key.token_key_id.hex()[:16]}..."
@@ -270,6 +299,7 @@ class _LateApp:
 
 __all__ = [
     "FetchResult",
+    "choose_challenge",
     "closing_store",
     "create_origin_app",
     "follow",

@@ -1,8 +1,10 @@
 """The issuer directory (RFC 9578 §4): one document format, read by origins and clients and
 written by issuers. Sans-IO: bytes in, values out.
 
-Reading is lenient as the RFC asks: unknown fields and entries of unknown token types are
-skipped, base64 may be padded or not, ``not-before`` may be seconds or milliseconds.
+Reading is lenient as the RFC asks: unknown fields and malformed entries are skipped, base64
+may be padded or not, ``not-before`` may be seconds or milliseconds. Entries of every token
+type are kept: which types a reader can use is the token registry's business
+(:mod:`pat_middleware.tokens.registry`), not the document format's.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from ..errors import DecodeError
 from .codec import b64_decode, b64url_encode
-from .wire import TOKEN_TYPE_BLIND_RSA, TOKEN_TYPE_VOPRF
+from .wire import TOKEN_TYPE_BLIND_RSA
 
 ISSUER_DIRECTORY_MEDIA_TYPE = "application/private-token-issuer-directory"
 #: Where the directory lives (RFC 9578 §4), and the pre-RFC path some issuers still use.
@@ -28,7 +30,7 @@ MAX_DIRECTORY_SIZE = 64 * 1024
 NOT_BEFORE_MILLISECONDS_THRESHOLD = 10**11
 _MAX_TOKEN_KEY_TEXT = 2048  # base64 of a 4096-bit PSS SPKI is 800 characters
 _MAX_REQUEST_URI_LENGTH = 2048
-_KNOWN_TOKEN_TYPES = frozenset({TOKEN_TYPE_VOPRF, TOKEN_TYPE_BLIND_RSA})
+_MAX_TOKEN_TYPE = 0xFFFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +91,9 @@ class IssuerDirectory:
     def from_json(cls, obj: object) -> IssuerDirectory:
         """Read a decoded directory leniently.
 
-        Unknown fields are ignored. ``token-keys`` entries are skipped when their token type
-        is unknown or they are malformed; unpadded and standard base64 are accepted;
+        Unknown fields are ignored. ``token-keys`` entries are skipped when they are
+        malformed (a token type that is not a u16 included); entries of any token type are
+        kept, for the reader to pick; unpadded and standard base64 are accepted;
         ``not-before`` values above 10**11 are taken as milliseconds. Only a missing or
         malformed ``issuer-request-uri`` or ``token-keys`` is an error.
         """
@@ -138,7 +141,7 @@ def _parse_directory_key(entry: object) -> DirectoryKey | None:
     if not isinstance(entry, dict):
         return None
     token_type = entry.get("token-type")
-    if type(token_type) is not int or token_type not in _KNOWN_TOKEN_TYPES:
+    if type(token_type) is not int or not 0 <= token_type <= _MAX_TOKEN_TYPE:
         return None
     text = entry.get("token-key")
     if not isinstance(text, str):

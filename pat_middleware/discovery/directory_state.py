@@ -29,7 +29,7 @@ The rules, and why:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..core.directory import (
@@ -38,10 +38,11 @@ from ..core.directory import (
     DirectoryKey,
     parse_directory,
 )
-from ..core.wire import TOKEN_TYPE_BLIND_RSA
+from ..core.keys import TokenKey
 from ..errors import DecodeError
 from ..settings import DiscoveryOptions
-from ..tokens.blind_rsa import IssuerKey
+from ..settings.model import DEFAULT_TOKEN_TYPES
+from ..tokens.registry import default_registry
 from .resource import MAX_RETIRED_KEYS, ResourceState, retire
 
 #: Keys taken from one directory, most preferred first; the rest are ignored. Bounds the
@@ -54,7 +55,7 @@ _NEVER = math.inf
 class ListedKey:
     """A key as the directory lists it, parsed once."""
 
-    key: IssuerKey
+    key: TokenKey
     not_before: int | None = None
 
     def is_current(self, now: float) -> bool:
@@ -67,8 +68,11 @@ class IssuerKeys:
     issuer) and every key a token may be signed under."""
 
     name: str
-    preferred: IssuerKey | None
-    accepted: tuple[IssuerKey, ...]
+    preferred: TokenKey | None
+    accepted: tuple[TokenKey, ...]
+    #: The key to advertise per token type (``preferred`` is its first), for an issuer
+    #: with keys of several types.
+    advertised: tuple[TokenKey, ...] = ()
 
 
 class DirectoryState(ResourceState):
@@ -89,16 +93,18 @@ class DirectoryState(ResourceState):
         urls: Sequence[str],
         options: DiscoveryOptions,
         *,
-        static: Sequence[IssuerKey] = (),
+        static: Sequence[TokenKey] = (),
         allow_4096: bool = False,
         setting: str = "",
+        token_types: frozenset[int] = DEFAULT_TOKEN_TYPES,
     ) -> None:
         super().__init__(name, urls, options, setting=setting)
         self.static = tuple(static)
         self.allow_4096 = allow_4096
+        self.token_types = token_types
         self.listed: tuple[ListedKey, ...] = ()
         #: token_key_id -> (key, trusted until): keys that left the directory.
-        self.retired: dict[bytes, tuple[IssuerKey, float]] = {}
+        self.retired: dict[bytes, tuple[TokenKey, float]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -124,26 +130,40 @@ class DirectoryState(ResourceState):
         directory = parse_directory(body)
         listed = self._parse_keys(directory.token_keys)
         if not listed:
-            raise DecodeError("the directory lists no usable token type 2 key")
+            types = " or ".join(map(str, sorted(self.token_types)))
+            raise DecodeError(f"the directory lists no usable token type {types} key")
         return self._install(listed, now)
 
     def _parse_keys(self, entries: Sequence[DirectoryKey]) -> tuple[ListedKey, ...]:
-        """Type-2 keys in directory order, parsed (or reused when already known)."""
-        known = {k.key.spki: k.key for k in self.listed}
-        known.update((key.spki, key) for key, _ in self.retired.values())
+        """Keys of the accepted token types in directory order, parsed through the token
+        registry (or reused when already known). A type whose tokens only the issuer's
+        private key verifies is used when that key is configured (a static key) and the
+        entry publishes its public half."""
+        known: dict[tuple[int, bytes], TokenKey] = {
+            (key.token_type, key.published): key for key in self.static
+        }
+        known.update(((k.key.token_type, k.key.published), k.key) for k in self.listed)
+        known.update(((key.token_type, key.published), key) for key, _ in self.retired.values())
+        registry = default_registry()
         out: list[ListedKey] = []
-        seen: set[bytes] = set()
+        seen: set[tuple[int, bytes]] = set()
         for entry in entries:
-            raw = entry.token_key
-            if entry.token_type != TOKEN_TYPE_BLIND_RSA or raw in seen:
+            found = (entry.token_type, entry.token_key)
+            if entry.token_type not in self.token_types or found in seen:
                 continue
-            key = known.get(raw)
+            key = known.get(found)
             if key is None:
+                token_type = registry.get(entry.token_type)
+                if token_type is None or not token_type.publicly_verifiable:
+                    continue  # unknown, or verifiable only with a secret we do not hold
                 try:
-                    key = IssuerKey.from_spki(raw, allow_4096=self.allow_4096)
+                    loaded = token_type.load_public_key(entry.token_key, allow_4096=self.allow_4096)
                 except DecodeError:
                     continue  # one bad entry does not spoil the others
-            seen.add(raw)
+                if not isinstance(loaded, TokenKey):
+                    continue
+                key = loaded
+            seen.add(found)
             out.append(ListedKey(key, entry.not_before))
             if len(out) == MAX_LISTED_KEYS:
                 break
@@ -164,10 +184,12 @@ class DirectoryState(ResourceState):
 
     def select(self, now: float) -> tuple[IssuerKeys, float]:
         """The issuer's keys at ``now`` and the moment that answer changes on its own."""
-        preferred = next((k.key for k in self.listed if k.is_current(now)), None)
-        if preferred is None and self.static:
-            preferred = self.static[0]
-        accepted: dict[bytes, IssuerKey] = {}
+        # Per token type, the first current listed key, else the first static one.
+        advertised = first_per_type(
+            [*(k.key for k in self.listed if k.is_current(now)), *self.static]
+        )
+        preferred = advertised[0] if advertised else None
+        accepted: dict[bytes, TokenKey] = {}
         for key in self.static:
             accepted.setdefault(key.token_key_id, key)
         for listed in self.listed:
@@ -178,8 +200,16 @@ class DirectoryState(ResourceState):
                 accepted.setdefault(key_id, key)
                 changes.append(until)
         upcoming = [moment for moment in changes if moment > now]
-        keys = IssuerKeys(self.name, preferred, tuple(accepted.values()))
+        keys = IssuerKeys(self.name, preferred, tuple(accepted.values()), advertised)
         return keys, min(upcoming, default=_NEVER)
+
+
+def first_per_type(keys: Iterable[TokenKey]) -> tuple[TokenKey, ...]:
+    """The first key of each token type, in the order the types first appear."""
+    first: dict[int, TokenKey] = {}
+    for key in keys:
+        first.setdefault(key.token_type, key)
+    return tuple(first.values())
 
 
 __all__ = [
@@ -188,4 +218,5 @@ __all__ = [
     "DirectoryState",
     "IssuerKeys",
     "ListedKey",
+    "first_per_type",
 ]

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..settings import DiscoveryOptions, IssuerConfig
-from .directory_state import DirectoryState, IssuerKeys
+from .directory_state import DirectoryState, IssuerKeys, first_per_type
 from .source import RefreshingSource
 
 _NEVER = math.inf
@@ -54,6 +54,7 @@ class KeySource(RefreshingSource[DirectoryState]):
                 static=issuer.keys,
                 allow_4096=issuer.allow_4096,
                 setting=issuer.directory_setting,
+                token_types=issuer.token_types,
             )
             for issuer in issuers
             if issuer.directory_urls
@@ -74,7 +75,8 @@ class KeySource(RefreshingSource[DirectoryState]):
                 state = self._states.get(issuer.name)
                 if state is None:
                     key = issuer.keys[0] if issuer.keys else None
-                    out.append(IssuerKeys(issuer.name, key, issuer.keys))
+                    advertised = first_per_type(issuer.keys)
+                    out.append(IssuerKeys(issuer.name, key, issuer.keys, advertised))
                     continue
                 keys, changes_at = state.select(now)
                 out.append(keys)

@@ -1,11 +1,12 @@
-"""A small type-2 (Blind RSA) Privacy Pass issuer and client, for tests, demos and tooling.
+"""A small Privacy Pass issuer and client (token types 2, Blind RSA, and 1, VOPRF P-384),
+for tests, demos, tooling and small joint deployments.
 
 Everything re-exported here is sans-IO and framework-free. The HTTP pieces are imported
 explicitly: :func:`pat_middleware.issuer.server.create_issuer_app` (Starlette) and
 :func:`pat_middleware.issuer.client.fetch_token` (httpx).
 
-Python big-int arithmetic is not constant-time; this issuer is not a hardened production
-issuer.
+Python big-int arithmetic is not constant-time (type-1 secrets stay in OpenSSL); this issuer
+is not a hardened production issuer.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .protocol import (
     LEGACY_DIRECTORY_PATH,
     TOKEN_REQUEST_MEDIA_TYPE,
     TOKEN_RESPONSE_MEDIA_TYPE,
+    ClientState,
     DirectoryKey,
     IssuanceState,
     Issuer,
@@ -27,9 +29,18 @@ from .protocol import (
     TokenRequest,
     TokenResponse,
     begin_issuance,
+    can_issue,
     finalize_issuance,
     issue_token_locally,
     parse_directory,
+    start_issuance,
+)
+from .voprf import (
+    VOPRFIssuanceState,
+    VOPRFIssuingKey,
+    VOPRFTokenRequest,
+    VOPRFTokenResponse,
+    begin_voprf_issuance,
 )
 
 __all__ = [
@@ -41,6 +52,7 @@ __all__ = [
     "TOKEN_RESPONSE_MEDIA_TYPE",
     "BlindRSAPrivateKey",
     "BlindRSAPublicKey",
+    "ClientState",
     "DirectoryKey",
     "IssuanceState",
     "Issuer",
@@ -48,9 +60,16 @@ __all__ = [
     "SigningKey",
     "TokenRequest",
     "TokenResponse",
+    "VOPRFIssuanceState",
+    "VOPRFIssuingKey",
+    "VOPRFTokenRequest",
+    "VOPRFTokenResponse",
     "begin_issuance",
+    "begin_voprf_issuance",
     "blindrsa",
+    "can_issue",
     "finalize_issuance",
     "issue_token_locally",
     "parse_directory",
+    "start_issuance",
 ]

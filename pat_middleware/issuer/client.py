@@ -1,4 +1,4 @@
-"""Fetch a type-2 token from an issuer over HTTP with httpx (sync and async).
+"""Fetch a token (type 2 or type 1) from an issuer over HTTP with httpx (sync and async).
 
 Steps: read the issuer directory (RFC path first, then the legacy one), resolve
 ``issuer-request-uri`` against the directory URL, check that the challenge's key is listed,
@@ -20,9 +20,9 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from ..core.wire import TOKEN_TYPE_BLIND_RSA, Token, TokenChallenge
+from ..core.keys import PublishedKey
+from ..core.wire import Token, TokenChallenge
 from ..errors import IssuanceError
-from ..tokens.blind_rsa import IssuerKey
 from ..tokens.rsabssa import RandomBytes
 from .protocol import (
     DIRECTORY_PATH,
@@ -32,10 +32,9 @@ from .protocol import (
     TOKEN_REQUEST_MEDIA_TYPE,
     TOKEN_RESPONSE_MEDIA_TYPE,
     IssuerDirectory,
-    begin_issuance,
-    finalize_issuance,
     issue_token_locally,
     parse_directory,
+    start_issuance,
 )
 
 #: Per-request timeouts: 5 s to connect, 10 s for each other phase.
@@ -51,7 +50,7 @@ IssuerLocation = str | IssuerDirectory | None
 
 def fetch_token(
     challenge: TokenChallenge,
-    key: IssuerKey,
+    key: PublishedKey,
     issuer: IssuerLocation,
     client: httpx.Client,
     *,
@@ -76,25 +75,25 @@ def fetch_token(
             )
         request_url = _request_url(directory, directory_url)
         _check_listed(directory, key, require_listed_key)
-        token_request, state = begin_issuance(challenge, key, rng=rng)
+        token_request, state = start_issuance(challenge, key, rng=rng)
         post = client.build_request(
             "POST",
             request_url,
-            content=token_request.to_bytes(),
+            content=token_request,
             headers=_post_headers(),
             timeout=timeout,
         )
         with _send(client, post, client.follow_redirects) as response:
             _check_response(response, "token request", TOKEN_RESPONSE_MEDIA_TYPE)
-            body = read_bounded(response.iter_raw(), key.authenticator_length, response)
+            body = read_bounded(response.iter_raw(), state.response_length, response)
     except _HTTPX_ERRORS as e:
         raise IssuanceError(f"issuer request failed: {e!r}", status=_BAD_GATEWAY) from e
-    return finalize_issuance(state, body)
+    return state.finalize(body)
 
 
 async def fetch_token_async(
     challenge: TokenChallenge,
-    key: IssuerKey,
+    key: PublishedKey,
     issuer: IssuerLocation,
     client: httpx.AsyncClient,
     *,
@@ -112,22 +111,20 @@ async def fetch_token_async(
             )
         request_url = _request_url(directory, directory_url)
         _check_listed(directory, key, require_listed_key)
-        token_request, state = begin_issuance(challenge, key, rng=rng)
+        token_request, state = start_issuance(challenge, key, rng=rng)
         post = client.build_request(
             "POST",
             request_url,
-            content=token_request.to_bytes(),
+            content=token_request,
             headers=_post_headers(),
             timeout=timeout,
         )
         async with _send_async(client, post, client.follow_redirects) as response:
             _check_response(response, "token request", TOKEN_RESPONSE_MEDIA_TYPE)
-            body = await _read_bounded_async(
-                response.aiter_raw(), key.authenticator_length, response
-            )
+            body = await _read_bounded_async(response.aiter_raw(), state.response_length, response)
     except _HTTPX_ERRORS as e:
         raise IssuanceError(f"issuer request failed: {e!r}", status=_BAD_GATEWAY) from e
-    return finalize_issuance(state, body)
+    return state.finalize(body)
 
 
 def fetch_directory(
@@ -247,11 +244,11 @@ def _request_url(directory: IssuerDirectory, directory_url: str) -> str:
     return url
 
 
-def _check_listed(directory: IssuerDirectory, key: IssuerKey, required: bool) -> None:
+def _check_listed(directory: IssuerDirectory, key: PublishedKey, required: bool) -> None:
     if not required:
         return
     listed = directory.find(key.token_key_id)
-    if listed is None or listed.token_type != TOKEN_TYPE_BLIND_RSA:
+    if listed is None or listed.token_type != key.token_type:
         raise IssuanceError(
             "the challenge's token-key is not in the issuer directory (stale key?)",
             status=_BAD_GATEWAY,

@@ -1,10 +1,13 @@
-"""Privacy Pass issuance for token type 2, Blind RSA (RFC 9578 §4 and §6), without I/O.
+"""Privacy Pass issuance (RFC 9578 §4), without I/O: token type 2, Blind RSA (§6), here, and
+an :class:`Issuer` serving type 1, VOPRF (§5, wire messages in :mod:`.voprf`), beside it.
 
-Issuer side: :class:`Issuer` holds RSA private keys, publishes the issuer directory and turns
-TokenRequest bytes into TokenResponse bytes. Client side: :func:`begin_issuance` blinds a
-token input into a :class:`TokenRequest`, and :func:`finalize_issuance` unblinds the
-issuer's :class:`TokenResponse` into a :class:`~pat_middleware.core.wire.Token`, checking the
-signature. HTTP lives in :mod:`.server` and :mod:`.client`.
+Issuer side: :class:`Issuer` holds private keys (RSA for type 2, EC P-384 for type 1),
+publishes the issuer directory and turns TokenRequest bytes into TokenResponse bytes,
+dispatching on the request's token type. Client side: :func:`begin_issuance` blinds a type-2
+token input into a :class:`TokenRequest`, and :func:`finalize_issuance` unblinds the issuer's
+:class:`TokenResponse` into a :class:`~pat_middleware.core.wire.Token`, checking the
+signature; :func:`start_issuance` does either type by the key it is given. HTTP lives in
+:mod:`.server` and :mod:`.client`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import struct
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ..core.directory import (
     DIRECTORY_PATH,
@@ -26,6 +29,7 @@ from ..core.directory import (
     is_uri_text,
     parse_directory,
 )
+from ..core.keys import PublishedKey
 from ..core.wire import (
     NONCE_LENGTH,
     TOKEN_TYPE_BLIND_RSA,
@@ -36,6 +40,8 @@ from ..errors import ConfigurationError, DecodeError, IssuanceError
 from ..tokens import rsabssa as blindrsa
 from ..tokens.blind_rsa import PSS_SALT_LENGTH, IssuerKey, encode_pss_spki
 from ..tokens.rsabssa import BlindRSAPrivateKey, BlindRSAPublicKey, RandomBytes
+from ..tokens.voprf import VOPRFPublicKey, VOPRFTokenKey
+from .voprf import VOPRFIssuanceState, VOPRFIssuingKey, begin_voprf_issuance
 
 # Media types, not secrets (ruff reads "TOKEN" as a password hint).
 TOKEN_REQUEST_MEDIA_TYPE = "application/private-token-request"  # noqa: S105
@@ -123,40 +129,75 @@ class TokenResponse:
 
 @dataclass(frozen=True, slots=True, repr=False)
 class SigningKey:
-    """An issuer private key and the time from which clients may use it."""
+    """An issuer private key and the time from which clients may use it: RSA for token type
+    2, EC P-384 for token type 1."""
 
-    private_key: rsa.RSAPrivateKey
+    private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
     not_before: int | None = None
 
     def __repr__(self) -> str:
-        return f"SigningKey(bits={self.private_key.key_size}, not_before={self.not_before})"
+        kind = (
+            f"bits={self.private_key.key_size}"
+            if isinstance(self.private_key, rsa.RSAPrivateKey)
+            else "P-384"
+        )
+        return f"SigningKey({kind}, not_before={self.not_before})"
 
 
 @dataclass(frozen=True, slots=True, repr=False)
-class _IssuerEntry:
+class _BlindRSAEntry:
     signing: BlindRSAPrivateKey
     public: IssuerKey
     not_before: int | None
+    rng: RandomBytes
+
+    @property
+    def request_length(self) -> int:
+        return TOKEN_REQUEST_HEADER_LENGTH + self.public.authenticator_length
+
+    def issue(self, request: bytes) -> bytes:
+        blinded_msg = request[TOKEN_REQUEST_HEADER_LENGTH:]
+        if len(blinded_msg) != self.public.authenticator_length:
+            raise IssuanceError(
+                f"blinded_msg is {len(blinded_msg)} bytes, not the key's Nk", status=422
+            )
+        if not 0 < int.from_bytes(blinded_msg, "big") < self.signing.public.n:
+            raise IssuanceError("blinded_msg is out of range for the key", status=422)
+        blind_sig = blindrsa.blind_sign(self.signing, blinded_msg, rng=self.rng)
+        return TokenResponse(blind_sig).to_bytes()
+
+
+#: One issuer key of any type that :class:`Issuer` serves.
+_IssuerEntry = _BlindRSAEntry | VOPRFIssuingKey
 
 
 class Issuer:
-    """A sans-IO type-2 issuer: publishes a directory and signs token requests.
+    """A sans-IO issuer: publishes a directory and answers token requests.
 
-    ``keys`` are RSA private keys (or :class:`SigningKey` to set a not-before); the first is
-    the preferred one. Keys are 2048-bit, or 4096-bit with ``allow_4096``. Keys whose
-    truncated key ids (last byte of token_key_id) collide are refused: a token request names
-    its key only by that byte.
+    ``keys`` are private keys (or :class:`SigningKey` to set a not-before), in directory
+    (preference) order: RSA keys issue token type 2 (2048-bit, or 4096-bit with
+    ``allow_4096``), EC P-384 keys issue token type 1. Keys of one type whose truncated key
+    ids (last byte of token_key_id) collide are refused: a token request names its key only
+    by its type and that byte.
 
-    Python big-int arithmetic is not constant-time: this issuer is for tests, demos and small
-    deployments, not a hardened production issuer.
+    Python big-int arithmetic is not constant-time (type 2; type 1 keeps its secrets in
+    OpenSSL): this issuer is for tests, demos and small deployments, not a hardened
+    production issuer.
     """
 
-    __slots__ = ("_by_truncated_id", "_directory", "_directory_bytes", "_entries", "_name", "_rng")
+    __slots__ = (
+        "_by_truncated_id",
+        "_directory",
+        "_directory_bytes",
+        "_entries",
+        "_name",
+        "_types",
+    )
 
     def __init__(
         self,
         name: str,
-        *keys: rsa.RSAPrivateKey | SigningKey,
+        *keys: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | SigningKey,
         request_uri: str = DEFAULT_REQUEST_PATH,
         allow_4096: bool = False,
         rng: RandomBytes = secrets.token_bytes,
@@ -179,28 +220,29 @@ class Issuer:
         entries: list[_IssuerEntry] = []
         for index, item in enumerate(keys):
             signing = item if isinstance(item, SigningKey) else SigningKey(item)
-            entries.append(_make_entry(signing, index, allow_4096))
+            entries.append(_make_entry(signing, index, allow_4096, rng))
         ids = [entry.public.token_key_id for entry in entries]
         if len(set(ids)) != len(ids):
             raise ConfigurationError("issuer.keys", "the same key is listed twice")
-        by_truncated: dict[int, tuple[_IssuerEntry, ...]] = {}
+        by_truncated: dict[tuple[int, int], tuple[_IssuerEntry, ...]] = {}
         for entry in entries:
-            truncated = _truncate_key_id(entry.public.token_key_id)
-            if truncated in by_truncated:
-                # RFC 9578 §6.5: the issuer could not tell which key a request means.
+            named = (entry.public.token_type, _truncate_key_id(entry.public.token_key_id))
+            if named in by_truncated:
+                # RFC 9578 §5.5, §6.5: the issuer could not tell which key a request means.
                 raise ConfigurationError(
                     "issuer.keys",
-                    f"two keys share the truncated key id 0x{truncated:02x}; generate another key",
+                    f"two type-{named[0]} keys share the truncated key id 0x{named[1]:02x}; "
+                    "generate another key",
                 )
-            by_truncated[truncated] = (entry,)
+            by_truncated[named] = (entry,)
         self._name = name
         self._entries = tuple(entries)
+        self._types = frozenset(entry.public.token_type for entry in entries)
         self._by_truncated_id = by_truncated
-        self._rng = rng
         self._directory = IssuerDirectory(
             request_uri,
             tuple(
-                DirectoryKey(TOKEN_TYPE_BLIND_RSA, entry.public.spki, entry.not_before)
+                DirectoryKey(entry.public.token_type, entry.public.published, entry.not_before)
                 for entry in entries
             ),
         )
@@ -219,27 +261,53 @@ class Issuer:
         return self._directory.issuer_request_uri
 
     @property
-    def public_keys(self) -> tuple[IssuerKey, ...]:
-        """The public keys, in directory (preference) order."""
+    def published_keys(self) -> tuple[PublishedKey, ...]:
+        """Every key as published, any token type, in directory (preference) order."""
         return tuple(entry.public for entry in self._entries)
 
     @property
+    def token_types(self) -> frozenset[int]:
+        """The token types this issuer issues."""
+        return self._types
+
+    @property
+    def public_keys(self) -> tuple[IssuerKey, ...]:
+        """The type-2 public keys, in directory (preference) order."""
+        return tuple(e.public for e in self._entries if isinstance(e, _BlindRSAEntry))
+
+    @property
     def preferred_key(self) -> IssuerKey:
-        return self._entries[0].public
+        """The first type-2 key."""
+        keys = self.public_keys
+        if not keys:
+            raise ConfigurationError("issuer.keys", "this issuer has no type-2 (RSA) key")
+        return keys[0]
 
     def preferred_key_at(self, now: float) -> IssuerKey:
-        """The key clients pick at ``now``: the first whose not-before has passed (RFC 9578
-        §4), else the first."""
-        for entry in self._entries:
-            if entry.not_before is None or entry.not_before <= now:
+        """The type-2 key clients pick at ``now``: the first whose not-before has passed
+        (RFC 9578 §4), else the first."""
+        key = self.preferred(TOKEN_TYPE_BLIND_RSA, now=now)
+        if not isinstance(key, IssuerKey):  # pragma: no cover - type 2 keys are IssuerKeys
+            raise ConfigurationError("issuer.keys", "this issuer has no type-2 (RSA) key")
+        return key
+
+    def preferred(self, token_type: int | None = None, *, now: float | None = None) -> PublishedKey:
+        """The key clients pick (of ``token_type``, when given): at ``now``, the first
+        whose not-before has passed, else the first; without ``now``, the first."""
+        entries = [
+            e for e in self._entries if token_type is None or e.public.token_type == token_type
+        ]
+        if not entries:
+            raise ConfigurationError("issuer.keys", f"this issuer has no type-{token_type} key")
+        for entry in entries:
+            if now is None or entry.not_before is None or entry.not_before <= now:
                 return entry.public
-        return self._entries[0].public
+        return entries[0].public
 
     @property
     def max_request_length(self) -> int:
-        """The longest valid TokenRequest: header plus the largest Nk among the keys."""
-        nk = max(entry.public.authenticator_length for entry in self._entries)
-        return TOKEN_REQUEST_HEADER_LENGTH + nk
+        """The longest valid TokenRequest among the keys."""
+        return max(entry.request_length for entry in self._entries)
 
     def directory(self) -> IssuerDirectory:
         return self._directory
@@ -249,51 +317,56 @@ class Issuer:
         return self._directory_bytes
 
     def issue(self, request: bytes) -> bytes:
-        """Answer TokenRequest bytes with TokenResponse bytes (RFC 9578 §6.2, §6.3).
+        """Answer TokenRequest bytes with TokenResponse bytes (RFC 9578 §5.2, §6.2).
 
         Raises :class:`IssuanceError`: status 400 when the request is too short to read,
-        422 for an unsupported type, an unknown key or a blinded message of the wrong size
-        or out of range (the RFC's answer for each).
+        422 for an unsupported type, an unknown key or a blinded message of the wrong size,
+        out of range or not a group element (the RFC's answer for each).
         """
         data = bytes(request)
         if len(data) < TOKEN_REQUEST_HEADER_LENGTH:
             raise IssuanceError("TokenRequest is truncated", status=400)
         token_type, truncated = _REQUEST_HEADER.unpack_from(data)
-        if token_type != TOKEN_TYPE_BLIND_RSA:
+        if token_type not in self._types:
             raise IssuanceError(f"unsupported token type {token_type}", status=422)
-        candidates = self._by_truncated_id.get(truncated, ())
+        candidates = self._by_truncated_id.get((token_type, truncated), ())
         if not candidates:
             raise IssuanceError("unknown truncated_token_key_id", status=422)
-        blinded_msg = data[TOKEN_REQUEST_HEADER_LENGTH:]
-        sized = [c for c in candidates if c.public.authenticator_length == len(blinded_msg)]
-        if not sized:
-            raise IssuanceError(
-                f"blinded_msg is {len(blinded_msg)} bytes, not the key's Nk", status=422
-            )
-        value = int.from_bytes(blinded_msg, "big")
-        for entry in sized:
-            if 0 < value < entry.signing.public.n:
-                blind_sig = blindrsa.blind_sign(entry.signing, blinded_msg, rng=self._rng)
-                return TokenResponse(blind_sig).to_bytes()
-        raise IssuanceError("blinded_msg is out of range for the key", status=422)
+        refused: IssuanceError | None = None
+        for entry in candidates:  # one, unless someone forced a collision in
+            try:
+                return entry.issue(data)
+            except IssuanceError as e:
+                refused = refused or e
+        raise refused or IssuanceError("no key answers this request", status=422)
 
 
-def _make_entry(signing: SigningKey, index: int, allow_4096: bool) -> _IssuerEntry:
+def _make_entry(
+    signing: SigningKey, index: int, allow_4096: bool, rng: RandomBytes
+) -> _IssuerEntry:
     setting = f"issuer.keys[{index}]"
-    if not isinstance(signing.private_key, rsa.RSAPrivateKey):
-        raise ConfigurationError(setting, "must be an RSA private key")
     if signing.not_before is not None and (
         type(signing.not_before) is not int or signing.not_before < 0
     ):
         raise ConfigurationError(setting, "not_before must be a non-negative Unix time")
+    private_key = signing.private_key
+    if isinstance(private_key, ec.EllipticCurvePrivateKey):
+        try:
+            return VOPRFIssuingKey(VOPRFTokenKey.from_private_key(private_key), signing.not_before)
+        except DecodeError as e:
+            raise ConfigurationError(setting, str(e)) from e
+    if not isinstance(private_key, rsa.RSAPrivateKey):
+        raise ConfigurationError(
+            setting, "must be an RSA (token type 2) or EC P-384 (token type 1) private key"
+        )
     try:
         public = IssuerKey.from_spki(
-            encode_pss_spki(signing.private_key.public_key()), allow_4096=allow_4096
+            encode_pss_spki(private_key.public_key()), allow_4096=allow_4096
         )
     except DecodeError as e:
         raise ConfigurationError(setting, str(e)) from e
-    return _IssuerEntry(
-        BlindRSAPrivateKey.from_cryptography(signing.private_key), public, signing.not_before
+    return _BlindRSAEntry(
+        BlindRSAPrivateKey.from_cryptography(private_key), public, signing.not_before, rng
     )
 
 
@@ -317,6 +390,15 @@ class IssuanceState:
     def token_input(self) -> bytes:
         """The 98 bytes being signed: type | nonce | challenge_digest | token_key_id."""
         return _token_input(self.nonce, self.challenge_digest, self.key.token_key_id)
+
+    @property
+    def response_length(self) -> int:
+        """The size of the TokenResponse to expect: Nk."""
+        return self.key.authenticator_length
+
+    def finalize(self, response: bytes) -> Token:
+        """:func:`finalize_issuance` with this state."""
+        return finalize_issuance(self, response)
 
 
 def _token_input(nonce: bytes, challenge_digest: bytes, token_key_id: bytes) -> bytes:
@@ -378,16 +460,53 @@ def finalize_issuance(state: IssuanceState, response: bytes) -> Token:
     )
 
 
+#: A client's state between its TokenRequest and the issuer's answer, of either type: its
+#: ``finalize(response)`` gives the verified Token.
+ClientState = IssuanceState | VOPRFIssuanceState
+
+
+def start_issuance(
+    challenge: TokenChallenge,
+    key: PublishedKey,
+    *,
+    rng: RandomBytes = secrets.token_bytes,
+) -> tuple[bytes, ClientState]:
+    """TokenRequest bytes for ``challenge`` under ``key``, of the key's token type, and the
+    state whose ``finalize`` takes the issuer's answer. Raises :class:`IssuanceError` for a
+    key of a type this client cannot issue, or a challenge of another type."""
+    if challenge.token_type != key.token_type:
+        raise IssuanceError(
+            f"a type-{challenge.token_type} challenge with a type-{key.token_type} key",
+            status=400,
+        )
+    if isinstance(key, IssuerKey):
+        request, state = begin_issuance(challenge, key, rng=rng)
+        return request.to_bytes(), state
+    if isinstance(key, VOPRFTokenKey):
+        key = key.public
+    if isinstance(key, VOPRFPublicKey):
+        voprf_request, voprf_state = begin_voprf_issuance(challenge, key, rng=rng)
+        return voprf_request.to_bytes(), voprf_state
+    raise IssuanceError(f"this client cannot issue token type {key.token_type}", status=400)
+
+
+def can_issue(key: PublishedKey) -> bool:
+    """True when :func:`start_issuance` runs issuance for this key's type."""
+    return isinstance(key, IssuerKey | VOPRFPublicKey | VOPRFTokenKey)
+
+
 def issue_token_locally(
     issuer: Issuer,
     challenge: TokenChallenge,
-    key: IssuerKey | None = None,
+    key: PublishedKey | None = None,
     *,
     rng: RandomBytes = secrets.token_bytes,
 ) -> Token:
-    """Run both sides of issuance in process; ``key`` defaults to the preferred key."""
-    request, state = begin_issuance(challenge, key or issuer.preferred_key, rng=rng)
-    return finalize_issuance(state, issuer.issue(request.to_bytes()))
+    """Run both sides of issuance in process; ``key`` defaults to the issuer's preferred key
+    of the challenge's token type."""
+    chosen = key if key is not None else issuer.preferred(challenge.token_type)
+    request, state = start_issuance(challenge, chosen, rng=rng)
+    return state.finalize(issuer.issue(request))
 
 
 __all__ = [
@@ -398,6 +517,7 @@ __all__ = [
     "MAX_DIRECTORY_SIZE",
     "TOKEN_REQUEST_MEDIA_TYPE",
     "TOKEN_RESPONSE_MEDIA_TYPE",
+    "ClientState",
     "DirectoryKey",
     "IssuanceState",
     "Issuer",
@@ -406,7 +526,9 @@ __all__ = [
     "TokenRequest",
     "TokenResponse",
     "begin_issuance",
+    "can_issue",
     "finalize_issuance",
     "issue_token_locally",
     "parse_directory",
+    "start_issuance",
 ]

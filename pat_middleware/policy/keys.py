@@ -100,7 +100,11 @@ class PolicyKeys:
 
     def _build(self, now: float) -> KeySnapshot:
         selection = self.source.select(now)
-        live = [(i.name, i.preferred) for i in selection.issuers if i.preferred is not None]
+        # One challenge per issuer and accepted token type with a key to advertise.
+        types = self._settings.token_types
+        live = [
+            (i.name, k) for i in selection.issuers for k in i.advertised if k.token_type in types
+        ]
         templates = tuple(
             (self._template(name, key.token_type), key.token_key) for name, key in live
         )

@@ -6,6 +6,7 @@ default from the fields below.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -13,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.headers import DEFAULT_MAX_AUTHORIZATION_LENGTH
+from ..core.keys import TokenKey
 from ..core.wire import TOKEN_TYPE_BLIND_RSA
-from ..tokens.blind_rsa import IssuerKey
 from .pst import PSTSettings
 from .rules import PathRule, compile_protection
 
@@ -33,6 +34,9 @@ DEFAULT_CHALLENGE_BODY = (
     "<p>This page needs a Private Access Token. Your browser did not provide one; "
     "please try another browser or device.</p>"
 )
+#: The token types accepted unless ``token_types`` says otherwise: Blind RSA, the publicly
+#: verifiable type every deployed client uses.
+DEFAULT_TOKEN_TYPES = frozenset({TOKEN_TYPE_BLIND_RSA})
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,18 +85,21 @@ class CookieOptions:
 
 @dataclass(frozen=True, slots=True)
 class IssuerConfig:
-    """One trusted issuer: its name as challenges carry it, its static keys, and where to
-    fetch its directory (URLs tried in order, the next one only after a 404)."""
+    """One trusted issuer: its name as challenges carry it, its static keys (of any token
+    type: public keys, or the issuer's private key for a privately verifiable type), and
+    where to fetch its directory (URLs tried in order, the next one only after a 404)."""
 
     name: str
-    keys: tuple[IssuerKey, ...]
+    keys: tuple[TokenKey, ...]
     directory_urls: tuple[str, ...] = ()
     allow_4096: bool = False
     #: The setting that named the directory, for errors (``issuers[0].directory``).
     directory_setting: str = ""
+    #: The token types accepted from this issuer (the ``token_types`` setting).
+    token_types: frozenset[int] = DEFAULT_TOKEN_TYPES
 
     @property
-    def key(self) -> IssuerKey | None:
+    def key(self) -> TokenKey | None:
         """The first static key, or None when keys come only from the directory."""
         return self.keys[0] if self.keys else None
 
@@ -119,7 +126,7 @@ class Settings:
     check_host: bool = False
     redemption_context: ContextMode = ContextMode.PER_SESSION
     max_age: int = 60
-    token_types: frozenset[int] = frozenset({TOKEN_TYPE_BLIND_RSA})
+    token_types: frozenset[int] = DEFAULT_TOKEN_TYPES
     protect: tuple[PathRule, ...] = ()
     protect_methods: frozenset[str] = frozenset()
     failure_status: int = 401
@@ -172,11 +179,25 @@ class Settings:
         return build_settings(data, base_dir=base_dir or Path.cwd(), source=source)
 
 
+def field_default(cls: type[Any], name: str) -> Any:
+    """The default of a field of one of these dataclasses: how the loader reads each
+    setting's default from here instead of writing it again."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+    raise LookupError(f"{cls.__name__}.{name} has no default")
+
+
 __all__ = [
     "DEFAULT_CHALLENGE_BODY",
+    "DEFAULT_TOKEN_TYPES",
     "ContextMode",
     "CookieOptions",
     "DiscoveryOptions",
     "IssuerConfig",
     "Settings",
+    "field_default",
 ]

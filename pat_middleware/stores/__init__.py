@@ -25,9 +25,9 @@ from .registry import (
 
 __all__ = [
     "MemoryReplayStore",
+    "PerProcessStore",
     "ReplayStore",
     "StoreFactory",
-    "PerProcessStore",
     "StoreUnavailable",
     "check_store_url",
     "open_replay_store",

@@ -11,13 +11,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from ..core.codec import b64_decode, b64url_encode
 from ..core.wire import TOKEN_TYPE_BLIND_RSA
 from ..errors import DecodeError
+from .base import TokenType
 
 #: AlgorithmIdentifier { id-RSASSA-PSS, { sha384, mgf1(sha384), saltLength 48 } }, DER.
 #: The same 63 bytes for every modulus size (RFC 9578 §6.5, RFC 4055).
@@ -34,6 +36,10 @@ DEFAULT_MODULUS_BITS = 2048
 LEGACY_MODULUS_BITS = 4096  # drafts protocol-00..04 and early deployments
 #: Hash and salt of the type-2 signature: RSASSA-PSS with SHA-384, MGF1-SHA-384, salt 48.
 PSS_SALT_LENGTH = 48
+
+#: RSASSA-PSS with SHA-384, MGF1-SHA-384 and a 48-byte salt. Built once, shared by every call.
+_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=PSS_SALT_LENGTH)
+_SHA384 = hashes.SHA384()
 
 _SEQUENCE = 0x30
 _BIT_STRING = 0x03
@@ -70,9 +76,23 @@ class IssuerKey:
         return 98 + self.authenticator_length
 
     @property
+    def published(self) -> bytes:
+        """The SPKI exactly as the issuer published it (what ``token_key_id`` hashes)."""
+        return self.spki
+
+    @property
     def token_key(self) -> str:
         """The published bytes as padded base64url, ready for a ``token-key`` parameter."""
         return b64url_encode(self.spki)
+
+    def verify(self, token_input: bytes, authenticator: bytes) -> bool:
+        """True when ``authenticator`` is an RSASSA-PSS signature (SHA-384, MGF1-SHA-384,
+        salt 48) of ``token_input`` under this key (RFC 9578 §6.4)."""
+        try:
+            self.public_key.verify(authenticator, token_input, _PSS, _SHA384)
+        except InvalidSignature:
+            return False
+        return True
 
     @classmethod
     def from_spki(cls, spki: bytes, *, allow_4096: bool = False) -> IssuerKey:
@@ -139,6 +159,41 @@ class IssuerKey:
         return cls.from_spki(der, allow_4096=allow_4096)
 
 
+class BlindRSATokenType(TokenType):
+    """Token type 0x0002, Blind RSA (RFC 9578 §6): publicly verifiable with the PSS SPKI."""
+
+    value = TOKEN_TYPE_BLIND_RSA
+    name = "Blind RSA (2048-bit)"
+    nk = (DEFAULT_MODULUS_BITS + 7) // 8
+    publicly_verifiable = True
+
+    def load_public_key(self, published: bytes, *, allow_4096: bool = False) -> IssuerKey:
+        return IssuerKey.from_spki(published, allow_4096=allow_4096)
+
+    def load_public_key_text(self, text: str | bytes, *, allow_4096: bool = False) -> IssuerKey:
+        """``token-key`` text, or a PEM ``PUBLIC KEY`` block holding the PSS SPKI."""
+        raw = text.encode("ascii", "replace") if isinstance(text, str) else text
+        if b"-----BEGIN" in raw:
+            if b"PRIVATE KEY-----" in raw:
+                raise DecodeError("a private key, where the issuer's public key is expected")
+            return IssuerKey.from_spki(_pem_body(raw, b"PUBLIC KEY"), allow_4096=allow_4096)
+        return IssuerKey.from_base64(raw, allow_4096=allow_4096)
+
+    def owns_private_key(self, key: PrivateKeyTypes) -> bool:
+        return isinstance(key, rsa.RSAPrivateKey)
+
+    def generate_private_key(self, size: int | None = None) -> rsa.RSAPrivateKey:
+        bits = DEFAULT_MODULUS_BITS if size is None else size
+        if bits not in (DEFAULT_MODULUS_BITS, LEGACY_MODULUS_BITS):
+            raise ValueError("type-2 keys are 2048 or 4096 bits")
+        return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+    def published_key_of(self, private_key: PrivateKeyTypes) -> IssuerKey:
+        if not isinstance(private_key, rsa.RSAPrivateKey):
+            raise DecodeError("not an RSA private key")
+        return IssuerKey.from_spki(encode_pss_spki(private_key.public_key()), allow_4096=True)
+
+
 def encode_pss_spki(public_key: rsa.RSAPublicKey) -> bytes:
     """The RSASSA-PSS SPKI (SHA-384, MGF1-SHA-384, salt 48) of ``public_key``, in DER."""
     pkcs1 = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
@@ -198,6 +253,7 @@ __all__ = [
     "LEGACY_MODULUS_BITS",
     "PSS_SALT_LENGTH",
     "RSASSA_PSS_SHA384_ALGORITHM_IDENTIFIER",
+    "BlindRSATokenType",
     "IssuerKey",
     "encode_pss_spki",
 ]

@@ -1,0 +1,246 @@
+"""The ``pat-middleware`` commands that serve or fetch over HTTP: ``issuer``, ``origin``,
+``store-init``, ``fetch`` and ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..core.keys import PublishedKey
+from .common import EXIT_OK, EXIT_REFUSED, UsageError, read_private_key, type_name
+from .keys import load_private_keys
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+#: Environment variable carrying the origin's command-line choices to its worker processes.
+ORIGIN_SPEC_ENV = "PAT_ORIGIN_SPEC"
+#: Environment variable holding the origin's secret (wins over the config file's).
+SECRET_ENV = "PAT_SECRET"  # noqa: S105 - a variable name, not a secret
+_SECRET_KEYS = ("secret", "secret_env", "secret_file")
+
+
+def uvicorn_run(app: Any, host: str, port: int, workers: int = 1, *, factory: bool = False) -> None:
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level="info", workers=workers, factory=factory)
+
+
+# --------------------------------------------------------------------------------- issuer
+
+
+def cmd_issuer(args: argparse.Namespace) -> int:
+    from ..issuer import Issuer
+    from ..issuer.rotation import RotatingIssuer
+    from ..issuer.server import create_issuer_app
+
+    if bool(args.key) == (args.rotate_every is not None):
+        raise UsageError("give --key FILE (repeatable) or --rotate-every SECONDS")
+    if args.overlap is not None and args.rotate_every is None:
+        raise UsageError("--overlap goes with --rotate-every")
+    now = time.time()
+    served: Issuer | RotatingIssuer
+    if args.rotate_every is not None:
+        served = RotatingIssuer(args.name, period=args.rotate_every, overlap=args.overlap)
+        preferred: list[PublishedKey] = [served.preferred_key(now)]
+        count = f"a new key every {served.period} s (overlap {served.overlap} s)"
+    else:
+        served = Issuer(args.name, *load_private_keys(args.key), allow_4096=args.allow_4096)
+        types = dict.fromkeys(key.token_type for key in served.published_keys)
+        preferred = [served.preferred(token_type, now=now) for token_type in types]
+        count = f"{len(served.published_keys)} key(s)"
+    print(f"issuer {args.name}: {count}; preferred key id {preferred[0].token_key_id.hex()}")
+    for key in preferred:
+        if len(preferred) > 1:
+            print(f"token type {key.token_type} ({type_name(key.token_type)}):")
+        print(f"token-key: {key.token_key}")
+    print(f"directory: http://{args.host}:{args.port}/.well-known/private-token-issuer-directory")
+    sys.stdout.flush()
+    app = create_issuer_app(served, directory_max_age=args.directory_max_age)
+    uvicorn_run(app, args.host, args.port)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------- origin
+
+
+def _origin_base(spec: dict[str, Any]) -> dict[str, Any]:
+    """The settings mapping from ``--config`` and ``--replay-store``."""
+    import tomllib
+
+    base: dict[str, Any] = {}
+    config = spec.get("config")
+    if config:
+        try:
+            loaded = tomllib.loads(Path(config).read_text(encoding="utf-8"))
+        except OSError as e:
+            raise UsageError(f"--config {config}: {e.strerror}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise UsageError(f"--config {config}: not valid TOML: {e}") from e
+        base = dict(loaded.get("pat_middleware", loaded))
+    if spec.get("replay_store"):
+        base["replay_store"] = spec["replay_store"]
+    return base
+
+
+def _origin_settings(spec: dict[str, Any]) -> Settings:
+    """The demo origin's settings from its command-line choices (also run in each worker)."""
+    from .demo import origin_settings
+
+    return origin_settings(
+        spec["issuer_name"],
+        spec["token_key"],
+        directory=spec.get("issuer_directory"),
+        private_key_file=spec.get("issuer_private_key"),
+        base=_origin_base(spec),
+        secret=os.environ.get(SECRET_ENV),
+    )
+
+
+def origin_app_factory() -> Any:
+    """Uvicorn's app factory in each ``origin --workers N`` process."""
+    from ..policy import Policy
+    from .demo import create_origin_app
+
+    spec = json.loads(os.environ[ORIGIN_SPEC_ENV])
+    return create_origin_app(Policy(_origin_settings(spec)))
+
+
+def cmd_origin(args: argparse.Namespace) -> int:
+    from ..policy import Policy
+    from .demo import create_origin_app
+
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if not (args.token_key or args.issuer_directory or args.issuer_private_key):
+        raise UsageError("give --token-key, --issuer-directory or --issuer-private-key")
+    if args.token_key and args.issuer_directory:
+        raise UsageError("give --token-key or --issuer-directory, not both")
+    private_key = None
+    if args.issuer_private_key:
+        entry, _, _ = read_private_key(args.issuer_private_key, "--issuer-private-key")
+        if entry.publicly_verifiable:
+            raise UsageError(
+                f"--issuer-private-key: a type-{entry.value} ({entry.name}) key; the origin "
+                "verifies that type with the public key: pass --token-key"
+            )
+        private_key = str(Path(args.issuer_private_key).resolve())
+    spec: dict[str, Any] = {
+        "issuer_name": args.issuer_name,
+        "token_key": args.token_key,
+        "issuer_directory": args.issuer_directory,
+        "issuer_private_key": private_key,
+        "config": str(Path(args.config).resolve()) if args.config else None,
+        "replay_store": args.replay_store,
+    }
+    base = _origin_base(spec)
+    if args.workers > 1 and str(base.get("replay_store", "memory://")).startswith("memory:"):
+        raise UsageError(
+            f"--workers {args.workers} needs a shared replay store: each worker would keep its "
+            "own memory:// store and accept a replayed token once per worker; pass "
+            "--replay-store redis://HOST:PORT/DB (or set replay_store in --config)"
+        )
+    if (
+        args.workers > 1
+        and SECRET_ENV not in os.environ
+        and not any(k in base for k in _SECRET_KEYS)
+    ):
+        # No secret given: one random secret for all workers, handed over in their
+        # environment and never printed (contexts and cookies must verify on every worker).
+        os.environ[SECRET_ENV] = secrets.token_urlsafe(32)
+        print(f"{args.workers} workers share a random per-run secret (set {SECRET_ENV} to fix it)")
+    settings = _origin_settings(spec)  # every setting is checked here, before any worker starts
+    # So are the checks that need I/O (issuer directories): a worker failing them would be
+    # restarted by uvicorn forever, with a traceback each time.
+    policy = Policy(settings, refresh_in_background=args.workers == 1)
+    store = settings.replay_store
+    types = ", ".join(str(t) for t in sorted(settings.token_types))
+    print(
+        f"origin on http://{args.host}:{args.port}: GET / is public, GET /protected needs "
+        f"a token (type {types}) from {args.issuer_name}; replay store "
+        f"{store.split('://', 1)[0]}://, {args.workers} worker(s)"
+    )
+    sys.stdout.flush()
+    if args.workers == 1:
+        uvicorn_run(create_origin_app(policy), args.host, args.port)
+        return EXIT_OK
+    policy.close()  # each worker builds its own
+    os.environ[ORIGIN_SPEC_ENV] = json.dumps(spec)
+    uvicorn_run(
+        "pat_middleware.cli.servers:origin_app_factory",
+        args.host,
+        args.port,
+        args.workers,
+        factory=True,
+    )
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- store-init, fetch, demo
+
+
+def cmd_store_init(args: argparse.Namespace) -> int:
+    """Stamp a shared store's epoch markers as old: a new Redis accepts spends at once."""
+    from ..stores import open_replay_store
+
+    store = open_replay_store(args.replay_store, setting="--replay-store")
+    initialize: Callable[[], int] | None = getattr(store, "initialize", None)
+    if initialize is None:
+        raise UsageError(
+            "--replay-store: a memory:// store lives and dies with its process; only a "
+            "shared store (redis://...) is initialised"
+        )
+    try:
+        count = initialize()
+    finally:
+        close: Callable[[], None] | None = getattr(store, "close", None)
+        if close is not None:
+            close()
+    print(f"{store!r}: {count} epoch markers stamped as old; spends are accepted at once.")
+    print(
+        "This asserts that no token was spent under this prefix within its replay TTL "
+        "before now (a new Redis, or one that lost nothing); on a Redis that lost spends it "
+        "lets those tokens be accepted again."
+    )
+    return EXIT_OK
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    import httpx
+
+    from .demo import follow
+
+    with httpx.Client(timeout=args.timeout, follow_redirects=False) as client:
+        try:
+            result = follow(client, args.url, issuer_url=args.issuer)
+        except httpx.HTTPError as e:
+            print(f"pat-middleware fetch: request failed: {e}", file=sys.stderr)
+            return EXIT_REFUSED
+    print(result.body.rstrip("\n"))
+    return EXIT_OK if 200 <= result.status < 300 else EXIT_REFUSED
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo()
+
+
+__all__ = [
+    "ORIGIN_SPEC_ENV",
+    "SECRET_ENV",
+    "cmd_demo",
+    "cmd_fetch",
+    "cmd_issuer",
+    "cmd_origin",
+    "cmd_store_init",
+    "origin_app_factory",
+    "uvicorn_run",
+]
