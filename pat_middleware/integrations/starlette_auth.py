@@ -52,7 +52,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from ..policy import SCOPE_KEY, Decision, Outcome, Policy, TokenInfo
 from ._common import PREFLIGHT_STATUS, accept_names, carries_signal
-from .asgi import defer_decision, preflight, request_info
+from .asgi import POLICY_SCOPE_KEY, defer_decision, preflight, request_info
 from .starlette import apply_decision, policy_for, refusal_response
 
 #: The scope every pass gives; ``private_token:<signal name>`` names the signal as well.
@@ -115,6 +115,8 @@ class PrivateTokenBackend(AuthenticationBackend):
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
         scope = conn.scope
+        if self.policy is not None:  # so that requires() finds it without the middleware
+            scope.setdefault(POLICY_SCOPE_KEY, self.policy)
         token = scope.get(SCOPE_KEY)
         if isinstance(token, TokenInfo):  # the middleware passed it (a protected path)
             if self.accept is None or token.signal in self.accept:
