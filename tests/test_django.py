@@ -119,6 +119,11 @@ def decorated_get(request: HttpRequest) -> HttpResponse:
     return describe(request)
 
 
+@private_token_required(accept=["private-token"])
+def decorated_fresh(request: HttpRequest) -> HttpResponse:
+    return describe(request)
+
+
 urlpatterns = [
     path("public", public),
     path("protected/page", describe),
@@ -127,6 +132,7 @@ urlpatterns = [
     path("decorated-async", decorated_async),
     path("decorated-post", decorated_post),
     path("decorated-get", decorated_get),
+    path("decorated-fresh", decorated_fresh),
 ]
 
 
@@ -396,6 +402,39 @@ def test_decorator_methods(harness: Harness) -> None:
     assert browser.request("POST", "/decorated-post").status == 401
     assert browser.request("POST", "/decorated-get").body == b"ok none"
     assert browser.request("HEAD", "/decorated-get").status == 401  # HEAD runs the GET view
+
+
+def test_decorator_accept_limits_the_signals(
+    harness: Harness, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    browser = harness.start()()
+    challenged = browser.get("/decorated")
+    assert (
+        browser.get("/decorated", authorization=answer(challenged, rsa_2048, issuer_key)).status
+        == 200
+    )
+    assert browser.get("/decorated").status == 200  # the verified session
+    refused = browser.get("/decorated-fresh")
+    assert refused.status == 401
+    reply = browser.get("/decorated-fresh", authorization=answer(refused, rsa_2048, issuer_key))
+    assert (reply.status, reply.body) == (200, b"ok via_session=False issuer=issuer.example")
+
+
+def test_cors_preflights() -> None:
+    client = Client()
+    headers = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    page = client.options("/protected/page", headers=headers)  # the middleware's path rule
+    assert (page.status_code, page.content) == (200, b"")  # the view ran; nothing came back
+    assert page["Content-Length"] == "0"
+    decorated_reply = client.options("/decorated", headers=headers)
+    assert (decorated_reply.status_code, decorated_reply.content) == (204, b"")
+    assert client.options("/protected/page").status_code == 401  # no preflight: judged
+
+
+def test_decorator_refuses_unknown_signals_at_import() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        private_token_required(accept=["privatetoken"])
+    assert caught.value.setting == "accept"
 
 
 # --------------------------------------------------------------- Django-specific behaviour

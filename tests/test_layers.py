@@ -40,6 +40,7 @@ FRAMEWORKS = {
     "werkzeug",
     "django",
     "rest_framework",
+    "drf_spectacular",
     "litestar",
     "uvicorn",
     "gunicorn",

@@ -737,6 +737,26 @@ def test_passed_response_is_private_and_the_challenge_is_not_cacheable(
     assert passed.header("Cache-Control") == "private, max-age=600"
 
 
+_PREFLIGHT = (("Origin", "https://elsewhere.example"), ("Access-Control-Request-Method", "GET"))
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_forged_cors_preflight_reaches_no_protected_content(
+    servers: PathServers, adapter: str
+) -> None:
+    """A preflight is not challenged (browsers cannot answer one), so anyone can send an
+    OPTIONS that looks like one. A view answering OPTIONS like GET (Django's function views
+    do) must still give nothing away: only the status and headers come back."""
+    target = servers.adapter(adapter)
+    response = target.get("/members/", method="OPTIONS", headers=_PREFLIGHT)
+    assert response.status != 401
+    assert MARK.encode() not in response.body
+    assert response.header("Content-Length") in ("0", None)
+    if adapter == "django":  # the control shows the view really answers it
+        assert leaks(target.control("/members/", method="OPTIONS", headers=_PREFLIGHT))
+    assert target.get("/members/", method="OPTIONS").status == 401  # no preflight: judged
+
+
 def test_head_refusal_carries_no_body(servers: PathServers, issuer_key: IssuerKey) -> None:
     # wsgiref sends whatever the app returns (gunicorn, Werkzeug and uvicorn drop a HEAD body
     # themselves: checked too, as they serve the other adapters).

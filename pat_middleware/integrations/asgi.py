@@ -1,8 +1,11 @@
-"""Pure ASGI middleware (Starlette, FastAPI, any ASGI app). No framework import here.
+"""Pure ASGI middleware (Starlette, FastAPI, Litestar, any ASGI app). No framework import here.
 
 Translate the scope into a :class:`RequestInfo`, ask the policy, and either answer (401,
 refusal, 503) or call the app with ``scope["private_token"]`` set and the policy's cookies
-added to the app's response.
+added to the app's response. A pass decided deeper in the app (a FastAPI dependency, an
+authentication backend, a Litestar guard: code that never holds the response) is handed
+to the middleware with :func:`defer_decision`, which writes its cookies and
+``Cache-Control: private`` on whatever response the app sends.
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ from typing import Any
 
 from ..core.headers import MAX_HEADER_BYTES, private_cache_control
 from ..core.paths import asgi_paths
-from ..errors import DecodeError
+from ..errors import ConfigurationError, DecodeError
 from ..policy import SCOPE_KEY, Decision, Policy, RequestInfo
 from ..policy.observe import MetricsHook
 from ..settings import Settings
-from ._common import resolve_policy
+from ._common import MISCONFIGURED, built_late, is_preflight, resolve_policy
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -27,10 +30,29 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: Scope key holding the policy, so endpoint decorators find it.
 POLICY_SCOPE_KEY = "pat_middleware.policy"
+#: Scope key holding the :class:`LateDecision` of a request (see :func:`defer_decision`).
+LATE_SCOPE_KEY = "pat_middleware.late"
 #: WebSocket close code for a refused handshake (RFC 6455 §7.4.1: policy violation).
 WS_POLICY_VIOLATION = 1008
 
 logger = logging.getLogger("pat_middleware")
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of a request header (``name`` lower-cased), else None."""
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def preflight(scope: Scope) -> bool:
+    """Whether an HTTP scope is a CORS preflight (see :func:`~._common.is_preflight`)."""
+    if scope.get("method") != "OPTIONS":
+        return False
+    return is_preflight(
+        "OPTIONS", header(scope, b"origin"), header(scope, b"access-control-request-method")
+    )
 
 
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
@@ -118,6 +140,64 @@ def send_with_headers(send: Send, decision: Decision) -> Send:
     return wrapped
 
 
+class LateDecision:
+    """The ``send`` of a request whose pass may be decided deeper in the app: writes that
+    pass's cookies and ``Cache-Control: private`` on the response the app starts."""
+
+    __slots__ = ("decision", "send")
+
+    def __init__(self, send: Send, decision: Decision | None = None) -> None:
+        self.send = send
+        self.decision = decision
+
+    async def __call__(self, message: Message) -> None:
+        decision = self.decision
+        if decision is not None and message["type"] == "http.response.start":
+            self.decision = None  # once
+            if decision.cookies or decision.private:
+                message = dict(message)
+                headers = [*message.get("headers", ()), *encode_headers(decision.header_lines())]
+                message["headers"] = private_headers(headers) if decision.private else headers
+        await self.send(message)
+
+
+def defer_decision(scope: Scope, decision: Decision) -> bool:
+    """Hand a pass decided inside the app to the :class:`PrivateTokenMiddleware` around it,
+    which writes its cookies and ``Cache-Control: private`` on the response. False when
+    no middleware is there to do it (the caller must then write them itself)."""
+    late = scope.get(LATE_SCOPE_KEY)
+    if not isinstance(late, LateDecision):
+        return False
+    if late.decision is None and decision.allowed:
+        late.decision = decision
+    return True
+
+
+class HeadersOnly:
+    """The ``send`` of a CORS preflight passed to the app: status and headers go out, the
+    body does not (``Content-Length: 0``), whatever the app answered."""
+
+    __slots__ = ("send",)
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = dict(message)
+            kept = [
+                (k, v)
+                for k, v in message.get("headers", ())
+                if k.lower() not in (b"content-length", b"transfer-encoding")
+            ]
+            message["headers"] = [*kept, (b"content-length", b"0")]
+        elif message["type"] == "http.response.body":
+            if message.get("more_body", False):
+                return
+            message = {"type": "http.response.body", "body": b""}
+        await self.send(message)
+
+
 class PrivateTokenMiddleware:
     """Protect an ASGI app with Private Access Tokens.
 
@@ -126,7 +206,16 @@ class PrivateTokenMiddleware:
     :class:`~pat_middleware.policy.observe.MetricsHook` for the policy built from them. Paths are
     protected by the settings' ``protect`` patterns; endpoints can also be protected with
     :func:`pat_middleware.integrations.starlette.require_private_token`.
+
+    Wrong settings raise :class:`ConfigurationError` here, unless the middleware is built
+    while an event loop runs (``app.add_middleware``: Starlette builds middleware on the
+    first call; uvicorn imports the app in its loop), where raising would not stop the
+    server: then the lifespan start-up fails with the error's one line (uvicorn logs it and
+    exits non-zero), and without a lifespan every request is refused with ``503`` and the
+    line is logged once, never the app, never a traceback.
     """
+
+    policy: Policy
 
     def __init__(
         self,
@@ -139,8 +228,15 @@ class PrivateTokenMiddleware:
         on_error: OnError | None = None,
     ) -> None:
         self.app = app
-        self.policy = resolve_policy(policy, settings, settings_file, metrics)
         self.on_error = on_error
+        self.problem: ConfigurationError | None = None
+        try:
+            self.policy = resolve_policy(policy, settings, settings_file, metrics)
+        except ConfigurationError as e:
+            if not built_late():
+                raise
+            self.problem = e
+        self._logged = False
 
     async def _refuse(self, scope: Scope, decision: Decision, send: Send) -> None:
         if self.on_error is not None:
@@ -150,9 +246,32 @@ class PrivateTokenMiddleware:
         await send_decision(decision, send, scope.get("method", "GET"))
 
     def __repr__(self) -> str:
+        if self.problem is not None:
+            return f"PrivateTokenMiddleware(misconfigured: {self.problem.setting})"
         return f"PrivateTokenMiddleware({self.policy!r})"
 
+    async def _misconfigured(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Fail the lifespan start-up with the configuration error; refuse everything else."""
+        problem = self.problem
+        if scope["type"] == "lifespan":
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.failed", "message": str(problem)})
+            return
+        if not self._logged:  # lifespan off: the first request is the first chance to say it
+            self._logged = True
+            logger.error("pat-middleware is not configured: %s", problem)
+        if scope["type"] == "http":
+            await send_decision(MISCONFIGURED, send, scope.get("method", "GET"))
+        elif scope["type"] == "websocket":
+            message = await receive()
+            if message["type"] == "websocket.connect":
+                await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION})
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.problem is not None:
+            await self._misconfigured(scope, receive, send)
+            return
         if scope["type"] == "websocket":
             await self._websocket(scope, receive, send)
             return
@@ -170,14 +289,20 @@ class PrivateTokenMiddleware:
             return
         if not protected:
             scope[SCOPE_KEY] = None
-            await self.app(scope, receive, send)
+            late = scope[LATE_SCOPE_KEY] = LateDecision(send)
+            await self.app(scope, receive, late)
+            return
+        if preflight(scope):
+            scope[SCOPE_KEY] = None
+            await self.app(scope, receive, HeadersOnly(send))
             return
         decision = await self.policy.evaluate_async(request_info(scope), force=True)
         if not decision.allowed:
             await self._refuse(scope, decision, send)
             return
         scope[SCOPE_KEY] = decision.token
-        await self.app(scope, receive, send_with_headers(send, decision))
+        late = scope[LATE_SCOPE_KEY] = LateDecision(send, decision)
+        await self.app(scope, receive, late)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Start-up fails, so the server stops, where this process cannot accept tokens
@@ -219,10 +344,16 @@ class PrivateTokenMiddleware:
 
 
 __all__ = [
+    "LATE_SCOPE_KEY",
     "POLICY_SCOPE_KEY",
+    "HeadersOnly",
+    "LateDecision",
     "OnError",
     "PrivateTokenMiddleware",
+    "defer_decision",
     "encode_headers",
+    "header",
+    "preflight",
     "private_headers",
     "request_info",
     "send_decision",

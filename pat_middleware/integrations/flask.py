@@ -8,20 +8,29 @@ or one ``PAT_<KEY>`` per settings key (``PAT_ISSUERS``, ``PAT_SECRET``, ``PAT_PR
 :class:`~pat_middleware.ConfigurationError` naming the config key.
 
 Paths matching ``PAT_PROTECT`` (and ``PAT_PROTECT_METHODS``) are checked before the view
-runs; ``@tokens.required`` or :func:`private_token_required` protect single views. A passed
-request finds its :class:`~pat_middleware.policy.TokenInfo` in ``flask.g.private_token`` and
+runs; ``@tokens.required`` or :func:`private_token_required` protect single views, and
+:meth:`PrivateTokens.protect_blueprint` every view of a blueprint. A passed request finds
+its :class:`~pat_middleware.policy.TokenInfo` in ``flask.g.private_token`` and
 ``request.environ["private_token"]``. Importing this module imports Flask.
+
+The decorator goes *under* the route decorator. Above it, Flask has already registered the
+undecorated function and the route is open; that order is refused with a
+:class:`~pat_middleware.ConfigurationError` naming the endpoint: when ``required`` wraps a
+function the app already routes to, in ``init_app`` for routes registered before it, and
+on each request while a route registered later (a blueprint) still serves such a function.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
-from collections.abc import Callable, Iterable, Mapping
+import weakref
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ParamSpec, Protocol, overload
 
 from flask import (
+    Blueprint,
     Flask,
     Response,
     after_this_request,
@@ -35,10 +44,20 @@ from flask.typing import ResponseReturnValue
 
 from ..core.headers import CACHE_CONTROL, private_cache_control
 from ..errors import ConfigurationError, DecodeError
-from ..policy import SCOPE_KEY, Decision, Policy, SetCookie
+from ..policy import SCOPE_KEY, Decision, Policy, SetCookie, TokenInfo
 from ..policy.observe import MetricsHook
 from ..settings import KNOWN_KEYS, Settings
-from ._common import MethodFilter, load_settings_file, passed
+from ._common import (
+    ACCESS_CONTROL_REQUEST_METHOD,
+    ORIGIN,
+    PREFLIGHT_STATUS,
+    MethodFilter,
+    accept_names,
+    accepts,
+    is_preflight,
+    load_settings_file,
+    passed,
+)
 from .wsgi import (
     POLICY_ENVIRON_KEY,
     note_server,
@@ -54,6 +73,15 @@ POLICY_KEY = "pat_middleware.policy"
 CONFIG_PREFIX = "PAT_"
 SETTINGS_FILE_CONFIG = "PAT_SETTINGS_FILE"
 _CONFIG_KEYS = {CONFIG_PREFIX + key.upper(): key for key in KNOWN_KEYS}
+#: ``app.extensions`` key: True once every routed view has been checked (see _check_views).
+_CHECKED_KEY = "pat_middleware.checked"
+
+#: Every function a ``required`` decorator wrapped (the undecorated view), and every wrapper
+#: it returned: a routed function in the first set and not the second is an open route.
+_GUARDED: weakref.WeakSet[Callable[..., object]] = weakref.WeakSet()
+_WRAPPERS: weakref.WeakSet[Callable[..., object]] = weakref.WeakSet()
+#: The apps that called init_app: ``required`` looks in their routes at decoration time.
+_APPS: weakref.WeakSet[Flask] = weakref.WeakSet()
 
 _P = ParamSpec("_P")
 _Q = ParamSpec("_Q")  # the returned decorator's own, so it stays generic
@@ -121,15 +149,19 @@ def _refusal(decision: Decision) -> Response:
     return response
 
 
-def _evaluate(policy: Policy) -> Decision:
-    """Judge the current request as protected, unless something already passed it."""
+def _evaluate(policy: Policy, accept: Collection[str] | None = None) -> Decision:
+    """Judge the current request as protected, unless something already passed it (with a
+    signal in ``accept``)."""
     environ = request.environ
-    done = passed(environ.get(SCOPE_KEY))
+    token = environ.get(SCOPE_KEY)
+    done = (
+        passed(token) if accepts(token if isinstance(token, TokenInfo) else None, accept) else None
+    )
     if done is not None:  # the WSGI middleware or a hook passed it already
         g.private_token = done.token
         return done
     note_server(policy, environ)
-    decision = policy.evaluate(request_info(environ, *_routed_paths()), force=True)
+    decision = policy.evaluate(request_info(environ, *_routed_paths()), force=True, accept=accept)
     if decision.allowed:
         environ[SCOPE_KEY] = decision.token
         g.private_token = decision.token
@@ -157,6 +189,28 @@ def _apply(response: Response, decision: Decision) -> Response:
     return response
 
 
+def _preflight() -> bool:
+    headers = request.headers
+    return is_preflight(
+        request.method, headers.get(ORIGIN), headers.get(ACCESS_CONTROL_REQUEST_METHOD)
+    )
+
+
+def _headers_only(response: Response) -> Response:
+    """A preflight's answer without its body: whatever the view sent, only the status and
+    headers go out."""
+    response.set_data(b"")
+    return response
+
+
+def _pass_preflight() -> None:
+    """Let a CORS preflight on to Flask (its automatic OPTIONS answer, a CORS extension)
+    unjudged, with nothing but status and headers coming back."""
+    request.environ.setdefault(SCOPE_KEY, None)
+    g.private_token = None
+    after_this_request(_headers_only)
+
+
 def _current_policy() -> Policy:
     found = current_app.extensions.get(POLICY_KEY) or request.environ.get(POLICY_ENVIRON_KEY)
     if not isinstance(found, Policy):
@@ -167,29 +221,68 @@ def _current_policy() -> Policy:
     return found
 
 
+def _open_route(endpoint: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"view {endpoint!r}",
+        "the route is open: the token decorator sits above the route decorator, so Flask "
+        "registered the undecorated view; put @app.route (or @bp.route) on top",
+    )
+
+
+def _refuse_if_routed(view: Callable[..., object]) -> None:
+    """``required`` placed above ``@app.route``: the app already routes to ``view`` itself."""
+    for app in list(_APPS):
+        for endpoint, routed in app.view_functions.items():
+            if routed is view:
+                raise _open_route(endpoint)
+
+
+def _check_views(app: Flask) -> None:
+    """Every routed view that a ``required`` decorator wrapped must be routed wrapped."""
+    if app.extensions.get(_CHECKED_KEY):
+        return
+    for endpoint, routed in app.view_functions.items():
+        if routed in _GUARDED and routed not in _WRAPPERS:
+            raise _open_route(endpoint)
+
+
 def _decorate(
     view: Callable[_P, ResponseReturnValue],
     methods: Iterable[str] | None,
     get_policy: Callable[[], Policy],
+    accept: Iterable[str] | None,
+    policy: Policy | None = None,
 ) -> Callable[_P, Response]:
+    names = accept_names(accept, policy)
     methods_filter = MethodFilter(methods)
+    _refuse_if_routed(view)
 
     @functools.wraps(view)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Response:
+        if _preflight():
+            return Response(status=PREFLIGHT_STATUS)
         if methods_filter.exempt(request.method):
             return make_response(view(*args, **kwargs))
-        decision = _evaluate(get_policy())
+        decision = _evaluate(get_policy(), names)
         if not decision.allowed:
             return _refusal(decision)
         return _apply(make_response(view(*args, **kwargs)), decision)
 
+    _GUARDED.add(view)
+    _WRAPPERS.add(wrapper)
     return wrapper
 
 
 class PrivateTokens:
     """The Flask extension. ``policy`` or ``settings`` override the app's ``PAT_*`` config;
     ``metrics`` is the :class:`~pat_middleware.policy.observe.MetricsHook` of the policies it
-    builds."""
+    builds.
+
+    Both forms of Flask's extension pattern work: ``PrivateTokens(app)``, or
+    ``tokens = PrivateTokens()`` at import and ``tokens.init_app(app)`` in the application
+    factory (one instance can serve several apps, each with its own config and policy in
+    ``app.extensions``).
+    """
 
     def __init__(
         self,
@@ -214,14 +307,17 @@ class PrivateTokens:
         return f"PrivateTokens(app={self.app!r})"
 
     def init_app(self, app: Flask) -> None:
-        """Validate the app's settings, build its policy and install the request hooks."""
+        """Validate the app's settings, build its policy and install the request hooks;
+        refuse views routed undecorated under a ``required`` decorator (see above)."""
         policy = self._policy
         if policy is None:
             settings = self._settings or settings_from_config(app.config, root_path=app.root_path)
             policy = Policy(settings, metrics=self._metrics)
+        _check_views(app)
         app.extensions[EXTENSION_KEY] = self
         app.extensions[POLICY_KEY] = policy
         app.before_request(self._before_request)
+        _APPS.add(app)
 
     @property
     def policy(self) -> Policy:
@@ -239,12 +335,20 @@ class PrivateTokens:
 
     @overload
     def required(
-        self, view: Callable[_P, ResponseReturnValue], *, methods: Iterable[str] | None = None
+        self,
+        view: Callable[_P, ResponseReturnValue],
+        *,
+        methods: Iterable[str] | None = None,
+        accept: Iterable[str] | None = None,
     ) -> Callable[_P, Response]: ...
 
     @overload
     def required(
-        self, view: None = None, *, methods: Iterable[str] | None = None
+        self,
+        view: None = None,
+        *,
+        methods: Iterable[str] | None = None,
+        accept: Iterable[str] | None = None,
     ) -> ViewDecorator: ...
 
     def required(
@@ -252,17 +356,52 @@ class PrivateTokens:
         view: Callable[_P, ResponseReturnValue] | None = None,
         *,
         methods: Iterable[str] | None = None,
+        accept: Iterable[str] | None = None,
     ) -> Callable[_P, Response] | ViewDecorator:
-        """Decorate a view so it needs a valid token; ``methods`` limits that to those methods."""
+        """Decorate a view so it needs a valid token; ``methods`` limits that to those
+        methods, ``accept`` to those trust signals (e.g. ``["private-token"]``). Place it
+        under the route decorator. A CORS preflight gets ``204`` without running the view."""
         if view is not None:
-            return _decorate(view, methods, self._get_policy)
+            return _decorate(view, methods, self._get_policy, accept, self._policy)
+        accept_names(accept, self._policy)  # a typo fails here, at import
 
         def decorator(func: Callable[_Q, ResponseReturnValue], /) -> Callable[_Q, Response]:
-            return _decorate(func, methods, self._get_policy)
+            return _decorate(func, methods, self._get_policy, accept, self._policy)
 
         return decorator
 
+    def protect_blueprint(
+        self,
+        blueprint: Blueprint,
+        *,
+        methods: Iterable[str] | None = None,
+        accept: Iterable[str] | None = None,
+    ) -> Blueprint:
+        """Make every view of ``blueprint`` (and of blueprints nested in it) need a valid
+        token, before the view runs; call it before the blueprint is registered. A CORS
+        preflight goes on unjudged, with only status and headers coming back."""
+        names = accept_names(accept, self._policy)
+        methods_filter = MethodFilter(methods)
+
+        def guard() -> Response | None:
+            if _preflight():
+                _pass_preflight()
+                return None
+            if methods_filter.exempt(request.method):
+                return None
+            decision = _evaluate(self.policy, names)
+            if not decision.allowed:
+                return _refusal(decision)
+            after_this_request(functools.partial(_apply, decision=decision))
+            return None
+
+        blueprint.before_request(guard)
+        return blueprint
+
     def _before_request(self) -> Response | None:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        _check_views(app)  # raises on each request while a route is open
+        app.extensions[_CHECKED_KEY] = True  # Flask adds no route after the first request
         policy = self.policy
         environ = request.environ
         # Every spelling of the path the server and Werkzeug read: an unprotected request
@@ -278,6 +417,9 @@ class PrivateTokens:
                 environ.setdefault(SCOPE_KEY, None)
                 g.private_token = None
                 return None
+            if _preflight():
+                _pass_preflight()
+                return None
         decision = _evaluate(policy)
         if not decision.allowed:
             return _refusal(decision)
@@ -287,13 +429,16 @@ class PrivateTokens:
 
 @overload
 def private_token_required(
-    view: Callable[_P, ResponseReturnValue], *, methods: Iterable[str] | None = None
+    view: Callable[_P, ResponseReturnValue],
+    *,
+    methods: Iterable[str] | None = None,
+    accept: Iterable[str] | None = None,
 ) -> Callable[_P, Response]: ...
 
 
 @overload
 def private_token_required(
-    view: None = None, *, methods: Iterable[str] | None = None
+    view: None = None, *, methods: Iterable[str] | None = None, accept: Iterable[str] | None = None
 ) -> ViewDecorator: ...
 
 
@@ -301,6 +446,7 @@ def private_token_required(
     view: Callable[_P, ResponseReturnValue] | None = None,
     *,
     methods: Iterable[str] | None = None,
+    accept: Iterable[str] | None = None,
 ) -> Callable[_P, Response] | ViewDecorator:
     """Decorate a view so it needs a valid token, using the current app's :class:`PrivateTokens`.
 
@@ -308,10 +454,11 @@ def private_token_required(
     :class:`~pat_middleware.integrations.wsgi.PrivateTokenWSGIMiddleware` is used.
     """
     if view is not None:
-        return _decorate(view, methods, _current_policy)
+        return _decorate(view, methods, _current_policy, accept)
+    accept_names(accept)
 
     def decorator(func: Callable[_Q, ResponseReturnValue], /) -> Callable[_Q, Response]:
-        return _decorate(func, methods, _current_policy)
+        return _decorate(func, methods, _current_policy, accept)
 
     return decorator
 

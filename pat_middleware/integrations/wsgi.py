@@ -16,7 +16,7 @@ from ..errors import DecodeError
 from ..policy import SCOPE_KEY, Decision, Policy, RequestInfo
 from ..policy.observe import MetricsHook
 from ..settings import Settings
-from ._common import passed, resolve_policy
+from ._common import is_preflight, passed, resolve_policy
 
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
 StartResponse = Callable[..., Callable[[bytes], object]]
@@ -122,6 +122,51 @@ def private_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [*kept, ("Cache-Control", value)]
 
 
+def preflight(environ: Mapping[str, Any]) -> bool:
+    """Whether a request is a CORS preflight (see :func:`~._common.is_preflight`)."""
+    return is_preflight(
+        environ.get("REQUEST_METHOD"),
+        environ.get("HTTP_ORIGIN"),
+        environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD"),
+    )
+
+
+def _discard(data: bytes) -> None:
+    """The ``write`` callable of a response whose body is dropped."""
+
+
+def headers_only(app: WSGIApp, environ: WSGIEnviron, start_response: StartResponse) -> list[bytes]:
+    """Call ``app`` and send on only its status and headers (``Content-Length: 0``): the
+    answer to a CORS preflight passed to an app, whatever the app answered."""
+    started: list[bool] = []
+
+    def start(
+        status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None
+    ) -> Callable[[bytes], object]:
+        kept = [
+            (k, v) for k, v in headers if k.lower() not in ("content-length", "transfer-encoding")
+        ]
+        kept.append(("Content-Length", "0"))
+        started.append(True)
+        if exc_info is not None:
+            start_response(status, kept, exc_info)
+        else:
+            start_response(status, kept)
+        return _discard
+
+    body = app(environ, start)
+    try:
+        if not started:  # an app that calls start_response lazily, on its first chunk
+            for _ in body:
+                if started:
+                    break
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+    return []
+
+
 def start_response_with(start_response: StartResponse, decision: Decision) -> StartResponse:
     """Wrap ``start_response`` so the app's response carries a pass's cookies, and a
     Cache-Control that keeps it out of shared caches (:attr:`Decision.private`)."""
@@ -187,6 +232,9 @@ class PrivateTokenWSGIMiddleware:
         if not protected:
             environ[SCOPE_KEY] = None
             return self.app(environ, start_response)
+        if preflight(environ):
+            environ[SCOPE_KEY] = None
+            return headers_only(self.app, environ, start_response)
         note_server(self.policy, environ)
         decision = self.policy.evaluate(request_info(environ), force=True)
         if not decision.allowed:
@@ -199,7 +247,9 @@ __all__ = [
     "POLICY_ENVIRON_KEY",
     "OnError",
     "PrivateTokenWSGIMiddleware",
+    "headers_only",
     "note_server",
+    "preflight",
     "private_headers",
     "request_info",
     "request_method",

@@ -14,9 +14,14 @@ class PrivateTokensConfig(AppConfig):
     verbose_name = "Private Access Tokens"
 
     def ready(self) -> None:
-        from .checks import check_settings
+        from django.apps import apps
+
+        from .checks import check_drf, check_settings
 
         checks.register(check_settings, checks.Tags.security)
+        checks.register(check_drf, checks.Tags.security)
+        if apps.is_installed("drf_spectacular"):  # it finds extensions by import
+            from .. import drf_spectacular  # noqa: F401
 
 
 __all__ = ["PrivateTokensConfig"]

@@ -11,6 +11,12 @@
   ``DEBUG`` is off.
 * ``pat_middleware.W003``: ``protect`` lists paths but ``PrivateTokenMiddleware`` is not in
   ``MIDDLEWARE``, so those paths are not protected.
+* ``pat_middleware.W004``: ``PrivateTokenAuthentication`` is in Django REST framework's
+  ``DEFAULT_AUTHENTICATION_CLASSES`` but not first: DRF asks only the first class for the
+  ``WWW-Authenticate`` of a 401, so a refused token gets a 403 without a challenge.
+* ``pat_middleware.E004``: ``REST_FRAMEWORK`` names a class of
+  :mod:`pat_middleware.integrations.drf` but ``PrivateTokenMiddleware`` is not in
+  ``MIDDLEWARE``: it writes their decisions' cookies on DRF's responses.
 """
 
 from __future__ import annotations
@@ -100,4 +106,52 @@ def check_settings(
     return messages
 
 
-__all__ = ["MIDDLEWARE_PATH", "check_settings"]
+DRF_AUTHENTICATION = "pat_middleware.integrations.drf.PrivateTokenAuthentication"
+_DRF_MODULE = "pat_middleware.integrations.drf."
+
+
+def _class_path(entry: object) -> str:
+    """A ``REST_FRAMEWORK`` class entry (dotted path or class) as a dotted path."""
+    if isinstance(entry, str):
+        return entry
+    return f"{getattr(entry, '__module__', '')}.{getattr(entry, '__qualname__', '')}"
+
+
+def check_drf(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """How the Django REST framework classes are installed (W004, E004)."""
+    config = getattr(django_settings, "REST_FRAMEWORK", None)
+    if not isinstance(config, dict):
+        return []
+    messages: list[checks.CheckMessage] = []
+    authentication = [_class_path(c) for c in config.get("DEFAULT_AUTHENTICATION_CLASSES", ())]
+    if DRF_AUTHENTICATION in authentication[1:]:
+        messages.append(
+            checks.Warning(
+                "REST_FRAMEWORK: PrivateTokenAuthentication is not the first of "
+                "DEFAULT_AUTHENTICATION_CLASSES; DRF asks only the first class for the "
+                "WWW-Authenticate of a 401, so a refused token gets a 403 without a challenge.",
+                hint=f"Move {DRF_AUTHENTICATION!r} to the top of the list.",
+                id="pat_middleware.W004",
+            )
+        )
+    named = [
+        _class_path(c)
+        for key in ("DEFAULT_AUTHENTICATION_CLASSES", "DEFAULT_PERMISSION_CLASSES")
+        for c in config.get(key, ())
+    ]
+    installed = MIDDLEWARE_PATHS.intersection(getattr(django_settings, "MIDDLEWARE", ()))
+    if any(path.startswith(_DRF_MODULE) for path in named) and not installed:
+        messages.append(
+            checks.Error(
+                "REST_FRAMEWORK names pat-middleware's classes, but PrivateTokenMiddleware "
+                "is not in MIDDLEWARE: it writes their cookies on DRF's responses.",
+                hint=f"Add {MIDDLEWARE_PATH!r} to MIDDLEWARE.",
+                id="pat_middleware.E004",
+            )
+        )
+    return messages
+
+
+__all__ = ["DRF_AUTHENTICATION", "MIDDLEWARE_PATH", "check_drf", "check_settings"]

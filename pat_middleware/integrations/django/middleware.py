@@ -8,7 +8,12 @@ rebuilt when they change, so ``override_settings`` works; a rebuilt policy start
 in-memory replay store (with a new epoch: challenges sent before are not redeemable).
 
 A passed request carries its :class:`~pat_middleware.policy.TokenInfo` as
-``request.private_token`` (``None`` on unprotected paths); refusals are answered here.
+``request.private_token`` (``None`` on unprotected paths); refusals are answered here. A
+decision taken inside a view by code that never holds the response (Django REST
+framework's authentication and permission classes) is handed over with
+:func:`defer_decision`: the middleware writes its cookies (and ``Cache-Control``) on the
+response on the way out. A CORS preflight on a protected path goes on to the view unjudged,
+and only its status and headers come back.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from os import PathLike, fspath
 from pathlib import Path
@@ -26,7 +31,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings as django_settings
 from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpRequest, HttpResponse
-from django.http.response import HttpResponseBase
+from django.http.response import HttpResponseBase, StreamingHttpResponse
 from django.utils.module_loading import import_string
 
 from ...core.headers import CACHE_CONTROL, private_cache_control
@@ -36,7 +41,7 @@ from ...policy import SCOPE_KEY, Decision, Policy, RequestInfo, SetCookie, Token
 from ...policy.observe import MetricsHook
 from ...settings import Settings
 from .. import wsgi
-from .._common import load_settings_file, passed
+from .._common import accepts, is_preflight, load_settings_file, passed
 
 #: The Django setting holding pat-middleware's settings.
 SETTING = "PAT_MIDDLEWARE"
@@ -44,6 +49,10 @@ SETTING = "PAT_MIDDLEWARE"
 SETTINGS_FILE_KEY = "settings_file"
 #: The Django setting holding the metrics hook (or its dotted path).
 METRICS_SETTING = "PAT_METRICS"
+
+#: Request attribute the middleware sets (to None) on every request: decisions taken inside
+#: the view wait there for the way out (see :func:`defer_decision`).
+DEFERRED_ATTR = "_pat_middleware_deferred"
 
 SyncGetResponse = Callable[[HttpRequest], HttpResponseBase]
 AsyncGetResponse = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
@@ -188,13 +197,58 @@ def passed_token(request: HttpRequest) -> TokenInfo | None:
     return None
 
 
-def _already(request: HttpRequest) -> Decision | None:
+def _already(request: HttpRequest, accept: Collection[str] | None = None) -> Decision | None:
     for found in (getattr(request, SCOPE_KEY, None), request.META.get(SCOPE_KEY)):
         done = passed(found)
-        if done is not None:
+        if done is not None and accepts(done.token, accept):
             setattr(request, SCOPE_KEY, done.token)
             return done
     return None
+
+
+def preflight(request: HttpRequest) -> bool:
+    """Whether a request is a CORS preflight (see :func:`~.._common.is_preflight`)."""
+    meta = request.META
+    return is_preflight(
+        request.method, meta.get("HTTP_ORIGIN"), meta.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")
+    )
+
+
+def defer_decision(request: HttpRequest, decision: Decision) -> bool:
+    """Hand a decision taken inside a view to :class:`PrivateTokenMiddleware`, which writes
+    its cookies (a pass's, or the session cookie a challenge is bound to) and its
+    ``Cache-Control`` on the response. False when the middleware is not installed."""
+    if not hasattr(request, DEFERRED_ATTR):
+        return False
+    if getattr(request, DEFERRED_ATTR) is None:
+        setattr(request, DEFERRED_ATTR, decision)
+    return True
+
+
+def _finish(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+    """Write a decision deferred by the view on its response."""
+    deferred = getattr(request, DEFERRED_ATTR, None)
+    if isinstance(deferred, Decision):
+        setattr(request, DEFERRED_ATTR, None)
+        if deferred.allowed:
+            apply_decision(response, deferred)
+        else:  # the view rendered the refusal (its own body): add the policy's headers
+            for name, value in deferred.headers:
+                if name.lower() != "content-type":
+                    response.headers[name] = value
+            set_cookies(response, deferred.cookies)
+    return response
+
+
+def headers_only(response: HttpResponseBase) -> HttpResponseBase:
+    """A preflight's answer without its body (``Content-Length: 0``), whatever the view
+    sent."""
+    if isinstance(response, StreamingHttpResponse):
+        response.streaming_content = []
+    elif isinstance(response, HttpResponse):
+        response.content = b""
+    response.headers["Content-Length"] = "0"
+    return response
 
 
 def _record(request: HttpRequest, decision: Decision) -> Decision:
@@ -203,24 +257,31 @@ def _record(request: HttpRequest, decision: Decision) -> Decision:
     return decision
 
 
-def check_request(request: HttpRequest, policy: Policy | None = None) -> Decision:
-    """Judge ``request`` as protected; on a pass sets ``request.private_token``."""
-    done = _already(request)
+def check_request(
+    request: HttpRequest, policy: Policy | None = None, accept: Collection[str] | None = None
+) -> Decision:
+    """Judge ``request`` as protected; on a pass sets ``request.private_token``. ``accept``:
+    the trust signals that count (None: all), for this judgement and for a pass already
+    decided by an outer layer."""
+    done = _already(request, accept)
     if done is not None:
         return done
     active = policy or get_policy()
     _note_server(active, request)
-    return _record(request, active.evaluate(request_info(request), force=True))
+    return _record(request, active.evaluate(request_info(request), force=True, accept=accept))
 
 
-async def acheck_request(request: HttpRequest, policy: Policy | None = None) -> Decision:
+async def acheck_request(
+    request: HttpRequest, policy: Policy | None = None, accept: Collection[str] | None = None
+) -> Decision:
     """:func:`check_request` for async views and middleware."""
-    done = _already(request)
+    done = _already(request, accept)
     if done is not None:
         return done
     active = policy or get_policy()
     _note_server(active, request)
-    return _record(request, await active.evaluate_async(request_info(request), force=True))
+    info = request_info(request)
+    return _record(request, await active.evaluate_async(info, force=True, accept=accept))
 
 
 def refusal_response(decision: Decision, method: str | None = "GET") -> HttpResponse:
@@ -278,9 +339,11 @@ class PrivateTokenMiddleware:
     def __repr__(self) -> str:
         return f"PrivateTokenMiddleware(async_mode={self.async_mode})"
 
-    def _policy_if_protected(self, request: HttpRequest) -> Policy | Decision | None:
-        """The policy when this request is protected; None (and no token) when it is not; the
-        400 decision when its path does not decode."""
+    def _policy_if_protected(self, request: HttpRequest) -> Policy | Decision | bool:
+        """The policy when this request is protected; False (and no token) when it is not;
+        True for a CORS preflight on a protected path; the 400 decision when its path does
+        not decode."""
+        setattr(request, DEFERRED_ATTR, None)
         policy = get_policy()
         if passed_token(request) is not None:
             return policy
@@ -288,9 +351,9 @@ class PrivateTokenMiddleware:
             protected = policy.protects(request.method or "GET", *request_paths(request))
         except DecodeError:
             return policy.bad_path()
-        if not protected:
+        if not protected or preflight(request):
             setattr(request, SCOPE_KEY, None)
-            return None
+            return protected
         return policy
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
@@ -298,20 +361,24 @@ class PrivateTokenMiddleware:
             return self.__acall__(request)
         get_response = cast(SyncGetResponse, self.get_response)
         policy = self._policy_if_protected(request)
-        if policy is None:
-            return get_response(request)
+        if policy is False:
+            return _finish(request, get_response(request))
+        if policy is True:
+            return headers_only(get_response(request))
         decision = policy if isinstance(policy, Decision) else check_request(request, policy)
         if not decision.allowed:
             return refusal_response(decision, request.method)
         response = get_response(request)
         apply_decision(response, decision)
-        return response
+        return _finish(request, response)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         get_response = cast(AsyncGetResponse, self.get_response)
         policy = self._policy_if_protected(request)
-        if policy is None:
-            return await get_response(request)
+        if policy is False:
+            return _finish(request, await get_response(request))
+        if policy is True:
+            return headers_only(await get_response(request))
         if isinstance(policy, Decision):
             decision = policy
         else:
@@ -320,10 +387,11 @@ class PrivateTokenMiddleware:
             return refusal_response(decision, request.method)
         response = await get_response(request)
         apply_decision(response, decision)
-        return response
+        return _finish(request, response)
 
 
 __all__ = [
+    "DEFERRED_ATTR",
     "METRICS_SETTING",
     "SETTING",
     "SETTINGS_FILE_KEY",
@@ -331,8 +399,11 @@ __all__ = [
     "acheck_request",
     "apply_decision",
     "check_request",
+    "defer_decision",
     "get_policy",
+    "headers_only",
     "passed_token",
+    "preflight",
     "read_metrics",
     "read_settings",
     "refusal_response",
