@@ -40,6 +40,7 @@ CLIENT_SIDE = (
     "integrations.httpx_auth",
     "integrations.requests_auth",
     "integrations.pytest_plugin",
+    "integrations.testing",
 )
 #: Third-party packages that only integrations (and the CLI's and issuer's own servers) use.
 FRAMEWORKS = {
