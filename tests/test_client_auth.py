@@ -355,9 +355,7 @@ def test_async_errors_are_clear(servers: Servers) -> None:
 def test_requests_session_answers_the_challenge(servers: Servers) -> None:
     with requests.Session() as session:
         session.auth = PrivateTokenRequestsAuth(servers.issuer_url)
-        first = session.post(
-            servers.origin_url + "/protected", data=b"x=1", timeout=CLIENT_TIMEOUT
-        )
+        first = session.post(servers.origin_url + "/protected", data=b"x=1", timeout=CLIENT_TIMEOUT)
         assert first.status_code == 200
         assert first.json() == {"via_session": False, "body": "x=1"}
         assert [r.status_code for r in first.history] == [401]
@@ -379,9 +377,7 @@ def test_requests_without_a_session_keeps_the_401_cookies(servers: Servers) -> N
     assert "theme=dark" in cookie and "pat_session=" in cookie
 
 
-def test_requests_file_body_is_rewound_for_the_retry(
-    servers: Servers, tmp_path: Any
-) -> None:
+def test_requests_file_body_is_rewound_for_the_retry(servers: Servers, tmp_path: Any) -> None:
     path = tmp_path / "body.txt"
     path.write_bytes(b"from a file")
     with path.open("rb") as body:

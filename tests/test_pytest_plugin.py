@@ -234,9 +234,7 @@ def test_signup_with_a_token(pat_settings, pat_client):
 """
 
 
-def test_flask_example(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_flask_example(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     pytester.makepyfile(test_flask_app=FLASK_TESTS)
     run_alone(pytester, monkeypatch).assert_outcomes(passed=2)
 
@@ -311,9 +309,7 @@ def test_async_client(pat_django, pat_client):
 """
 
 
-def test_django_example(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_django_example(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     pytester.makeconftest(DJANGO_CONFTEST)
     pytester.makepyfile(urls=DJANGO_URLS, test_django_app=DJANGO_TESTS)
     run_alone(pytester, monkeypatch).assert_outcomes(passed=3)

@@ -51,9 +51,7 @@ class PatIssuer:
 
     __test__ = False  # not a test class, whatever module imports it
 
-    def __init__(
-        self, name: str = ISSUER_NAME, private_key: RSAPrivateKey | None = None
-    ) -> None:
+    def __init__(self, name: str = ISSUER_NAME, private_key: RSAPrivateKey | None = None) -> None:
         from cryptography.hazmat.primitives.asymmetric import rsa
 
         from ..issuer.protocol import Issuer
