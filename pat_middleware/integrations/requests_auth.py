@@ -87,6 +87,7 @@ class PrivateTokenRequestsAuth(AuthBase):
         try:
             token = self.source.token(self.source.choose(challenges))
         except PrivateTokenAuthError as e:
+            response.close()  # the caller gets no response to close: release it here
             raise PrivateTokenAuthError(
                 e.message, status=response.status_code, url=response.url
             ) from e

@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 #: The name challenges for the test issuer carry (``.test`` is reserved for testing).
 ISSUER_NAME = "issuer.pat-middleware.test"
 RSA_KEY_BITS = 2048
+#: The hosts test clients send (Starlette, Django: ``testserver``; Flask: ``localhost``), as
+#: the default ``origin_info``: challenges name an origin, as they should in production.
+TEST_HOSTS = ("testserver", "localhost")
 
 
 class PatIssuer:
@@ -128,8 +131,9 @@ class PatIssuer:
 class PatSettings:
     """Builds settings trusting ``issuer``, for tests: a secret generated here (the same for
     every call on this object), ``cookie_secure = false`` (test clients speak plain HTTP, and
-    drop Secure cookies there), and whatever is passed as overrides, named as in the settings
-    file (``protect=["/signup"]``, ``max_age=30``, ...)."""
+    drop Secure cookies there), ``origin_info`` the usual test hosts (:data:`TEST_HOSTS`),
+    and whatever is passed as overrides, named as in the settings file
+    (``protect=["/signup"]``, ``max_age=30``, ...)."""
 
     __test__ = False
 
@@ -146,6 +150,7 @@ class PatSettings:
             "issuers": [self.issuer.settings_entry],
             "secret": self.secret,
             "cookie_secure": False,
+            "origin_info": list(TEST_HOSTS),
         }
         data.update(overrides)
         return data
@@ -255,4 +260,4 @@ def _header_values(headers: Any, name: str) -> list[str]:
     return [str(value)] if value is not None else []
 
 
-__all__ = ["ISSUER_NAME", "PatClient", "PatIssuer", "PatSettings"]
+__all__ = ["ISSUER_NAME", "TEST_HOSTS", "PatClient", "PatIssuer", "PatSettings"]
