@@ -32,6 +32,16 @@ RANK = {
 }
 #: Beside the request path: may import any layer, and are imported by no layer.
 BESIDE = {"issuer": 8, "cli": 9}
+#: Integrations on the client side of the exchange: they obtain tokens as a browser would, so
+#: they sit beside the request path with the issuer roles and may use them (not the CLI); no
+#: module on the request path imports them.
+CLIENT_SIDE = (
+    "integrations._client",
+    "integrations.httpx_auth",
+    "integrations.requests_auth",
+    "integrations.pytest_plugin",
+    "integrations.testing",
+)
 #: Third-party packages that only integrations (and the CLI's and issuer's own servers) use.
 FRAMEWORKS = {
     "starlette",
@@ -45,6 +55,9 @@ FRAMEWORKS = {
     "uvicorn",
     "gunicorn",
     "httpx",
+    "requests",
+    "pytest",
+    "_pytest",
     "redis",
     "prometheus_client",
     "opentelemetry",
@@ -131,6 +144,8 @@ def test_each_layer_imports_only_layers_below_it() -> None:
         if target is None or imp.module == "":
             continue  # third party, or the curated top-level API
         mine, theirs = _part(imp.module), _part(target)
+        if imp.module in CLIENT_SIDE and theirs == "issuer":
+            continue
         if mine == theirs or theirs == "":
             if theirs == "" and mine in RANK:
                 wrong.append(f"{imp.module}:{imp.line} imports the top-level package")
@@ -143,6 +158,17 @@ def test_each_layer_imports_only_layers_below_it() -> None:
             wrong.append(f"{imp.module}:{imp.line} -> {target} (beside the request path)")
         elif RANK[theirs] >= RANK[mine]:
             wrong.append(f"{imp.module}:{imp.line} -> {target} (a layer up or beside)")
+    assert wrong == []
+
+
+def test_client_side_integrations_are_imported_only_beside_the_request_path() -> None:
+    wrong = [
+        f"{imp.module}:{imp.line} -> {imp.target}"
+        for imp in IMPORTS
+        if (_own(imp.target) or "") in CLIENT_SIDE
+        and imp.module not in CLIENT_SIDE
+        and _part(imp.module) != "cli"
+    ]
     assert wrong == []
 
 
