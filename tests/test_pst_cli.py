@@ -143,3 +143,83 @@ def test_inspect_cli_prints_and_refuses(
     assert capsys.readouterr().err.startswith("pat-middleware inspect: ")
     with pytest.raises(DecodeError):
         inspect_value('{"neither": 1}')
+
+
+# ------------------------------------------------------------- origin --pst-issuer, pst-demo
+
+
+def _record_for(base: str, redeeming_origin: str) -> str:
+    """A record from the issuer at ``base``, redeemed as Chromium would from that origin."""
+    with httpx.Client() as client:
+        commitment = KeyCommitment.from_bytes(client.get(base + COMMITMENT_PATH).content)
+        request, pending = begin_issuance(1)
+        issued = client.post(base + ISSUANCE_PATH, headers={PST_HEADER: request.to_header()})
+        response = IssueResponse.from_header(issued.headers[PST_HEADER])
+        [token] = finalize_issuance(pending, response, commitment)
+        value = token.redeem_request(redeeming_origin, int(time.time())).to_header()
+        redeemed = client.post(base + REDEMPTION_PATH, headers={PST_HEADER: value})
+        record: str = redeemed.headers[PST_HEADER]
+    return record
+
+
+def test_origin_accepts_records_from_a_pst_issuer(key_file: Path) -> None:
+    issuer_port, origin_port = free_port(), free_port()
+    issuer_origin = f"http://localhost:{issuer_port}"
+    issuer_base = f"http://127.0.0.1:{issuer_port}"
+    origin_base = f"http://127.0.0.1:{origin_port}"
+    issuer_args = ["pst-issuer", "--keys", str(key_file), "--port", str(issuer_port)]
+    origin_args = ["origin", "--pst-issuer", issuer_origin, "--port", str(origin_port)]
+    with (
+        cli_process(issuer_args, issuer_base + COMMITMENT_PATH),
+        cli_process(origin_args, origin_base + "/"),
+        httpx.Client(base_url=origin_base) as client,
+    ):
+        home = client.get("/")
+        assert home.status_code == 200 and home.headers["content-type"].startswith("text/html")
+        refused = client.get("/protected")
+        assert refused.status_code == 401 and "www-authenticate" not in refused.headers
+        record = _record_for(issuer_base, f"http://localhost:{origin_port}")
+        header = f'"{issuer_origin}";redemption-record="{record}"'
+        for _ in range(2):  # a bearer record passes while it lives
+            passed = client.get("/protected", headers={"Sec-Redemption-Record": header})
+            assert passed.status_code == 200, passed.text
+            body = passed.json()
+            assert (body["signal"], body["issuer"], body["label"]) == (
+                "redemption-record",
+                issuer_origin,
+                1,
+            )
+        elsewhere = _record_for(issuer_base, "https://elsewhere.example")
+        header = f'"{issuer_origin}";redemption-record="{elsewhere}"'
+        assert (
+            client.get("/protected", headers={"Sec-Redemption-Record": header}).status_code == 401
+        )
+
+
+def test_origin_needs_an_issuer_of_some_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["origin"]) == 2
+    assert "--pst-issuer" in capsys.readouterr().err
+    assert main(["origin", "--token-key", "AAAA"]) == 2
+    assert "need --issuer-name" in capsys.readouterr().err
+
+
+def test_pst_demo_serves_issuer_and_origin_and_prints_the_chromium_line() -> None:
+    issuer_port, origin_port = free_port(), free_port()
+    output: list[str] = []
+    args = ["pst-demo", "--issuer-port", str(issuer_port), "--origin-port", str(origin_port)]
+    origin = f"http://127.0.0.1:{origin_port}"
+    with cli_process(args, origin + "/", output=output), httpx.Client(base_url=origin) as client:
+        for page in ("/", "/issuer", "/redeemer"):
+            response = client.get(page)
+            assert response.status_code == 200 and "<title>" in response.text
+        assert client.get("/protected").status_code == 401
+        commitment = httpx.get(f"http://127.0.0.1:{issuer_port}{COMMITMENT_PATH}").json()
+        record = _record_for(f"http://127.0.0.1:{issuer_port}", f"http://localhost:{origin_port}")
+        header = f'"http://localhost:{issuer_port}";redemption-record="{record}"'
+        assert (
+            client.get("/protected", headers={"Sec-Redemption-Record": header}).status_code == 200
+        )
+    printed = "".join(output)
+    assert "--additional-private-state-token-key-commitments=" in printed
+    flag = printed.split("commitments=", 1)[1].split("' ", 1)[0]
+    assert json.loads(flag) == {f"http://localhost:{issuer_port}": commitment}

@@ -127,7 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_issuer)
 
     p = sub.add_parser("origin", help="serve a demo origin whose /protected needs a token")
-    p.add_argument("--issuer-name", required=True, help="issuer name in challenges")
+    p.add_argument(
+        "--issuer-name",
+        help="issuer name in challenges (required unless only --pst-issuer is given)",
+    )
     source = p.add_mutually_exclusive_group()
     source.add_argument("--token-key", help="issuer token-key, base64url SPKI (type 2)")
     source.add_argument(
@@ -141,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.pem",
         help="the issuer's type-1 (VOPRF P-384) private key: challenge with type 1 and verify "
         "type-1 tokens (a joint origin and issuer); may go with --token-key",
+    )
+    p.add_argument(
+        "--pst-issuer",
+        action="append",
+        metavar="URL",
+        help="a Private State Token issuer origin whose redemption records also pass "
+        "/protected (its record keys fetched from it); repeatable",
     )
     p.add_argument("--config", help="TOML settings file merged under the demo defaults")
     p.add_argument(

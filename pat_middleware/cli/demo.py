@@ -10,7 +10,7 @@ import json
 import os
 import secrets
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -18,7 +18,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ..core.headers import (
@@ -40,20 +40,24 @@ from ..tokens.registry import default_registry
 
 
 def origin_settings(
-    issuer_name: str,
+    issuer_name: str | None,
     token_key: str | None,
     *,
     directory: str | None = None,
     private_key_file: str | None = None,
     base: Mapping[str, Any] | None = None,
     secret: str | None = None,
+    pst_issuers: Sequence[str] = (),
+    own_origins: Sequence[str] = (),
 ) -> Settings:
     """Demo-origin settings: ``/protected`` needs a token; plain-HTTP cookies allowed.
 
     ``base`` (a settings mapping, e.g. from a TOML file) wins over the demo defaults; the
     issuer given on the command line (with a token-key, a directory URL, the issuer's
     type-1 private key file, or several of them) is added to its issuers. Without
-    ``token_types`` in ``base``, the types those keys give are accepted.
+    ``token_types`` in ``base``, the types those keys give are accepted. ``pst_issuers``
+    (Private State Token issuer origins) are trusted for redemption records too, their
+    keys fetched from them; records must name one of ``own_origins``.
     """
     data: dict[str, Any] = {
         "protect": ["/protected"],
@@ -62,6 +66,14 @@ def origin_settings(
     }
     if base:
         data.update(base)
+    if pst_issuers:
+        data["pst_issuers"] = [
+            *data.get("pst_issuers", []),
+            *({"origin": origin, "jwks": origin} for origin in pst_issuers),
+        ]
+        data.setdefault("pst_accepted_origins", list(own_origins))
+    if issuer_name is None:
+        return _finish(data, secret)
     issuers = list(data.get("issuers", []))
     entry = {"name": issuer_name}
     types: set[int] = set()
@@ -78,6 +90,10 @@ def origin_settings(
     data["issuers"] = issuers
     if types and "token_types" not in data:
         data["token_types"] = sorted(types)
+    return _finish(data, secret)
+
+
+def _finish(data: dict[str, Any], secret: str | None) -> Settings:
     if secret is not None:
         data["secret"] = secret
     elif not any(k in data for k in ("secret", "secret_env", "secret_file")):
@@ -90,7 +106,12 @@ def create_origin_app(policy: Policy) -> PrivateTokenMiddleware:
     (public) tells which worker process answered."""
 
     async def home(request: Request) -> Response:
-        return PlainTextResponse("public page: no token needed\n")
+        return HTMLResponse(
+            "<!doctype html><meta charset=utf-8><title>pat-middleware demo origin</title>"
+            "<p>public page: no token needed</p>"
+            "<p><a href=/protected>/protected</a> needs a Private Access Token (or a "
+            "Private State Token redemption record, when an issuer of those is trusted)</p>"
+        )
 
     async def protected(request: Request) -> Response:
         info = request.scope.get(SCOPE_KEY)
@@ -101,6 +122,8 @@ def create_origin_app(policy: Policy) -> PrivateTokenMiddleware:
                 token_type=info.token_type,
                 token_key_id=info.token_key_id,
                 via_session=info.via_session,
+                signal=info.signal,
+                label=info.label,
             )
         return JSONResponse(body)
 

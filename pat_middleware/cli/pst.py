@@ -217,10 +217,19 @@ def cmd_pst_issuer(args: argparse.Namespace, usage_error: type[Exception]) -> in
     return 0
 
 
+def cmd_pst_demo(args: argparse.Namespace) -> int:
+    """Serve the Private State Token demo until interrupted."""
+    from .pst_demo import run_pst_demo
+
+    return run_pst_demo(
+        sys.stdout, host=args.host, issuer_port=args.issuer_port, origin_port=args.origin_port
+    )
+
+
 def add_pst_commands(
     sub: Any, positive_int: Any, usage_error: type[Exception]
 ) -> None:  # sub: argparse's _SubParsersAction
-    """Register ``pst-keygen`` and ``pst-issuer`` on the ``pat-middleware`` parser."""
+    """Register ``pst-keygen``, ``pst-issuer`` and ``pst-demo`` on the parser."""
     from ..issuer.pst import DEFAULT_BATCH_SIZE, DEFAULT_RECORD_LIFETIME
     from ..issuer.pst_keys import DEFAULT_KEY_LIFETIME
 
@@ -276,6 +285,16 @@ def add_pst_commands(
         help="page origin allowed to call issuance and redemption (CORS); repeatable; default: any",
     )
     p.set_defaults(func=lambda a: cmd_pst_issuer(a, usage_error))
+
+    p = sub.add_parser(
+        "pst-demo",
+        help="serve a PST issuer and an origin that accepts its records, with pages to "
+        "click through in Chromium (prints the command line)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--issuer-port", type=int, default=8555, help="the issuer's port (default 8555)")
+    p.add_argument("--origin-port", type=int, default=8000, help="the origin's port (default 8000)")
+    p.set_defaults(func=cmd_pst_demo)
 
 
 __all__ = [

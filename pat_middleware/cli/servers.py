@@ -101,6 +101,8 @@ def _origin_settings(spec: dict[str, Any]) -> Settings:
         private_key_file=spec.get("issuer_private_key"),
         base=_origin_base(spec),
         secret=os.environ.get(SECRET_ENV),
+        pst_issuers=spec.get("pst_issuers") or (),
+        own_origins=spec.get("own_origins") or (),
     )
 
 
@@ -119,7 +121,14 @@ def cmd_origin(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
-    if not (args.token_key or args.issuer_directory or args.issuer_private_key):
+    keyed = bool(args.token_key or args.issuer_directory or args.issuer_private_key)
+    if keyed and args.issuer_name is None:
+        raise UsageError(
+            "--token-key, --issuer-directory and --issuer-private-key need --issuer-name"
+        )
+    if args.issuer_name is None and not args.pst_issuer:
+        raise UsageError("give --issuer-name (with its key) or --pst-issuer URL")
+    if args.issuer_name is not None and not keyed:
         raise UsageError("give --token-key, --issuer-directory or --issuer-private-key")
     if args.token_key and args.issuer_directory:
         raise UsageError("give --token-key or --issuer-directory, not both")
@@ -139,6 +148,10 @@ def cmd_origin(args: argparse.Namespace) -> int:
         "issuer_private_key": private_key,
         "config": str(Path(args.config).resolve()) if args.config else None,
         "replay_store": args.replay_store,
+        "pst_issuers": args.pst_issuer or [],
+        "own_origins": [
+            f"http://{name}:{args.port}" for name in dict.fromkeys(("localhost", args.host))
+        ],
     }
     base = _origin_base(spec)
     if args.workers > 1 and str(base.get("replay_store", "memory://")).startswith("memory:"):
@@ -162,10 +175,15 @@ def cmd_origin(args: argparse.Namespace) -> int:
     policy = Policy(settings, refresh_in_background=args.workers == 1)
     store = settings.replay_store
     types = ", ".join(str(t) for t in sorted(settings.token_types))
+    needs = []
+    if args.issuer_name is not None:
+        needs.append(f"a token (type {types}) from {args.issuer_name}")
+    if args.pst_issuer:
+        needs.append("a redemption record from " + " or ".join(args.pst_issuer))
     print(
         f"origin on http://{args.host}:{args.port}: GET / is public, GET /protected needs "
-        f"a token (type {types}) from {args.issuer_name}; replay store "
-        f"{store.split('://', 1)[0]}://, {args.workers} worker(s)"
+        f"{' or '.join(needs)}; replay store {store.split('://', 1)[0]}://, "
+        f"{args.workers} worker(s)"
     )
     sys.stdout.flush()
     if args.workers == 1:
