@@ -478,8 +478,13 @@ def test_choose_challenge_picks_the_one_for_our_issuer(servers: Servers) -> None
     assert answer.max_age == 60 and answer.received == 5.0
     with pytest.raises(ClientAuthError, match=r"offered a\.example"):
         choose_challenge(values[:2], issuer.name)
-    with pytest.raises(ClientAuthError, match="type 1 is not one we can obtain"):
+    # A type-1 challenge whose token-key is not a P-384 point (here an RSA SPKI) is refused.
+    with pytest.raises(ClientAuthError, match="49-byte compressed P-384 point"):
         choose_challenge([_header(issuer, issuer.name, token_type=1)], issuer.name)
+    with pytest.raises(ClientAuthError, match="type 1 is not one we can obtain"):
+        choose_challenge(
+            [_header(issuer, issuer.name, token_type=1)], issuer.name, token_types=[2]
+        )
     with pytest.raises(ClientAuthError, match="holds no PrivateToken challenge"):
         choose_challenge(['Basic realm="x"'], issuer.name)
 
@@ -513,3 +518,46 @@ def test_cookie_merge() -> None:
     assert merge_cookie_header("a=0; b=2; c=3", names, "a=1") == "c=3; a=1"
     assert merge_cookie_header(None, names, "a=1") == "a=1"
     assert merge_cookie_header("b=2", names, None) is None
+
+
+def test_type_1_challenges_are_answered_too() -> None:
+    """A joint origin and issuer with a VOPRF key: the client obtains a type-1 token."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private = ec.generate_private_key(ec.SECP384R1())
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    late = LateApp()
+    with serve_asgi(late) as issuer_url:
+        issuer = Issuer(issuer_url.removeprefix("http://"), private)
+        late.app = create_issuer_app(issuer)
+        import os
+
+        os.environ["PAT_TEST_TYPE1_KEY"] = pem
+        try:
+            settings = Settings.from_mapping(
+                {
+                    "issuers": [{"name": issuer.name, "private_key_env": "PAT_TEST_TYPE1_KEY"}],
+                    "token_types": [1],
+                    "secret": secrets.token_urlsafe(32),
+                    "cookie_secure": False,
+                    "protect": ["/protected"],
+                }
+            )
+        finally:
+            del os.environ["PAT_TEST_TYPE1_KEY"]
+        policy = Policy(settings)
+        try:
+            with (
+                serve_asgi(origin_app(policy)) as origin_url,
+                httpx.Client(auth=PrivateTokenAuth(issuer_url), timeout=10) as client,
+            ):
+                first = client.get(origin_url + "/protected")
+                assert first.status_code == 200, first.text
+                assert first.json()["via_session"] is False
+        finally:
+            policy.close()

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..core.headers import ChallengeParams, parse_www_authenticate
-from ..core.wire import TOKEN_TYPE_BLIND_RSA, TokenChallenge
+from ..core.keys import PublishedKey
+from ..core.wire import TOKEN_TYPE_BLIND_RSA, TOKEN_TYPE_VOPRF, TokenChallenge
 from ..errors import ClientAuthError, DecodeError, PrivateTokenError
-from ..tokens.blind_rsa import IssuerKey
+from ..tokens.registry import default_registry
 
 if TYPE_CHECKING:
     from ..issuer.protocol import Issuer
@@ -29,11 +30,17 @@ if TYPE_CHECKING:
 UNAUTHORIZED = 401
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
+def _loader(token_type: int) -> Callable[[bytes], PublishedKey]:
+    entry = default_registry()[token_type]
+    return lambda raw: entry.load_public_key(raw, allow_4096=True)
+
+
 #: How to read a challenge's ``token-key`` for each token type the issuer client can obtain
-#: (:func:`pat_middleware.issuer.client.fetch_token`). One entry per token type: type 1
-#: joins here when the issuer client issues it.
-KEY_LOADERS: dict[int, Callable[[bytes], IssuerKey]] = {
-    TOKEN_TYPE_BLIND_RSA: lambda raw: IssuerKey.from_spki(raw, allow_4096=True),
+#: (:func:`pat_middleware.issuer.client.fetch_token`: Blind RSA and VOPRF), through the
+#: token-type registry.
+KEY_LOADERS: dict[int, Callable[[bytes], PublishedKey]] = {
+    TOKEN_TYPE_BLIND_RSA: _loader(TOKEN_TYPE_BLIND_RSA),
+    TOKEN_TYPE_VOPRF: _loader(TOKEN_TYPE_VOPRF),
 }
 
 
@@ -43,7 +50,7 @@ class Answer:
     max-age, and when it was received (``time.monotonic``)."""
 
     challenge: TokenChallenge
-    key: IssuerKey
+    key: PublishedKey
     max_age: int | None
     received: float
 
