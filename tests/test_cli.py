@@ -426,3 +426,34 @@ def test_demo_runs_the_whole_flow(capsys: pytest.CaptureFixture[str]) -> None:
     assert "FAILED" not in out
     for step in ("token accepted: 200", "replayed token refused", "servers stopped"):
         assert step in out
+
+
+# ------------------------------------------------------------------------- origin --config
+
+
+@pytest.fixture
+def no_serving(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """`origin` builds everything but serves nothing: the apps it would serve, in order."""
+    served: list[object] = []
+
+    def record(app: object, host: str, port: int, workers: int = 1, **_: object) -> None:
+        served.append(app)
+
+    monkeypatch.setattr("pat_middleware.cli.servers.uvicorn_run", record)
+    return served
+
+
+def test_origin_config_with_keys_outside_its_table_is_refused(
+    tmp_path: Path,
+    key_file: tuple[Path, str],
+    no_serving: list[object],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, token_key = key_file
+    config = tmp_path / "origin.toml"
+    config.write_text("max_age = 30\n[pat_middleware]\ncookie_secure = false\n", encoding="utf-8")
+    args = ["origin", "--issuer-name", ISSUER_NAME, "--token-key", token_key]
+    assert main([*args, "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pat-middleware origin: max_age: ") and "[pat_middleware]" in err
+    assert no_serving == []

@@ -421,6 +421,21 @@ def test_settings_file_config(tmp_path: Path, issuer_key: IssuerKey) -> None:
     assert relative.issuers[0].key == issuer_key
 
 
+def test_settings_file_with_keys_outside_its_table_is_refused(
+    tmp_path: Path, issuer_key: IssuerKey
+) -> None:
+    file = tmp_path / "pat.toml"
+    file.write_text(
+        f'protect = ["/protected/*"]\n[pat_middleware]\nsecret = "{SECRET}"\n'
+        f'[[pat_middleware.issuers]]\nname = "{ISSUER_NAME}"\n'
+        f'token_key = "{issuer_key.token_key}"\n'
+    )
+    with pytest.raises(ConfigurationError) as info:
+        make_app({"PAT_SETTINGS_FILE": str(file)})
+    assert info.value.setting == "protect"
+    assert "[pat_middleware]" in info.value.message
+
+
 @pytest.mark.parametrize(
     ("config", "valid_base", "setting"),
     [

@@ -489,6 +489,59 @@ def test_toml_error_names_setting_and_file(tmp_path: Path, issuer_key: IssuerKey
     assert str(file) in info.value.message
 
 
+# A newcomer's files: keys TOML puts outside the [pat_middleware] table, which would leave
+# them unread (protect above the table: every route open).
+OUTSIDE_THE_TABLE = [
+    ('protect = ["/protected"]\n[pat_middleware]\nmax_age = 30\n', "protect", ("protect",)),
+    (
+        'protect = ["/protected"]\ncheck_host = false\n[pat_middleware]\nmax_age = 30\n',
+        "protect",
+        ("protect", "check_host"),
+    ),
+    ("[pat_middleware]\nmax_age = 30\n[[issuers]]\n", "issuers", ("[[pat_middleware.issuers]]",)),
+    ("[pat_middleware]\nmax_age = 30\n[logging]\nlevel = 1\n", "logging", ("logging",)),
+]
+
+
+def outside_the_table(text: str, issuer_key: IssuerKey) -> str:
+    """``text`` with a secret and an issuer inside the table: only the stray key is wrong."""
+    issuer = f'name = "{ISSUER}"\ntoken_key = "{issuer_key.token_key}"\n'
+    text = text.replace("[pat_middleware]\n", f'[pat_middleware]\nsecret = "{SECRET}"\n')
+    text = text.replace("[[issuers]]\n", "[[issuers]]\n" + issuer)
+    return text + "\n[[pat_middleware.issuers]]\n" + issuer
+
+
+@pytest.mark.parametrize(
+    ("text", "setting", "named"),
+    OUTSIDE_THE_TABLE,
+    ids=["protect-above", "two-above", "issuers-below", "another-table"],
+)
+def test_keys_outside_the_pat_middleware_table_are_refused(
+    tmp_path: Path, issuer_key: IssuerKey, text: str, setting: str, named: tuple[str, ...]
+) -> None:
+    file = tmp_path / "pat.toml"
+    file.write_text(outside_the_table(text, issuer_key), encoding="utf-8")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(file)
+    assert info.value.setting == setting
+    for name in named:
+        assert name in info.value.message
+    assert "[pat_middleware]" in info.value.message
+    assert str(file) in info.value.message
+
+
+def test_a_misspelt_table_is_named(tmp_path: Path, issuer_key: IssuerKey) -> None:
+    file = tmp_path / "pat.toml"
+    file.write_text(
+        _toml(issuer_key, table=True).replace("pat_middleware", "pat-middleware"),
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(file)
+    assert info.value.setting == "pat-middleware"
+    assert "did you mean [pat_middleware]?" in info.value.message
+
+
 def test_files_are_relative_to_the_toml_directory(
     tmp_path: Path, issuer_key: IssuerKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:

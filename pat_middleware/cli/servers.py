@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.keys import PublishedKey
+from ..errors import ConfigurationError
 from .common import EXIT_OK, EXIT_REFUSED, UsageError, read_private_key, type_name
 from .keys import load_private_keys
 
@@ -72,19 +73,20 @@ def cmd_issuer(args: argparse.Namespace) -> int:
 
 
 def _origin_base(spec: dict[str, Any]) -> dict[str, Any]:
-    """The settings mapping from ``--config`` and ``--replay-store``."""
-    import tomllib
+    """The settings mapping from ``--config`` and ``--replay-store``. A file with keys
+    outside its ``[pat_middleware]`` table is refused (:func:`read_settings_file`)."""
+    from ..settings.loader import read_settings_file
 
     base: dict[str, Any] = {}
     config = spec.get("config")
     if config:
         try:
-            loaded = tomllib.loads(Path(config).read_text(encoding="utf-8"))
-        except OSError as e:
-            raise UsageError(f"--config {config}: {e.strerror}") from e
-        except tomllib.TOMLDecodeError as e:
-            raise UsageError(f"--config {config}: not valid TOML: {e}") from e
-        base = dict(loaded.get("pat_middleware", loaded))
+            section, _ = read_settings_file(config, setting="--config")
+        except ConfigurationError as e:
+            if e.setting == "--config":  # the file itself: a usage error
+                raise UsageError(str(e)) from e
+            raise
+        base = dict(section)
     if spec.get("replay_store"):
         base["replay_store"] = spec["replay_store"]
     return base

@@ -7,12 +7,13 @@ The same keys work everywhere: a TOML file (path given or ``PAT_SETTINGS``), Dja
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
 import secrets
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -35,6 +36,8 @@ from .rules import PathRule, protected_methods
 logger = logging.getLogger("pat_middleware")
 
 SETTINGS_ENV = "PAT_SETTINGS"
+#: The table of a TOML settings file that holds the settings (else: its top-level keys).
+TABLE = "pat_middleware"
 MIN_SECRET_LENGTH = 32
 _METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
@@ -81,17 +84,70 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     chosen = path if path is not None else os.environ.get(SETTINGS_ENV)
     if not chosen:
         raise ConfigurationError(SETTINGS_ENV, "no settings file given and PAT_SETTINGS is not set")
-    file = Path(chosen)
+    section, file = read_settings_file(chosen)
+    return Settings.from_mapping(section, base_dir=file.parent, source=str(file))
+
+
+def read_settings_file(
+    path: str | os.PathLike[str], *, setting: str = SETTINGS_ENV
+) -> tuple[Mapping[str, Any], Path]:
+    """The settings a TOML file holds (see :func:`settings_section`) and the file's absolute
+    path, which relative paths inside it are taken from. A file that cannot be read or is
+    not TOML raises :class:`ConfigurationError` naming ``setting`` and the absolute path."""
+    file = absolute(Path(path))
     try:
         data = tomllib.loads(file.read_text(encoding="utf-8"))
     except OSError as e:
-        raise ConfigurationError(SETTINGS_ENV, f"cannot read {file}: {e.strerror}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigurationError(SETTINGS_ENV, f"{file} is not valid TOML: {e}") from e
-    section = data.get("pat_middleware", data)
+        raise ConfigurationError(setting, f"cannot read {file}: {e.strerror}") from e
+    except (UnicodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigurationError(setting, f"{file} is not valid TOML: {e}") from e
+    return settings_section(data, source=str(file)), file
+
+
+def settings_section(data: Mapping[str, Any], *, source: str = "") -> Mapping[str, Any]:
+    """The settings of a parsed TOML file: its ``[pat_middleware]`` table, or its top-level
+    keys when it has no such table.
+
+    With the table, nothing else may be in the file: TOML puts a key written above the
+    table's header at the top level and an ``[[issuers]]`` written below it there too, so
+    either would be silently ignored (a ``protect`` list above the header would leave its
+    routes open). Such a file is refused, naming the keys."""
+    where = f" (in {source})" if source else ""
+    for key, value in data.items():
+        if key != TABLE and isinstance(value, Mapping) and _close_to(key, [TABLE]):
+            raise ConfigurationError(key, f"unknown table; did you mean [{TABLE}]?{where}")
+    if TABLE not in data:
+        return data
+    section = data[TABLE]
     if not isinstance(section, Mapping):
-        raise ConfigurationError("pat_middleware", "must be a table")
-    return Settings.from_mapping(section, base_dir=file.parent, source=str(file))
+        raise ConfigurationError(TABLE, f"must be a table{where}")
+    outside = [key for key in data if key != TABLE]
+    if not outside:
+        return section
+    advice = (
+        f"settings are read from the [{TABLE}] table alone, and a key written above its "
+        "header belongs to no table: move it below the header"
+    )
+    for key in ("issuers", "pst_issuers"):
+        if key in outside:
+            advice += f"; write each entry of {key} as [[{TABLE}.{key}]]"
+    raise ConfigurationError(
+        outside[0],
+        f"outside the [{TABLE}] table, so it would be ignored (outside it: "
+        f"{', '.join(outside)}); {advice}{where}",
+    )
+
+
+def _close_to(name: str, known: Iterable[str]) -> str | None:
+    """The known name ``name`` is most likely a typo of, if any (difflib's close match)."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.8)
+    return close[0] if close else None
+
+
+def absolute(path: Path) -> Path:
+    """``path`` made absolute against the working directory, its ``.`` and ``..`` segments
+    resolved but not its symbolic links: the path a file is read from, as errors show it."""
+    return Path(os.path.abspath(path))
 
 
 #: Every setting name: those with a default, those without one, and the PST ones.
@@ -382,6 +438,10 @@ __all__ = [
     "ISSUER_KEYS",
     "KNOWN_KEYS",
     "SETTINGS_ENV",
+    "TABLE",
+    "absolute",
     "build_settings",
     "load_settings",
+    "read_settings_file",
+    "settings_section",
 ]
