@@ -585,6 +585,14 @@ def test_check_e002_invalid_settings(value: object, named: str) -> None:
         assert named in message.msg
 
 
+def test_check_e002_names_the_setting_a_typo_meant() -> None:
+    value = {**settings.PAT_MIDDLEWARE, "verified_duraton": 0}
+    with override_settings(PAT_MIDDLEWARE=value):
+        (message,) = check_settings()
+    assert message.id == "pat_middleware.E002"
+    assert "verified_duraton: unknown setting; did you mean verified_duration?" in message.msg
+
+
 def test_check_warnings() -> None:
     assert check_ids() == ["pat_middleware.W001"]  # cookie_secure = false, DEBUG off
     with override_settings(DEBUG=True):

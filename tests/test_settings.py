@@ -381,6 +381,47 @@ def test_error_names_the_setting(
     assert SECRET not in str(error)
 
 
+# A typo gets the key it is most likely a typo of, as Flask's PAT_* config keys do.
+TYPO_CASES = [
+    ({"protected": ["/a"]}, "protected", "protect"),
+    ({"max_agee": 30}, "max_agee", "max_age"),
+    ({"cookie_same_site": "Lax"}, "cookie_same_site", "cookie_samesite"),
+    ({"issuers": [{"name": ISSUER, "tokenkey": "AAAA"}]}, "issuers[0].tokenkey", "token_key"),
+    (
+        {"pst_issuers": [{"orign": "https://pst.example", "jwks": "https://pst.example"}]},
+        "pst_issuers[0].orign",
+        "origin",
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "setting", "meant"), TYPO_CASES)
+def test_a_typo_gets_did_you_mean(
+    base: dict[str, Any], overrides: dict[str, Any], setting: str, meant: str
+) -> None:
+    base.update(overrides)
+    error = _error(base)
+    assert error.setting == setting
+    assert f"unknown setting; did you mean {meant}?" in error.message
+
+
+def test_an_unknown_key_like_no_setting_lists_the_known_ones(base: dict[str, Any]) -> None:
+    base["colour"] = "blue"
+    error = _error(base)
+    assert error.setting == "colour" and "did you mean" not in error.message
+    assert "max_age" in error.message
+
+
+def test_a_typo_in_a_toml_file_gets_did_you_mean(tmp_path: Path, issuer_key: IssuerKey) -> None:
+    file = tmp_path / "pat.toml"
+    file.write_text(_toml(issuer_key, "verified_duraton = 0", table=True), encoding="utf-8")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(file)
+    assert info.value.setting == "verified_duraton"
+    assert "did you mean verified_duration?" in info.value.message
+    assert str(file) in info.value.message
+
+
 def test_every_known_key_has_an_error_case() -> None:
     named = {setting.split("[")[0] for _, setting, _ in ERROR_CASES}
     assert KNOWN_KEYS - named == set()

@@ -29,6 +29,7 @@ from ..errors import ConfigurationError, DecodeError
 from ..tokens.base import TokenType
 from ..tokens.registry import TokenTypeRegistry, default_registry
 from .model import IssuerConfig, field_default
+from .suggest import unknown as unknown_key
 
 ISSUER_KEYS = frozenset(
     {
@@ -107,7 +108,7 @@ class IssuerEntries:
             raise self.fail(where, "expected a table with name and token_key")
         unknown = sorted(set(entry) - ISSUER_KEYS)
         if unknown:
-            raise self.fail(f"{where}.{unknown[0]}", "unknown issuer setting")
+            raise self.fail(f"{where}.{unknown[0]}", unknown_key(unknown[0], ISSUER_KEYS))
         name = entry.get("name")
         if not isinstance(name, str):
             raise self.fail(f"{where}.name", "expected the issuer name (host[:port])")

@@ -7,13 +7,12 @@ The same keys work everywhere: a TOML file (path given or ``PAT_SETTINGS``), Dja
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import re
 import secrets
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -32,6 +31,8 @@ from .model import (
 )
 from .pst import PST_SETTINGS_KEYS, parse_pst_settings
 from .rules import PathRule, protected_methods
+from .suggest import close_to
+from .suggest import unknown as unknown_setting
 
 logger = logging.getLogger("pat_middleware")
 
@@ -114,7 +115,7 @@ def settings_section(data: Mapping[str, Any], *, source: str = "") -> Mapping[st
     routes open). Such a file is refused, naming the keys."""
     where = f" (in {source})" if source else ""
     for key, value in data.items():
-        if key != TABLE and isinstance(value, Mapping) and _close_to(key, [TABLE]):
+        if key != TABLE and isinstance(value, Mapping) and close_to(key, [TABLE]):
             raise ConfigurationError(key, f"unknown table; did you mean [{TABLE}]?{where}")
     if TABLE not in data:
         return data
@@ -136,12 +137,6 @@ def settings_section(data: Mapping[str, Any], *, source: str = "") -> Mapping[st
         f"outside the [{TABLE}] table, so it would be ignored (outside it: "
         f"{', '.join(outside)}); {advice}{where}",
     )
-
-
-def _close_to(name: str, known: Iterable[str]) -> str | None:
-    """The known name ``name`` is most likely a typo of, if any (difflib's close match)."""
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.8)
-    return close[0] if close else None
 
 
 def absolute(path: Path) -> Path:
@@ -214,7 +209,7 @@ class _Builder:
     def build(self) -> Settings:
         unknown = sorted(set(self.data) - KNOWN_KEYS)
         if unknown:
-            raise self.fail(unknown[0], f"unknown setting; known ones are: {sorted(KNOWN_KEYS)}")
+            raise self.fail(unknown[0], unknown_setting(unknown[0], KNOWN_KEYS))
         development = self.boolean("development")
         max_age = self.integer("max_age", low=1, high=86400)
         session_lifetime = self.integer("session_lifetime", low=60, high=400 * 86400)

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 from ..core.jwks import JWKS_PATH, MAX_JWKS_LENGTH, RecordKey, RecordKeySet
 from ..core.origin import normalize_origin
 from ..errors import ConfigurationError, DecodeError
+from .suggest import unknown as unknown_key
 
 #: The settings keys :func:`parse_pst_settings` reads (add them to the loader's known keys).
 PST_SETTINGS_KEYS = frozenset({"pst_issuers", "pst_accepted_origins"})
@@ -135,7 +136,7 @@ class _Reader:
             raise self.fail(where, "expected a table with origin and jwks or jwks_file")
         unknown = sorted(set(entry) - PST_ISSUER_KEYS)
         if unknown:
-            raise self.fail(f"{where}.{unknown[0]}", "unknown PST issuer setting")
+            raise self.fail(f"{where}.{unknown[0]}", unknown_key(unknown[0], PST_ISSUER_KEYS))
         origin = entry.get("origin")
         if not isinstance(origin, str):
             raise self.fail(f"{where}.origin", "expected the issuer origin (https://host[:port])")
