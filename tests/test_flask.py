@@ -421,6 +421,16 @@ def test_settings_file_config(tmp_path: Path, issuer_key: IssuerKey) -> None:
     assert relative.issuers[0].key == issuer_key
 
 
+def test_unreadable_settings_file_is_named_by_its_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError) as info:
+        settings_from_config({"PAT_SETTINGS_FILE": "conf/pat.toml"}, root_path="app")
+    assert info.value.setting == "PAT_SETTINGS_FILE"
+    assert info.value.message.startswith(f"cannot read {tmp_path / 'app' / 'conf' / 'pat.toml'}:")
+
+
 def test_settings_file_with_keys_outside_its_table_is_refused(
     tmp_path: Path, issuer_key: IssuerKey
 ) -> None:

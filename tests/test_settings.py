@@ -619,6 +619,62 @@ def test_token_key_file_missing_names_the_issuer_key(tmp_path: Path) -> None:
     assert info.value.setting == "issuers[0].token_key_file"
 
 
+@pytest.mark.parametrize(
+    ("line", "setting"),
+    [
+        ('secret_file = "keys/secret.txt"', "secret_file"),
+        ('challenge_body_file = "pages/401.html"', "challenge_body_file"),
+        (
+            '[[issuers]]\nname = "issuer.example"\ntoken_key_file = "keys/k.pem"',
+            "issuers[0].token_key_file",
+        ),
+        (
+            '[[pst_issuers]]\norigin = "https://pst.example"\njwks_file = "keys/jwks.json"',
+            "pst_issuers[0].jwks_file",
+        ),
+    ],
+    ids=["secret_file", "challenge_body_file", "token_key_file", "jwks_file"],
+)
+def test_an_unreadable_file_is_named_by_its_absolute_path(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    issuer_key: IssuerKey,
+    line: str,
+    setting: str,
+) -> None:
+    """A relative path is taken from the settings file's directory: the error says which
+    file that made, whatever the working directory and however the file was named."""
+    (tmp_path / "conf").mkdir()
+    head = f'secret = "{SECRET}"\n' if setting != "secret_file" else ""
+    if "[[" not in line:
+        line += f'\n[[issuers]]\nname = "{ISSUER}"\ntoken_key = "{issuer_key.token_key}"'
+    (tmp_path / "conf" / "pat.toml").write_text(head + line + "\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError) as info:
+        load_settings("conf/pat.toml")  # a relative settings path, as PAT_SETTINGS may be
+    assert info.value.setting == setting
+    missing = next(part for part in line.split('"') if part.startswith(("keys/", "pages/")))
+    assert f"cannot read {tmp_path / 'conf' / missing}:" in info.value.message
+
+
+def test_a_missing_settings_file_is_named_by_its_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError) as info:
+        load_settings("conf/../pat.toml")
+    assert info.value.message.startswith(f"cannot read {tmp_path / 'pat.toml'}:")
+
+
+def test_relative_base_dir_errors_name_absolute_paths(
+    base: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    base["challenge_body_file"] = "body.html"
+    error = _error(base, Path("site"))
+    assert f"cannot read {tmp_path / 'site' / 'body.html'}:" in error.message
+
+
 def test_repr_hides_the_secret(base: dict[str, Any]) -> None:
     settings = _build(base)
     assert SECRET not in repr(settings)

@@ -253,16 +253,18 @@ class IssuerEntries:
     def read_file(self, value: Any, setting: str) -> str:
         if not isinstance(value, str):
             raise self.fail(setting, "expected a file path")
-        path = Path(value)
-        path = path if path.is_absolute() else self.base_dir / path
+        path = Path(os.path.abspath(self.base_dir / value))  # as errors name it
         try:
             with path.open("rb") as f:
                 data = f.read(_MAX_KEY_FILE + 1)
-            if len(data) > _MAX_KEY_FILE:
-                raise self.fail(setting, f"{value} is larger than any key file")
+        except OSError as e:
+            raise self.fail(setting, f"cannot read {path}: {e.strerror}") from e
+        if len(data) > _MAX_KEY_FILE:
+            raise self.fail(setting, f"{path} is larger than any key file")
+        try:
             return data.decode("ascii").strip()
-        except (OSError, UnicodeError) as e:
-            raise self.fail(setting, f"cannot read {value}: {e}") from e
+        except UnicodeError:
+            raise self.fail(setting, f"{path} is not a key file (not ASCII text)") from None
 
     # -- directories -------------------------------------------------------------------
 

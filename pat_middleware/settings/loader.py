@@ -139,6 +139,13 @@ def settings_section(data: Mapping[str, Any], *, source: str = "") -> Mapping[st
     )
 
 
+def _why(error: OSError | UnicodeError) -> str:
+    """Why a file could not be read, without the path again (the message names it)."""
+    if isinstance(error, OSError):
+        return error.strerror or type(error).__name__
+    return f"not UTF-8 text ({error})"
+
+
 def absolute(path: Path) -> Path:
     """``path`` made absolute against the working directory, its ``.`` and ``..`` segments
     resolved but not its symbolic links: the path a file is read from, as errors show it."""
@@ -202,8 +209,9 @@ class _Builder:
         return tuple(value)
 
     def path(self, value: str) -> Path:
-        p = Path(value)
-        return p if p.is_absolute() else self.base_dir / p
+        """A path from the settings, relative ones taken from ``base_dir``: absolute, as
+        errors name it."""
+        return absolute(self.base_dir / value)
 
     # -- pieces ----------------------------------------------------------------------------
     def build(self) -> Settings:
@@ -394,11 +402,11 @@ class _Builder:
             if text is None:
                 raise self.fail("secret_env", f"environment variable {var!r} is not set")
         else:
-            path = self.string("secret_file") or ""
+            path = self.path(self.string("secret_file") or "")
             try:
-                text = self.path(path).read_text(encoding="utf-8").strip()
+                text = path.read_text(encoding="utf-8").strip()
             except (OSError, UnicodeError) as e:
-                raise self.fail("secret_file", f"cannot read {path}: {e}") from e
+                raise self.fail("secret_file", f"cannot read {path}: {_why(e)}") from e
         if text is None:
             if not development:
                 raise self.fail(
@@ -421,10 +429,11 @@ class _Builder:
             raise self.fail("challenge_body_file", "give challenge_body or the file, not both")
         file = self.string("challenge_body_file")
         if file is not None:
+            path = self.path(file)
             try:
-                return self.path(file).read_text(encoding="utf-8")
+                return path.read_text(encoding="utf-8")
             except (OSError, UnicodeError) as e:
-                raise self.fail("challenge_body_file", f"cannot read {file}: {e}") from e
+                raise self.fail("challenge_body_file", f"cannot read {path}: {_why(e)}") from e
         return self.string("challenge_body") or ""
 
 

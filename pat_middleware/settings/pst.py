@@ -26,6 +26,7 @@ whole mapping; every problem is a :class:`ConfigurationError` naming the setting
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -186,12 +187,12 @@ class _Reader:
     def jwks_file(self, value: object, setting: str) -> RecordKeySet:
         if not isinstance(value, str):
             raise self.fail(setting, "expected a file path")
-        path = Path(value) if Path(value).is_absolute() else self.base_dir / value
+        path = Path(os.path.abspath(self.base_dir / value))  # as errors name it
         try:
             with path.open("rb") as file:
                 data = file.read(MAX_JWKS_LENGTH + 1)
         except OSError as e:
-            raise self.fail(setting, f"cannot read {value}: {e.strerror}") from e
+            raise self.fail(setting, f"cannot read {path}: {e.strerror}") from e
         try:
             return RecordKeySet.from_bytes(data)
         except DecodeError as e:
