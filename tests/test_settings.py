@@ -427,6 +427,47 @@ def test_every_known_key_has_an_error_case() -> None:
     assert KNOWN_KEYS - named == set()
 
 
+@pytest.mark.parametrize(
+    ("pattern", "fragment"),
+    [
+        ("/a/[bc", "'[bc' opens a character set that no ']' closes"),
+        ("/a/[bc*", "'[bc*' opens a character set"),
+        ("glob:/a/[!", "'[!' opens a character set"),
+        ("/a/[]", "'[]' opens a character set"),
+        ("/a/[x]/[y", "'[y' opens a character set"),
+        ("regex:/x", "unknown prefix 'regex:'; known prefixes: exact:, prefix:, glob:"),
+        ("re:^/x$", "unknown prefix 're:'"),
+        ("Exact:/x", "prefixes are lower case: write 'exact:/x'"),
+        ("GLOB:/a/*", "prefixes are lower case: write 'glob:/a/*'"),
+    ],
+)
+def test_a_protect_pattern_that_would_not_do_what_it_says_is_named(
+    base: dict[str, Any], pattern: str, fragment: str
+) -> None:
+    """An unclosed '[' is matched literally by fnmatch, and an unknown prefix made an
+    exact path that no request has: both would protect nothing, silently."""
+    base["protect"] = ["/fine", pattern]
+    error = _error(base)
+    assert error.setting == "protect"
+    assert f"path pattern {pattern!r}" in error.message
+    assert fragment in error.message
+
+
+@pytest.mark.parametrize(
+    ("pattern", "rule"),
+    [
+        ("/a/[bc]", PathRule("glob", "/a/[bc]")),
+        ("/a/[[]", PathRule("glob", "/a/[[]")),  # a literal '[', as fnmatch spells it
+        ("/a/[]]", PathRule("glob", "/a/[]]")),
+        ("/a/[!]]x", PathRule("glob", "/a/[!]]x")),
+        ("exact:/a/[b", PathRule("exact", "/a/[b")),  # not a glob: '[' is itself
+        ("prefix:/a/[b", PathRule("prefix", "/a/[b")),
+    ],
+)
+def test_brackets_closed_or_outside_globs_are_accepted(pattern: str, rule: PathRule) -> None:
+    assert PathRule.parse(pattern, "protect") == rule
+
+
 def test_rsa_encryption_key_is_refused(base: dict[str, Any], rsa_encryption_key: str) -> None:
     base["issuers"] = [{"name": ISSUER, "token_key": rsa_encryption_key}]
     error = _error(base)
