@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import stat
 import subprocess
@@ -457,3 +458,55 @@ def test_origin_config_with_keys_outside_its_table_is_refused(
     err = capsys.readouterr().err
     assert err.startswith("pat-middleware origin: max_age: ") and "[pat_middleware]" in err
     assert no_serving == []
+
+
+# ------------------------------------------------------------------ --version, --help texts
+
+
+def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    from pat_middleware import __version__
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"pat-middleware {__version__}"
+    run = subprocess.run([*CLI, "--version"], capture_output=True, text=True)
+    assert (run.returncode, run.stdout.strip()) == (0, f"pat-middleware {__version__}")
+
+
+def _options() -> Iterator[tuple[str, argparse.ArgumentParser, argparse.Action]]:
+    from pat_middleware.cli.commands import build_parser
+
+    parser = build_parser()
+    for action in parser._actions:
+        if not isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
+            yield "pat-middleware", parser, action
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                for option in sub._actions:
+                    if not isinstance(option, argparse._HelpAction):
+                        yield name, sub, option
+
+
+def _shown_default(default: object) -> tuple[str, ...]:
+    """How a default may be written in help text: 8001, 10 for 10.0, memory://."""
+    if isinstance(default, float) and default.is_integer():
+        return (str(default), str(int(default)))
+    return (str(default),)
+
+
+def test_every_option_of_every_command_has_help_that_gives_its_default() -> None:
+    missing: list[str] = []
+    for command, parser, action in _options():
+        name = action.option_strings[0] if action.option_strings else action.dest
+        formatter = parser._get_formatter()
+        text = formatter._expand_help(action) if action.help else ""
+        if not text.strip() or action.help is argparse.SUPPRESS:
+            missing.append(f"{command} {name}: no help")
+            continue
+        default = action.default
+        if action.required or default in (None, False, argparse.SUPPRESS) or action.nargs == 0:
+            continue
+        if "default" not in text or not any(d in text for d in _shown_default(default)):
+            missing.append(f"{command} {name}: help does not give the default {default!r}")
+    assert missing == []
