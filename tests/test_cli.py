@@ -16,6 +16,7 @@ import pytest
 
 from pat_middleware import IssuerKey, TokenChallenge, b64url_encode, build_authorization
 from pat_middleware.cli.commands import _load_private_keys, _split_not_before, main
+from pat_middleware.core.codec import b64_decode
 from pat_middleware.issuer import Issuer
 from pat_middleware.issuer.client import fetch_token
 
@@ -78,8 +79,6 @@ def test_token_from_issuer_process_verifies_with_verify_process(
 
 
 def _flip(text: str, index: int) -> str:
-    from pat_middleware import b64_decode
-
     raw = bytearray(b64_decode(text))
     raw[index] ^= 0x80
     return b64url_encode(bytes(raw))
@@ -156,6 +155,60 @@ def test_verify_accepts_padded_and_unpadded(minted: tuple[str, str, str]) -> Non
             )
             == 0
         )
+
+
+def _headers(token_key: str, challenge: str, token: str) -> tuple[str, str]:
+    """(WWW-Authenticate, Authorization) values carrying this challenge and token, the
+    challenge after a grease one and a type-1 one, as an origin may list them."""
+    from pat_middleware.core.headers import ChallengeParams, build_www_authenticate
+
+    ours = ChallengeParams(b64_decode(challenge), b64_decode(token_key), 10)
+    grease = ChallengeParams(b"\x0a\x0a" + bytes(40), None, 10)
+    other = ChallengeParams(TokenChallenge(1, "other.example").to_bytes(), None, 10)
+    www = build_www_authenticate([grease, other, ours])
+    return www, build_authorization(b64_decode(token))
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["values", "whole-header-lines"])
+def test_verify_takes_whole_header_values(
+    minted: tuple[str, str, str], named: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a browser's network panel shows can be pasted as it is, as inspect takes it."""
+    token_key, challenge, token = minted
+    www, authorization = _headers(token_key, challenge, token)
+    if named:
+        www, authorization = f"WWW-Authenticate: {www}", f"Authorization: {authorization}"
+    args = ["verify", "--token-key", token_key, "--challenge", www, "--token", authorization]
+    assert main(args) == 0, capsys.readouterr()
+    out = capsys.readouterr().out
+    assert out.startswith("valid") and ISSUER_NAME in out
+    flipped = build_authorization(b64_decode(_flip(token, 98)))
+    assert main([*args[:-1], flipped]) == 1
+    assert capsys.readouterr().out.startswith("invalid: bad_signature")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--challenge", "PrivateToken token-key=AAAA", "--challenge: no PrivateToken challenge"),
+        ("--challenge", 'Basic realm="x"', "--challenge: no PrivateToken challenge"),
+        ("--token", "Bearer abc", "--token: no PrivateToken credential"),
+        ("--token", "PrivateToken token=AAAA, PrivateToken token=AAAA", "--token: 2 tokens"),
+    ],
+)
+def test_verify_header_values_without_what_it_needs_are_usage_errors(
+    minted: tuple[str, str, str],
+    flag: str,
+    value: str,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    token_key, challenge, token = minted
+    args = {"--challenge": challenge, "--token": token, flag: value}
+    argv = ["verify", "--token-key", token_key]
+    argv += ["--challenge", args["--challenge"], "--token", args["--token"]]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_verify_rfc_vector(capsys: pytest.CaptureFixture[str]) -> None:

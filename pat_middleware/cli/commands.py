@@ -78,8 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.pem",
         help="the issuer's private key, for a type that only it verifies (type 1)",
     )
-    p.add_argument("--challenge", required=True, help="TokenChallenge, base64url")
-    p.add_argument("--token", required=True, help="Token, base64url")
+    p.add_argument(
+        "--challenge",
+        required=True,
+        help="TokenChallenge, base64url, or a whole WWW-Authenticate value (with or without "
+        "the header name; the challenge the token answers is used)",
+    )
+    p.add_argument(
+        "--token",
+        required=True,
+        help="Token, base64url, or a whole Authorization value (with or without the header name)",
+    )
     p.add_argument("--allow-4096", action="store_true", help="accept 4096-bit issuer keys")
     p.set_defaults(func=cmd_verify)
 

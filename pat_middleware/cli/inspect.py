@@ -12,7 +12,9 @@ from typing import Any
 
 from ..core.codec import b64_decode
 from ..core.headers import (
+    AUTHORIZATION,
     DEFAULT_MAX_WWW_AUTHENTICATE_LENGTH,
+    WWW_AUTHENTICATE,
     parse_auth_items,
     parse_authorization,
     parse_www_authenticate,
@@ -22,7 +24,9 @@ from ..core.keys import PublishedKey, TokenKey
 from ..core.verify import verify_token
 from ..core.wire import (
     AUTHENTICATOR_INPUT_LENGTH,
+    CHALLENGE_DIGEST_OFFSET,
     GREASE_TOKEN_TYPES,
+    TOKEN_KEY_ID_OFFSET,
     TOKEN_TYPE_BLIND_RSA,
     TOKEN_TYPE_VOPRF,
     Token,
@@ -76,20 +80,82 @@ def _verifying_key(args: argparse.Namespace, challenge: TokenChallenge) -> Token
     return key
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
+def header_value(text: str, name: str) -> str | None:
+    """``text`` as the value of header ``name`` when it is one (with or without the
+    ``Name:`` in front), or None when it is a bare base64 value: a header value has a
+    space or an '=' before its end, which base64 has not."""
+    value = text.strip()
+    if value.lower().startswith(name.lower() + ":"):
+        return value[len(name) + 1 :].strip()
+    if any(c in value for c in " \t") or "=" in value.rstrip("="):
+        return value
+    return None
+
+
+def read_challenges(text: str, flag: str = "--challenge") -> list[TokenChallenge]:
+    """The challenges of ``--challenge``: a bare base64 TokenChallenge, or a whole
+    ``WWW-Authenticate`` value (every PrivateToken challenge in it that decodes; grease and
+    other schemes are skipped, as a client skips them)."""
+    header = header_value(text, WWW_AUTHENTICATE)
+    if header is None:
+        try:
+            return [TokenChallenge.from_bytes(decode_arg(text, flag))]
+        except DecodeError as e:
+            raise UsageError(f"{flag}: {e}") from e
     try:
-        challenge = TokenChallenge.from_bytes(decode_arg(args.challenge, "--challenge"))
+        params = parse_www_authenticate(header, max_length=DEFAULT_MAX_WWW_AUTHENTICATE_LENGTH)
     except DecodeError as e:
-        raise UsageError(f"--challenge: {e}") from e
-    key = _verifying_key(args, challenge)
+        raise UsageError(f"{flag}: {e}") from e
+    challenges: list[TokenChallenge] = []
+    for item in params:
+        try:
+            challenges.append(TokenChallenge.from_bytes(item.challenge))
+        except DecodeError:
+            continue  # a grease challenge, or one of no shape we know
+    if not challenges:
+        raise UsageError(f"{flag}: no PrivateToken challenge that decodes in this header value")
+    return challenges
+
+
+def read_token(text: str, flag: str = "--token") -> bytes:
+    """The token of ``--token``: bare base64, or a whole ``Authorization`` value holding
+    one PrivateToken credential. Raises :class:`DecodeError` for a token that is not
+    base64 (the peer's fault: ``invalid: malformed``), :class:`UsageError` for a header
+    value without exactly one token."""
+    header = header_value(text, AUTHORIZATION)
+    if header is None:
+        return b64_decode(text, max_length=8192)
+    tokens = parse_authorization(header, max_length=DEFAULT_MAX_WWW_AUTHENTICATE_LENGTH)
+    if not tokens:
+        raise UsageError(f"{flag}: no PrivateToken credential in this header value")
+    if len(tokens) > 1:
+        raise UsageError(f"{flag}: {len(tokens)} tokens in this header value; pass one")
+    return tokens[0]
+
+
+def _answered(raw: bytes, challenges: list[TokenChallenge]) -> TokenChallenge:
+    """The challenge a token answers (by its challenge digest), else the first of its
+    token type, else the first: the one whose issuer and type the key is read for."""
+    digest = raw[CHALLENGE_DIGEST_OFFSET:TOKEN_KEY_ID_OFFSET]
+    token_type = peek_token_type(raw) if len(raw) >= 2 else None
+    for challenge in challenges:
+        if challenge.digest == digest:
+            return challenge
+    return next((c for c in challenges if c.token_type == token_type), challenges[0])
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    challenges = read_challenges(args.challenge)
     try:
-        raw = b64_decode(args.token, max_length=8192)
+        raw = read_token(args.token)
     except DecodeError as e:
         print(f"invalid: malformed: token is not base64: {e}")
         return EXIT_REFUSED
+    challenge = _answered(raw, challenges)
+    key = _verifying_key(args, challenge)
     ring = KeyRing([TrustedKey(challenge.issuer_name, key)])
     try:
-        result = verify_token(raw, keys=ring, challenges=[challenge])
+        result = verify_token(raw, keys=ring, challenges=challenges)
     except TokenError as e:
         print(f"invalid: {e.reason.value}: {e.detail}")
         return EXIT_REFUSED
@@ -388,5 +454,8 @@ __all__ = [
     "describe_token_key",
     "describe_token_request",
     "describe_token_response",
+    "header_value",
     "inspect_value",
+    "read_challenges",
+    "read_token",
 ]
