@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pat_middleware import IssuerKey, TokenChallenge, b64url_encode, build_authorization
 from pat_middleware.cli.commands import _load_private_keys, _split_not_before, main
@@ -272,8 +274,6 @@ def test_malformed_token_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_4096_needs_the_flag(rsa_4096: object, capsys: pytest.CaptureFixture[str]) -> None:
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     from pat_middleware import encode_pss_spki
 
     from .conftest import sign_token
@@ -323,6 +323,32 @@ def test_inspect_each_kind() -> None:
     assert isinstance(header["challenges"], list) and len(header["challenges"]) == 2
     auth = _inspect("Authorization: " + build_authorization(h(v["token"])))
     assert auth["kind"] == "Authorization"
+
+
+@pytest.mark.parametrize("form", ["base64url", "pem"])
+def test_inspect_names_an_rsa_encryption_key(
+    rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey, form: str
+) -> None:
+    """The key a newcomer exports from an RSA key pair is an rsaEncryption SPKI, not the
+    RSASSA-PSS one type 2 publishes: inspect says so, as the settings loader does, and
+    gives the form to use (here the issuer's own token-key, as keygen would print it)."""
+    public = rsa_2048.public_key()
+    if form == "pem":
+        value = public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode()
+    else:
+        der = public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        value = b64url_encode(der)
+    info = _inspect(value)
+    assert info["kind"] == "RSA public key (rsaEncryption SPKI), not a type-2 token-key"
+    assert info["modulus_bits"] == 2048
+    assert "rsaEncryption" in str(info["problem"]) and "id-RSASSA-PSS" in str(info["problem"])
+    assert "issuer's directory" in str(info["fix"])
+    assert info["token_key_as_rsassa_pss"] == issuer_key.token_key
+    assert info["token_key_id_as_rsassa_pss"] == issuer_key.token_key_id.hex()
 
 
 def test_inspect_text_output(capsys: pytest.CaptureFixture[str]) -> None:

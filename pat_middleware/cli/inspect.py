@@ -10,7 +10,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..core.codec import b64_decode
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ..core.codec import b64_decode, b64url_encode
 from ..core.headers import (
     AUTHORIZATION,
     DEFAULT_MAX_WWW_AUTHENTICATE_LENGTH,
@@ -34,7 +38,7 @@ from ..core.wire import (
     peek_token_type,
 )
 from ..errors import DecodeError, TokenError
-from ..tokens.blind_rsa import IssuerKey
+from ..tokens.blind_rsa import IssuerKey, encode_pss_spki
 from ..tokens.registry import default_registry
 from ..tokens.voprf import VOPRF_PUBLIC_KEY_LENGTH
 from .common import EXIT_OK, EXIT_REFUSED, UsageError, decode_arg, read_private_key, type_name
@@ -251,6 +255,41 @@ def describe_token_key(raw: bytes, token_type: int = TOKEN_TYPE_BLIND_RSA) -> di
     return info
 
 
+def describe_rsa_encryption_key(raw: bytes) -> dict[str, Any]:
+    """An RSA public key as a plain rsaEncryption SPKI (what exporting a key pair's public
+    key gives): not a type-2 token-key, which is the id-RSASSA-PSS form. Says so, as the
+    settings loader does, and shows the key in that form. Raises :class:`DecodeError` for
+    anything else."""
+    try:
+        loaded = serialization.load_der_public_key(raw)
+    except (ValueError, UnsupportedAlgorithm):
+        raise DecodeError("not an RSA public key") from None
+    # cryptography writes an RSA public key as the rsaEncryption SPKI: the same bytes.
+    if not isinstance(loaded, rsa.RSAPublicKey) or raw != loaded.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ):
+        raise DecodeError("not an rsaEncryption SPKI")
+    try:
+        IssuerKey.from_spki(raw, allow_4096=True)
+    except DecodeError as e:
+        problem = str(e)  # the loader's words: "token-key is an rsaEncryption SPKI; ..."
+    else:  # pragma: no cover - from_spki refuses every rsaEncryption SPKI
+        raise DecodeError("a type-2 token-key")
+    pss = encode_pss_spki(loaded)
+    return {
+        "kind": "RSA public key (rsaEncryption SPKI), not a type-2 token-key",
+        "length": len(raw),
+        "modulus_bits": loaded.key_size,
+        "problem": problem,
+        "fix": "give token_key exactly as the issuer's directory lists it "
+        "(/.well-known/private-token-issuer-directory, token-keys[].token-key; "
+        "pat-middleware keygen prints it for a key of your own). If this is the issuer's "
+        "key, that is most likely the value below: check its key id against the directory",
+        "token_key_as_rsassa_pss": b64url_encode(pss),
+        "token_key_id_as_rsassa_pss": hashlib.sha256(pss).hexdigest(),
+    }
+
+
 def describe_voprf_token_key(raw: bytes) -> dict[str, Any]:
     return describe_token_key(raw, TOKEN_TYPE_VOPRF)
 
@@ -310,9 +349,6 @@ def describe_private_key_pem(text: str) -> dict[str, Any]:
     raw = text.strip().encode("ascii", "replace")
     registry = default_registry()
     if b"PRIVATE KEY-----" in raw:
-        from cryptography.exceptions import UnsupportedAlgorithm
-        from cryptography.hazmat.primitives import serialization
-
         try:
             loaded = serialization.load_pem_private_key(raw, password=None)
         except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -324,7 +360,20 @@ def describe_private_key_pem(text: str) -> dict[str, Any]:
         kind = "issuer private key"
     else:
         entry = registry[TOKEN_TYPE_BLIND_RSA]
-        key = entry.load_public_key_text(text, allow_4096=True)
+        try:
+            key = entry.load_public_key_text(text, allow_4096=True)
+        except DecodeError:
+            try:
+                der = serialization.load_pem_public_key(raw).public_bytes(
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+            except (ValueError, UnsupportedAlgorithm):
+                raise DecodeError("not a PEM public or private key") from None
+            try:
+                return describe_rsa_encryption_key(der)
+            except DecodeError:
+                pass
+            raise
         kind = "token-key (PEM)"
     return {
         "kind": kind,
@@ -341,6 +390,7 @@ def _guesses(raw: bytes) -> list[Callable[[bytes], dict[str, Any]]]:
     guesses: list[Callable[[bytes], dict[str, Any]]] = []
     if raw[:1] == b"\x30":
         guesses.append(describe_token_key)
+        guesses.append(describe_rsa_encryption_key)
     if len(raw) == VOPRF_PUBLIC_KEY_LENGTH and raw[0] in (2, 3):
         guesses.append(describe_voprf_token_key)
     if len(raw) - AUTHENTICATOR_INPUT_LENGTH in _TOKEN_NKS:
@@ -450,6 +500,7 @@ __all__ = [
     "cmd_verify",
     "describe_challenge",
     "describe_private_key_pem",
+    "describe_rsa_encryption_key",
     "describe_token",
     "describe_token_key",
     "describe_token_request",
