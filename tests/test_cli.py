@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -589,3 +590,103 @@ def test_every_option_of_every_command_has_help_that_gives_its_default() -> None
         if "default" not in text or not any(d in text for d in _shown_default(default)):
             missing.append(f"{command} {name}: help does not give the default {default!r}")
     assert missing == []
+
+
+# ----------------------------------------------------------------------------------- fetch
+
+
+@dataclass(frozen=True)
+class _Site:
+    issuer_url: str
+    origin_url: str
+
+
+@pytest.fixture(scope="module")
+def site(rsa_2048: rsa.RSAPrivateKey) -> Iterator[_Site]:
+    """Our issuer and an origin trusting it, in process: ``/protected`` and ``/dir/*`` need
+    a token; ``/old`` redirects to ``/protected``, ``/dir`` to ``/dir/`` (after judging:
+    the middleware is outside), ``/loop`` to itself."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse, RedirectResponse, Response
+    from starlette.routing import Route
+
+    from pat_middleware.cli.demo import origin_settings
+    from pat_middleware.cli.serve import reserve_port, serve_asgi
+    from pat_middleware.integrations.asgi import PrivateTokenMiddleware
+    from pat_middleware.issuer.server import create_issuer_app
+    from pat_middleware.policy import Policy
+
+    sock, port = reserve_port()
+    name = f"127.0.0.1:{port}"
+    issuer = Issuer(name, rsa_2048)
+
+    async def page(request: Request) -> Response:
+        return PlainTextResponse(f"page {request.url.path}")
+
+    async def to(request: Request) -> Response:
+        target = {"/old": "/protected", "/dir": "/dir/", "/loop": "/loop"}[request.url.path]
+        return RedirectResponse(target, status_code=302)
+
+    settings = origin_settings(
+        name,
+        issuer.preferred_key.token_key,
+        base={"protect": ["/protected", "/dir*"]},
+        secret="fetch-test-secret-0123456789abcdef-0123456789",
+    )
+    routes = [Route(p, page) for p in ("/protected", "/dir/")]
+    routes += [Route(p, to) for p in ("/old", "/dir", "/loop")]
+    origin = PrivateTokenMiddleware(Starlette(routes=routes), policy=Policy(settings))
+    with (
+        serve_asgi(create_issuer_app(issuer), sock=sock) as issuer_url,
+        serve_asgi(origin) as origin_url,
+    ):
+        yield _Site(issuer_url, origin_url)
+
+
+def test_fetch_follows_redirects_to_the_challenge_and_after_the_pass(
+    site: _Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fetch", site.origin_url + "/old", "--issuer", site.issuer_url]) == 0
+    out = capsys.readouterr().out
+    assert f"<- 302 -> {site.origin_url}/protected" in out
+    assert "token accepted" not in out and out.rstrip().endswith("page /protected")
+    # The pass itself redirects: the token is not sent again (it would be a replay); the
+    # verified session carries the next request.
+    assert main(["fetch", site.origin_url + "/dir", "--issuer", site.issuer_url]) == 0
+    out = capsys.readouterr().out
+    assert f"<- 302 -> {site.origin_url}/dir/" in out and out.rstrip().endswith("page /dir/")
+
+
+def test_fetch_gives_up_on_a_redirect_loop(
+    site: _Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fetch", site.origin_url + "/loop", "--issuer", site.issuer_url]) == 1
+    assert "too many redirects" in capsys.readouterr().err
+
+
+def test_fetch_verbose_prints_the_challenge_and_token_whole(
+    site: _Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fetch", site.origin_url + "/protected", "--issuer", site.issuer_url, "-v"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    [www] = [line.strip() for line in lines if line.strip().startswith("WWW-Authenticate: ")]
+    [auth] = [line.strip() for line in lines if line.strip().startswith("Authorization: ")]
+    # What it prints is whole: verify takes both lines as they are.
+    from pat_middleware.cli.inspect import read_challenges, read_token
+
+    [challenge] = read_challenges(www)
+    assert read_token(auth)[34:66] == challenge.digest
+    assert challenge.issuer_name == site.issuer_url.removeprefix("http://")
+
+
+def test_fetch_hints_at_issuer_when_tls_fails_on_an_http_issuer(
+    site: _Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --issuer the issuer is https://<issuer_name>; ours speaks plain http."""
+    assert main(["fetch", site.origin_url + "/protected"]) == 1
+    err = capsys.readouterr().err
+    name = site.issuer_url.removeprefix("http://")
+    assert f"https://{name}" in err and "TLS" in err
+    assert f"--issuer http://{name}" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 2

@@ -198,7 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_store_init)
 
     p = sub.add_parser("fetch", help="GET a URL, answering PrivateToken challenges")
-    p.add_argument("url", help="the URL to GET (a protected page)")
+    p.add_argument("url", help="the URL to GET (a protected page); redirects are followed")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="print the whole WWW-Authenticate challenge and the Authorization sent (what "
+        "verify and inspect take)",
+    )
     p.add_argument("--issuer", help="issuer base URL (default: https://<issuer_name>)")
     p.add_argument(
         "--timeout",

@@ -20,6 +20,7 @@ from .keys import load_private_keys
 
 if TYPE_CHECKING:
     from ..settings import Settings
+    from .demo import IssuanceFailed
 
 #: Environment variable carrying the origin's command-line choices to its worker processes.
 ORIGIN_SPEC_ENV = "PAT_ORIGIN_SPEC"
@@ -235,16 +236,42 @@ def cmd_store_init(args: argparse.Namespace) -> int:
 def cmd_fetch(args: argparse.Namespace) -> int:
     import httpx
 
-    from .demo import follow
+    from .demo import IssuanceFailed, TooManyRedirects, follow
 
     with httpx.Client(timeout=args.timeout, follow_redirects=False) as client:
         try:
-            result = follow(client, args.url, issuer_url=args.issuer)
-        except httpx.HTTPError as e:
+            result = follow(client, args.url, issuer_url=args.issuer, verbose=args.verbose)
+        except (httpx.HTTPError, TooManyRedirects) as e:
             print(f"pat-middleware fetch: request failed: {e}", file=sys.stderr)
+            return EXIT_REFUSED
+        except IssuanceFailed as e:
+            print(f"pat-middleware fetch: {e}", file=sys.stderr)
+            hint = _tls_hint(e)
+            if hint:
+                print(hint, file=sys.stderr)
             return EXIT_REFUSED
     print(result.body.rstrip("\n"))
     return EXIT_OK if 200 <= result.status < 300 else EXIT_REFUSED
+
+
+def _tls_hint(error: IssuanceFailed) -> str | None:
+    """When issuance failed in the TLS handshake with an https issuer (``--issuer
+    https://...``, or the challenge's issuer name, https assumed), the hint that it may
+    serve plain http, as a local test issuer does."""
+    import ssl
+
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, ssl.SSLError):
+        cause = cause.__cause__ or cause.__context__
+    issuer = error.issuer
+    if cause is None or issuer.startswith("http://"):
+        return None
+    url = issuer if "://" in issuer else f"https://{issuer}"
+    host = url.split("://", 1)[1].split("/", 1)[0]
+    return (
+        f"  the TLS handshake with {url.rstrip('/')} failed: if the issuer serves plain http "
+        f"(a local test issuer does), pass --issuer http://{host}"
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
