@@ -658,9 +658,7 @@ def test_fetch_follows_redirects_to_the_challenge_and_after_the_pass(
     assert f"<- 302 -> {site.origin_url}/dir/" in out and out.rstrip().endswith("page /dir/")
 
 
-def test_fetch_gives_up_on_a_redirect_loop(
-    site: _Site, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_fetch_gives_up_on_a_redirect_loop(site: _Site, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fetch", site.origin_url + "/loop", "--issuer", site.issuer_url]) == 1
     assert "too many redirects" in capsys.readouterr().err
 

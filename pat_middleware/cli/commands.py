@@ -17,7 +17,9 @@ from typing import NoReturn
 
 from .._version import __version__
 from ..errors import PrivateTokenError
+from ..settings import SETTINGS_ENV
 from ..tokens.registry import default_registry
+from .check import cmd_check
 from .common import (
     EXIT_OK,
     EXIT_REFUSED,
@@ -215,6 +217,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-request timeout (default %(default)g)",
     )
     p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser(
+        "check",
+        help="validate a settings file for CI: a summary and exit 0, or one line per problem "
+        "naming the setting and exit 1; --connect also reaches the replay store, issuer "
+        "directories and PST record-key sets",
+    )
+    p.add_argument(
+        "settings",
+        nargs="?",
+        metavar="SETTINGS",
+        help=f"the TOML settings file (default: ${SETTINGS_ENV})",
+    )
+    p.add_argument(
+        "--connect",
+        action="store_true",
+        help="also reach what the settings name, as start-up does: the replay store (PING "
+        "for Redis, nothing spent; other stores opened and closed), every issuer directory "
+        "and PST record-key set (fetched once); each reported",
+    )
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("demo", help="run issuer, origin and client on loopback, step by step")
     p.set_defaults(func=cmd_demo)

@@ -259,7 +259,10 @@ class _Builder:
         bad = sorted(methods - _METHODS)
         if bad:
             raise self.fail("protect_methods", f"unknown HTTP method {bad[0]!r}")
-        protect = tuple(PathRule.parse(p, "protect") for p in self.strings("protect"))
+        try:
+            protect = tuple(PathRule.parse(p, "protect") for p in self.strings("protect"))
+        except ConfigurationError as e:
+            raise self.fail(e.setting, e.message) from None  # with the file's name
         replay_store, allow_per_process = self.replay_store(mode)
         return Settings(
             issuers=issuers,
