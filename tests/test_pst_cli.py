@@ -223,3 +223,60 @@ def test_pst_demo_serves_issuer_and_origin_and_prints_the_chromium_line() -> Non
     assert "--additional-private-state-token-key-commitments=" in printed
     flag = printed.split("commitments=", 1)[1].split("' ", 1)[0]
     assert json.loads(flag) == {f"http://localhost:{issuer_port}": commitment}
+
+
+# ------------------------------------------------------------- inspect: the remaining forms
+
+
+def test_inspect_bare_forms_of_every_token_header(issuer: PSTIssuer) -> None:
+    """Each Sec-Private-State-Token value without its header name, as DevTools shows it,
+    and Sec-Redemption-Record as a bare structured-field list."""
+    request, pending = begin_issuance(1)
+    answer = issuer.issue(request.to_header()).header
+    assert inspect_value(answer)["kind"] == "PST issue response"
+    tokens = finalize_issuance(pending, IssueResponse.from_header(answer), issuer.commitment())
+    redeem = tokens[0].redeem_request(SITE, 1_700_000_000).to_header()
+    assert inspect_value(redeem)["kind"] == "PST redeem request"
+    record = issuer.redeem(redeem).record
+    assert inspect_value(f'"{record}"')["kind"].startswith("PST redemption record")
+    header = inspect_value(f'"http://localhost:8555";redemption-record="{record}"')
+    assert header["kind"] == "Sec-Redemption-Record"
+    assert header["records"][0]["issuer"] == "http://localhost:8555"
+
+
+def test_inspect_marks_expired_commitment_keys(issuer: PSTIssuer) -> None:
+    commitment = issuer.commitment().to_json()
+    [key] = commitment["PrivateStateTokenV1VOPRF"]["keys"].values()
+    key["expiry"] = "1000000"  # 1970
+    info = inspect_value(json.dumps(commitment))
+    assert info["keys"][0]["expired"] is True
+    assert info["keys"][0]["expiry"] == "1970-01-01T00:00:01Z"
+
+
+def test_inspect_the_chromium_flag_value(issuer: PSTIssuer) -> None:
+    """What pst-issuer prints for --additional-private-state-token-key-commitments: one
+    commitment per issuer origin."""
+    flag = {"http://localhost:8555": issuer.commitment().to_json()}
+    info = inspect_value(json.dumps(flag))
+    assert info["kind"] == "PST key commitments by issuer"
+    [(origin, commitment)] = info["issuers"].items()
+    assert origin == "http://localhost:8555"
+    assert commitment["kind"] == "PST key commitment" and commitment["keys"][0]["key_id"] == 1
+
+
+def test_inspect_names_what_is_wrong_inside_a_value(issuer: PSTIssuer) -> None:
+    """A redeem request whose client data is not CBOR still decodes, with the error in
+    place; so does a redemption-record header whose record is not a JWS."""
+    request, pending = begin_issuance(1)
+    answer = issuer.issue(request.to_header()).header
+    [token] = finalize_issuance(pending, IssueResponse.from_header(answer), issuer.commitment())
+    good = token.redeem_request(SITE, 1_700_000_000)
+    from dataclasses import replace
+
+    bad = replace(good, client_data=b"\xff\xff")
+    info = inspect_value(f"Sec-Private-State-Token: {bad.to_header()}")
+    assert info["kind"] == "PST redeem request" and info["client_data"]["hex"] == "ffff"
+    header = inspect_value('Sec-Redemption-Record: "https://i.example";redemption-record="x.y.z"')
+    assert "error" in header["records"][0]["record"]
+    with pytest.raises(DecodeError, match="neither a PST key commitment"):
+        inspect_value('{"http://localhost:8555": {"not": "a commitment"}}')

@@ -134,8 +134,8 @@ def describe_pst_value(value: str, *, now: float) -> dict[str, Any] | None:
         if _JWS.fullmatch(text):
             return describe_record(text)
         return describe_pst_bytes(b64_decode(text))
-    if _JWS.fullmatch(text):
-        return describe_record(text)
+    if _JWS.fullmatch(text.strip('"')):  # quoted, as some tools show header values
+        return describe_record(text.strip('"'))
     if text.startswith("{"):
         try:
             obj = json.loads(text)
@@ -143,6 +143,16 @@ def describe_pst_value(value: str, *, now: float) -> dict[str, Any] | None:
             raise DecodeError("not JSON") from None
         if isinstance(obj, dict) and PROTOCOL_VERSION in obj:
             return describe_commitment(KeyCommitment.from_json(obj), now)
+        if _by_origin(obj):
+            # Chromium's --additional-private-state-token-key-commitments value (what
+            # pst-issuer prints): issuer origin -> commitment.
+            return {
+                "kind": "PST key commitments by issuer",
+                "issuers": {
+                    origin: describe_commitment(KeyCommitment.from_json(value), now)
+                    for origin, value in obj.items()
+                },
+            }
         if isinstance(obj, dict) and "keys" in obj:
             keys = RecordKeySet.from_json(obj)
             return {
@@ -154,6 +164,21 @@ def describe_pst_value(value: str, *, now: float) -> dict[str, Any] | None:
         return describe_pst_bytes(b64_decode(text, max_length=_MAX_TEXT))
     except DecodeError:
         return None
+
+
+def _by_origin(obj: object) -> bool:
+    """True for a non-empty object of origin -> key commitment (by its protocol key)."""
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(
+            isinstance(origin, str)
+            and origin.startswith(("https://", "http://"))
+            and isinstance(value, dict)
+            and PROTOCOL_VERSION in value
+            for origin, value in obj.items()
+        )
+    )
 
 
 def _describe_rr_header(value: str) -> dict[str, Any]:
