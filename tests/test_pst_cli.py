@@ -280,3 +280,120 @@ def test_inspect_names_what_is_wrong_inside_a_value(issuer: PSTIssuer) -> None:
     assert "error" in header["records"][0]["record"]
     with pytest.raises(DecodeError, match="neither a PST key commitment"):
         inspect_value('{"http://localhost:8555": {"not": "a commitment"}}')
+
+
+# ------------------------------------------------------------------------------ pst-rotate
+
+DAY = 86_400
+
+
+def _key_set(path: Path, *, age_days: float, lifetime_days: float = 180) -> PSTKeySet:
+    """A key set whose one token key was made ``age_days`` ago, saved (0600) to ``path``."""
+    keys = new_key_set(now=time.time() - age_days * DAY, lifetime=int(lifetime_days * DAY))
+    keys.save(path)
+    return keys
+
+
+def test_pst_rotate_adds_a_key_after_60_days(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "keys.json"
+    before = _key_set(path, age_days=61)
+    assert main(["pst-rotate", str(path)]) == 0
+    out = capsys.readouterr().out
+    after = PSTKeySet.load(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [k.key_id for k in after.token_keys] == [1, 2]
+    assert after.commitment_id == before.commitment_id + 1
+    assert after.record_kid == before.record_kid  # the record key stays
+    new = after.token_keys[1]
+    now = time.time()
+    # Signing from 7 days on (browsers hold the commitment first), living 180 days.
+    assert abs(new.not_before_us / 1e6 - (now + 7 * DAY)) < 60
+    assert new.expiry_us - new.not_before_us == 180 * DAY * 1_000_000
+    assert "token key 2 added" in out and "restart pst-issuer" in out
+
+
+def test_pst_rotate_refuses_sooner_than_60_days_and_leaves_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "keys.json"
+    _key_set(path, age_days=30)
+    before = path.read_bytes()
+    assert main(["pst-rotate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pat-middleware pst-rotate: pst_keys: ")
+    assert "60 days" in err and "allowed from" in err
+    assert path.read_bytes() == before
+
+
+def test_pst_rotate_drops_expired_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pat_middleware.issuer.pst_keys import rotate_token_key
+
+    path = tmp_path / "keys.json"
+    now = time.time()
+    keys = new_key_set(now=now - 200 * DAY, lifetime=100 * DAY)  # expired 100 days ago
+    keys = rotate_token_key(keys, now=now - 130 * DAY, lifetime=365 * DAY)
+    keys.save(path)
+    assert main(["pst-rotate", str(path)]) == 0
+    assert [k.key_id for k in PSTKeySet.load(path).token_keys] == [2, 3]
+    out = capsys.readouterr().out
+    assert "dropped expired token key(s) 1" in out
+
+
+def test_pst_rotate_stops_at_six_live_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Chrome takes at most six keys: with six live, a seventh is refused, however old the
+    newest one is."""
+    from pat_middleware.issuer.pst_keys import rotate_token_key
+
+    path = tmp_path / "keys.json"
+    start = time.time() - (5 * 61 + 62) * DAY
+    keys = new_key_set(now=start, lifetime=400 * DAY)
+    for step in range(1, 6):
+        keys = rotate_token_key(keys, now=start + step * 61 * DAY, lifetime=400 * DAY)
+    keys.save(path)
+    assert len(keys.unexpired(int(time.time() * 1_000_000))) == 6
+    before = path.read_bytes()
+    assert main(["pst-rotate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "6 live keys" in err and path.read_bytes() == before
+
+
+def test_pst_rotate_record_key_keeps_the_old_one_published(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "keys.json"
+    before = _key_set(path, age_days=1)
+    args = ["pst-rotate", str(path), "--record-key", "--keep-record-key", "7200"]
+    assert main(args) == 0
+    after = PSTKeySet.load(path)
+    assert after.record_kid != before.record_kid
+    assert [k.key_id for k in after.token_keys] == [1]  # token keys untouched
+    kids = {key.kid for key in after.record_key_set(int(time.time() * 1e6)).keys}
+    assert kids == {before.record_kid, after.record_kid}
+    later = {key.kid for key in after.record_key_set(int((time.time() + 7300) * 1e6)).keys}
+    assert later == {after.record_kid}
+    assert "record signing key replaced" in capsys.readouterr().out
+
+
+def test_pst_rotate_dry_run_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "keys.json"
+    _key_set(path, age_days=90)
+    before = path.read_bytes()
+    assert main(["pst-rotate", str(path), "--dry-run"]) == 0
+    assert path.read_bytes() == before
+    assert "token key 2 added" in capsys.readouterr().out
+
+
+def test_pst_rotate_refuses_a_file_others_may_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "keys.json"
+    _key_set(path, age_days=90)
+    path.chmod(0o644)
+    assert main(["pst-rotate", str(path)]) == 1
+    assert "chmod 600" in capsys.readouterr().err
