@@ -688,3 +688,27 @@ def test_fetch_hints_at_issuer_when_tls_fails_on_an_http_issuer(
     assert f"https://{name}" in err and "TLS" in err
     assert f"--issuer http://{name}" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) <= 2
+
+
+def test_origin_config_paths_are_relative_to_the_file(
+    tmp_path: Path,
+    key_file: tuple[Path, str],
+    no_serving: list[object],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As in every settings file: not to the working directory."""
+    _, token_key = key_file
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "secret.txt").write_text("origin-config-secret-0123456789abcdef-0123\n")
+    (conf / "401.html").write_text("<p>token please</p>")
+    config = conf / "origin.toml"
+    config.write_text('secret_file = "secret.txt"\nchallenge_body_file = "401.html"\n')
+    monkeypatch.chdir(tmp_path)
+    args = ["origin", "--issuer-name", ISSUER_NAME, "--token-key", token_key]
+    assert main([*args, "--config", "conf/origin.toml"]) == 0
+    [app] = no_serving
+    policy = getattr(app, "policy", None)
+    assert policy is not None
+    assert policy.settings.secret == b"origin-config-secret-0123456789abcdef-0123"
+    assert policy.settings.challenge_body == "<p>token please</p>"

@@ -12,6 +12,7 @@ import secrets
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
@@ -49,6 +50,8 @@ def origin_settings(
     secret: str | None = None,
     pst_issuers: Sequence[str] = (),
     own_origins: Sequence[str] = (),
+    base_dir: Path | None = None,
+    source: str = "origin settings",
 ) -> Settings:
     """Demo-origin settings: ``/protected`` needs a token; plain-HTTP cookies allowed.
 
@@ -57,7 +60,9 @@ def origin_settings(
     type-1 private key file, or several of them) is added to its issuers. Without
     ``token_types`` in ``base``, the types those keys give are accepted. ``pst_issuers``
     (Private State Token issuer origins) are trusted for redemption records too, their
-    keys fetched from them; records must name one of ``own_origins``.
+    keys fetched from them; records must name one of ``own_origins``. Relative paths in
+    ``base`` are taken from ``base_dir`` (the settings file's directory; default: the
+    working directory); ``source`` names where ``base`` came from in errors.
     """
     data: dict[str, Any] = {
         "protect": ["/protected"],
@@ -73,7 +78,7 @@ def origin_settings(
         ]
         data.setdefault("pst_accepted_origins", list(own_origins))
     if issuer_name is None:
-        return _finish(data, secret)
+        return _finish(data, secret, base_dir, source)
     issuers = list(data.get("issuers", []))
     entry = {"name": issuer_name}
     types: set[int] = set()
@@ -90,15 +95,17 @@ def origin_settings(
     data["issuers"] = issuers
     if types and "token_types" not in data:
         data["token_types"] = sorted(types)
-    return _finish(data, secret)
+    return _finish(data, secret, base_dir, source)
 
 
-def _finish(data: dict[str, Any], secret: str | None) -> Settings:
+def _finish(
+    data: dict[str, Any], secret: str | None, base_dir: Path | None, source: str
+) -> Settings:
     if secret is not None:
         data["secret"] = secret
     elif not any(k in data for k in ("secret", "secret_env", "secret_file")):
         data["development"] = True
-    return Settings.from_mapping(data, source="origin settings")
+    return Settings.from_mapping(data, base_dir=base_dir, source=source)
 
 
 def create_origin_app(policy: Policy) -> PrivateTokenMiddleware:

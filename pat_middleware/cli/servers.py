@@ -97,6 +97,7 @@ def _origin_settings(spec: dict[str, Any]) -> Settings:
     """The demo origin's settings from its command-line choices (also run in each worker)."""
     from .demo import origin_settings
 
+    config = spec.get("config")
     return origin_settings(
         spec["issuer_name"],
         spec["token_key"],
@@ -106,6 +107,9 @@ def _origin_settings(spec: dict[str, Any]) -> Settings:
         secret=os.environ.get(SECRET_ENV),
         pst_issuers=spec.get("pst_issuers") or (),
         own_origins=spec.get("own_origins") or (),
+        # Paths in the file are relative to the file, as in every settings file.
+        base_dir=Path(config).parent if config else None,
+        source=config or "origin settings",
     )
 
 
