@@ -34,9 +34,6 @@ from ..stores.registry import url_scheme
 from ..tokens.registry import default_registry
 from .common import EXIT_OK, EXIT_REFUSED, UsageError
 
-#: What the summary calls each kind of protect rule.
-_RULE_KINDS = {"exact": "exact", "prefix": "prefix", "glob": "glob"}
-
 
 @dataclass(frozen=True, slots=True)
 class Reached:
@@ -94,6 +91,7 @@ def absolute_path(path: str) -> Path:
 
 
 def problem(setting: str, message: str) -> None:
+    sys.stdout.flush()  # the report and the problems, in the order they happened
     print(f"pat-middleware check: {setting}: {message}", file=sys.stderr, flush=True)
 
 
@@ -149,7 +147,7 @@ def summary(settings: Settings, *, connect: bool = False) -> list[str]:
 def _protect(settings: Settings) -> str:
     if not settings.protect:
         return "nothing (decorators only)"
-    rules = ", ".join(f"{rule.pattern} ({_RULE_KINDS[rule.kind]})" for rule in settings.protect)
+    rules = ", ".join(f"{rule.pattern} ({rule.kind})" for rule in settings.protect)
     methods = settings.protect_methods
     return f"{rules}; {'only ' + ', '.join(sorted(methods)) if methods else 'every method'}"
 
