@@ -12,6 +12,7 @@ import secrets
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
@@ -28,7 +29,7 @@ from ..core.headers import (
 )
 from ..core.keys import PublishedKey
 from ..core.wire import TOKEN_TYPE_BLIND_RSA, TOKEN_TYPE_VOPRF, Token, TokenChallenge
-from ..errors import DecodeError
+from ..errors import DecodeError, IssuanceError
 from ..integrations.asgi import PrivateTokenMiddleware
 from ..issuer import Issuer, can_issue
 from ..issuer.client import fetch_token
@@ -49,6 +50,8 @@ def origin_settings(
     secret: str | None = None,
     pst_issuers: Sequence[str] = (),
     own_origins: Sequence[str] = (),
+    base_dir: Path | None = None,
+    source: str = "origin settings",
 ) -> Settings:
     """Demo-origin settings: ``/protected`` needs a token; plain-HTTP cookies allowed.
 
@@ -57,7 +60,9 @@ def origin_settings(
     type-1 private key file, or several of them) is added to its issuers. Without
     ``token_types`` in ``base``, the types those keys give are accepted. ``pst_issuers``
     (Private State Token issuer origins) are trusted for redemption records too, their
-    keys fetched from them; records must name one of ``own_origins``.
+    keys fetched from them; records must name one of ``own_origins``. Relative paths in
+    ``base`` are taken from ``base_dir`` (the settings file's directory; default: the
+    working directory); ``source`` names where ``base`` came from in errors.
     """
     data: dict[str, Any] = {
         "protect": ["/protected"],
@@ -73,7 +78,7 @@ def origin_settings(
         ]
         data.setdefault("pst_accepted_origins", list(own_origins))
     if issuer_name is None:
-        return _finish(data, secret)
+        return _finish(data, secret, base_dir, source)
     issuers = list(data.get("issuers", []))
     entry = {"name": issuer_name}
     types: set[int] = set()
@@ -90,15 +95,17 @@ def origin_settings(
     data["issuers"] = issuers
     if types and "token_types" not in data:
         data["token_types"] = sorted(types)
-    return _finish(data, secret)
+    return _finish(data, secret, base_dir, source)
 
 
-def _finish(data: dict[str, Any], secret: str | None) -> Settings:
+def _finish(
+    data: dict[str, Any], secret: str | None, base_dir: Path | None, source: str
+) -> Settings:
     if secret is not None:
         data["secret"] = secret
     elif not any(k in data for k in ("secret", "secret_env", "secret_file")):
         data["development"] = True
-    return Settings.from_mapping(data, source="origin settings")
+    return Settings.from_mapping(data, base_dir=base_dir, source=source)
 
 
 def create_origin_app(policy: Policy) -> PrivateTokenMiddleware:
@@ -198,6 +205,42 @@ def choose_challenge(
     raise DecodeError("no usable PrivateToken challenge: " + ("; ".join(problems) or "none"))
 
 
+#: How many redirects ``fetch`` follows from one request (httpx's own default).
+MAX_REDIRECTS = 20
+
+
+class TooManyRedirects(DecodeError):
+    """The origin redirected more than :data:`MAX_REDIRECTS` times in a row."""
+
+
+class IssuanceFailed(IssuanceError):
+    """Issuance for a challenge failed; ``issuer`` is where it was asked (a URL, or the
+    challenge's ``host[:port]``, https assumed)."""
+
+    def __init__(self, message: str, issuer: str) -> None:
+        super().__init__(message, status=502)
+        self.issuer = issuer
+
+
+def get_following(
+    client: httpx.Client,
+    url: str,
+    headers: Mapping[str, str],
+    say: Callable[[str], None],
+) -> httpx.Response:
+    """GET ``url``, following redirects (each hop said). ``headers`` go with the first
+    request only: its token is spent by the origin that answered, so sending it again to
+    where the origin redirects would be a replay (a pass carries on in its cookies)."""
+    response = client.get(url, headers=dict(headers), follow_redirects=False)
+    for _ in range(MAX_REDIRECTS):
+        following = response.next_request
+        if not response.is_redirect or following is None:
+            return response
+        say(f"  <- {response.status_code} -> {following.url}")
+        response = client.get(following.url, follow_redirects=False)
+    raise TooManyRedirects(f"too many redirects (more than {MAX_REDIRECTS}) from {url}")
+
+
 def follow(
     client: httpx.Client,
     url: str,
@@ -205,18 +248,24 @@ def follow(
     issuer_url: str | None = None,
     say: Callable[[str], None] = print,
     token: bytes | None = None,
+    verbose: bool = False,
 ) -> FetchResult:
-    """GET ``url``; on a PrivateToken 401, get a token from the issuer and retry once.
+    """GET ``url``, following redirects; on a PrivateToken 401, get a token from the issuer
+    and retry once where the 401 came from.
 
     ``token`` sends that token on the first request instead (to show a replay).
+    ``verbose`` says the whole ``WWW-Authenticate`` and ``Authorization`` values (what
+    ``pat-middleware verify`` and ``inspect`` take).
     """
     headers = {"Authorization": build_authorization(token)} if token else {}
     say(f"GET {url}" + (" (with a token)" if token else ""))
-    response = client.get(url, headers=headers)
+    response = get_following(client, url, headers, say)
     say(f"  <- {response.status_code}")
     header = response.headers.get(WWW_AUTHENTICATE)
     if response.status_code != 401 or token is not None or not header:
         return FetchResult(response.status_code, token, response.text)
+    if verbose:
+        say(f"  {WWW_AUTHENTICATE}: {header}")
     challenge, key = choose_challenge(header)
     say(
         f"  challenge: type={challenge.token_type} issuer={challenge.issuer_name} "
@@ -226,10 +275,19 @@ def follow(
     )
     where = issuer_url or challenge.issuer_name
     say(f"  issuance: POST a blinded TokenRequest to the issuer at {where}")
-    minted: Token = fetch_token(challenge, key, where, client)
+    try:
+        minted: Token = fetch_token(challenge, key, where, client)
+    except IssuanceError as e:
+        raise IssuanceFailed(str(e), where) from e
     raw = minted.to_bytes()
+    authorization = build_authorization(raw)
     say(f"  got a {len(raw)}-byte token; retrying with Authorization: PrivateToken token=...")
-    retry = client.get(url, headers={"Authorization": build_authorization(raw)})
+    if verbose:
+        say(f"  Authorization: {authorization}")
+    challenged = str(response.url)
+    if challenged != url:
+        say(f"GET {challenged} (with the token)")
+    retry = get_following(client, challenged, {"Authorization": authorization}, say)
     say(f"  <- {retry.status_code}")
     return FetchResult(retry.status_code, raw, retry.text)
 
@@ -321,11 +379,15 @@ class _LateApp:
 
 
 __all__ = [
+    "MAX_REDIRECTS",
     "FetchResult",
+    "IssuanceFailed",
+    "TooManyRedirects",
     "choose_challenge",
     "closing_store",
     "create_origin_app",
     "follow",
+    "get_following",
     "origin_settings",
     "pick_challenge",
     "run_demo",

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.keys import PublishedKey
+from ..errors import ConfigurationError
 from .common import EXIT_OK, EXIT_REFUSED, UsageError, read_private_key, type_name
 from .keys import load_private_keys
 
 if TYPE_CHECKING:
     from ..settings import Settings
+    from .demo import IssuanceFailed
 
 #: Environment variable carrying the origin's command-line choices to its worker processes.
 ORIGIN_SPEC_ENV = "PAT_ORIGIN_SPEC"
@@ -72,19 +74,20 @@ def cmd_issuer(args: argparse.Namespace) -> int:
 
 
 def _origin_base(spec: dict[str, Any]) -> dict[str, Any]:
-    """The settings mapping from ``--config`` and ``--replay-store``."""
-    import tomllib
+    """The settings mapping from ``--config`` and ``--replay-store``. A file with keys
+    outside its ``[pat_middleware]`` table is refused (:func:`read_settings_file`)."""
+    from ..settings.loader import read_settings_file
 
     base: dict[str, Any] = {}
     config = spec.get("config")
     if config:
         try:
-            loaded = tomllib.loads(Path(config).read_text(encoding="utf-8"))
-        except OSError as e:
-            raise UsageError(f"--config {config}: {e.strerror}") from e
-        except tomllib.TOMLDecodeError as e:
-            raise UsageError(f"--config {config}: not valid TOML: {e}") from e
-        base = dict(loaded.get("pat_middleware", loaded))
+            section, _ = read_settings_file(config, setting="--config")
+        except ConfigurationError as e:
+            if e.setting == "--config":  # the file itself: a usage error
+                raise UsageError(str(e)) from e
+            raise
+        base = dict(section)
     if spec.get("replay_store"):
         base["replay_store"] = spec["replay_store"]
     return base
@@ -94,6 +97,7 @@ def _origin_settings(spec: dict[str, Any]) -> Settings:
     """The demo origin's settings from its command-line choices (also run in each worker)."""
     from .demo import origin_settings
 
+    config = spec.get("config")
     return origin_settings(
         spec["issuer_name"],
         spec["token_key"],
@@ -103,6 +107,9 @@ def _origin_settings(spec: dict[str, Any]) -> Settings:
         secret=os.environ.get(SECRET_ENV),
         pst_issuers=spec.get("pst_issuers") or (),
         own_origins=spec.get("own_origins") or (),
+        # Paths in the file are relative to the file, as in every settings file.
+        base_dir=Path(config).parent if config else None,
+        source=config or "origin settings",
     )
 
 
@@ -233,16 +240,42 @@ def cmd_store_init(args: argparse.Namespace) -> int:
 def cmd_fetch(args: argparse.Namespace) -> int:
     import httpx
 
-    from .demo import follow
+    from .demo import IssuanceFailed, TooManyRedirects, follow
 
     with httpx.Client(timeout=args.timeout, follow_redirects=False) as client:
         try:
-            result = follow(client, args.url, issuer_url=args.issuer)
-        except httpx.HTTPError as e:
+            result = follow(client, args.url, issuer_url=args.issuer, verbose=args.verbose)
+        except (httpx.HTTPError, TooManyRedirects) as e:
             print(f"pat-middleware fetch: request failed: {e}", file=sys.stderr)
+            return EXIT_REFUSED
+        except IssuanceFailed as e:
+            print(f"pat-middleware fetch: {e}", file=sys.stderr)
+            hint = _tls_hint(e)
+            if hint:
+                print(hint, file=sys.stderr)
             return EXIT_REFUSED
     print(result.body.rstrip("\n"))
     return EXIT_OK if 200 <= result.status < 300 else EXIT_REFUSED
+
+
+def _tls_hint(error: IssuanceFailed) -> str | None:
+    """When issuance failed in the TLS handshake with an https issuer (``--issuer
+    https://...``, or the challenge's issuer name, https assumed), the hint that it may
+    serve plain http, as a local test issuer does."""
+    import ssl
+
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, ssl.SSLError):
+        cause = cause.__cause__ or cause.__context__
+    issuer = error.issuer
+    if cause is None or issuer.startswith("http://"):
+        return None
+    url = issuer if "://" in issuer else f"https://{issuer}"
+    host = url.split("://", 1)[1].split("/", 1)[0]
+    return (
+        f"  the TLS handshake with {url.rstrip('/')} failed: if the issuer serves plain http "
+        f"(a local test issuer does), pass --issuer http://{host}"
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
