@@ -1,6 +1,8 @@
 """The documentation site follows the code: every setting the loader accepts is documented
 with the default it applies and the range it enforces, every command and option of the CLI
-is in the generated reference, and the build is wired to regenerate both.
+is in the generated reference, and the build is wired to regenerate both. The README stays a
+front page: the two commands first, links that lead to pages and headings that exist, and
+every Python snippet there and in the docs parses.
 
 The generators live in docs/_gen/docgen.py and run at build time (the MkDocs hook in
 docs/_gen/hooks.py); these tests hold them against the code, so a new setting without a line
@@ -205,3 +207,64 @@ def test_hook_fills_markers_and_refuses_unknown_ones() -> None:
     assert "| `token_key` |" in filled and "generated:" not in filled
     with pytest.raises(docgen.DocsError, match="unknown generated block"):
         hooks.fill("<!-- generated: nothing-here -->")
+
+
+# -- the README: short, the two commands, links that lead somewhere -----------------------------
+
+README = ROOT / "README.md"
+#: The commands a fresh machine runs, byte for byte (.ci/run's test step is the second).
+TWO_COMMANDS = (
+    "python3 -m pip install -e '.[server]' && pat-middleware demo",
+    "python3 -m pip install -e '.[dev]' && python3 -m pytest -q",
+)
+_LINK = re.compile(r"\]\((?!https?://|mailto:)([^)#\s]*)(?:#([^)\s]*))?\)")
+_PYTHON_BLOCK = re.compile(
+    r"^(?P<indent>[ \t]*)```python\n(?P<body>.*?)^(?P=indent)```", re.MULTILINE | re.DOTALL
+)
+
+
+def _anchors(page: Path) -> set[str]:
+    """The heading anchors of a Markdown page, as MkDocs' toc extension spells them."""
+    found = set()
+    for line in page.read_text(encoding="utf-8").splitlines():
+        heading = re.match(r"#{1,6} (.+?)(?: \{ #([\w-]+) \})?$", line)
+        if heading:
+            text = re.sub(r"[^\w\s-]", "", heading.group(1).lower())
+            found.add(heading.group(2) or re.sub(r"[\s]+", "-", text.strip()))
+    return found
+
+
+def test_readme_keeps_the_two_commands_first() -> None:
+    lines = README.read_text(encoding="utf-8").splitlines()
+    at = [lines.index(command) for command in TWO_COMMANDS]
+    first_section = next(i for i, line in enumerate(lines) if line.startswith("## "))
+    assert at == sorted(at) and at[-1] < first_section
+
+
+def test_readme_links_lead_to_files_and_headings() -> None:
+    text = README.read_text(encoding="utf-8")
+    links = _LINK.findall(text)
+    assert any(path.startswith("docs/") for path, _ in links)
+    for path, anchor in links:
+        target = ROOT / path
+        assert target.is_file(), path
+        if anchor:
+            assert anchor in _anchors(target), f"{path}#{anchor}"
+
+
+def test_every_python_block_in_the_readme_and_the_docs_parses() -> None:
+    """A snippet a reader copies is at least Python (tabbed blocks are indented)."""
+    import ast
+    import textwrap
+
+    pages = [README, *sorted(DOCS.rglob("*.md"))]
+    count = 0
+    for page in pages:
+        for block in _PYTHON_BLOCK.finditer(page.read_text(encoding="utf-8")):
+            source = textwrap.dedent(block.group("body"))
+            try:
+                ast.parse(source)
+            except SyntaxError as e:  # pragma: no cover - the assertion's message
+                pytest.fail(f"{page.relative_to(ROOT)}: {e}\n{source}")
+            count += 1
+    assert count > 20

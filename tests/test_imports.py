@@ -44,7 +44,7 @@ def test_public_api_is_explicit() -> None:
 
 
 def test_policy_and_token_info_are_exported_from_the_package() -> None:
-    """What a newcomer reaches for first (README: ``Policy(settings)``, the ``TokenInfo``
+    """What a newcomer reaches for first (the docs: ``Policy(settings)``, the ``TokenInfo``
     in ``scope["private_token"]``) is importable from the package itself."""
     import pat_middleware
     from pat_middleware.policy import Policy, TokenInfo

@@ -571,7 +571,7 @@ def test_per_request_successive_401s_are_each_redeemable(
     """Successive 401s of one session add to the signed list of outstanding challenges.
 
     (Requests sent in parallel with the same cookies overwrite each other's list: only the
-    challenges in the cookie that lands last stay redeemable. The README says so.)
+    challenges in the cookie that lands last stay redeemable. The docs say so.)
     """
     browser = Browser(per_request)
     first = browser.challenge()

@@ -35,7 +35,7 @@ def registry() -> CollectorRegistry:
 
 @pytest.fixture(scope="module")
 def metrics_url(issuer_key: IssuerKey, registry: CollectorRegistry) -> Iterator[str]:
-    """The README's set-up: the app with /metrics mounted, behind the middleware."""
+    """The set-up docs/logging-and-metrics.md shows: /metrics mounted, behind the middleware."""
 
     async def page(request: Any) -> PlainTextResponse:
         return PlainTextResponse("ok")

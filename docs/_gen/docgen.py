@@ -34,7 +34,7 @@ SETTINGS_DOCS = HERE / "settings.toml"
 CLI_PACKAGE = "pat_middleware.cli"
 CLI_MODULES = ("pat_middleware.cli", "pat_middleware.cli.commands")
 DAY = 86400
-#: The cell of a setting or option with no default: an en dash, as the README's tables write it.
+#: The cell of a setting or option with no default: an en dash, as the docs' tables write it.
 NONE = "\u2013"
 
 

@@ -171,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a Private State Token issuer origin whose redemption records also pass "
         "/protected (its record keys fetched from it); repeatable",
     )
-    p.add_argument("--config", help="TOML settings file merged under the demo defaults")
+    p.add_argument(
+        "--config", help="TOML settings file merged over the demo defaults (its values win)"
+    )
     p.add_argument(
         "--replay-store", metavar="URL", help="replay store URL (wins over the config's)"
     )

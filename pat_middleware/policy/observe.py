@@ -18,7 +18,7 @@ from ..errors import Reason
 from .decision import Outcome
 
 logger = logging.getLogger("pat_middleware")
-#: One record per decision (see README "Logging and metrics"); a child of "pat_middleware".
+#: One record per decision (see docs/logging-and-metrics.md); a child of "pat_middleware".
 decision_logger = logging.getLogger("pat_middleware.decision")
 
 #: The outcomes a decision on a protected request is reported with (``skip`` never is).

@@ -10,7 +10,7 @@ breaker's back-off), and the first spend after the back-off that finds the senti
 agreeing on a new master connects to it. The new master was a replica: it holds the epoch
 markers, and every spend replicated to it before the old master went away; spends the old
 master acknowledged in its last moments (up to the replication lag) may be missing, so
-their tokens can be redeemed once more within their validity period (see the README on
+their tokens can be redeemed once more within their validity period (see docs/stores.md on
 persistence and replication). A replica promoted empty has no markers, and is noticed.
 
 Bounded: socket and connect timeouts for the sentinels and the master, no retries, and at

@@ -1,6 +1,6 @@
-"""A Flask app in the application-factory form, as the README shows it: the extension made
-at import, ``init_app`` in the factory, a protected blueprint, a decorated view. Settings
-come from ``$PAT_TEST_SETTINGS`` (JSON) for gunicorn (``create_app()``)."""
+"""A Flask app in the application-factory form, as docs/frameworks/flask.md shows it: the
+extension made at import, ``init_app`` in the factory, a protected blueprint, a decorated
+view. Settings come from ``$PAT_TEST_SETTINGS`` (JSON) for gunicorn (``create_app()``)."""
 
 from __future__ import annotations
 

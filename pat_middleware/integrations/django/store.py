@@ -18,7 +18,7 @@ raises :class:`~pat_middleware.stores.StoreUnavailable`, and the store fails fas
 
 What this store does not do that the ``redis://`` store does: notice a server that came
 back empty. memcached keeps nothing across a restart, and there is no script to check an
-epoch marker in the same call; see the README ("The Django cache store").
+epoch marker in the same call; see docs/stores.md ("The Django cache store").
 
 Imports Django only when a store is opened or used.
 """
