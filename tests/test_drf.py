@@ -158,7 +158,7 @@ def _check(issuer_key: IssuerKey, code: str) -> subprocess.CompletedProcess[str]
 def test_checks_pass_for_the_project(issuer_key: IssuerKey) -> None:
     run = _check(issuer_key, "")
     assert "pat_middleware.W004" not in run.stderr + run.stdout
-    assert "pat_middleware.E004" not in run.stderr + run.stdout
+    assert "pat_middleware.E005" not in run.stderr + run.stdout
 
 
 def test_check_w004_authentication_not_first(issuer_key: IssuerKey) -> None:
@@ -173,4 +173,4 @@ def test_check_w004_authentication_not_first(issuer_key: IssuerKey) -> None:
 def test_check_e004_middleware_missing(issuer_key: IssuerKey) -> None:
     run = _check(issuer_key, "s.MIDDLEWARE = []")
     assert run.returncode != 0
-    assert "pat_middleware.E004" in run.stderr + run.stdout
+    assert "pat_middleware.E005" in run.stderr + run.stdout

@@ -30,7 +30,7 @@ The policy is the Django integration's (``PAT_MIDDLEWARE``), and
 :class:`~pat_middleware.integrations.django.PrivateTokenMiddleware` must be installed: DRF
 gives authentication and permission classes no response, so the middleware writes the
 decision's cookies (a pass's, or the session cookie a challenge is bound to) and
-``Cache-Control`` on DRF's response (``pat_middleware.E004`` when it is missing).
+``Cache-Control`` on DRF's response (``pat_middleware.E005`` when it is missing).
 """
 
 from __future__ import annotations

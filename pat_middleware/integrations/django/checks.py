@@ -14,7 +14,7 @@
 * ``pat_middleware.W004``: ``PrivateTokenAuthentication`` is in Django REST framework's
   ``DEFAULT_AUTHENTICATION_CLASSES`` but not first: DRF asks only the first class for the
   ``WWW-Authenticate`` of a 401, so a refused token gets a 403 without a challenge.
-* ``pat_middleware.E004``: ``REST_FRAMEWORK`` names a class of
+* ``pat_middleware.E005``: ``REST_FRAMEWORK`` names a class of
   :mod:`pat_middleware.integrations.drf` but ``PrivateTokenMiddleware`` is not in
   ``MIDDLEWARE``: it writes their decisions' cookies on DRF's responses.
 """
@@ -120,7 +120,7 @@ def _class_path(entry: object) -> str:
 def check_drf(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
-    """How the Django REST framework classes are installed (W004, E004)."""
+    """How the Django REST framework classes are installed (W004, E005)."""
     config = getattr(django_settings, "REST_FRAMEWORK", None)
     if not isinstance(config, dict):
         return []
@@ -148,7 +148,7 @@ def check_drf(
                 "REST_FRAMEWORK names pat-middleware's classes, but PrivateTokenMiddleware "
                 "is not in MIDDLEWARE: it writes their cookies on DRF's responses.",
                 hint=f"Add {MIDDLEWARE_PATH!r} to MIDDLEWARE.",
-                id="pat_middleware.E004",
+                id="pat_middleware.E005",
             )
         )
     return messages
