@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -93,11 +94,12 @@ def redis_server_binary() -> str:
 
 
 class RedisServer:
-    """One redis-server on a loopback port, no persistence; can be stopped, restarted on the
-    same port, paused (SIGSTOP: connections hang) and resumed."""
+    """One redis-server (or ``binary``: valkey-server) on a loopback port, no persistence;
+    can be stopped, restarted on the same port, paused (SIGSTOP: connections hang) and
+    resumed."""
 
-    def __init__(self, *extra: str, port: int | None = None) -> None:
-        self.binary = redis_server_binary()
+    def __init__(self, *extra: str, port: int | None = None, binary: str | None = None) -> None:
+        self.binary = binary or redis_server_binary()
         self.port = port or free_port()
         self.extra = extra
         self.dir = tempfile.mkdtemp(prefix="pat-redis-")
@@ -112,11 +114,12 @@ class RedisServer:
         args += ["--save", "", "--appendonly", "no", "--dir", self.dir, *self.extra]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + STARTUP_TIMEOUT
+        name = Path(self.binary).name
         while not ping("127.0.0.1", self.port):
             if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
+                raise RuntimeError(f"{name} exited with {self.proc.returncode}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"redis-server did not answer within {STARTUP_TIMEOUT} s")
+                raise TimeoutError(f"{name} did not answer within {STARTUP_TIMEOUT} s")
             time.sleep(0.02)
 
     def stop(self) -> None:
