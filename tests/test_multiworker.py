@@ -1,7 +1,7 @@
 """`pat-middleware origin --workers N` with a Redis store: one token, many workers, one 200.
 
 Real processes: the CLI origin under uvicorn's multi-process supervisor, a real
-redis-server, and many concurrent loopback connections.
+redis-server or valkey-server, and many concurrent loopback connections.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pat_middleware import IssuerKey, build_authorization
 from pat_middleware.cli.commands import main
 
 from ._origin import answer, set_cookies
-from ._redis import initialized, unique_prefix
+from ._redis import SERVER_KINDS, initialized, unique_prefix
 from ._servers import CLI, cli_process, free_port
 
 ISSUER = "issuer.example"
@@ -158,21 +158,24 @@ def assert_one_winner(
         assert spent.status_code == 401
 
 
-@pytest.fixture(scope="module")
-def cli_origin(redis_url: str, issuer_key: IssuerKey) -> Iterator[tuple[str, str]]:
-    """(base URL, key prefix) of an origin with 3 workers and no secret given: they share
-    the random one the parent generated."""
+@pytest.fixture(scope="module", params=SERVER_KINDS)
+def cli_origin(
+    request: pytest.FixtureRequest, issuer_key: IssuerKey
+) -> Iterator[tuple[str, str, str]]:
+    """(base URL, key prefix, store URL) of an origin with 3 workers and no secret given:
+    they share the random one the parent generated. Its store is on Redis, then on Valkey."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
     prefix = unique_prefix()
-    store = initialized(f"{redis_url}?prefix={prefix}")  # pat-middleware store-init
+    store = initialized(f"{url}?prefix={prefix}")  # pat-middleware store-init
     with origin(issuer_key, "--replay-store", store) as base:
-        yield base, prefix
+        yield base, prefix, url
 
 
 def test_one_token_is_accepted_once_across_workers(
-    cli_origin: tuple[str, str], redis_url: str, issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
+    cli_origin: tuple[str, str, str], issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
 ) -> None:
-    base, prefix = cli_origin
-    assert_one_winner(base, issuer_key, rsa_2048, redis_url, prefix)
+    base, prefix, url = cli_origin
+    assert_one_winner(base, issuer_key, rsa_2048, url, prefix)
 
 
 def test_replay_store_from_the_config_file(
@@ -190,11 +193,11 @@ def test_replay_store_from_the_config_file(
 
 
 def test_sessions_and_challenges_work_across_workers(
-    cli_origin: tuple[str, str], issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
+    cli_origin: tuple[str, str, str], issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
 ) -> None:
     """No secret given: the workers share the one the parent generated. A challenge from
     one worker is redeemed on another, and the verified session is honoured by a third."""
-    base, _ = cli_origin
+    base, _, _ = cli_origin
     clients = pinned_clients(base, WORKERS)
     (pid_a, a), (pid_b, b), (pid_c, c) = clients.items()
     try:

@@ -1,4 +1,6 @@
-"""The Redis replay store against a real redis-server: contract, races, URLs, outages, HTTP."""
+"""The Redis replay store against a real redis-server: contract, races, URLs, outages, HTTP.
+What depends on the server (keys and TTLs, the epoch script, store-init, async spends, an
+empty server, outages) runs against a real valkey-server too."""
 
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from pat_middleware.stores import (
 from pat_middleware.stores.redis import RedisReplayStore, parse_redis_url
 
 from ._origin import Browser, header, make_settings
-from ._redis import RedisServer, initialized, sent_commands, unique_prefix
+from ._redis import SERVER_KINDS, RedisServer, initialized, sent_commands, unique_prefix
 from ._servers import serve_asgi
 from ._wsgi_harness import Browser as HttpBrowser
 from ._wsgi_harness import answer, httpx_send, pat_settings, serve_wsgi
@@ -52,24 +54,38 @@ def store_for(
     return store
 
 
+@pytest.fixture(params=SERVER_KINDS)
+def server_url(request: pytest.FixtureRequest) -> str:
+    """The session's shared server of each kind: ``redis_url``, then ``valkey_url``."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+@pytest.fixture(params=SERVER_KINDS)
+def own_server(request: pytest.FixtureRequest) -> RedisServer:
+    """A server of each kind for this test alone: ``own_redis``, then ``own_valkey``."""
+    server: RedisServer = request.getfixturevalue(f"own_{request.param}")
+    return server
+
+
 @pytest.fixture
-def store(redis_url: str) -> Iterator[RedisReplayStore]:
-    s = store_for(redis_url)
+def store(server_url: str) -> Iterator[RedisReplayStore]:
+    s = store_for(server_url)
     yield s
     s.close()
 
 
 @pytest.fixture
-def raw(redis_url: str) -> Iterator[redis.Redis]:
+def raw(server_url: str) -> Iterator[redis.Redis]:
     """A plain redis-py client, to look at what the store wrote."""
-    client = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(server_url)
     yield client
     client.close()
 
 
 @pytest.fixture
-def raw_own(own_redis: RedisServer) -> Iterator[redis.Redis]:
-    client = redis.Redis(port=own_redis.port)
+def raw_own(own_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis.Redis(port=own_server.port)
     yield client
     client.close()
 
@@ -120,9 +136,9 @@ def test_binary_keys_do_not_collide(store: RedisReplayStore) -> None:
     assert [store.spend(k, TTL) for k in keys] == [False] * len(keys)
 
 
-def test_prefixes_isolate_stores(redis_url: str) -> None:
+def test_prefixes_isolate_stores(server_url: str) -> None:
     prefix = unique_prefix()
-    a, b, same = store_for(redis_url, prefix), store_for(redis_url), store_for(redis_url, prefix)
+    a, b, same = store_for(server_url, prefix), store_for(server_url), store_for(server_url, prefix)
     assert a.spend(b"k", TTL) is True
     assert b.spend(b"k", TTL) is True, "another prefix is another namespace"
     assert same.spend(b"k", TTL) is False, "the same prefix is the same namespace"
@@ -130,12 +146,10 @@ def test_prefixes_isolate_stores(redis_url: str) -> None:
         s.close()
 
 
-def test_async_keys_are_prefixed_and_each_loop_connects(
-    redis_url: str, raw: redis.Redis
-) -> None:
+def test_async_keys_are_prefixed_and_each_loop_connects(server_url: str, raw: redis.Redis) -> None:
     # The async contract itself is in test_store_contract.py, for every store. 40 connects
     # at once: a generous timeout, as in the test below (a loaded CI machine took > 0.5 s).
-    store = store_for(redis_url, timeout="3")
+    store = store_for(server_url, timeout="3")
 
     async def scenario() -> list[Any]:
         first = await store.spend_async(b"a", TTL)
@@ -195,13 +209,13 @@ def test_event_loops_running_at_once_in_threads_each_get_their_own_client(
 
 @pytest.mark.parametrize("form", ["sync", "async"])
 def test_an_accept_is_one_round_trip(
-    own_redis: RedisServer, issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey, form: str
+    own_server: RedisServer, issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey, form: str
 ) -> None:
     """Policy.evaluate on a fresh token sends exactly one command, EVALSHA, one spend:
     the epoch check and the SET NX PX run inside Redis, in the script."""
     from ._origin import answer as answer_policy
 
-    url = initialized(own_redis.url + "?prefix=p:")
+    url = initialized(own_server.url + "?prefix=p:")
     policy = Policy(make_settings(issuer_key, replay_store=url))
     store = policy.store
     assert isinstance(store, RedisReplayStore)
@@ -222,13 +236,13 @@ def test_an_accept_is_one_round_trip(
     sent: list[str]
     if form == "sync":
         assert policy.evaluate(warm).outcome is Outcome.PASS
-        with sent_commands(own_redis.port) as sent:
+        with sent_commands(own_server.port) as sent:
             decision = policy.evaluate(counted)
     else:
 
         async def in_a_loop() -> tuple[Decision, list[str]]:
             assert (await policy.evaluate_async(warm)).outcome is Outcome.PASS
-            with sent_commands(own_redis.port) as commands:
+            with sent_commands(own_server.port) as commands:
                 decision = await policy.evaluate_async(counted)
             await store.aclose()
             return decision, commands
@@ -263,9 +277,9 @@ def test_a_redis_that_comes_back_empty_holds_spends_one_ttl(
 
 
 def test_finding_one_marker_missing_stamps_every_shard_at_once(
-    own_redis: RedisServer, raw_own: redis.Redis
+    own_server: RedisServer, raw_own: redis.Redis
 ) -> None:
-    store = store_for(own_redis.url, initialize=False)
+    store = store_for(own_server.url, initialize=False)
     with pytest.raises(StoreUnavailable):
         store.spend(b"k", TTL)
     stamps = [raw_own.get(key) for key in store.epoch_keys]
@@ -312,11 +326,11 @@ def test_each_spend_key_shares_a_cluster_slot_with_its_marker(prefix: str) -> No
 
 
 def test_store_init_stamps_the_markers_as_old(
-    redis_url: str, raw: redis.Redis, capsys: pytest.CaptureFixture[str]
+    server_url: str, raw: redis.Redis, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from pat_middleware.cli.commands import main
 
-    url = f"{redis_url}?prefix={unique_prefix()}"
+    url = f"{server_url}?prefix={unique_prefix()}"
     assert main(["store-init", "--replay-store", url]) == 0
     out = capsys.readouterr().out
     assert "256 epoch markers stamped as old" in out and "asserts that no token" in out
@@ -551,11 +565,11 @@ def test_inline_password_and_wrong_password(locked_redis: RedisServer) -> None:
 # ------------------------------------------------------------------------------ outages
 
 
-def test_outage_fails_fast_then_recovers_by_itself(own_redis: RedisServer) -> None:
-    store = store_for(own_redis.url, timeout="0.3", retry_after="0.5")
+def test_outage_fails_fast_then_recovers_by_itself(own_server: RedisServer) -> None:
+    store = store_for(own_server.url, timeout="0.3", retry_after="0.5")
     assert store.spend(b"before", TTL)
 
-    own_redis.pause()  # connections hang: the socket timeout bounds the wait
+    own_server.pause()  # connections hang: the socket timeout bounds the wait
     started = time.monotonic()
     with pytest.raises(StoreUnavailable) as info:
         store.spend(b"k", TTL)
@@ -570,12 +584,12 @@ def test_outage_fails_fast_then_recovers_by_itself(own_redis: RedisServer) -> No
             store.spend(b"k", TTL)
     assert time.monotonic() - started < 0.05
 
-    own_redis.stop()  # down: connection refused
+    own_server.stop()  # down: connection refused
     time.sleep(0.55)
     with pytest.raises(StoreUnavailable):
         store.spend(b"k", TTL)
 
-    own_redis.start()  # same port, empty: the store finds it again after the back-off...
+    own_server.start()  # same port, empty: the store finds it again after the back-off...
     time.sleep(0.55)
     # ...and finds it empty: a shard's spends wait one TTL (here 0.3 s) from then on.
     with pytest.raises(StoreUnavailable, match="epoch marker"):
@@ -586,17 +600,17 @@ def test_outage_fails_fast_then_recovers_by_itself(own_redis: RedisServer) -> No
     store.close()
 
 
-def test_async_outage_is_bounded_by_the_timeout(own_redis: RedisServer) -> None:
-    store = store_for(own_redis.url, timeout="0.3", retry_after="0.5")
+def test_async_outage_is_bounded_by_the_timeout(own_server: RedisServer) -> None:
+    store = store_for(own_server.url, timeout="0.3", retry_after="0.5")
 
     async def scenario() -> tuple[float, bool, bool]:
         assert await store.spend_async(b"before", TTL)
-        own_redis.pause()
+        own_server.pause()
         started = time.monotonic()
         with pytest.raises(StoreUnavailable):
             await store.spend_async(b"k", TTL)
         elapsed = time.monotonic() - started
-        own_redis.resume()
+        own_server.resume()
         await asyncio.sleep(0.55)
         return elapsed, await store.spend_async(b"k", TTL), await store.spend_async(b"n", TTL)
 

@@ -1,5 +1,6 @@
 """The Redis store on a real three-node Redis Cluster started on loopback (redis+cluster://):
-one round trip per accepted token, hash-tagged keys, two policies, outages, passwords."""
+one round trip per accepted token, hash-tagged keys, two policies, outages, passwords. The
+keys, the round trip and a cluster that lost its data run on a Valkey Cluster too."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from pat_middleware.stores import StoreUnavailable, open_replay_store
 from pat_middleware.stores.redis import RedisReplayStore
 
 from ._origin import Browser, answer, header, make_settings
-from ._redis import sent_commands, unique_prefix
+from ._redis import SERVER_KINDS, sent_commands, unique_prefix
 from ._store_servers import RedisClusterServers
 
 TTL = 10.0
@@ -34,21 +35,28 @@ def cluster_store(url: str, **options: str) -> RedisReplayStore:
     return store
 
 
+@pytest.fixture(params=SERVER_KINDS)
+def cluster(request: pytest.FixtureRequest) -> RedisClusterServers:
+    """The session's cluster of each kind: ``redis_cluster``, then ``valkey_cluster``."""
+    servers: RedisClusterServers = request.getfixturevalue(f"{request.param}_cluster")
+    return servers
+
+
 @pytest.fixture
-def store(redis_cluster: RedisClusterServers) -> Iterator[RedisReplayStore]:
-    s = cluster_store(redis_cluster.url)
+def store(cluster: RedisClusterServers) -> Iterator[RedisReplayStore]:
+    s = cluster_store(cluster.url)
     yield s
     s.close()
 
 
 def test_spends_spread_over_the_nodes_each_with_its_marker(
-    store: RedisReplayStore, redis_cluster: RedisClusterServers
+    store: RedisReplayStore, cluster: RedisClusterServers
 ) -> None:
     keys = [b"n" + bytes([i]) * 32 for i in range(256)]
     assert [store.spend(k, TTL) for k in keys] == [True] * 256
     assert [store.spend(k, TTL) for k in keys] == [False] * 256
     per_node = []
-    for node in redis_cluster.nodes:
+    for node in cluster.nodes:
         client = redis.Redis(port=node.port)
         held = {k for k in client.keys(store.options.prefix + "*")}
         client.close()
@@ -60,13 +68,13 @@ def test_spends_spread_over_the_nodes_each_with_its_marker(
 
 @pytest.mark.parametrize("form", ["sync", "async"])
 def test_an_accept_is_one_round_trip_on_the_cluster(
-    redis_cluster: RedisClusterServers,
+    cluster: RedisClusterServers,
     issuer_key: IssuerKey,
     rsa_2048: rsa.RSAPrivateKey,
     form: str,
 ) -> None:
     """One EVALSHA, to the node holding the key's slot, and nothing to the others."""
-    url = f"{redis_cluster.url}?prefix={unique_prefix()}"
+    url = f"{cluster.url}?prefix={unique_prefix()}"
     open_replay_store(url).initialize()  # type: ignore[attr-defined]
     policy = Policy(make_settings(issuer_key, replay_store=url))
     store = policy.store
@@ -85,16 +93,14 @@ def test_an_accept_is_one_round_trip_on_the_cluster(
     if form == "sync":
         assert policy.evaluate(warm).outcome is Outcome.PASS  # connects, loads the script
         with ExitStack() as stack:
-            sent = [stack.enter_context(sent_commands(n.port)) for n in redis_cluster.nodes]
+            sent = [stack.enter_context(sent_commands(n.port)) for n in cluster.nodes]
             decision = policy.evaluate(counted)
     else:
 
         async def in_a_loop() -> Decision:
             assert (await policy.evaluate_async(warm)).outcome is Outcome.PASS
             with ExitStack() as stack:
-                sent.extend(
-                    stack.enter_context(sent_commands(n.port)) for n in redis_cluster.nodes
-                )
+                sent.extend(stack.enter_context(sent_commands(n.port)) for n in cluster.nodes)
                 decision = await policy.evaluate_async(counted)
             await store.aclose()
             return decision

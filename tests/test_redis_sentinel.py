@@ -1,6 +1,7 @@
 """The Redis store through Redis Sentinel (redis+sentinel://), against a real master, its
 replica and a Sentinel started on loopback: one round trip per accepted token, a failover,
-the sentinels down, passwords."""
+the sentinels down, passwords. The round trip, sync and async and the failover run on
+Valkey's too."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pat_middleware.stores import StoreUnavailable, open_replay_store
 from pat_middleware.stores.redis import RedisReplayStore
 
 from ._origin import Browser, answer, make_settings
-from ._redis import sent_commands, unique_prefix
+from ._redis import SERVER_KINDS, sent_commands, server_binary, unique_prefix
 from ._store_servers import SentinelServers
 
 TTL = 10.0
@@ -33,17 +34,24 @@ def sentinel_store(url: str, **options: str) -> RedisReplayStore:
     return store
 
 
+@pytest.fixture(params=SERVER_KINDS)
+def sentinel(request: pytest.FixtureRequest) -> SentinelServers:
+    """The session's servers of each kind: ``redis_sentinel``, then ``valkey_sentinel``."""
+    servers: SentinelServers = request.getfixturevalue(f"{request.param}_sentinel")
+    return servers
+
+
 @pytest.fixture
-def store(redis_sentinel: SentinelServers) -> Iterator[RedisReplayStore]:
-    s = sentinel_store(redis_sentinel.url)
+def store(sentinel: SentinelServers) -> Iterator[RedisReplayStore]:
+    s = sentinel_store(sentinel.url)
     yield s
     s.close()
 
 
 def test_an_accept_is_one_round_trip_to_the_master(
-    redis_sentinel: SentinelServers, issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
+    sentinel: SentinelServers, issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
 ) -> None:
-    url = f"{redis_sentinel.url}?prefix={unique_prefix()}"
+    url = f"{sentinel.url}?prefix={unique_prefix()}"
     open_replay_store(url).initialize()  # type: ignore[attr-defined]
     policy = Policy(make_settings(issuer_key, replay_store=url))
     browser = Browser(policy)
@@ -58,7 +66,7 @@ def test_an_accept_is_one_round_trip_to_the_master(
 
     warm, counted = redemption(), redemption()
     assert policy.evaluate(warm).outcome is Outcome.PASS  # asks the Sentinel, connects
-    with sent_commands(redis_sentinel.master_port()) as sent:
+    with sent_commands(sentinel.master_port()) as sent:
         assert policy.evaluate(counted).outcome is Outcome.PASS
     assert sent == ["evalsha"]
     policy.store.close()
@@ -75,10 +83,11 @@ def test_sync_and_async_share_the_master(store: RedisReplayStore) -> None:
     assert asyncio.run(scenario()) == [False, True]
 
 
+@pytest.mark.parametrize("kind", SERVER_KINDS)
 def test_a_failover_keeps_what_was_spent_and_the_store_follows_it(
-    issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
+    kind: str, issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
 ) -> None:
-    with SentinelServers() as servers:
+    with SentinelServers(binary=server_binary(kind)) as servers:
         store = sentinel_store(servers.url, timeout="0.3", retry_after="0.2")
         before = [b"before-%d" % i for i in range(20)]
         assert [store.spend(k, 60) for k in before] == [True] * 20

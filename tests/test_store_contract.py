@@ -1,5 +1,6 @@
 """The spend contract, for every replay store through its URL, against real servers started
-on loopback: memory, Redis, a Redis Cluster, Redis through Sentinel; sync and async."""
+on loopback: memory, and the Redis store on one server, a cluster and through Sentinel, each
+of Redis and of Valkey; sync and async."""
 
 from __future__ import annotations
 
@@ -12,24 +13,30 @@ import pytest
 
 from pat_middleware.stores import ReplayStore, open_replay_store
 
-from ._redis import initialized, unique_prefix
+from ._redis import SERVER_KINDS, initialized, unique_prefix
 
 TTL = 10.0
 
 
 def _redis_url(request: pytest.FixtureRequest) -> str:
+    """The URL for a parameter naming the server and, after a ``+``, how it is deployed:
+    ``valkey+cluster`` is the ``valkey_cluster`` fixture (its URL is redis+cluster://)."""
     pytest.importorskip("redis")
-    if request.param == "redis":
-        url: str = request.getfixturevalue("redis_url")
-    elif request.param == "redis+cluster":
-        url = request.getfixturevalue("redis_cluster").url
+    kind, _, topology = request.param.partition("+")
+    if not topology:
+        url: str = request.getfixturevalue(f"{kind}_url")
     else:
-        url = request.getfixturevalue("redis_sentinel").url
+        url = request.getfixturevalue(f"{kind}_{topology}").url
     # A generous timeout: races open dozens of connections at once on a loaded machine.
     return initialized(f"{url}?prefix={unique_prefix()}&timeout=3")
 
 
-@pytest.fixture(params=["memory", "redis", "redis+cluster", "redis+sentinel"])
+SHARED = [
+    f"{kind}{topology}" for kind in SERVER_KINDS for topology in ("", "+cluster", "+sentinel")
+]
+
+
+@pytest.fixture(params=["memory", *SHARED])
 def any_store(request: pytest.FixtureRequest) -> Iterator[ReplayStore]:
     if request.param == "memory":
         store = open_replay_store("memory://")
