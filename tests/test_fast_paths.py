@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from itsdangerous import TimestampSigner
+from itsdangerous.encoding import base64_encode, int_to_bytes
 
 from pat_middleware import IssuerKey, Token, TokenChallenge, encode_pss_spki
 from pat_middleware.core.codec import b64_decode, b64url_encode
@@ -29,7 +30,7 @@ from pat_middleware.core.verify import KeyRing, TrustedKey, VerifiedToken, verif
 from pat_middleware.errors import DecodeError, Reason, TokenError
 from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
 from pat_middleware.policy.contexts import EXPIRED_LOOKBACK_WINDOWS, ContextMode, Windows
-from pat_middleware.policy.sessions import _ClockSigner
+from pat_middleware.policy.signer import CookieSigner
 from pat_middleware.settings import PathRule, Settings
 
 from .conftest import sign_token
@@ -218,17 +219,15 @@ _ASCII_NO_DOT = bytes(b % 128 if b % 128 != ord(".") else ord("-") for b in rang
     now=st.integers(min_value=1, max_value=2**40),
 )
 def test_cookie_signatures_are_itsdangerous_bytes(value: bytes, now: int) -> None:
+    """The signer's value is what TimestampSigner's public pieces make of the same payload
+    and second: the timestamp text, then get_signature over ``payload.timestamp``."""
     key = b"k" * 32
-
-    class Fixed(TimestampSigner):
-        def get_timestamp(self) -> int:
-            return now
-
-    stock = Fixed(key, salt="pat-middleware/session", digest_method=hashlib.sha256)
-    ours = _ClockSigner(key, "pat-middleware/session", lambda: float(now))
-    signed = ours.sign(value)
-    assert signed == stock.sign(value)
-    assert ours.check(signed.decode("latin-1"), 0) == (value, now)
+    stock = TimestampSigner(key, salt="pat-middleware/session", digest_method=hashlib.sha256)
+    signed = value + b"." + base64_encode(int_to_bytes(now))
+    expected = signed + b"." + stock.get_signature(signed)
+    ours = CookieSigner(key, "pat-middleware/session", lambda: float(now))
+    assert ours.sign(value) == expected.decode("latin-1")
+    assert ours.check(expected.decode("latin-1"), 0) == (value, now)
 
 
 # ---------------------------------------------------------------------- verified tokens
@@ -420,3 +419,4 @@ def test_live_and_expired_windows_follow_the_deadlines(max_age: int, now: float)
     assert len(live) <= max_age // windows.window_seconds + 2
     expired = list(windows.expired(now))
     assert expired == [live[-1] - 1 - i for i in range(EXPIRED_LOOKBACK_WINDOWS)]
+
