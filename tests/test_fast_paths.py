@@ -30,6 +30,12 @@ from pat_middleware.core.verify import KeyRing, TrustedKey, VerifiedToken, verif
 from pat_middleware.errors import DecodeError, Reason, TokenError
 from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
 from pat_middleware.policy.contexts import EXPIRED_LOOKBACK_WINDOWS, ContextMode, Windows
+from pat_middleware.policy.sessions import (
+    DEFAULT_MAX_COOKIE_HEADER,
+    CookieHeader,
+    cookie_value,
+    parse_cookie_header,
+)
 from pat_middleware.policy.signer import CookieSigner
 from pat_middleware.settings import PathRule, Settings
 
@@ -420,3 +426,45 @@ def test_live_and_expired_windows_follow_the_deadlines(max_age: int, now: float)
     expired = list(windows.expired(now))
     assert expired == [live[-1] - 1 - i for i in range(EXPIRED_LOOKBACK_WINDOWS)]
 
+
+# ------------------------------------------------------------------------- cookie headers
+
+_COOKIE_NAMES = st.sampled_from(
+    ["pat_session", "pat_verified", "pat_session_c", "__Host-pat_session", "a", "é"]
+)
+_COOKIE_PARTS = st.one_of(
+    st.tuples(
+        st.sampled_from(["", " ", "\t", "\u00a0", "x", " pat_"]),
+        _COOKIE_NAMES,
+        st.sampled_from(["", " ", "\u2003"]),
+        st.sampled_from(["=", "", "=="]),
+        st.sampled_from(["", " ", '"']),
+        st.text(st.sampled_from('ab.=";\\ ' + "\u00e9"), max_size=8)
+        | st.sampled_from(["v" * 512, "v" * 513, '"' + "v" * 512 + '"', '"', '""']),
+        st.sampled_from(["", " ", '"']),
+    ).map("".join),
+    st.text(max_size=12),
+)
+_COOKIE_HEADERS = st.lists(_COOKIE_PARTS, max_size=8).map(";".join) | st.lists(
+    _COOKIE_PARTS, max_size=8
+).map("; ".join)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(header=_COOKIE_HEADERS | st.none(), name=_COOKIE_NAMES | st.text(max_size=4))
+def test_cookie_scan_agrees_with_the_whole_header_parse(header: str | None, name: str) -> None:
+    """One cookie found by the bounded scan is the one the dict of every cookie holds: first
+    occurrence wins, quotes and white space as the parser treats them, long values
+    skipped (a later occurrence may then win), oversized headers ignored whole."""
+    expected = parse_cookie_header(header).get(name)
+    assert cookie_value(header, name) == expected
+    jar = CookieHeader(header)
+    assert jar.get(name) == expected
+    assert (name in jar) == (expected is not None)
+    assert dict(jar) == dict(parse_cookie_header(header))
+
+
+def test_cookie_scan_ignores_oversized_headers_whole() -> None:
+    header = "pat_session=abc; " + "x=" + "y" * DEFAULT_MAX_COOKIE_HEADER
+    assert cookie_value(header, "pat_session") is None
+    assert cookie_value(header, "pat_session", max_length=len(header)) == "abc"

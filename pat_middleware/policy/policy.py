@@ -28,7 +28,7 @@ from .guard import NONE_MODE_PER_PROCESS, PER_PROCESS_RETRY_AFTER, ProcessGuard
 from .keys import PolicyKeys
 from .observe import MetricsHook, Observer
 from .responses import SKIP, Responses
-from .sessions import SessionCodec, parse_cookie_header
+from .sessions import CookieHeader, SessionCodec
 from .signals import (
     Accepted,
     PrivateTokenSignal,
@@ -301,9 +301,12 @@ class Policy:
         responses = self.responses
         started = responses.observer.started()
         now = self.clock()
-        cookies = parse_cookie_header(request.cookie) if request.cookie else _NO_COOKIES
         names = self.cookies.names_for(request)
-        session = self.sessions.load_session(cookies.get(names.session)) if cookies else None
+        if request.cookie:  # read by name: only the policy's own cookies are looked for
+            cookies: Mapping[str, str] = CookieHeader(request.cookie)
+            session = self.sessions.load_session(cookies.get(names.session))
+        else:
+            cookies, session = _NO_COOKIES, None
         if session is None and self._warn_secure and request.scheme == "http":
             self._no_secure_cookie(request)
         keys = self._keys.current(now)

@@ -4,6 +4,9 @@ Both are timestamped HMAC values (:mod:`.signer`, itsdangerous's ``TimestampSign
 format) under a sub-key of the operator's secret, with different salts so one can never
 stand in for the other. The verified mark carries the session id it was issued to, so
 copying it into another session is useless.
+
+The request's ``Cookie`` header is read by name (:class:`CookieHeader`): the two or three
+cookies the policy needs are found with a bounded scan, not a dict of every cookie.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..core.codec import b64_decode
@@ -137,3 +140,75 @@ def parse_cookie_header(
             out[name] = value
     return out
 
+
+def cookie_value(
+    header: str | None, name: str, *, max_length: int = DEFAULT_MAX_COOKIE_HEADER
+) -> str | None:
+    """``parse_cookie_header(header).get(name)``, without building the dict: a bounded scan
+    of the header for the cookie ``name``, first occurrence wins, value unquoted, values
+    longer than ``MAX_COOKIE_VALUE`` skipped, oversized headers ignored whole."""
+    if not header or len(header) > max_length or not name:
+        return None
+    if ";" in name or "=" in name:  # no cookie is named so; let the general parser say
+        return parse_cookie_header(header, max_length=max_length).get(name)
+    find = header.find
+    at = find(name)
+    while at != -1:
+        # The ';'-separated part holding this occurrence: a cookie named ``name`` there
+        # has its name (stripped) before the part's first '='.
+        start = header.rfind(";", 0, at) + 1
+        end = find(";", at)
+        if end == -1:
+            end = len(header)
+        key, sep, value = header[start:end].partition("=")
+        if sep and key.strip() == name:
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            if len(value) <= MAX_COOKIE_VALUE:
+                return value
+        at = find(name, end)
+    return None
+
+
+class CookieHeader(Mapping[str, str]):
+    """A request's ``Cookie`` header, read by name on demand.
+
+    :meth:`get` scans for one cookie (:func:`cookie_value`); the policy reads two or three
+    names, so no dict of every cookie is built. Iterating, ``len`` and ``[]`` parse the
+    header whole (:func:`parse_cookie_header`), once. Either way the answers are what
+    ``parse_cookie_header`` gives.
+    """
+
+    __slots__ = ("_header", "_parsed")
+
+    def __init__(self, header: str | None) -> None:
+        self._header = header
+        self._parsed: Mapping[str, str] | None = None
+
+    def __repr__(self) -> str:
+        return "CookieHeader(<values hidden>)"
+
+    def _all(self) -> Mapping[str, str]:
+        parsed = self._parsed
+        if parsed is None:
+            parsed = self._parsed = parse_cookie_header(self._header)
+        return parsed
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        if not isinstance(name, str):
+            return default
+        value = cookie_value(self._header, name)
+        return default if value is None else value
+
+    def __getitem__(self, name: str) -> str:
+        return self._all()[name]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and cookie_value(self._header, name) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
