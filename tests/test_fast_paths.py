@@ -4,6 +4,7 @@ base64 and cookie signing through binascii, and tokens read by slicing."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import hashlib
@@ -30,12 +31,14 @@ from pat_middleware.core.verify import KeyRing, TrustedKey, VerifiedToken, verif
 from pat_middleware.errors import DecodeError, Reason, TokenError
 from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
 from pat_middleware.policy.contexts import EXPIRED_LOOKBACK_WINDOWS, ContextMode, Windows
+from pat_middleware.policy.keys import token_info
 from pat_middleware.policy.sessions import (
     DEFAULT_MAX_COOKIE_HEADER,
     CookieHeader,
     cookie_value,
     parse_cookie_header,
 )
+from pat_middleware.policy.signals import VIA_SESSION
 from pat_middleware.policy.signer import CookieSigner
 from pat_middleware.settings import PathRule, Settings
 
@@ -468,3 +471,53 @@ def test_cookie_scan_ignores_oversized_headers_whole() -> None:
     header = "pat_session=abc; " + "x=" + "y" * DEFAULT_MAX_COOKIE_HEADER
     assert cookie_value(header, "pat_session") is None
     assert cookie_value(header, "pat_session", max_length=len(header)) == "abc"
+
+
+# ------------------------------------------------------------------------ prebuilt passes
+
+
+def _cookie_pairs(decision: Decision) -> str:
+    return "; ".join(v.split(";", 1)[0] for k, v in decision.header_lines() if k == "Set-Cookie")
+
+
+def test_prebuilt_passes_are_the_decisions_they_stand_for(
+    rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    """A pass that adds no cookie is built once (per key, and for the verified session)
+    and answered every time: equal to the decision built from the request's own verdict,
+    and the same whichever way the policy is called."""
+    policy = _plain_policy(issuer_key)
+    challenge = policy.templates[0][0].challenge(b"")
+    proof = token_info(TrustedKey("issuer.example", issuer_key))
+
+    def carrying(token: bytes, cookie: str | None = None) -> RequestInfo:
+        value = f"PrivateToken token={b64url_encode(token)}"
+        return RequestInfo("GET", "/p", cookie=cookie, authorization=value)
+
+    for _ in range(2):
+        request = carrying(sign_token(rsa_2048, issuer_key, challenge))
+        assert policy.evaluate(request) == Decision(Outcome.PASS, token=proof)
+    request = carrying(sign_token(rsa_2048, issuer_key, challenge))
+    assert asyncio.run(policy.evaluate_async(request)) == Decision(Outcome.PASS, token=proof)
+    assert asyncio.run(policy.evaluate_async(request)).reason is Reason.REPLAYED
+
+    session = Policy(
+        Settings.from_mapping(
+            {
+                "issuers": [{"name": "issuer.example", "token_key": issuer_key.token_key}],
+                "secret": "s" * 32,
+                "protect": ["/p"],
+            }
+        )
+    )
+    first = session.evaluate(RequestInfo("GET", "/p"))
+    cookie = _cookie_pairs(first)
+    header = dict(first.headers)["WWW-Authenticate"]
+    per_session = TokenChallenge.from_bytes(parse_www_authenticate(header)[0].challenge)
+    token = sign_token(rsa_2048, issuer_key, per_session)
+    passed = session.evaluate(carrying(token, cookie))
+    assert passed.outcome is Outcome.PASS and passed.token == proof and passed.cookies
+    both = f"{cookie}; {_cookie_pairs(passed)}"
+    expected = Decision(Outcome.SESSION, token=VIA_SESSION)
+    assert session.evaluate(RequestInfo("GET", "/p", cookie=both)) == expected
+    assert asyncio.run(session.evaluate_async(RequestInfo("GET", "/p", cookie=both))) == expected

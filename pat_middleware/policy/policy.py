@@ -21,7 +21,13 @@ from ..core.wire import ChallengeTemplate
 from ..discovery import KeySource, RecordKeySource
 from ..errors import ConfigurationError, DecodeError, Reason
 from ..settings.model import ContextMode, Settings
-from ..stores import PerProcessStore, ReplayStore, StoreUnavailable, open_replay_store
+from ..stores import (
+    MemoryReplayStore,
+    PerProcessStore,
+    ReplayStore,
+    StoreUnavailable,
+    open_replay_store,
+)
 from .contexts import ContextDeriver, Windows, derive_key
 from .decision import Decision, RequestInfo
 from .guard import NONE_MODE_PER_PROCESS, PER_PROCESS_RETRY_AFTER, ProcessGuard
@@ -104,6 +110,9 @@ class Policy:
             if replay_store is not None
             else open_replay_store(settings.replay_store, clock=clock)
         )
+        # Its spend_async only calls spend: the async path calls spend itself (one
+        # coroutine fewer per redemption). Exactly the class: a subclass may wait.
+        self._spends_in_place = type(self.store) is MemoryReplayStore
         store_name = (
             settings.replay_store.split("?", 1)[0]
             if replay_store is None
@@ -275,7 +284,10 @@ class Policy:
         state, accepted = step
         if accepted.spend is not None:
             try:
-                fresh = await self.store.spend_async(accepted.spend, accepted.ttl)
+                if self._spends_in_place:  # the memory store: a dict under a lock, no I/O
+                    fresh = self.store.spend(accepted.spend, accepted.ttl)
+                else:
+                    fresh = await self.store.spend_async(accepted.spend, accepted.ttl)
             except StoreUnavailable as e:
                 return self.responses.unavailable(state, e)
             if not fresh:

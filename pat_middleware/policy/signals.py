@@ -24,7 +24,7 @@ from ..core.wire import AUTHENTICATOR_INPUT_LENGTH, GREASE_TOKEN_TYPES, TOKEN_KE
 from ..discovery import KeySource
 from ..errors import DecodeError, Reason, TokenError
 from ..settings.model import Settings
-from .decision import Outcome, TokenInfo
+from .decision import Decision, Outcome, TokenInfo
 from .keys import token_info
 from .sessions import SessionCodec
 from .strategies import ContextStrategy, RequestState
@@ -57,6 +57,9 @@ class Accepted:
     earns_session: bool = False
     issuer: str | None = None  # for the report
     key_id: bytes | None = None
+    #: ``Decision(outcome, token=token)`` built beforehand, answered as the pass when no
+    #: cookie is added to it (a pass is immutable, so one serves every request).
+    decision: Decision | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,12 @@ class Refused:
 
 
 Verdict = Accepted | Refused | None
+#: What a valid verified-session cookie gets: the same (immutable) verdict every time.
+SESSION_ACCEPTED = Accepted(
+    VIA_SESSION,
+    outcome=Outcome.SESSION,
+    decision=Decision(Outcome.SESSION, token=VIA_SESSION),
+)
 
 
 class RecordChecker(Protocol):
@@ -139,9 +148,11 @@ class PrivateTokenSignal:
                 first_error = first_error or (e.reason, e.detail, raw)
                 continue
             key_id = result.key.token_key_id
-            proof = keys.proofs.get((result.issuer_name, key_id))
-            if proof is None:  # a key added to the live ring after the snapshot
+            prebuilt = keys.passes.get((result.issuer_name, key_id))
+            if prebuilt is None:  # a key added to the live ring after the snapshot
                 proof = token_info(TrustedKey(result.issuer_name, result.key))
+            else:
+                proof = prebuilt.token  # type: ignore[assignment]  # set on every pass built
             strategy = self._strategy
             return Accepted(
                 proof,
@@ -150,6 +161,7 @@ class PrivateTokenSignal:
                 earns_session=True,
                 issuer=result.issuer_name,
                 key_id=key_id,
+                decision=prebuilt,
             )
         if first_error is None:  # pragma: no cover - tokens is not empty
             return None
@@ -177,7 +189,7 @@ class VerifiedSessionSignal:
     def judge(self, state: RequestState) -> Verdict:
         value = state.cookies.get(state.names.verified)
         if value and self._sessions.is_verified(value, state.session, self._duration):
-            return Accepted(VIA_SESSION, outcome=Outcome.SESSION)
+            return SESSION_ACCEPTED
         return None
 
 
@@ -224,6 +236,7 @@ __all__ = [
     "PRIVATE_TOKEN",
     "REDEMPTION_RECORD",
     "SESSION",
+    "SESSION_ACCEPTED",
     "SIGNAL_NAMES",
     "VIA_SESSION",
     "Accepted",
