@@ -209,6 +209,27 @@ def test_single_token_shortcut_agrees_with_the_general_parser(
     assert fast == _general(value)
 
 
+_CANONICAL_BODIES = st.text(
+    st.sampled_from('ABCQRSabz0189-_+/=" \t\n,\u00e9\u212a'), max_size=24
+) | st.binary(min_size=1, max_size=400).map(lambda b: base64.urlsafe_b64encode(b).decode())
+
+
+@settings(max_examples=3000, deadline=None)
+@given(body=_CANONICAL_BODIES, tail=st.sampled_from(['"', '" ', "", '""', '", x']))
+def test_canonical_credential_straight_line_agrees_with_the_general_parser(
+    body: str, tail: str
+) -> None:
+    """``PrivateToken token="..."`` exactly as clients write it is decoded in a straight
+    line (strict base64, exact padding); whatever it does not take goes the general way,
+    and the answer is the general parser's either way."""
+    value = f'PrivateToken token="{body}{tail}'
+    try:
+        fast: list[bytes] | str = parse_authorization(value)
+    except DecodeError:
+        fast = "error"
+    assert fast == _general(value)
+
+
 # ------------------------------------------------------------------ base64 and signatures
 
 
