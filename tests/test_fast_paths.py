@@ -30,6 +30,7 @@ from pat_middleware.core.paths import path_forms
 from pat_middleware.core.verify import KeyRing, TrustedKey, VerifiedToken, verify_token
 from pat_middleware.errors import DecodeError, Reason, TokenError
 from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
+from pat_middleware.policy import policy as policy_module
 from pat_middleware.policy.contexts import EXPIRED_LOOKBACK_WINDOWS, ContextMode, Windows
 from pat_middleware.policy.keys import token_info
 from pat_middleware.policy.sessions import (
@@ -542,3 +543,39 @@ def test_prebuilt_passes_are_the_decisions_they_stand_for(
     expected = Decision(Outcome.SESSION, token=VIA_SESSION)
     assert session.evaluate(RequestInfo("GET", "/p", cookie=both)) == expected
     assert asyncio.run(session.evaluate_async(RequestInfo("GET", "/p", cookie=both))) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rules=_RULES,
+    calls=st.lists(st.tuples(_METHODS, st.lists(_PATHS, min_size=1, max_size=3)), max_size=40),
+)
+def test_remembered_protect_answers_are_the_settings_answers(
+    rules: list[str], calls: list[tuple[str, list[str]]], issuer_key: IssuerKey
+) -> None:
+    """The policy remembers what the compiled rules answered per method and path spellings
+    (and forgets it all when full): every answer is still the rules' own."""
+    s = Settings.from_mapping(
+        {
+            "issuers": [{"name": "issuer.example", "token_key": issuer_key.token_key}],
+            "secret": "s" * 32,
+            "protect": rules,
+        }
+    )
+    policy = Policy(s)
+    policy_module.PROTECTS_CACHE_SIZE, saved = 7, policy_module.PROTECTS_CACHE_SIZE
+    try:
+        for _ in range(2):
+            for method, paths in calls:
+                try:
+                    expected: bool | str = s.protects(method, *paths)
+                except DecodeError:
+                    expected = "bad path"
+                try:
+                    answer: bool | str = policy.protects(method, *paths)
+                except DecodeError:
+                    answer = "bad path"
+                assert answer == expected, (method, paths)
+    finally:
+        policy_module.PROTECTS_CACHE_SIZE = saved
+

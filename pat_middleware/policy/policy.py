@@ -46,11 +46,52 @@ from .signals import (
 from .strategies import ContextStrategy, Cookies, RequestState, strategy_for
 
 logger = logging.getLogger("pat_middleware")
+#: How many protect answers a policy remembers (see Policy._protects).
+PROTECTS_CACHE_SIZE = 1024
+#: Longer paths are judged every time, not remembered.
+PROTECTS_CACHE_PATH = 256
 _NO_COOKIES: Mapping[str, str] = MappingProxyType({})
 
 
 def names_are_secure(cookies: Cookies, request: RequestInfo) -> bool:
     return cookies.names_for(request).secure
+
+
+def host_allowed(origins: frozenset[str], host: str | None) -> bool:
+    """Whether a Host header names one of ``origins`` (``check_host``)."""
+    if not host:
+        return False
+    host = host.strip().lower()
+    if host.endswith(":443"):
+        host = host[:-4]
+    return host in origins
+
+
+class RememberedProtection:
+    """:meth:`Settings.protects`, remembered per (method, path spellings): the rules are fixed
+    for the policy's life, so the answer is too. At most :data:`PROTECTS_CACHE_SIZE` answers
+    are kept (then forgotten all at once, so a client sending endless new paths costs a
+    recomputation, never memory; long paths are not kept); a path that does not decode
+    raises every time, as it did."""
+
+    __slots__ = ("_known", "_protects")
+
+    def __init__(self, protects: Callable[..., bool]) -> None:
+        self._protects = protects
+        self._known: dict[tuple[str, ...], bool] = {}
+
+    def __call__(self, method: str, *paths: str) -> bool:
+        key = (method, *paths)
+        known = self._known.get(key)
+        if known is not None:
+            return known
+        answer = self._protects(method, *paths)
+        if len(paths) <= 4 and all(len(path) <= PROTECTS_CACHE_PATH for path in paths):
+            cache = self._known
+            if len(cache) >= PROTECTS_CACHE_SIZE:
+                cache.clear()
+            cache[key] = answer
+        return answer
 
 
 class Policy:
@@ -110,8 +151,8 @@ class Policy:
             if replay_store is not None
             else open_replay_store(settings.replay_store, clock=clock)
         )
-        # Its spend_async only calls spend: the async path calls spend itself (one
-        # coroutine fewer per redemption). Exactly the class: a subclass may wait.
+        # Its spend_async only calls spend (no I/O): the async path calls spend, one coroutine
+        # fewer per redemption. Exactly the class: a subclass may wait.
         self._spends_in_place = type(self.store) is MemoryReplayStore
         store_name = (
             settings.replay_store.split("?", 1)[0]
@@ -147,7 +188,7 @@ class Policy:
             VerifiedSessionSignal(settings, self.sessions),
         )
         self._signals_by_choice: dict[frozenset[str], tuple[TrustSignal, ...]] = {}
-        self._protects = settings.protects
+        self._protects = RememberedProtection(settings.protects)
         # Warn once when a token arrives over http without the Secure session cookie.
         self._warn_secure = settings.cookies.secure and self.mode is not ContextMode.NONE
         self._origins = frozenset(settings.origin_info)
@@ -314,11 +355,9 @@ class Policy:
         started = responses.observer.started()
         now = self.clock()
         names = self.cookies.names_for(request)
-        if request.cookie:  # read by name: only the policy's own cookies are looked for
-            cookies: Mapping[str, str] = CookieHeader(request.cookie)
-            session = self.sessions.load_session(cookies.get(names.session))
-        else:
-            cookies, session = _NO_COOKIES, None
+        # Read by name (CookieHeader): only the policy's own cookies are looked for.
+        cookies = CookieHeader(request.cookie) if request.cookie else _NO_COOKIES
+        session = self.sessions.load_session(cookies.get(names.session)) if request.cookie else None
         if session is None and self._warn_secure and request.scheme == "http":
             self._no_secure_cookie(request)
         keys = self._keys.current(now)
@@ -328,7 +367,7 @@ class Policy:
             if problem is not None:
                 error = StoreUnavailable(problem, retry_after=PER_PROCESS_RETRY_AFTER)
                 return responses.unavailable(state, error)
-        if self.settings.check_host and not self._host_allowed(request.host):
+        if self.settings.check_host and not host_allowed(self._origins, request.host):
             refused = Refused(Reason.CHALLENGE_MISMATCH, "Host is not in origin_info", status=421)
             return responses.refuse(state, refused)
         if not state.keys.templates and self.settings.issuers:
@@ -354,13 +393,6 @@ class Policy:
                 "development = true) while testing over http"
             )
 
-    def _host_allowed(self, host: str | None) -> bool:
-        if not host:
-            return False
-        host = host.strip().lower()
-        if host.endswith(":443"):
-            host = host[:-4]
-        return host in self._origins
 
 
 __all__ = ["Policy"]
