@@ -20,16 +20,20 @@ from itsdangerous.encoding import base64_encode, int_to_bytes
 from pat_middleware import IssuerKey, Token, TokenChallenge, encode_pss_spki
 from pat_middleware.core.codec import b64_decode, b64url_encode
 from pat_middleware.core.headers import (
+    MAX_HEADER_BYTES,
     ChallengeParams,
     build_www_authenticate,
     parse_auth_items,
     parse_authorization,
     parse_www_authenticate,
 )
-from pat_middleware.core.paths import path_forms
+from pat_middleware.core.paths import _target_path, asgi_paths, path_forms, wsgi_text
 from pat_middleware.core.verify import KeyRing, TrustedKey, VerifiedToken, verify_token
 from pat_middleware.errors import DecodeError, Reason, TokenError
-from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
+from pat_middleware.integrations.asgi import _with_pass_headers, encode_headers
+from pat_middleware.integrations.asgi import private_headers as asgi_private_headers
+from pat_middleware.integrations.asgi import request_info as asgi_request_info
+from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo, SetCookie
 from pat_middleware.policy import policy as policy_module
 from pat_middleware.policy.contexts import EXPIRED_LOOKBACK_WINDOWS, ContextMode, Windows
 from pat_middleware.policy.keys import token_info
@@ -579,3 +583,142 @@ def test_remembered_protect_answers_are_the_settings_answers(
     finally:
         policy_module.PROTECTS_CACHE_SIZE = saved
 
+
+def _asgi_paths_read_in_full(scope: dict[str, object], strict: bool) -> tuple[str, ...]:
+    """asgi_paths as it read raw_path before the shortcut (the reference)."""
+    path = scope.get("path")
+    if not isinstance(path, str):
+        path = "/"
+    elif not path.startswith("/"):
+        path = _target_path(path)
+    spellings = [path]
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes) and raw:
+        text = _target_path(wsgi_text(raw.decode("latin-1"), strict=strict))
+        if text != path:
+            spellings.append(text)
+    root = scope.get("root_path")
+    if isinstance(root, str) and root and root != "/":
+        if path.startswith(root):
+            spellings.append(path[len(root) :] or "/")
+        else:
+            spellings.append(root.rstrip("/") + path)
+    return tuple(spellings)
+
+
+_PATH_TEXT = st.text(st.sampled_from("/ab.%2f?#\u00e9:"), max_size=10)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    path=_PATH_TEXT,
+    raw=st.one_of(
+        st.none(),
+        _PATH_TEXT.map(lambda t: t.encode("utf-8")),
+        st.binary(max_size=8),
+        st.sampled_from([b"/ab", b"/a\xe9", b"/a?b", b"/a#b"]),
+    ),
+    same=st.sampled_from([None, "utf-8", "latin-1"]),
+    root=st.sampled_from(["", "/", "/ab", "/a"]),
+    strict=st.booleans(),
+)
+def test_asgi_paths_shortcut_agrees_with_reading_raw_path_in_full(
+    path: str, raw: bytes | None, same: str | None, root: str, strict: bool
+) -> None:
+    if same:  # raw_path is the path's own bytes (a latin-1 path may be read as itself)
+        raw = path.encode(same)
+    scope: dict[str, object] = {"path": path, "raw_path": raw, "root_path": root}
+    try:
+        expected: tuple[str, ...] | str = _asgi_paths_read_in_full(scope, strict)
+    except DecodeError:
+        expected = "bad path"
+    try:
+        got: tuple[str, ...] | str = asgi_paths(scope, strict=strict)
+    except DecodeError:
+        got = "bad path"
+    assert got == expected
+
+
+def _request_info_by_lists(scope: dict[str, object]) -> RequestInfo:
+    """The ASGI request_info as it read headers before (the reference): lists, joined."""
+    host: str | None = None
+    authorization: list[str] = []
+    cookie: list[str] = []
+    records: list[str] = []
+    for name, value in scope["headers"]:  # type: ignore[attr-defined]
+        if name == b"authorization":
+            authorization.append(value.decode("latin-1"))
+        elif name == b"sec-redemption-record":
+            records.append(value.decode("latin-1"))
+        elif len(value) > MAX_HEADER_BYTES:
+            continue
+        elif name == b"cookie":
+            cookie.append(value.decode("latin-1"))
+        elif name == b"host" and host is None:
+            host = value.decode("latin-1")
+    paths = asgi_paths(scope, strict=False)
+    return RequestInfo(
+        method=str(scope.get("method", "GET")),
+        path=paths[0],
+        paths=paths[1:],
+        host=host,
+        scheme={"http": "http", "https": "https", "ws": "http", "wss": "https"}.get(
+            str(scope.get("scheme", ""))
+        ),
+        authorization=", ".join(authorization) or None,
+        cookie="; ".join(cookie) or None,
+        redemption_record=", ".join(records) or None,
+    )
+
+
+_HEADER_LINES = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [b"authorization", b"cookie", b"host", b"sec-redemption-record", b"x-other"]
+        ),
+        st.sampled_from([b"", b"a", b"b=c", b"\xe9", b"x" * (MAX_HEADER_BYTES + 1)]),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(headers=_HEADER_LINES, scheme=st.sampled_from(["http", "https", "ws", "", "ftp"]))
+def test_asgi_request_info_in_one_pass_agrees_with_the_lists(
+    headers: list[tuple[bytes, bytes]], scheme: str
+) -> None:
+    scope: dict[str, object] = {
+        "type": "http",
+        "method": "GET",
+        "path": "/p",
+        "raw_path": b"/p",
+        "scheme": scheme,
+        "headers": headers,
+    }
+    reference = _request_info_by_lists(scope)
+    assert asgi_request_info(scope) == reference
+    assert asgi_request_info(scope, asgi_paths(scope)) == reference
+    for field in ("authorization", "cookie", "redemption_record"):
+        assert getattr(asgi_request_info(scope), field) == getattr(reference, field)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    app_headers=st.lists(
+        st.tuples(
+            st.sampled_from([b"content-type", b"cache-control", b"Cache-Control", b"x"]),
+            st.sampled_from([b"text/plain", b"public, max-age=60", b"no-store", b"private"]),
+        ),
+        max_size=4,
+    ),
+    outcome=st.sampled_from([Outcome.PASS, Outcome.SESSION, Outcome.SKIP]),
+    cookies=st.booleans(),
+)
+def test_pass_headers_are_what_private_headers_made_of_them(
+    app_headers: list[tuple[bytes, bytes]], outcome: Outcome, cookies: bool
+) -> None:
+    set_cookies = (SetCookie("pat_verified", "v.1.s", 300),) if cookies else ()
+    decision = Decision(outcome, cookies=set_cookies, token=VIA_SESSION)
+    merged = [*app_headers, *encode_headers(decision.header_lines())]
+    expected = asgi_private_headers(merged) if decision.private else merged
+    assert _with_pass_headers(app_headers, decision) == expected
