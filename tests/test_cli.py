@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import stat
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pat_middleware import IssuerKey, TokenChallenge, b64url_encode, build_authorization
 from pat_middleware.cli.commands import _load_private_keys, _split_not_before, main
+from pat_middleware.core.codec import b64_decode
 from pat_middleware.issuer import Issuer
 from pat_middleware.issuer.client import fetch_token
 
@@ -77,8 +82,6 @@ def test_token_from_issuer_process_verifies_with_verify_process(
 
 
 def _flip(text: str, index: int) -> str:
-    from pat_middleware import b64_decode
-
     raw = bytearray(b64_decode(text))
     raw[index] ^= 0x80
     return b64url_encode(bytes(raw))
@@ -157,6 +160,60 @@ def test_verify_accepts_padded_and_unpadded(minted: tuple[str, str, str]) -> Non
         )
 
 
+def _headers(token_key: str, challenge: str, token: str) -> tuple[str, str]:
+    """(WWW-Authenticate, Authorization) values carrying this challenge and token, the
+    challenge after a grease one and a type-1 one, as an origin may list them."""
+    from pat_middleware.core.headers import ChallengeParams, build_www_authenticate
+
+    ours = ChallengeParams(b64_decode(challenge), b64_decode(token_key), 10)
+    grease = ChallengeParams(b"\x0a\x0a" + bytes(40), None, 10)
+    other = ChallengeParams(TokenChallenge(1, "other.example").to_bytes(), None, 10)
+    www = build_www_authenticate([grease, other, ours])
+    return www, build_authorization(b64_decode(token))
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["values", "whole-header-lines"])
+def test_verify_takes_whole_header_values(
+    minted: tuple[str, str, str], named: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a browser's network panel shows can be pasted as it is, as inspect takes it."""
+    token_key, challenge, token = minted
+    www, authorization = _headers(token_key, challenge, token)
+    if named:
+        www, authorization = f"WWW-Authenticate: {www}", f"Authorization: {authorization}"
+    args = ["verify", "--token-key", token_key, "--challenge", www, "--token", authorization]
+    assert main(args) == 0, capsys.readouterr()
+    out = capsys.readouterr().out
+    assert out.startswith("valid") and ISSUER_NAME in out
+    flipped = build_authorization(b64_decode(_flip(token, 98)))
+    assert main([*args[:-1], flipped]) == 1
+    assert capsys.readouterr().out.startswith("invalid: bad_signature")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--challenge", "PrivateToken token-key=AAAA", "--challenge: no PrivateToken challenge"),
+        ("--challenge", 'Basic realm="x"', "--challenge: no PrivateToken challenge"),
+        ("--token", "Bearer abc", "--token: no PrivateToken credential"),
+        ("--token", "PrivateToken token=AAAA, PrivateToken token=AAAA", "--token: 2 tokens"),
+    ],
+)
+def test_verify_header_values_without_what_it_needs_are_usage_errors(
+    minted: tuple[str, str, str],
+    flag: str,
+    value: str,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    token_key, challenge, token = minted
+    args = {"--challenge": challenge, "--token": token, flag: value}
+    argv = ["verify", "--token-key", token_key]
+    argv += ["--challenge", args["--challenge"], "--token", args["--token"]]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_verify_rfc_vector(capsys: pytest.CaptureFixture[str]) -> None:
     v = TYPE2_ISSUANCE[0]
     args = [
@@ -218,8 +275,6 @@ def test_malformed_token_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_4096_needs_the_flag(rsa_4096: object, capsys: pytest.CaptureFixture[str]) -> None:
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     from pat_middleware import encode_pss_spki
 
     from .conftest import sign_token
@@ -269,6 +324,32 @@ def test_inspect_each_kind() -> None:
     assert isinstance(header["challenges"], list) and len(header["challenges"]) == 2
     auth = _inspect("Authorization: " + build_authorization(h(v["token"])))
     assert auth["kind"] == "Authorization"
+
+
+@pytest.mark.parametrize("form", ["base64url", "pem"])
+def test_inspect_names_an_rsa_encryption_key(
+    rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey, form: str
+) -> None:
+    """The key a newcomer exports from an RSA key pair is an rsaEncryption SPKI, not the
+    RSASSA-PSS one type 2 publishes: inspect says so, as the settings loader does, and
+    gives the form to use (here the issuer's own token-key, as keygen would print it)."""
+    public = rsa_2048.public_key()
+    if form == "pem":
+        value = public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode()
+    else:
+        der = public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        value = b64url_encode(der)
+    info = _inspect(value)
+    assert info["kind"] == "RSA public key (rsaEncryption SPKI), not a type-2 token-key"
+    assert info["modulus_bits"] == 2048
+    assert "rsaEncryption" in str(info["problem"]) and "id-RSASSA-PSS" in str(info["problem"])
+    assert "issuer's directory" in str(info["fix"])
+    assert info["token_key_as_rsassa_pss"] == issuer_key.token_key
+    assert info["token_key_id_as_rsassa_pss"] == issuer_key.token_key_id.hex()
 
 
 def test_inspect_text_output(capsys: pytest.CaptureFixture[str]) -> None:
@@ -426,3 +507,208 @@ def test_demo_runs_the_whole_flow(capsys: pytest.CaptureFixture[str]) -> None:
     assert "FAILED" not in out
     for step in ("token accepted: 200", "replayed token refused", "servers stopped"):
         assert step in out
+
+
+# ------------------------------------------------------------------------- origin --config
+
+
+@pytest.fixture
+def no_serving(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """`origin` builds everything but serves nothing: the apps it would serve, in order."""
+    served: list[object] = []
+
+    def record(app: object, host: str, port: int, workers: int = 1, **_: object) -> None:
+        served.append(app)
+
+    monkeypatch.setattr("pat_middleware.cli.servers.uvicorn_run", record)
+    return served
+
+
+def test_origin_config_with_keys_outside_its_table_is_refused(
+    tmp_path: Path,
+    key_file: tuple[Path, str],
+    no_serving: list[object],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, token_key = key_file
+    config = tmp_path / "origin.toml"
+    config.write_text("max_age = 30\n[pat_middleware]\ncookie_secure = false\n", encoding="utf-8")
+    args = ["origin", "--issuer-name", ISSUER_NAME, "--token-key", token_key]
+    assert main([*args, "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pat-middleware origin: max_age: ") and "[pat_middleware]" in err
+    assert no_serving == []
+
+
+# ------------------------------------------------------------------ --version, --help texts
+
+
+def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    from pat_middleware import __version__
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"pat-middleware {__version__}"
+    run = subprocess.run([*CLI, "--version"], capture_output=True, text=True)
+    assert (run.returncode, run.stdout.strip()) == (0, f"pat-middleware {__version__}")
+
+
+def _options() -> Iterator[tuple[str, argparse.ArgumentParser, argparse.Action]]:
+    from pat_middleware.cli.commands import build_parser
+
+    parser = build_parser()
+    for action in parser._actions:
+        if not isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
+            yield "pat-middleware", parser, action
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                for option in sub._actions:
+                    if not isinstance(option, argparse._HelpAction):
+                        yield name, sub, option
+
+
+def _shown_default(default: object) -> tuple[str, ...]:
+    """How a default may be written in help text: 8001, 10 for 10.0, memory://."""
+    if isinstance(default, float) and default.is_integer():
+        return (str(default), str(int(default)))
+    return (str(default),)
+
+
+def test_every_option_of_every_command_has_help_that_gives_its_default() -> None:
+    missing: list[str] = []
+    for command, parser, action in _options():
+        name = action.option_strings[0] if action.option_strings else action.dest
+        formatter = parser._get_formatter()
+        text = formatter._expand_help(action) if action.help else ""
+        if not text.strip() or action.help is argparse.SUPPRESS:
+            missing.append(f"{command} {name}: no help")
+            continue
+        default = action.default
+        if action.required or default in (None, False, argparse.SUPPRESS) or action.nargs == 0:
+            continue
+        if "default" not in text or not any(d in text for d in _shown_default(default)):
+            missing.append(f"{command} {name}: help does not give the default {default!r}")
+    assert missing == []
+
+
+# ----------------------------------------------------------------------------------- fetch
+
+
+@dataclass(frozen=True)
+class _Site:
+    issuer_url: str
+    origin_url: str
+
+
+@pytest.fixture(scope="module")
+def site(rsa_2048: rsa.RSAPrivateKey) -> Iterator[_Site]:
+    """Our issuer and an origin trusting it, in process: ``/protected`` and ``/dir/*`` need
+    a token; ``/old`` redirects to ``/protected``, ``/dir`` to ``/dir/`` (after judging:
+    the middleware is outside), ``/loop`` to itself."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse, RedirectResponse, Response
+    from starlette.routing import Route
+
+    from pat_middleware.cli.demo import origin_settings
+    from pat_middleware.cli.serve import reserve_port, serve_asgi
+    from pat_middleware.integrations.asgi import PrivateTokenMiddleware
+    from pat_middleware.issuer.server import create_issuer_app
+    from pat_middleware.policy import Policy
+
+    sock, port = reserve_port()
+    name = f"127.0.0.1:{port}"
+    issuer = Issuer(name, rsa_2048)
+
+    async def page(request: Request) -> Response:
+        return PlainTextResponse(f"page {request.url.path}")
+
+    async def to(request: Request) -> Response:
+        target = {"/old": "/protected", "/dir": "/dir/", "/loop": "/loop"}[request.url.path]
+        return RedirectResponse(target, status_code=302)
+
+    settings = origin_settings(
+        name,
+        issuer.preferred_key.token_key,
+        base={"protect": ["/protected", "/dir*"]},
+        secret="fetch-test-secret-0123456789abcdef-0123456789",
+    )
+    routes = [Route(p, page) for p in ("/protected", "/dir/")]
+    routes += [Route(p, to) for p in ("/old", "/dir", "/loop")]
+    origin = PrivateTokenMiddleware(Starlette(routes=routes), policy=Policy(settings))
+    with (
+        serve_asgi(create_issuer_app(issuer), sock=sock) as issuer_url,
+        serve_asgi(origin) as origin_url,
+    ):
+        yield _Site(issuer_url, origin_url)
+
+
+def test_fetch_follows_redirects_to_the_challenge_and_after_the_pass(
+    site: _Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fetch", site.origin_url + "/old", "--issuer", site.issuer_url]) == 0
+    out = capsys.readouterr().out
+    assert f"<- 302 -> {site.origin_url}/protected" in out
+    assert "token accepted" not in out and out.rstrip().endswith("page /protected")
+    # The pass itself redirects: the token is not sent again (it would be a replay); the
+    # verified session carries the next request.
+    assert main(["fetch", site.origin_url + "/dir", "--issuer", site.issuer_url]) == 0
+    out = capsys.readouterr().out
+    assert f"<- 302 -> {site.origin_url}/dir/" in out and out.rstrip().endswith("page /dir/")
+
+
+def test_fetch_gives_up_on_a_redirect_loop(site: _Site, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fetch", site.origin_url + "/loop", "--issuer", site.issuer_url]) == 1
+    assert "too many redirects" in capsys.readouterr().err
+
+
+def test_fetch_verbose_prints_the_challenge_and_token_whole(
+    site: _Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fetch", site.origin_url + "/protected", "--issuer", site.issuer_url, "-v"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    [www] = [line.strip() for line in lines if line.strip().startswith("WWW-Authenticate: ")]
+    [auth] = [line.strip() for line in lines if line.strip().startswith("Authorization: ")]
+    # What it prints is whole: verify takes both lines as they are.
+    from pat_middleware.cli.inspect import read_challenges, read_token
+
+    [challenge] = read_challenges(www)
+    assert read_token(auth)[34:66] == challenge.digest
+    assert challenge.issuer_name == site.issuer_url.removeprefix("http://")
+
+
+def test_fetch_hints_at_issuer_when_tls_fails_on_an_http_issuer(
+    site: _Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --issuer the issuer is https://<issuer_name>; ours speaks plain http."""
+    assert main(["fetch", site.origin_url + "/protected"]) == 1
+    err = capsys.readouterr().err
+    name = site.issuer_url.removeprefix("http://")
+    assert f"https://{name}" in err and "TLS" in err
+    assert f"--issuer http://{name}" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 2
+
+
+def test_origin_config_paths_are_relative_to_the_file(
+    tmp_path: Path,
+    key_file: tuple[Path, str],
+    no_serving: list[object],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As in every settings file: not to the working directory."""
+    _, token_key = key_file
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "secret.txt").write_text("origin-config-secret-0123456789abcdef-0123\n")
+    (conf / "401.html").write_text("<p>token please</p>")
+    config = conf / "origin.toml"
+    config.write_text('secret_file = "secret.txt"\nchallenge_body_file = "401.html"\n')
+    monkeypatch.chdir(tmp_path)
+    args = ["origin", "--issuer-name", ISSUER_NAME, "--token-key", token_key]
+    assert main([*args, "--config", "conf/origin.toml"]) == 0
+    [app] = no_serving
+    policy = getattr(app, "policy", None)
+    assert policy is not None
+    assert policy.settings.secret == b"origin-config-secret-0123456789abcdef-0123"
+    assert policy.settings.challenge_body == "<p>token please</p>"

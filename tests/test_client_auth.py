@@ -32,8 +32,8 @@ from pat_middleware.integrations._client import (
 )
 from pat_middleware.integrations.asgi import PrivateTokenMiddleware
 from pat_middleware.integrations.httpx_auth import (
+    ClientAuthError,
     PrivateTokenAuth,
-    PrivateTokenAuthError,
     TokenSource,
     _bounded,
 )
@@ -212,7 +212,7 @@ def test_wrong_issuer_is_a_clear_error(servers: Servers) -> None:
     auth = PrivateTokenAuth(servers.issuer_url, issuer_name="other.example")
     with (
         httpx.Client(auth=auth, timeout=CLIENT_TIMEOUT) as client,
-        pytest.raises(PrivateTokenAuthError) as caught,
+        pytest.raises(ClientAuthError) as caught,
     ):
         client.get(servers.origin_url + "/protected")
     message = str(caught.value)
@@ -227,7 +227,7 @@ def test_issuer_down_is_a_clear_error(servers: Servers) -> None:
     auth = PrivateTokenAuth(down, issuer_name=servers.issuer.name)
     with (
         httpx.Client(auth=auth, timeout=CLIENT_TIMEOUT) as client,
-        pytest.raises(PrivateTokenAuthError, match=r"no token from the issuer at .*ConnectError"),
+        pytest.raises(ClientAuthError, match=r"no token from the issuer at .*ConnectError"),
     ):
         client.get(servers.origin_url + "/protected")
 
@@ -238,7 +238,7 @@ def test_silent_issuer_times_out_instead_of_hanging(servers: Servers) -> None:
         started = time.monotonic()
         with (
             httpx.Client(auth=auth, timeout=CLIENT_TIMEOUT) as client,
-            pytest.raises(PrivateTokenAuthError, match="Timeout"),
+            pytest.raises(ClientAuthError, match="Timeout"),
         ):
             client.get(servers.origin_url + "/protected")
     assert time.monotonic() - started < 5
@@ -268,7 +268,7 @@ def test_issuance_never_outlasts_the_challenge_max_age(rsa_2048: rsa.RSAPrivateK
                 started = time.monotonic()
                 with (
                     httpx.Client(auth=auth, timeout=CLIENT_TIMEOUT) as client,
-                    pytest.raises(PrivateTokenAuthError, match="Timeout"),
+                    pytest.raises(ClientAuthError, match="Timeout"),
                 ):
                     client.get(origin_url + "/protected")
                 assert time.monotonic() - started < 4.5
@@ -349,12 +349,12 @@ def test_async_errors_are_clear(servers: Servers) -> None:
         async with httpx.AsyncClient(auth=auth, timeout=CLIENT_TIMEOUT) as client:
             await client.get(servers.origin_url + "/protected")
 
-    with pytest.raises(PrivateTokenAuthError, match=r"'nobody\.example'"):
+    with pytest.raises(ClientAuthError, match=r"'nobody\.example'"):
         asyncio.run(get(PrivateTokenAuth(servers.issuer_url, issuer_name="nobody.example")))
     down = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(PrivateTokenAuthError, match="ConnectError"):
+    with pytest.raises(ClientAuthError, match="ConnectError"):
         asyncio.run(get(PrivateTokenAuth(down, issuer_name=servers.issuer.name)))
-    with silent_server() as url, pytest.raises(PrivateTokenAuthError, match="Timeout"):
+    with silent_server() as url, pytest.raises(ClientAuthError, match="Timeout"):
         asyncio.run(get(PrivateTokenAuth(url, issuer_name=servers.issuer.name, timeout=0.5)))
 
 
@@ -427,16 +427,16 @@ def test_requests_refused_retry_is_returned_not_retried(
 def test_requests_errors_are_clear(servers: Servers) -> None:
     url = servers.origin_url + "/protected"
     wrong = PrivateTokenRequestsAuth(servers.issuer_url, issuer_name="other.example")
-    with pytest.raises(PrivateTokenAuthError, match=r"'other\.example'"):
+    with pytest.raises(ClientAuthError, match=r"'other\.example'"):
         requests.get(url, auth=wrong, timeout=CLIENT_TIMEOUT)
     down = PrivateTokenRequestsAuth(
         f"http://127.0.0.1:{free_port()}", issuer_name=servers.issuer.name
     )
-    with pytest.raises(PrivateTokenAuthError, match="ConnectError"):
+    with pytest.raises(ClientAuthError, match="ConnectError"):
         requests.get(url, auth=down, timeout=CLIENT_TIMEOUT)
     with silent_server() as silent:
         slow = PrivateTokenRequestsAuth(silent, issuer_name=servers.issuer.name, timeout=0.5)
-        with pytest.raises(PrivateTokenAuthError, match="Timeout"):
+        with pytest.raises(ClientAuthError, match="Timeout"):
             requests.get(url, auth=slow, timeout=CLIENT_TIMEOUT)
 
 
@@ -459,7 +459,7 @@ def test_issuer_name_from_url(url: str, name: str) -> None:
 
 
 def test_issuer_url_without_host_is_refused() -> None:
-    with pytest.raises(PrivateTokenAuthError, match="no host"):
+    with pytest.raises(ClientAuthError, match="no host"):
         issuer_name_from_url("https://")
 
 
@@ -476,11 +476,16 @@ def test_choose_challenge_picks_the_one_for_our_issuer(servers: Servers) -> None
     answer = choose_challenge(values, issuer.name.upper(), now=5.0)
     assert answer.challenge.issuer_name == issuer.name
     assert answer.max_age == 60 and answer.received == 5.0
-    with pytest.raises(PrivateTokenAuthError, match=r"offered a\.example"):
+    with pytest.raises(ClientAuthError, match=r"offered a\.example"):
         choose_challenge(values[:2], issuer.name)
-    with pytest.raises(PrivateTokenAuthError, match="type 1 is not one we can obtain"):
+    # A type-1 challenge whose token-key is not a P-384 point (here an RSA SPKI) is refused.
+    with pytest.raises(ClientAuthError, match="49-byte compressed P-384 point"):
         choose_challenge([_header(issuer, issuer.name, token_type=1)], issuer.name)
-    with pytest.raises(PrivateTokenAuthError, match="holds no PrivateToken challenge"):
+    with pytest.raises(ClientAuthError, match="type 1 is not one we can obtain"):
+        choose_challenge(
+            [_header(issuer, issuer.name, token_type=1)], issuer.name, token_types=[2]
+        )
+    with pytest.raises(ClientAuthError, match="holds no PrivateToken challenge"):
         choose_challenge(['Basic realm="x"'], issuer.name)
 
 
@@ -489,10 +494,10 @@ def test_max_age_bounds_issuance(servers: Servers) -> None:
     answer = choose_challenge([_header(issuer, issuer.name, max_age=2)], issuer.name, now=100.0)
     assert answer.remaining(now=101.5) == pytest.approx(0.5)
     answer.check_fresh(now=101.9)
-    with pytest.raises(PrivateTokenAuthError, match=r"max-age \(2 s\) ran out"):
+    with pytest.raises(ClientAuthError, match=r"max-age \(2 s\) ran out"):
         answer.check_fresh(now=102.0)
     stale = Answer(answer.challenge, answer.key, 2, time.monotonic() - 3)
-    with pytest.raises(PrivateTokenAuthError, match="max-age"):
+    with pytest.raises(ClientAuthError, match="max-age"):
         TokenSource(issuer).token(stale)
     bounded = _bounded(httpx.Timeout(10.0, connect=5.0), 0.5)
     assert isinstance(bounded, httpx.Timeout)
@@ -503,7 +508,7 @@ def test_max_age_bounds_issuance(servers: Servers) -> None:
 def test_in_process_issuer_refuses_a_key_it_does_not_hold(servers: Servers) -> None:
     other = Issuer(servers.issuer.name, rsa.generate_private_key(65537, 2048))
     answer = choose_challenge([_header(other, other.name)], other.name)
-    with pytest.raises(PrivateTokenAuthError, match="does not hold"):
+    with pytest.raises(ClientAuthError, match="does not hold"):
         TokenSource(servers.issuer).token(answer)
 
 
@@ -513,3 +518,46 @@ def test_cookie_merge() -> None:
     assert merge_cookie_header("a=0; b=2; c=3", names, "a=1") == "c=3; a=1"
     assert merge_cookie_header(None, names, "a=1") == "a=1"
     assert merge_cookie_header("b=2", names, None) is None
+
+
+def test_type_1_challenges_are_answered_too() -> None:
+    """A joint origin and issuer with a VOPRF key: the client obtains a type-1 token."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private = ec.generate_private_key(ec.SECP384R1())
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    late = LateApp()
+    with serve_asgi(late) as issuer_url:
+        issuer = Issuer(issuer_url.removeprefix("http://"), private)
+        late.app = create_issuer_app(issuer)
+        import os
+
+        os.environ["PAT_TEST_TYPE1_KEY"] = pem
+        try:
+            settings = Settings.from_mapping(
+                {
+                    "issuers": [{"name": issuer.name, "private_key_env": "PAT_TEST_TYPE1_KEY"}],
+                    "token_types": [1],
+                    "secret": secrets.token_urlsafe(32),
+                    "cookie_secure": False,
+                    "protect": ["/protected"],
+                }
+            )
+        finally:
+            del os.environ["PAT_TEST_TYPE1_KEY"]
+        policy = Policy(settings)
+        try:
+            with (
+                serve_asgi(origin_app(policy)) as origin_url,
+                httpx.Client(auth=PrivateTokenAuth(issuer_url), timeout=10) as client,
+            ):
+                first = client.get(origin_url + "/protected")
+                assert first.status_code == 200, first.text
+                assert first.json()["via_session"] is False
+        finally:
+            policy.close()

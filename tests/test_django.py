@@ -540,6 +540,20 @@ def test_settings_file(tmp_path: Path, issuer_key: IssuerKey) -> None:
         assert isinstance(get_policy(), Policy)
 
 
+def test_settings_file_with_keys_outside_its_table_is_refused(
+    tmp_path: Path, issuer_key: IssuerKey
+) -> None:
+    (tmp_path / "pat.toml").write_text(
+        f'protect = ["/public"]\n[pat_middleware]\nsecret = "{SECRET}"\n'
+        f'[[pat_middleware.issuers]]\nname = "{ISSUER_NAME}"\n'
+        f'token_key = "{issuer_key.token_key}"\n'
+    )
+    with override_settings(PAT_MIDDLEWARE={"settings_file": tmp_path / "pat.toml"}):
+        (message,) = check_settings()
+    assert message.id == "pat_middleware.E002"
+    assert "protect:" in message.msg and "[pat_middleware]" in message.msg
+
+
 # --------------------------------------------------------------------------------- checks
 
 
@@ -569,6 +583,14 @@ def test_check_e002_invalid_settings(value: object, named: str) -> None:
         (message,) = check_settings()
         assert message.id == "pat_middleware.E002"
         assert named in message.msg
+
+
+def test_check_e002_names_the_setting_a_typo_meant() -> None:
+    value = {**settings.PAT_MIDDLEWARE, "verified_duraton": 0}
+    with override_settings(PAT_MIDDLEWARE=value):
+        (message,) = check_settings()
+    assert message.id == "pat_middleware.E002"
+    assert "verified_duraton: unknown setting; did you mean verified_duration?" in message.msg
 
 
 def test_check_warnings() -> None:

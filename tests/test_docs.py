@@ -166,7 +166,8 @@ def test_cli_reference_has_every_command_and_option() -> None:
         for action in sub._actions:
             if isinstance(action, argparse._HelpAction):
                 continue
-            spelled = action.option_strings[0] if action.option_strings else action.dest
+            positional = str(action.metavar or action.dest)
+            spelled = action.option_strings[0] if action.option_strings else positional
             assert f"`{spelled}" in section, (name, spelled)
             if action.help:
                 first_words = " ".join(action.help.split()[:3])

@@ -421,6 +421,31 @@ def test_settings_file_config(tmp_path: Path, issuer_key: IssuerKey) -> None:
     assert relative.issuers[0].key == issuer_key
 
 
+def test_unreadable_settings_file_is_named_by_its_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError) as info:
+        settings_from_config({"PAT_SETTINGS_FILE": "conf/pat.toml"}, root_path="app")
+    assert info.value.setting == "PAT_SETTINGS_FILE"
+    assert info.value.message.startswith(f"cannot read {tmp_path / 'app' / 'conf' / 'pat.toml'}:")
+
+
+def test_settings_file_with_keys_outside_its_table_is_refused(
+    tmp_path: Path, issuer_key: IssuerKey
+) -> None:
+    file = tmp_path / "pat.toml"
+    file.write_text(
+        f'protect = ["/protected/*"]\n[pat_middleware]\nsecret = "{SECRET}"\n'
+        f'[[pat_middleware.issuers]]\nname = "{ISSUER_NAME}"\n'
+        f'token_key = "{issuer_key.token_key}"\n'
+    )
+    with pytest.raises(ConfigurationError) as info:
+        make_app({"PAT_SETTINGS_FILE": str(file)})
+    assert info.value.setting == "protect"
+    assert "[pat_middleware]" in info.value.message
+
+
 @pytest.mark.parametrize(
     ("config", "valid_base", "setting"),
     [

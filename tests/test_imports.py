@@ -41,3 +41,14 @@ def test_public_api_is_explicit() -> None:
 
     for name in pat_middleware.__all__:
         assert hasattr(pat_middleware, name), name
+
+
+def test_policy_and_token_info_are_exported_from_the_package() -> None:
+    """What a newcomer reaches for first (README: ``Policy(settings)``, the ``TokenInfo``
+    in ``scope["private_token"]``) is importable from the package itself."""
+    import pat_middleware
+    from pat_middleware.policy import Policy, TokenInfo
+
+    assert {"Policy", "TokenInfo", "Settings", "load_settings"} <= set(pat_middleware.__all__)
+    assert pat_middleware.Policy is Policy
+    assert pat_middleware.TokenInfo is TokenInfo

@@ -255,3 +255,31 @@ def test_modules_and_classes_stay_small() -> None:
                 if size > MAX_CLASS_LINES:
                     big.append(f"{module}.{node.name}: {size} lines")
     assert big == []
+
+
+def test_every_exception_derives_from_the_one_base() -> None:
+    """The framework integrations raise their framework's HTTP exceptions (so it renders
+    them); those, like every other exception of the package, are PrivateTokenErrors too.
+    Checked in a child process: importing Django's modules needs Django configured."""
+    import subprocess
+
+    modules = [m for m, _ in _modules() if not m.endswith("__main__")]
+    code = f"""
+import importlib, inspect
+import django
+from django.conf import settings
+settings.configure(INSTALLED_APPS=["rest_framework"])
+django.setup()
+from pat_middleware.errors import PrivateTokenError
+stray = []
+for module in {modules!r}:
+    loaded = importlib.import_module("pat_middleware." + module if module else "pat_middleware")
+    for name, obj in vars(loaded).items():
+        if (inspect.isclass(obj) and issubclass(obj, BaseException)
+                and obj.__module__ == loaded.__name__
+                and not issubclass(obj, PrivateTokenError)):
+            stray.append(module + "." + name)
+print(",".join(stray))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == ""

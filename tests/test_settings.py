@@ -381,9 +381,91 @@ def test_error_names_the_setting(
     assert SECRET not in str(error)
 
 
+# A typo gets the key it is most likely a typo of, as Flask's PAT_* config keys do.
+TYPO_CASES = [
+    ({"protected": ["/a"]}, "protected", "protect"),
+    ({"max_agee": 30}, "max_agee", "max_age"),
+    ({"cookie_same_site": "Lax"}, "cookie_same_site", "cookie_samesite"),
+    ({"issuers": [{"name": ISSUER, "tokenkey": "AAAA"}]}, "issuers[0].tokenkey", "token_key"),
+    (
+        {"pst_issuers": [{"orign": "https://pst.example", "jwks": "https://pst.example"}]},
+        "pst_issuers[0].orign",
+        "origin",
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "setting", "meant"), TYPO_CASES)
+def test_a_typo_gets_did_you_mean(
+    base: dict[str, Any], overrides: dict[str, Any], setting: str, meant: str
+) -> None:
+    base.update(overrides)
+    error = _error(base)
+    assert error.setting == setting
+    assert f"unknown setting; did you mean {meant}?" in error.message
+
+
+def test_an_unknown_key_like_no_setting_lists_the_known_ones(base: dict[str, Any]) -> None:
+    base["colour"] = "blue"
+    error = _error(base)
+    assert error.setting == "colour" and "did you mean" not in error.message
+    assert "max_age" in error.message
+
+
+def test_a_typo_in_a_toml_file_gets_did_you_mean(tmp_path: Path, issuer_key: IssuerKey) -> None:
+    file = tmp_path / "pat.toml"
+    file.write_text(_toml(issuer_key, "verified_duraton = 0", table=True), encoding="utf-8")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(file)
+    assert info.value.setting == "verified_duraton"
+    assert "did you mean verified_duration?" in info.value.message
+    assert str(file) in info.value.message
+
+
 def test_every_known_key_has_an_error_case() -> None:
     named = {setting.split("[")[0] for _, setting, _ in ERROR_CASES}
     assert KNOWN_KEYS - named == set()
+
+
+@pytest.mark.parametrize(
+    ("pattern", "fragment"),
+    [
+        ("/a/[bc", "'[bc' opens a character set that no ']' closes"),
+        ("/a/[bc*", "'[bc*' opens a character set"),
+        ("glob:/a/[!", "'[!' opens a character set"),
+        ("/a/[]", "'[]' opens a character set"),
+        ("/a/[x]/[y", "'[y' opens a character set"),
+        ("regex:/x", "unknown prefix 'regex:'; known prefixes: exact:, prefix:, glob:"),
+        ("re:^/x$", "unknown prefix 're:'"),
+        ("Exact:/x", "prefixes are lower case: write 'exact:/x'"),
+        ("GLOB:/a/*", "prefixes are lower case: write 'glob:/a/*'"),
+    ],
+)
+def test_a_protect_pattern_that_would_not_do_what_it_says_is_named(
+    base: dict[str, Any], pattern: str, fragment: str
+) -> None:
+    """An unclosed '[' is matched literally by fnmatch, and an unknown prefix made an
+    exact path that no request has: both would protect nothing, silently."""
+    base["protect"] = ["/fine", pattern]
+    error = _error(base)
+    assert error.setting == "protect"
+    assert f"path pattern {pattern!r}" in error.message
+    assert fragment in error.message
+
+
+@pytest.mark.parametrize(
+    ("pattern", "rule"),
+    [
+        ("/a/[bc]", PathRule("glob", "/a/[bc]")),
+        ("/a/[[]", PathRule("glob", "/a/[[]")),  # a literal '[', as fnmatch spells it
+        ("/a/[]]", PathRule("glob", "/a/[]]")),
+        ("/a/[!]]x", PathRule("glob", "/a/[!]]x")),
+        ("exact:/a/[b", PathRule("exact", "/a/[b")),  # not a glob: '[' is itself
+        ("prefix:/a/[b", PathRule("prefix", "/a/[b")),
+    ],
+)
+def test_brackets_closed_or_outside_globs_are_accepted(pattern: str, rule: PathRule) -> None:
+    assert PathRule.parse(pattern, "protect") == rule
 
 
 def test_rsa_encryption_key_is_refused(base: dict[str, Any], rsa_encryption_key: str) -> None:
@@ -489,6 +571,59 @@ def test_toml_error_names_setting_and_file(tmp_path: Path, issuer_key: IssuerKey
     assert str(file) in info.value.message
 
 
+# A newcomer's files: keys TOML puts outside the [pat_middleware] table, which would leave
+# them unread (protect above the table: every route open).
+OUTSIDE_THE_TABLE = [
+    ('protect = ["/protected"]\n[pat_middleware]\nmax_age = 30\n', "protect", ("protect",)),
+    (
+        'protect = ["/protected"]\ncheck_host = false\n[pat_middleware]\nmax_age = 30\n',
+        "protect",
+        ("protect", "check_host"),
+    ),
+    ("[pat_middleware]\nmax_age = 30\n[[issuers]]\n", "issuers", ("[[pat_middleware.issuers]]",)),
+    ("[pat_middleware]\nmax_age = 30\n[logging]\nlevel = 1\n", "logging", ("logging",)),
+]
+
+
+def outside_the_table(text: str, issuer_key: IssuerKey) -> str:
+    """``text`` with a secret and an issuer inside the table: only the stray key is wrong."""
+    issuer = f'name = "{ISSUER}"\ntoken_key = "{issuer_key.token_key}"\n'
+    text = text.replace("[pat_middleware]\n", f'[pat_middleware]\nsecret = "{SECRET}"\n')
+    text = text.replace("[[issuers]]\n", "[[issuers]]\n" + issuer)
+    return text + "\n[[pat_middleware.issuers]]\n" + issuer
+
+
+@pytest.mark.parametrize(
+    ("text", "setting", "named"),
+    OUTSIDE_THE_TABLE,
+    ids=["protect-above", "two-above", "issuers-below", "another-table"],
+)
+def test_keys_outside_the_pat_middleware_table_are_refused(
+    tmp_path: Path, issuer_key: IssuerKey, text: str, setting: str, named: tuple[str, ...]
+) -> None:
+    file = tmp_path / "pat.toml"
+    file.write_text(outside_the_table(text, issuer_key), encoding="utf-8")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(file)
+    assert info.value.setting == setting
+    for name in named:
+        assert name in info.value.message
+    assert "[pat_middleware]" in info.value.message
+    assert str(file) in info.value.message
+
+
+def test_a_misspelt_table_is_named(tmp_path: Path, issuer_key: IssuerKey) -> None:
+    file = tmp_path / "pat.toml"
+    file.write_text(
+        _toml(issuer_key, table=True).replace("pat_middleware", "pat-middleware"),
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(file)
+    assert info.value.setting == "pat-middleware"
+    assert "did you mean [pat_middleware]?" in info.value.message
+
+
 def test_files_are_relative_to_the_toml_directory(
     tmp_path: Path, issuer_key: IssuerKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -523,6 +658,62 @@ def test_token_key_file_missing_names_the_issuer_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError) as info:
         load_settings(file)
     assert info.value.setting == "issuers[0].token_key_file"
+
+
+@pytest.mark.parametrize(
+    ("line", "setting"),
+    [
+        ('secret_file = "keys/secret.txt"', "secret_file"),
+        ('challenge_body_file = "pages/401.html"', "challenge_body_file"),
+        (
+            '[[issuers]]\nname = "issuer.example"\ntoken_key_file = "keys/k.pem"',
+            "issuers[0].token_key_file",
+        ),
+        (
+            '[[pst_issuers]]\norigin = "https://pst.example"\njwks_file = "keys/jwks.json"',
+            "pst_issuers[0].jwks_file",
+        ),
+    ],
+    ids=["secret_file", "challenge_body_file", "token_key_file", "jwks_file"],
+)
+def test_an_unreadable_file_is_named_by_its_absolute_path(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    issuer_key: IssuerKey,
+    line: str,
+    setting: str,
+) -> None:
+    """A relative path is taken from the settings file's directory: the error says which
+    file that made, whatever the working directory and however the file was named."""
+    (tmp_path / "conf").mkdir()
+    head = f'secret = "{SECRET}"\n' if setting != "secret_file" else ""
+    if "[[" not in line:
+        line += f'\n[[issuers]]\nname = "{ISSUER}"\ntoken_key = "{issuer_key.token_key}"'
+    (tmp_path / "conf" / "pat.toml").write_text(head + line + "\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError) as info:
+        load_settings("conf/pat.toml")  # a relative settings path, as PAT_SETTINGS may be
+    assert info.value.setting == setting
+    missing = next(part for part in line.split('"') if part.startswith(("keys/", "pages/")))
+    assert f"cannot read {tmp_path / 'conf' / missing}:" in info.value.message
+
+
+def test_a_missing_settings_file_is_named_by_its_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError) as info:
+        load_settings("conf/../pat.toml")
+    assert info.value.message.startswith(f"cannot read {tmp_path / 'pat.toml'}:")
+
+
+def test_relative_base_dir_errors_name_absolute_paths(
+    base: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    base["challenge_body_file"] = "body.html"
+    error = _error(base, Path("site"))
+    assert f"cannot read {tmp_path / 'site' / 'body.html'}:" in error.message
 
 
 def test_repr_hides_the_secret(base: dict[str, Any]) -> None:

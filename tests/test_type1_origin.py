@@ -159,6 +159,29 @@ def test_private_keys_where_public_ones_belong_are_refused(
     assert _pem(rsa_2048).splitlines()[1][:20] not in str(error)
 
 
+@pytest.mark.parametrize("form", ["pkcs1", "encrypted", "openssh"])
+def test_private_keys_in_other_formats_are_refused_as_token_key_file(
+    tmp_path: Path, rsa_2048: rsa.RSAPrivateKey, form: str
+) -> None:
+    """PKCS#1 ('RSA PRIVATE KEY'), a password-protected PKCS#8 and an OpenSSH key are
+    private keys too: none is read as a token-key, and none is echoed."""
+    formats = {
+        "pkcs1": (serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()),
+        "encrypted": (
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"correct horse battery staple"),
+        ),
+        "openssh": (serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()),
+    }
+    private_format, encryption = formats[form]
+    pem = rsa_2048.private_bytes(serialization.Encoding.PEM, private_format, encryption)
+    (tmp_path / "issuer.pem").write_bytes(pem)
+    error = _error([{"name": ISSUER, "token_key_file": str(tmp_path / "issuer.pem")}])
+    assert error.setting == "issuers[0].token_key_file"
+    assert "private key" in error.message
+    assert pem.decode().splitlines()[1][:20] not in str(error)
+
+
 def test_private_key_file_refuses_what_an_origin_must_not_hold(
     tmp_path: Path, rsa_2048: rsa.RSAPrivateKey, key_file: Path
 ) -> None:

@@ -15,8 +15,11 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from .._version import __version__
 from ..errors import PrivateTokenError
+from ..settings import SETTINGS_ENV
 from ..tokens.registry import default_registry
+from .check import cmd_check
 from .common import (
     EXIT_OK,
     EXIT_REFUSED,
@@ -50,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pat-middleware",
         description="Private Access Tokens (Privacy Pass) for web origins.",
     )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}", help="print the version"
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     types = sorted(default_registry().values())
@@ -74,8 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.pem",
         help="the issuer's private key, for a type that only it verifies (type 1)",
     )
-    p.add_argument("--challenge", required=True, help="TokenChallenge, base64url")
-    p.add_argument("--token", required=True, help="Token, base64url")
+    p.add_argument(
+        "--challenge",
+        required=True,
+        help="TokenChallenge, base64url, or a whole WWW-Authenticate value (with or without "
+        "the header name; the challenge the token answers is used)",
+    )
+    p.add_argument(
+        "--token",
+        required=True,
+        help="Token, base64url, or a whole Authorization value (with or without the header name)",
+    )
     p.add_argument("--allow-4096", action="store_true", help="accept 4096-bit issuer keys")
     p.set_defaults(func=cmd_verify)
 
@@ -85,7 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
         "header value, or a PST commitment, JWK Set, Sec-Private-State-Token or "
         "Sec-Redemption-Record value ('-': stdin)",
     )
-    p.add_argument("value")
+    p.add_argument(
+        "value",
+        help="the value to decode: base64(url), a whole header (with or without its name), "
+        "a PEM key, JSON, or '-' to read it from stdin",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_inspect)
 
@@ -121,13 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
         "change; default 86400)",
     )
     p.add_argument("--name", required=True, help="issuer name (host[:port]) in challenges")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8001)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    p.add_argument("--port", type=int, default=8001, help="port to listen on (default %(default)s)")
     p.add_argument("--allow-4096", action="store_true", help="accept 4096-bit keys")
     p.set_defaults(func=cmd_issuer)
 
     p = sub.add_parser("origin", help="serve a demo origin whose /protected needs a token")
-    p.add_argument("--issuer-name", required=True, help="issuer name in challenges")
+    p.add_argument(
+        "--issuer-name",
+        help="issuer name in challenges (required unless only --pst-issuer is given)",
+    )
     source = p.add_mutually_exclusive_group()
     source.add_argument("--token-key", help="issuer token-key, base64url SPKI (type 2)")
     source.add_argument(
@@ -142,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the issuer's type-1 (VOPRF P-384) private key: challenge with type 1 and verify "
         "type-1 tokens (a joint origin and issuer); may go with --token-key",
     )
+    p.add_argument(
+        "--pst-issuer",
+        action="append",
+        metavar="URL",
+        help="a Private State Token issuer origin whose redemption records also pass "
+        "/protected (its record keys fetched from it); repeatable",
+    )
     p.add_argument("--config", help="TOML settings file merged under the demo defaults")
     p.add_argument(
         "--replay-store", metavar="URL", help="replay store URL (wins over the config's)"
@@ -150,10 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=1,
-        help="worker processes (more than 1 needs a shared store, e.g. redis://)",
+        help="worker processes (default %(default)s; more than 1 needs a shared store, "
+        "e.g. redis://)",
     )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default %(default)s)")
     p.set_defaults(func=cmd_origin)
 
     p = sub.add_parser(
@@ -170,10 +200,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_store_init)
 
     p = sub.add_parser("fetch", help="GET a URL, answering PrivateToken challenges")
-    p.add_argument("url")
+    p.add_argument("url", help="the URL to GET (a protected page); redirects are followed")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="print the whole WWW-Authenticate challenge and the Authorization sent (what "
+        "verify and inspect take)",
+    )
     p.add_argument("--issuer", help="issuer base URL (default: https://<issuer_name>)")
-    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="per-request timeout (default %(default)g)",
+    )
     p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser(
+        "check",
+        help="validate a settings file for CI: a summary and exit 0, or one line per problem "
+        "naming the setting and exit 1; --connect also reaches the replay store, issuer "
+        "directories and PST record-key sets",
+    )
+    p.add_argument(
+        "settings",
+        nargs="?",
+        metavar="SETTINGS",
+        help=f"the TOML settings file (default: ${SETTINGS_ENV})",
+    )
+    p.add_argument(
+        "--connect",
+        action="store_true",
+        help="also reach what the settings name, as start-up does: the replay store (PING "
+        "for Redis, nothing spent; other stores opened and closed), every issuer directory "
+        "and PST record-key set (fetched once); each reported",
+    )
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("demo", help="run issuer, origin and client on loopback, step by step")
     p.set_defaults(func=cmd_demo)

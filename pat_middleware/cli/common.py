@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from ..core.codec import b64_decode
-from ..errors import DecodeError
+from ..errors import DecodeError, UsageError
 from ..tokens.base import TokenType
 from ..tokens.registry import default_registry
 
@@ -20,10 +20,6 @@ EXIT_REFUSED = 1
 EXIT_USAGE = 2
 #: Bound on a PEM key file read from the command line.
 MAX_KEY_FILE = 16 * 1024
-
-
-class UsageError(Exception):
-    """Bad command-line input: exit 2."""
 
 
 def type_name(token_type: int) -> str:

@@ -10,15 +10,16 @@ import json
 import os
 import secrets
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ..core.headers import (
@@ -28,7 +29,7 @@ from ..core.headers import (
 )
 from ..core.keys import PublishedKey
 from ..core.wire import TOKEN_TYPE_BLIND_RSA, TOKEN_TYPE_VOPRF, Token, TokenChallenge
-from ..errors import DecodeError
+from ..errors import DecodeError, IssuanceError
 from ..integrations.asgi import PrivateTokenMiddleware
 from ..issuer import Issuer, can_issue
 from ..issuer.client import fetch_token
@@ -40,20 +41,28 @@ from ..tokens.registry import default_registry
 
 
 def origin_settings(
-    issuer_name: str,
+    issuer_name: str | None,
     token_key: str | None,
     *,
     directory: str | None = None,
     private_key_file: str | None = None,
     base: Mapping[str, Any] | None = None,
     secret: str | None = None,
+    pst_issuers: Sequence[str] = (),
+    own_origins: Sequence[str] = (),
+    base_dir: Path | None = None,
+    source: str = "origin settings",
 ) -> Settings:
     """Demo-origin settings: ``/protected`` needs a token; plain-HTTP cookies allowed.
 
     ``base`` (a settings mapping, e.g. from a TOML file) wins over the demo defaults; the
     issuer given on the command line (with a token-key, a directory URL, the issuer's
     type-1 private key file, or several of them) is added to its issuers. Without
-    ``token_types`` in ``base``, the types those keys give are accepted.
+    ``token_types`` in ``base``, the types those keys give are accepted. ``pst_issuers``
+    (Private State Token issuer origins) are trusted for redemption records too, their
+    keys fetched from them; records must name one of ``own_origins``. Relative paths in
+    ``base`` are taken from ``base_dir`` (the settings file's directory; default: the
+    working directory); ``source`` names where ``base`` came from in errors.
     """
     data: dict[str, Any] = {
         "protect": ["/protected"],
@@ -62,6 +71,14 @@ def origin_settings(
     }
     if base:
         data.update(base)
+    if pst_issuers:
+        data["pst_issuers"] = [
+            *data.get("pst_issuers", []),
+            *({"origin": origin, "jwks": origin} for origin in pst_issuers),
+        ]
+        data.setdefault("pst_accepted_origins", list(own_origins))
+    if issuer_name is None:
+        return _finish(data, secret, base_dir, source)
     issuers = list(data.get("issuers", []))
     entry = {"name": issuer_name}
     types: set[int] = set()
@@ -78,11 +95,17 @@ def origin_settings(
     data["issuers"] = issuers
     if types and "token_types" not in data:
         data["token_types"] = sorted(types)
+    return _finish(data, secret, base_dir, source)
+
+
+def _finish(
+    data: dict[str, Any], secret: str | None, base_dir: Path | None, source: str
+) -> Settings:
     if secret is not None:
         data["secret"] = secret
     elif not any(k in data for k in ("secret", "secret_env", "secret_file")):
         data["development"] = True
-    return Settings.from_mapping(data, source="origin settings")
+    return Settings.from_mapping(data, base_dir=base_dir, source=source)
 
 
 def create_origin_app(policy: Policy) -> PrivateTokenMiddleware:
@@ -90,7 +113,12 @@ def create_origin_app(policy: Policy) -> PrivateTokenMiddleware:
     (public) tells which worker process answered."""
 
     async def home(request: Request) -> Response:
-        return PlainTextResponse("public page: no token needed\n")
+        return HTMLResponse(
+            "<!doctype html><meta charset=utf-8><title>pat-middleware demo origin</title>"
+            "<p>public page: no token needed</p>"
+            "<p><a href=/protected>/protected</a> needs a Private Access Token (or a "
+            "Private State Token redemption record, when an issuer of those is trusted)</p>"
+        )
 
     async def protected(request: Request) -> Response:
         info = request.scope.get(SCOPE_KEY)
@@ -101,6 +129,8 @@ def create_origin_app(policy: Policy) -> PrivateTokenMiddleware:
                 token_type=info.token_type,
                 token_key_id=info.token_key_id,
                 via_session=info.via_session,
+                signal=info.signal,
+                label=info.label,
             )
         return JSONResponse(body)
 
@@ -175,6 +205,42 @@ def choose_challenge(
     raise DecodeError("no usable PrivateToken challenge: " + ("; ".join(problems) or "none"))
 
 
+#: How many redirects ``fetch`` follows from one request (httpx's own default).
+MAX_REDIRECTS = 20
+
+
+class TooManyRedirects(DecodeError):
+    """The origin redirected more than :data:`MAX_REDIRECTS` times in a row."""
+
+
+class IssuanceFailed(IssuanceError):
+    """Issuance for a challenge failed; ``issuer`` is where it was asked (a URL, or the
+    challenge's ``host[:port]``, https assumed)."""
+
+    def __init__(self, message: str, issuer: str) -> None:
+        super().__init__(message, status=502)
+        self.issuer = issuer
+
+
+def get_following(
+    client: httpx.Client,
+    url: str,
+    headers: Mapping[str, str],
+    say: Callable[[str], None],
+) -> httpx.Response:
+    """GET ``url``, following redirects (each hop said). ``headers`` go with the first
+    request only: its token is spent by the origin that answered, so sending it again to
+    where the origin redirects would be a replay (a pass carries on in its cookies)."""
+    response = client.get(url, headers=dict(headers), follow_redirects=False)
+    for _ in range(MAX_REDIRECTS):
+        following = response.next_request
+        if not response.is_redirect or following is None:
+            return response
+        say(f"  <- {response.status_code} -> {following.url}")
+        response = client.get(following.url, follow_redirects=False)
+    raise TooManyRedirects(f"too many redirects (more than {MAX_REDIRECTS}) from {url}")
+
+
 def follow(
     client: httpx.Client,
     url: str,
@@ -182,18 +248,24 @@ def follow(
     issuer_url: str | None = None,
     say: Callable[[str], None] = print,
     token: bytes | None = None,
+    verbose: bool = False,
 ) -> FetchResult:
-    """GET ``url``; on a PrivateToken 401, get a token from the issuer and retry once.
+    """GET ``url``, following redirects; on a PrivateToken 401, get a token from the issuer
+    and retry once where the 401 came from.
 
     ``token`` sends that token on the first request instead (to show a replay).
+    ``verbose`` says the whole ``WWW-Authenticate`` and ``Authorization`` values (what
+    ``pat-middleware verify`` and ``inspect`` take).
     """
     headers = {"Authorization": build_authorization(token)} if token else {}
     say(f"GET {url}" + (" (with a token)" if token else ""))
-    response = client.get(url, headers=headers)
+    response = get_following(client, url, headers, say)
     say(f"  <- {response.status_code}")
     header = response.headers.get(WWW_AUTHENTICATE)
     if response.status_code != 401 or token is not None or not header:
         return FetchResult(response.status_code, token, response.text)
+    if verbose:
+        say(f"  {WWW_AUTHENTICATE}: {header}")
     challenge, key = choose_challenge(header)
     say(
         f"  challenge: type={challenge.token_type} issuer={challenge.issuer_name} "
@@ -203,10 +275,19 @@ def follow(
     )
     where = issuer_url or challenge.issuer_name
     say(f"  issuance: POST a blinded TokenRequest to the issuer at {where}")
-    minted: Token = fetch_token(challenge, key, where, client)
+    try:
+        minted: Token = fetch_token(challenge, key, where, client)
+    except IssuanceError as e:
+        raise IssuanceFailed(str(e), where) from e
     raw = minted.to_bytes()
+    authorization = build_authorization(raw)
     say(f"  got a {len(raw)}-byte token; retrying with Authorization: PrivateToken token=...")
-    retry = client.get(url, headers={"Authorization": build_authorization(raw)})
+    if verbose:
+        say(f"  Authorization: {authorization}")
+    challenged = str(response.url)
+    if challenged != url:
+        say(f"GET {challenged} (with the token)")
+    retry = get_following(client, challenged, {"Authorization": authorization}, say)
     say(f"  <- {retry.status_code}")
     return FetchResult(retry.status_code, raw, retry.text)
 
@@ -298,11 +379,15 @@ class _LateApp:
 
 
 __all__ = [
+    "MAX_REDIRECTS",
     "FetchResult",
+    "IssuanceFailed",
+    "TooManyRedirects",
     "choose_challenge",
     "closing_store",
     "create_origin_app",
     "follow",
+    "get_following",
     "origin_settings",
     "pick_challenge",
     "run_demo",

@@ -10,9 +10,15 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..core.codec import b64_decode
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ..core.codec import b64_decode, b64url_encode
 from ..core.headers import (
+    AUTHORIZATION,
     DEFAULT_MAX_WWW_AUTHENTICATE_LENGTH,
+    WWW_AUTHENTICATE,
     parse_auth_items,
     parse_authorization,
     parse_www_authenticate,
@@ -22,7 +28,9 @@ from ..core.keys import PublishedKey, TokenKey
 from ..core.verify import verify_token
 from ..core.wire import (
     AUTHENTICATOR_INPUT_LENGTH,
+    CHALLENGE_DIGEST_OFFSET,
     GREASE_TOKEN_TYPES,
+    TOKEN_KEY_ID_OFFSET,
     TOKEN_TYPE_BLIND_RSA,
     TOKEN_TYPE_VOPRF,
     Token,
@@ -30,7 +38,7 @@ from ..core.wire import (
     peek_token_type,
 )
 from ..errors import DecodeError, TokenError
-from ..tokens.blind_rsa import IssuerKey
+from ..tokens.blind_rsa import IssuerKey, encode_pss_spki
 from ..tokens.registry import default_registry
 from ..tokens.voprf import VOPRF_PUBLIC_KEY_LENGTH
 from .common import EXIT_OK, EXIT_REFUSED, UsageError, decode_arg, read_private_key, type_name
@@ -76,20 +84,82 @@ def _verifying_key(args: argparse.Namespace, challenge: TokenChallenge) -> Token
     return key
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
+def header_value(text: str, name: str) -> str | None:
+    """``text`` as the value of header ``name`` when it is one (with or without the
+    ``Name:`` in front), or None when it is a bare base64 value: a header value has a
+    space or an '=' before its end, which base64 has not."""
+    value = text.strip()
+    if value.lower().startswith(name.lower() + ":"):
+        return value[len(name) + 1 :].strip()
+    if any(c in value for c in " \t") or "=" in value.rstrip("="):
+        return value
+    return None
+
+
+def read_challenges(text: str, flag: str = "--challenge") -> list[TokenChallenge]:
+    """The challenges of ``--challenge``: a bare base64 TokenChallenge, or a whole
+    ``WWW-Authenticate`` value (every PrivateToken challenge in it that decodes; grease and
+    other schemes are skipped, as a client skips them)."""
+    header = header_value(text, WWW_AUTHENTICATE)
+    if header is None:
+        try:
+            return [TokenChallenge.from_bytes(decode_arg(text, flag))]
+        except DecodeError as e:
+            raise UsageError(f"{flag}: {e}") from e
     try:
-        challenge = TokenChallenge.from_bytes(decode_arg(args.challenge, "--challenge"))
+        params = parse_www_authenticate(header, max_length=DEFAULT_MAX_WWW_AUTHENTICATE_LENGTH)
     except DecodeError as e:
-        raise UsageError(f"--challenge: {e}") from e
-    key = _verifying_key(args, challenge)
+        raise UsageError(f"{flag}: {e}") from e
+    challenges: list[TokenChallenge] = []
+    for item in params:
+        try:
+            challenges.append(TokenChallenge.from_bytes(item.challenge))
+        except DecodeError:
+            continue  # a grease challenge, or one of no shape we know
+    if not challenges:
+        raise UsageError(f"{flag}: no PrivateToken challenge that decodes in this header value")
+    return challenges
+
+
+def read_token(text: str, flag: str = "--token") -> bytes:
+    """The token of ``--token``: bare base64, or a whole ``Authorization`` value holding
+    one PrivateToken credential. Raises :class:`DecodeError` for a token that is not
+    base64 (the peer's fault: ``invalid: malformed``), :class:`UsageError` for a header
+    value without exactly one token."""
+    header = header_value(text, AUTHORIZATION)
+    if header is None:
+        return b64_decode(text, max_length=8192)
+    tokens = parse_authorization(header, max_length=DEFAULT_MAX_WWW_AUTHENTICATE_LENGTH)
+    if not tokens:
+        raise UsageError(f"{flag}: no PrivateToken credential in this header value")
+    if len(tokens) > 1:
+        raise UsageError(f"{flag}: {len(tokens)} tokens in this header value; pass one")
+    return tokens[0]
+
+
+def _answered(raw: bytes, challenges: list[TokenChallenge]) -> TokenChallenge:
+    """The challenge a token answers (by its challenge digest), else the first of its
+    token type, else the first: the one whose issuer and type the key is read for."""
+    digest = raw[CHALLENGE_DIGEST_OFFSET:TOKEN_KEY_ID_OFFSET]
+    token_type = peek_token_type(raw) if len(raw) >= 2 else None
+    for challenge in challenges:
+        if challenge.digest == digest:
+            return challenge
+    return next((c for c in challenges if c.token_type == token_type), challenges[0])
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    challenges = read_challenges(args.challenge)
     try:
-        raw = b64_decode(args.token, max_length=8192)
+        raw = read_token(args.token)
     except DecodeError as e:
         print(f"invalid: malformed: token is not base64: {e}")
         return EXIT_REFUSED
+    challenge = _answered(raw, challenges)
+    key = _verifying_key(args, challenge)
     ring = KeyRing([TrustedKey(challenge.issuer_name, key)])
     try:
-        result = verify_token(raw, keys=ring, challenges=[challenge])
+        result = verify_token(raw, keys=ring, challenges=challenges)
     except TokenError as e:
         print(f"invalid: {e.reason.value}: {e.detail}")
         return EXIT_REFUSED
@@ -185,6 +255,41 @@ def describe_token_key(raw: bytes, token_type: int = TOKEN_TYPE_BLIND_RSA) -> di
     return info
 
 
+def describe_rsa_encryption_key(raw: bytes) -> dict[str, Any]:
+    """An RSA public key as a plain rsaEncryption SPKI (what exporting a key pair's public
+    key gives): not a type-2 token-key, which is the id-RSASSA-PSS form. Says so, as the
+    settings loader does, and shows the key in that form. Raises :class:`DecodeError` for
+    anything else."""
+    try:
+        loaded = serialization.load_der_public_key(raw)
+    except (ValueError, UnsupportedAlgorithm):
+        raise DecodeError("not an RSA public key") from None
+    # cryptography writes an RSA public key as the rsaEncryption SPKI: the same bytes.
+    if not isinstance(loaded, rsa.RSAPublicKey) or raw != loaded.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ):
+        raise DecodeError("not an rsaEncryption SPKI")
+    try:
+        IssuerKey.from_spki(raw, allow_4096=True)
+    except DecodeError as e:
+        problem = str(e)  # the loader's words: "token-key is an rsaEncryption SPKI; ..."
+    else:  # pragma: no cover - from_spki refuses every rsaEncryption SPKI
+        raise DecodeError("a type-2 token-key")
+    pss = encode_pss_spki(loaded)
+    return {
+        "kind": "RSA public key (rsaEncryption SPKI), not a type-2 token-key",
+        "length": len(raw),
+        "modulus_bits": loaded.key_size,
+        "problem": problem,
+        "fix": "give token_key exactly as the issuer's directory lists it "
+        "(/.well-known/private-token-issuer-directory, token-keys[].token-key; "
+        "pat-middleware keygen prints it for a key of your own). If this is the issuer's "
+        "key, that is most likely the value below: check its key id against the directory",
+        "token_key_as_rsassa_pss": b64url_encode(pss),
+        "token_key_id_as_rsassa_pss": hashlib.sha256(pss).hexdigest(),
+    }
+
+
 def describe_voprf_token_key(raw: bytes) -> dict[str, Any]:
     return describe_token_key(raw, TOKEN_TYPE_VOPRF)
 
@@ -244,9 +349,6 @@ def describe_private_key_pem(text: str) -> dict[str, Any]:
     raw = text.strip().encode("ascii", "replace")
     registry = default_registry()
     if b"PRIVATE KEY-----" in raw:
-        from cryptography.exceptions import UnsupportedAlgorithm
-        from cryptography.hazmat.primitives import serialization
-
         try:
             loaded = serialization.load_pem_private_key(raw, password=None)
         except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -258,7 +360,20 @@ def describe_private_key_pem(text: str) -> dict[str, Any]:
         kind = "issuer private key"
     else:
         entry = registry[TOKEN_TYPE_BLIND_RSA]
-        key = entry.load_public_key_text(text, allow_4096=True)
+        try:
+            key = entry.load_public_key_text(text, allow_4096=True)
+        except DecodeError:
+            try:
+                der = serialization.load_pem_public_key(raw).public_bytes(
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+            except (ValueError, UnsupportedAlgorithm):
+                raise DecodeError("not a PEM public or private key") from None
+            try:
+                return describe_rsa_encryption_key(der)
+            except DecodeError:
+                pass
+            raise
         kind = "token-key (PEM)"
     return {
         "kind": kind,
@@ -275,6 +390,7 @@ def _guesses(raw: bytes) -> list[Callable[[bytes], dict[str, Any]]]:
     guesses: list[Callable[[bytes], dict[str, Any]]] = []
     if raw[:1] == b"\x30":
         guesses.append(describe_token_key)
+        guesses.append(describe_rsa_encryption_key)
     if len(raw) == VOPRF_PUBLIC_KEY_LENGTH and raw[0] in (2, 3):
         guesses.append(describe_voprf_token_key)
     if len(raw) - AUTHENTICATOR_INPUT_LENGTH in _TOKEN_NKS:
@@ -384,9 +500,13 @@ __all__ = [
     "cmd_verify",
     "describe_challenge",
     "describe_private_key_pem",
+    "describe_rsa_encryption_key",
     "describe_token",
     "describe_token_key",
     "describe_token_request",
     "describe_token_response",
+    "header_value",
     "inspect_value",
+    "read_challenges",
+    "read_token",
 ]

@@ -134,8 +134,8 @@ def describe_pst_value(value: str, *, now: float) -> dict[str, Any] | None:
         if _JWS.fullmatch(text):
             return describe_record(text)
         return describe_pst_bytes(b64_decode(text))
-    if _JWS.fullmatch(text):
-        return describe_record(text)
+    if _JWS.fullmatch(text.strip('"')):  # quoted, as some tools show header values
+        return describe_record(text.strip('"'))
     if text.startswith("{"):
         try:
             obj = json.loads(text)
@@ -143,6 +143,16 @@ def describe_pst_value(value: str, *, now: float) -> dict[str, Any] | None:
             raise DecodeError("not JSON") from None
         if isinstance(obj, dict) and PROTOCOL_VERSION in obj:
             return describe_commitment(KeyCommitment.from_json(obj), now)
+        if _by_origin(obj):
+            # Chromium's --additional-private-state-token-key-commitments value (what
+            # pst-issuer prints): issuer origin -> commitment.
+            return {
+                "kind": "PST key commitments by issuer",
+                "issuers": {
+                    origin: describe_commitment(KeyCommitment.from_json(value), now)
+                    for origin, value in obj.items()
+                },
+            }
         if isinstance(obj, dict) and "keys" in obj:
             keys = RecordKeySet.from_json(obj)
             return {
@@ -154,6 +164,21 @@ def describe_pst_value(value: str, *, now: float) -> dict[str, Any] | None:
         return describe_pst_bytes(b64_decode(text, max_length=_MAX_TEXT))
     except DecodeError:
         return None
+
+
+def _by_origin(obj: object) -> bool:
+    """True for a non-empty object of origin -> key commitment (by its protocol key)."""
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(
+            isinstance(origin, str)
+            and origin.startswith(("https://", "http://"))
+            and isinstance(value, dict)
+            and PROTOCOL_VERSION in value
+            for origin, value in obj.items()
+        )
+    )
 
 
 def _describe_rr_header(value: str) -> dict[str, Any]:
@@ -183,6 +208,77 @@ def cmd_pst_keygen(args: argparse.Namespace, usage_error: type[Exception]) -> in
         f"wrote PST key set to {out} (mode 0600): token key {token_key.key_id} expires "
         f"{_when(token_key.expiry_us / 1_000_000)}, record key kid {keys.record_kid}"
     )
+    return 0
+
+
+def cmd_pst_rotate(args: argparse.Namespace) -> int:
+    """Add a token key to a key set file as Chrome allows (or, with ``--record-key``,
+    replace the record signing key), drop expired keys, and write the file back (0600,
+    atomically). A rotation Chrome would not take is refused and the file left as it was."""
+    from ..errors import ConfigurationError
+    from ..issuer.pst_keys import (
+        MAX_TOKEN_KEYS,
+        MIN_ROTATION_INTERVAL,
+        SETTING,
+        PSTKeySet,
+        drop_expired,
+        now_us,
+        rotate_record_key,
+        rotate_token_key,
+    )
+
+    keys = PSTKeySet.load(args.file)
+    at = now_us()
+    live = keys.unexpired(at)
+    expired = [key.key_id for key in keys.token_keys if key.expired(at)]
+    if args.record_key:
+        rotated = rotate_record_key(drop_expired(keys), keep_for=args.keep_record_key)
+        done = (
+            f"record signing key replaced: kid {rotated.record_kid} (was {keys.record_kid}, "
+            f"still published for {args.keep_record_key} s)"
+        )
+    else:
+        if live:
+            newest = max(key.created_us for key in live) / 1_000_000
+            allowed = newest + MIN_ROTATION_INTERVAL
+            if allowed > at / 1_000_000:
+                raise ConfigurationError(
+                    SETTING,
+                    f"Chrome takes a new token key no sooner than "
+                    f"{MIN_ROTATION_INTERVAL // 86_400} days after the newest, made "
+                    f"{_when(newest)}: allowed from {_when(allowed)}",
+                )
+            if len(live) >= MAX_TOKEN_KEYS:
+                raise ConfigurationError(
+                    SETTING,
+                    f"{len(live)} live keys already, Chrome's most; the oldest expires "
+                    f"{_when(min(key.expiry_us for key in live) / 1_000_000)}",
+                )
+        rotated = rotate_token_key(keys, lifetime=args.lifetime, activate_after=args.activate_after)
+        new = rotated.token_keys[-1]
+        done = (
+            f"token key {new.key_id} added: signs from {_when(new.not_before_us / 1_000_000)}, "
+            f"expires {_when(new.expiry_us / 1_000_000)}; commitment id {rotated.commitment_id}"
+        )
+    if expired:
+        done += f"; dropped expired token key(s) {', '.join(map(str, expired))}"
+    if not args.dry_run:
+        rotated.save(args.file)
+    print(f"{'would rotate' if args.dry_run else 'rotated'} {args.file}: {done}")
+    for key in rotated.token_keys:
+        print(
+            f"  token key {key.key_id}: signs from {_when(key.not_before_us / 1_000_000)}, "
+            f"expires {_when(key.expiry_us / 1_000_000)}"
+        )
+    if args.dry_run:
+        return 0
+    if args.record_key:
+        print("restart pst-issuer to sign with it (its JWK Set lists both keys)")
+    else:
+        print(
+            "restart pst-issuer to serve it; browsers given "
+            "--additional-private-state-token-key-commitments need the new value it prints"
+        )
     return 0
 
 
@@ -217,12 +313,24 @@ def cmd_pst_issuer(args: argparse.Namespace, usage_error: type[Exception]) -> in
     return 0
 
 
+def cmd_pst_demo(args: argparse.Namespace) -> int:
+    """Serve the Private State Token demo until interrupted."""
+    from .pst_demo import run_pst_demo
+
+    return run_pst_demo(
+        sys.stdout, host=args.host, issuer_port=args.issuer_port, origin_port=args.origin_port
+    )
+
+
 def add_pst_commands(
     sub: Any, positive_int: Any, usage_error: type[Exception]
 ) -> None:  # sub: argparse's _SubParsersAction
-    """Register ``pst-keygen`` and ``pst-issuer`` on the ``pat-middleware`` parser."""
+    """Register ``pst-keygen``, ``pst-rotate``, ``pst-issuer`` and ``pst-demo`` on the
+    parser."""
+    from ..core.redemption_record import DEFAULT_LEEWAY
     from ..issuer.pst import DEFAULT_BATCH_SIZE, DEFAULT_RECORD_LIFETIME
-    from ..issuer.pst_keys import DEFAULT_KEY_LIFETIME
+    from ..issuer.pst_keys import DEFAULT_ACTIVATION_DELAY, DEFAULT_KEY_LIFETIME
+    from .common import non_negative_int
 
     p = sub.add_parser("pst-keygen", help="write a new Private State Token key set (JSON, 0600)")
     p.add_argument("--out", required=True, help="key set file to write (mode 0600)")
@@ -235,6 +343,45 @@ def add_pst_commands(
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(func=lambda a: cmd_pst_keygen(a, usage_error))
+
+    p = sub.add_parser(
+        "pst-rotate",
+        help="add a token key to a key set as Chrome allows (no sooner than 60 days after the "
+        "newest, at most 6 live keys), expired keys dropped; or replace the record key",
+    )
+    p.add_argument("file", metavar="FILE", help="key set from pst-keygen (rewritten, mode 0600)")
+    p.add_argument(
+        "--lifetime",
+        type=positive_int,
+        default=DEFAULT_KEY_LIFETIME,
+        metavar="SECONDS",
+        help=f"the new token key's lifetime from when it signs (default {DEFAULT_KEY_LIFETIME}, "
+        "180 days)",
+    )
+    p.add_argument(
+        "--activate-after",
+        type=non_negative_int,
+        default=DEFAULT_ACTIVATION_DELAY,
+        metavar="SECONDS",
+        help="the new key is published at once and signs from this long after "
+        f"(default {DEFAULT_ACTIVATION_DELAY}, 7 days), so browsers hold it first",
+    )
+    p.add_argument(
+        "--record-key",
+        action="store_true",
+        help="replace the record signing key instead (no token key is added)",
+    )
+    keep = DEFAULT_RECORD_LIFETIME + DEFAULT_LEEWAY
+    p.add_argument(
+        "--keep-record-key",
+        type=positive_int,
+        default=keep,
+        metavar="SECONDS",
+        help="with --record-key: how long the old record key stays in the JWK Set, at least "
+        f"pst-issuer's --rr-lifetime plus the origins' leeway (default {keep})",
+    )
+    p.add_argument("--dry-run", action="store_true", help="say what would change; write nothing")
+    p.set_defaults(func=cmd_pst_rotate)
 
     p = sub.add_parser(
         "pst-issuer", help="serve a Private State Token issuer (commitment, issuance, redemption)"
@@ -276,6 +423,16 @@ def add_pst_commands(
         help="page origin allowed to call issuance and redemption (CORS); repeatable; default: any",
     )
     p.set_defaults(func=lambda a: cmd_pst_issuer(a, usage_error))
+
+    p = sub.add_parser(
+        "pst-demo",
+        help="serve a PST issuer and an origin that accepts its records, with pages to "
+        "click through in Chromium (prints the command line)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--issuer-port", type=int, default=8555, help="the issuer's port (default 8555)")
+    p.add_argument("--origin-port", type=int, default=8000, help="the origin's port (default 8000)")
+    p.set_defaults(func=cmd_pst_demo)
 
 
 __all__ = [

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.keys import PublishedKey
+from ..errors import ConfigurationError
 from .common import EXIT_OK, EXIT_REFUSED, UsageError, read_private_key, type_name
 from .keys import load_private_keys
 
 if TYPE_CHECKING:
     from ..settings import Settings
+    from .demo import IssuanceFailed
 
 #: Environment variable carrying the origin's command-line choices to its worker processes.
 ORIGIN_SPEC_ENV = "PAT_ORIGIN_SPEC"
@@ -72,19 +74,20 @@ def cmd_issuer(args: argparse.Namespace) -> int:
 
 
 def _origin_base(spec: dict[str, Any]) -> dict[str, Any]:
-    """The settings mapping from ``--config`` and ``--replay-store``."""
-    import tomllib
+    """The settings mapping from ``--config`` and ``--replay-store``. A file with keys
+    outside its ``[pat_middleware]`` table is refused (:func:`read_settings_file`)."""
+    from ..settings.loader import read_settings_file
 
     base: dict[str, Any] = {}
     config = spec.get("config")
     if config:
         try:
-            loaded = tomllib.loads(Path(config).read_text(encoding="utf-8"))
-        except OSError as e:
-            raise UsageError(f"--config {config}: {e.strerror}") from e
-        except tomllib.TOMLDecodeError as e:
-            raise UsageError(f"--config {config}: not valid TOML: {e}") from e
-        base = dict(loaded.get("pat_middleware", loaded))
+            section, _ = read_settings_file(config, setting="--config")
+        except ConfigurationError as e:
+            if e.setting == "--config":  # the file itself: a usage error
+                raise UsageError(str(e)) from e
+            raise
+        base = dict(section)
     if spec.get("replay_store"):
         base["replay_store"] = spec["replay_store"]
     return base
@@ -94,6 +97,7 @@ def _origin_settings(spec: dict[str, Any]) -> Settings:
     """The demo origin's settings from its command-line choices (also run in each worker)."""
     from .demo import origin_settings
 
+    config = spec.get("config")
     return origin_settings(
         spec["issuer_name"],
         spec["token_key"],
@@ -101,6 +105,11 @@ def _origin_settings(spec: dict[str, Any]) -> Settings:
         private_key_file=spec.get("issuer_private_key"),
         base=_origin_base(spec),
         secret=os.environ.get(SECRET_ENV),
+        pst_issuers=spec.get("pst_issuers") or (),
+        own_origins=spec.get("own_origins") or (),
+        # Paths in the file are relative to the file, as in every settings file.
+        base_dir=Path(config).parent if config else None,
+        source=config or "origin settings",
     )
 
 
@@ -119,7 +128,14 @@ def cmd_origin(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
-    if not (args.token_key or args.issuer_directory or args.issuer_private_key):
+    keyed = bool(args.token_key or args.issuer_directory or args.issuer_private_key)
+    if keyed and args.issuer_name is None:
+        raise UsageError(
+            "--token-key, --issuer-directory and --issuer-private-key need --issuer-name"
+        )
+    if args.issuer_name is None and not args.pst_issuer:
+        raise UsageError("give --issuer-name (with its key) or --pst-issuer URL")
+    if args.issuer_name is not None and not keyed:
         raise UsageError("give --token-key, --issuer-directory or --issuer-private-key")
     if args.token_key and args.issuer_directory:
         raise UsageError("give --token-key or --issuer-directory, not both")
@@ -139,6 +155,10 @@ def cmd_origin(args: argparse.Namespace) -> int:
         "issuer_private_key": private_key,
         "config": str(Path(args.config).resolve()) if args.config else None,
         "replay_store": args.replay_store,
+        "pst_issuers": args.pst_issuer or [],
+        "own_origins": [
+            f"http://{name}:{args.port}" for name in dict.fromkeys(("localhost", args.host))
+        ],
     }
     base = _origin_base(spec)
     if args.workers > 1 and str(base.get("replay_store", "memory://")).startswith("memory:"):
@@ -162,10 +182,15 @@ def cmd_origin(args: argparse.Namespace) -> int:
     policy = Policy(settings, refresh_in_background=args.workers == 1)
     store = settings.replay_store
     types = ", ".join(str(t) for t in sorted(settings.token_types))
+    needs = []
+    if args.issuer_name is not None:
+        needs.append(f"a token (type {types}) from {args.issuer_name}")
+    if args.pst_issuer:
+        needs.append("a redemption record from " + " or ".join(args.pst_issuer))
     print(
         f"origin on http://{args.host}:{args.port}: GET / is public, GET /protected needs "
-        f"a token (type {types}) from {args.issuer_name}; replay store "
-        f"{store.split('://', 1)[0]}://, {args.workers} worker(s)"
+        f"{' or '.join(needs)}; replay store {store.split('://', 1)[0]}://, "
+        f"{args.workers} worker(s)"
     )
     sys.stdout.flush()
     if args.workers == 1:
@@ -215,16 +240,42 @@ def cmd_store_init(args: argparse.Namespace) -> int:
 def cmd_fetch(args: argparse.Namespace) -> int:
     import httpx
 
-    from .demo import follow
+    from .demo import IssuanceFailed, TooManyRedirects, follow
 
     with httpx.Client(timeout=args.timeout, follow_redirects=False) as client:
         try:
-            result = follow(client, args.url, issuer_url=args.issuer)
-        except httpx.HTTPError as e:
+            result = follow(client, args.url, issuer_url=args.issuer, verbose=args.verbose)
+        except (httpx.HTTPError, TooManyRedirects) as e:
             print(f"pat-middleware fetch: request failed: {e}", file=sys.stderr)
+            return EXIT_REFUSED
+        except IssuanceFailed as e:
+            print(f"pat-middleware fetch: {e}", file=sys.stderr)
+            hint = _tls_hint(e)
+            if hint:
+                print(hint, file=sys.stderr)
             return EXIT_REFUSED
     print(result.body.rstrip("\n"))
     return EXIT_OK if 200 <= result.status < 300 else EXIT_REFUSED
+
+
+def _tls_hint(error: IssuanceFailed) -> str | None:
+    """When issuance failed in the TLS handshake with an https issuer (``--issuer
+    https://...``, or the challenge's issuer name, https assumed), the hint that it may
+    serve plain http, as a local test issuer does."""
+    import ssl
+
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, ssl.SSLError):
+        cause = cause.__cause__ or cause.__context__
+    issuer = error.issuer
+    if cause is None or issuer.startswith("http://"):
+        return None
+    url = issuer if "://" in issuer else f"https://{issuer}"
+    host = url.split("://", 1)[1].split("/", 1)[0]
+    return (
+        f"  the TLS handshake with {url.rstrip('/')} failed: if the issuer serves plain http "
+        f"(a local test issuer does), pass --issuer http://{host}"
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

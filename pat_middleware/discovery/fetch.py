@@ -18,14 +18,9 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ..core.directory import MAX_DIRECTORY_SIZE
-from ..errors import PrivateTokenError
+from ..errors import DirectoryFetchError
 
 _T = TypeVar("_T")
-
-
-class DirectoryFetchError(PrivateTokenError):
-    """A directory (or any document discovery fetches, such as a JWK Set) could not be
-    fetched: a transport failure, or a body refused while reading. The message is one line."""
 
 
 @dataclass(frozen=True, slots=True)

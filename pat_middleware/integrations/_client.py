@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..core.headers import ChallengeParams, parse_www_authenticate
-from ..core.wire import TOKEN_TYPE_BLIND_RSA, TokenChallenge
-from ..errors import DecodeError, PrivateTokenError
-from ..tokens.blind_rsa import IssuerKey
+from ..core.keys import PublishedKey
+from ..core.wire import TOKEN_TYPE_BLIND_RSA, TOKEN_TYPE_VOPRF, TokenChallenge
+from ..errors import ClientAuthError, DecodeError, PrivateTokenError
+from ..tokens.registry import default_registry
 
 if TYPE_CHECKING:
     from ..issuer.protocol import Issuer
@@ -29,24 +30,18 @@ if TYPE_CHECKING:
 UNAUTHORIZED = 401
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
+def _loader(token_type: int) -> Callable[[bytes], PublishedKey]:
+    entry = default_registry()[token_type]
+    return lambda raw: entry.load_public_key(raw, allow_4096=True)
+
+
 #: How to read a challenge's ``token-key`` for each token type the issuer client can obtain
-#: (:func:`pat_middleware.issuer.client.fetch_token`). One entry per token type: type 1
-#: joins here when the issuer client issues it.
-KEY_LOADERS: dict[int, Callable[[bytes], IssuerKey]] = {
-    TOKEN_TYPE_BLIND_RSA: lambda raw: IssuerKey.from_spki(raw, allow_4096=True),
+#: (:func:`pat_middleware.issuer.client.fetch_token`: Blind RSA and VOPRF), through the
+#: token-type registry.
+KEY_LOADERS: dict[int, Callable[[bytes], PublishedKey]] = {
+    TOKEN_TYPE_BLIND_RSA: _loader(TOKEN_TYPE_BLIND_RSA),
+    TOKEN_TYPE_VOPRF: _loader(TOKEN_TYPE_VOPRF),
 }
-
-
-class PrivateTokenAuthError(PrivateTokenError):
-    """A ``PrivateToken`` challenge could not be answered: none names our issuer (or a type
-    we can obtain), the issuer could not be reached or refused, or the challenge's max-age ran
-    out first. ``status`` and ``url`` are those of the challenged response, when known."""
-
-    def __init__(self, message: str, *, status: int | None = None, url: str | None = None) -> None:
-        self.message = message
-        self.status = status
-        self.url = url
-        super().__init__(f"{message} (answering {status} from {url})" if url else message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +50,7 @@ class Answer:
     max-age, and when it was received (``time.monotonic``)."""
 
     challenge: TokenChallenge
-    key: IssuerKey
+    key: PublishedKey
     max_age: int | None
     received: float
 
@@ -66,10 +61,10 @@ class Answer:
         return self.max_age - ((time.monotonic() if now is None else now) - self.received)
 
     def check_fresh(self, now: float | None = None) -> None:
-        """Raise :class:`PrivateTokenAuthError` once max-age has run out."""
+        """Raise :class:`ClientAuthError` once max-age has run out."""
         left = self.remaining(now)
         if left is not None and left <= 0:
-            raise PrivateTokenAuthError(
+            raise ClientAuthError(
                 f"the challenge's max-age ({self.max_age} s) ran out before a token was issued"
             )
 
@@ -82,9 +77,9 @@ def issuer_name_from_url(url: str) -> str:
     try:
         host, port = parts.hostname, parts.port
     except ValueError as e:
-        raise PrivateTokenAuthError(f"issuer URL {url!r}: {e}") from e
+        raise ClientAuthError(f"issuer URL {url!r}: {e}") from e
     if not host:
-        raise PrivateTokenAuthError(f"issuer URL {url!r} has no host")
+        raise ClientAuthError(f"issuer URL {url!r} has no host")
     if ":" in host:
         host = f"[{host}]"
     if port is None or port == _DEFAULT_PORTS.get(parts.scheme):
@@ -108,7 +103,7 @@ def choose_challenge(
 ) -> Answer:
     """The first challenge in the ``WWW-Authenticate`` values that names ``issuer_name``
     (case-insensitively, as host names compare) and a token type we can obtain (of
-    ``token_types``, when given). :class:`PrivateTokenAuthError` says what was offered
+    ``token_types``, when given). :class:`ClientAuthError` says what was offered
     instead."""
     wanted = issuer_name.lower()
     allowed = set(KEY_LOADERS) if token_types is None else set(token_types) & set(KEY_LOADERS)
@@ -138,13 +133,13 @@ def choose_challenge(
             received = time.monotonic() if now is None else now
             return Answer(challenge, key, params.max_age, received)
     if not offered and not problems:
-        raise PrivateTokenAuthError("the response holds no PrivateToken challenge")
+        raise ClientAuthError("the response holds no PrivateToken challenge")
     message = f"no PrivateToken challenge for issuer {issuer_name!r} that we can answer"
     if offered:
         message += "; the origin offered " + ", ".join(dict.fromkeys(offered))
     if problems:
         message += "; " + "; ".join(dict.fromkeys(problems))
-    raise PrivateTokenAuthError(message)
+    raise ClientAuthError(message)
 
 
 def _parse(value: str) -> list[ChallengeParams]:
@@ -161,13 +156,13 @@ def issue_in_process(issuer: Issuer, answer: Answer) -> bytes:
 
     held = {key.token_key_id for key in issuer.public_keys}
     if answer.key.token_key_id not in held:
-        raise PrivateTokenAuthError(
+        raise ClientAuthError(
             f"issuer {issuer.name!r} does not hold the challenge's token-key (another key?)"
         )
     try:
         return issue_token_locally(issuer, answer.challenge, answer.key).to_bytes()
     except PrivateTokenError as e:
-        raise PrivateTokenAuthError(f"issuer {issuer.name!r} could not issue: {e}") from e
+        raise ClientAuthError(f"issuer {issuer.name!r} could not issue: {e}") from e
 
 
 def set_cookie_names(set_cookie: Iterable[str]) -> set[str]:
@@ -197,7 +192,7 @@ def merge_cookie_header(existing: str | None, replaced: set[str], fresh: str | N
 __all__ = [
     "KEY_LOADERS",
     "Answer",
-    "PrivateTokenAuthError",
+    "ClientAuthError",
     "choose_challenge",
     "has_private_token_challenge",
     "issue_in_process",

@@ -44,7 +44,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from ..core.headers import WWW_AUTHENTICATE
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, PrivateTokenError
 from ..policy import Decision, Outcome
 from ._common import accept_names, carries_signal
 from .django.middleware import (
@@ -86,7 +86,7 @@ def _challenge_header(decision: Decision) -> str | None:
     return None
 
 
-class PrivateTokenRequired(APIException):
+class PrivateTokenRequired(APIException, PrivateTokenError):
     """The policy's refusal in DRF: its status, ``WWW-Authenticate`` (DRF's exception
     handler sends ``auth_header``) and ``Retry-After`` (``wait``); the middleware adds the
     cookies and ``Cache-Control: no-store``."""
@@ -103,7 +103,7 @@ class PrivateTokenRequired(APIException):
         self.wait = int(retry) if retry is not None and retry.isdigit() else None
 
 
-class PrivateTokenFailed(AuthenticationFailed):
+class PrivateTokenFailed(AuthenticationFailed, PrivateTokenError):
     """A token (or another signal) was present and refused with a 401; DRF asks the first
     authentication class for the challenge to send with it."""
 

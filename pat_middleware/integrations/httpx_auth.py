@@ -13,7 +13,7 @@ A ``401`` holding a challenge from that issuer gets one token, fetched with the 
 retry per request: the answer to the retry is returned as it is. A 401 without
 ``PrivateToken`` challenges, and a request that carries its own ``Authorization``, pass
 through untouched. When a challenge cannot be answered (none from our issuer, the issuer down,
-slow or refusing, max-age run out) the request raises :class:`PrivateTokenAuthError`.
+slow or refusing, max-age run out) the request raises :class:`ClientAuthError`.
 
 ``pip install 'pat-middleware[client]'`` (httpx). Importing this module imports httpx.
 """
@@ -31,7 +31,7 @@ from ..issuer.client import DEFAULT_TIMEOUT, fetch_token, fetch_token_async
 from ..issuer.protocol import Issuer
 from ._client import (
     Answer,
-    PrivateTokenAuthError,
+    ClientAuthError,
     choose_challenge,
     has_private_token_challenge,
     issue_in_process,
@@ -100,7 +100,7 @@ class TokenSource:
             with opened as client:
                 token = fetch_token(answer.challenge, answer.key, url, client, timeout=timeout)
         except PrivateTokenError as e:
-            raise PrivateTokenAuthError(f"no token from the issuer at {url}: {e}") from e
+            raise ClientAuthError(f"no token from the issuer at {url}: {e}") from e
         answer.check_fresh()
         return token.to_bytes()
 
@@ -122,13 +122,13 @@ class TokenSource:
                     answer.challenge, answer.key, url, client, timeout=timeout
                 )
         except PrivateTokenError as e:
-            raise PrivateTokenAuthError(f"no token from the issuer at {url}: {e}") from e
+            raise ClientAuthError(f"no token from the issuer at {url}: {e}") from e
         answer.check_fresh()
         return token.to_bytes()
 
     def _url(self) -> str:
         if self.url is None:  # pragma: no cover - set whenever _local is not
-            raise PrivateTokenAuthError("no issuer URL")
+            raise ClientAuthError("no issuer URL")
         return self.url
 
 
@@ -190,7 +190,7 @@ class PrivateTokenAuth(httpx.Auth):
         response.read()
         try:
             token = self.source.token(answer)
-        except PrivateTokenAuthError as e:
+        except ClientAuthError as e:
             raise _located(e, response) from e
         _prepare_retry(request, response, token)
         yield request
@@ -206,7 +206,7 @@ class PrivateTokenAuth(httpx.Auth):
         await response.aread()
         try:
             token = await self.source.token_async(answer)
-        except PrivateTokenAuthError as e:
+        except ClientAuthError as e:
             raise _located(e, response) from e
         _prepare_retry(request, response, token)
         yield request
@@ -220,12 +220,12 @@ class PrivateTokenAuth(httpx.Auth):
             return None
         try:
             return self.source.choose(challenges)
-        except PrivateTokenAuthError as e:
+        except ClientAuthError as e:
             raise _located(e, response) from e
 
 
-def _located(error: PrivateTokenAuthError, response: httpx.Response) -> PrivateTokenAuthError:
-    return PrivateTokenAuthError(
+def _located(error: ClientAuthError, response: httpx.Response) -> ClientAuthError:
+    return ClientAuthError(
         error.message, status=response.status_code, url=str(response.request.url)
     )
 
@@ -249,4 +249,4 @@ def _prepare_retry(request: httpx.Request, response: httpx.Response, token: byte
     request.headers[AUTHORIZATION] = build_authorization(token)
 
 
-__all__ = ["PrivateTokenAuth", "PrivateTokenAuthError", "TokenSource"]
+__all__ = ["ClientAuthError", "PrivateTokenAuth", "TokenSource"]

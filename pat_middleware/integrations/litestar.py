@@ -33,7 +33,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import DefineMiddleware
 from litestar.plugins import InitPluginProtocol
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, PrivateTokenError
 from ..policy import SCOPE_KEY, Decision, Policy, TokenInfo
 from ..policy.observe import MetricsHook
 from ..settings import Settings
@@ -50,7 +50,7 @@ Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitab
 _SameSite = Literal["lax", "strict", "none"]
 
 
-class PrivateTokenRequired(HTTPException):
+class PrivateTokenRequired(HTTPException, PrivateTokenError):
     """The policy's refusal; the plugin's handler answers it with the exact response."""
 
     def __init__(self, decision: Decision) -> None:

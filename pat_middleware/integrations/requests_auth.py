@@ -9,7 +9,7 @@
 The same behaviour as :class:`~pat_middleware.integrations.httpx_auth.PrivateTokenAuth`: one
 token and one retry (with the cookies the 401 set) per challenged request, through a response
 hook as requests' own ``HTTPDigestAuth`` does; a 401 without ``PrivateToken`` challenges and a
-request with its own ``Authorization`` pass through; :class:`PrivateTokenAuthError` when the
+request with its own ``Authorization`` pass through; :class:`ClientAuthError` when the
 challenge cannot be answered. The token comes from the issuer client, which speaks httpx:
 ``pip install 'pat-middleware[requests]'`` brings both.
 """
@@ -28,7 +28,7 @@ from ..core.headers import AUTHORIZATION, WWW_AUTHENTICATE, build_authorization
 from ..issuer.client import DEFAULT_TIMEOUT
 from ..issuer.protocol import Issuer
 from ._client import (
-    PrivateTokenAuthError,
+    ClientAuthError,
     has_private_token_challenge,
     merge_cookie_header,
     set_cookie_names,
@@ -86,9 +86,9 @@ class PrivateTokenRequestsAuth(AuthBase):
             return response  # not a challenge, or already the retry: never a second one
         try:
             token = self.source.token(self.source.choose(challenges))
-        except PrivateTokenAuthError as e:
+        except ClientAuthError as e:
             response.close()  # the caller gets no response to close: release it here
-            raise PrivateTokenAuthError(
+            raise ClientAuthError(
                 e.message, status=response.status_code, url=response.url
             ) from e
         # Release the connection so the retry can reuse it (as HTTPDigestAuth does).
@@ -127,4 +127,4 @@ def _header_values(response: Response, name: str) -> list[str]:
     return [value] if value is not None else []
 
 
-__all__ = ["PrivateTokenAuthError", "PrivateTokenRequestsAuth"]
+__all__ = ["ClientAuthError", "PrivateTokenRequestsAuth"]

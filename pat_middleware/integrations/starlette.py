@@ -19,7 +19,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from ..core.headers import CACHE_CONTROL, private_cache_control
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, PrivateTokenError
 from ..policy import SCOPE_KEY, Decision, Policy, SetCookie, TokenInfo
 from ._common import PREFLIGHT_STATUS, MethodFilter, accept_names, accepts, passed
 from .asgi import POLICY_SCOPE_KEY, defer_decision, encode_headers, preflight, request_info
@@ -149,7 +149,7 @@ def require_private_token(
     return decorate
 
 
-class PrivateTokenRequired(HTTPException):
+class PrivateTokenRequired(HTTPException, PrivateTokenError):
     """The policy's refusal as an ``HTTPException``: Starlette's and FastAPI's own handlers
     answer it with its status, ``WWW-Authenticate``, ``Retry-After``, ``Cache-Control`` and
     every ``Set-Cookie`` (the session cookie a challenge is bound to), and a short
@@ -168,7 +168,7 @@ class PrivateTokenRequired(HTTPException):
 _STATUSES = frozenset(s.value for s in HTTPStatus)
 
 
-class PreflightAnswered(HTTPException):
+class PreflightAnswered(HTTPException, PrivateTokenError):
     """A CORS preflight reached a protected dependency: ``204``, the endpoint does not run."""
 
     def __init__(self) -> None:

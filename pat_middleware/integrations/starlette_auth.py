@@ -50,6 +50,7 @@ from starlette.authentication import requires as starlette_requires
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
 
+from ..errors import PrivateTokenError
 from ..policy import SCOPE_KEY, Decision, Outcome, Policy, TokenInfo
 from ._common import PREFLIGHT_STATUS, accept_names, carries_signal
 from .asgi import POLICY_SCOPE_KEY, defer_decision, preflight, request_info
@@ -91,7 +92,7 @@ class PrivateTokenUser(BaseUser):
         return ""
 
 
-class PrivateTokenAuthError(AuthenticationError):
+class PrivateTokenAuthError(AuthenticationError, PrivateTokenError):
     """A trust signal was present and refused; :func:`on_error` answers ``decision``."""
 
     def __init__(self, decision: Decision) -> None:

@@ -25,7 +25,7 @@ from ..core.headers import AUTHORIZATION, WWW_AUTHENTICATE, build_authorization
 from ..core.wire import Token, TokenChallenge
 from ._client import (
     Answer,
-    PrivateTokenAuthError,
+    ClientAuthError,
     choose_challenge,
     has_private_token_challenge,
     issue_in_process,
@@ -87,7 +87,7 @@ class PatIssuer:
     def issue(self, challenge: TokenChallenge) -> Token:
         """A token for ``challenge`` (which must name this issuer), under the current key."""
         if challenge.issuer_name != self.name:
-            raise PrivateTokenAuthError(
+            raise ClientAuthError(
                 f"the challenge names issuer {challenge.issuer_name!r}, not {self.name!r}"
             )
         from ..issuer.protocol import issue_token_locally
@@ -103,11 +103,11 @@ class PatIssuer:
     def answer_challenge(self, response: Any) -> dict[str, str]:
         """The headers that answer a challenged response of any test client (``status_code``
         and ``headers``): ``{"Authorization": "PrivateToken token=..."}``.
-        :class:`PrivateTokenAuthError` when it holds no challenge from this issuer."""
+        :class:`ClientAuthError` when it holds no challenge from this issuer."""
         status = response.status_code
         values = _header_values(response.headers, WWW_AUTHENTICATE)
         if not has_private_token_challenge(status, values):
-            raise PrivateTokenAuthError(
+            raise ClientAuthError(
                 f"expected a 401 with a PrivateToken challenge, got {status}"
             )
         return {AUTHORIZATION: self.authorization(values)}

@@ -29,6 +29,7 @@ from ..errors import ConfigurationError, DecodeError
 from ..tokens.base import TokenType
 from ..tokens.registry import TokenTypeRegistry, default_registry
 from .model import IssuerConfig, field_default
+from .suggest import unknown as unknown_key
 
 ISSUER_KEYS = frozenset(
     {
@@ -107,7 +108,7 @@ class IssuerEntries:
             raise self.fail(where, "expected a table with name and token_key")
         unknown = sorted(set(entry) - ISSUER_KEYS)
         if unknown:
-            raise self.fail(f"{where}.{unknown[0]}", "unknown issuer setting")
+            raise self.fail(f"{where}.{unknown[0]}", unknown_key(unknown[0], ISSUER_KEYS))
         name = entry.get("name")
         if not isinstance(name, str):
             raise self.fail(f"{where}.name", "expected the issuer name (host[:port])")
@@ -252,16 +253,18 @@ class IssuerEntries:
     def read_file(self, value: Any, setting: str) -> str:
         if not isinstance(value, str):
             raise self.fail(setting, "expected a file path")
-        path = Path(value)
-        path = path if path.is_absolute() else self.base_dir / path
+        path = Path(os.path.abspath(self.base_dir / value))  # as errors name it
         try:
             with path.open("rb") as f:
                 data = f.read(_MAX_KEY_FILE + 1)
-            if len(data) > _MAX_KEY_FILE:
-                raise self.fail(setting, f"{value} is larger than any key file")
+        except OSError as e:
+            raise self.fail(setting, f"cannot read {path}: {e.strerror}") from e
+        if len(data) > _MAX_KEY_FILE:
+            raise self.fail(setting, f"{path} is larger than any key file")
+        try:
             return data.decode("ascii").strip()
-        except (OSError, UnicodeError) as e:
-            raise self.fail(setting, f"cannot read {value}: {e}") from e
+        except UnicodeError:
+            raise self.fail(setting, f"{path} is not a key file (not ASCII text)") from None
 
     # -- directories -------------------------------------------------------------------
 

@@ -31,10 +31,14 @@ from .model import (
 )
 from .pst import PST_SETTINGS_KEYS, parse_pst_settings
 from .rules import PathRule, protected_methods
+from .suggest import close_to
+from .suggest import unknown as unknown_setting
 
 logger = logging.getLogger("pat_middleware")
 
 SETTINGS_ENV = "PAT_SETTINGS"
+#: The table of a TOML settings file that holds the settings (else: its top-level keys).
+TABLE = "pat_middleware"
 MIN_SECRET_LENGTH = 32
 _METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
@@ -81,17 +85,71 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     chosen = path if path is not None else os.environ.get(SETTINGS_ENV)
     if not chosen:
         raise ConfigurationError(SETTINGS_ENV, "no settings file given and PAT_SETTINGS is not set")
-    file = Path(chosen)
+    section, file = read_settings_file(chosen)
+    return Settings.from_mapping(section, base_dir=file.parent, source=str(file))
+
+
+def read_settings_file(
+    path: str | os.PathLike[str], *, setting: str = SETTINGS_ENV
+) -> tuple[Mapping[str, Any], Path]:
+    """The settings a TOML file holds (see :func:`settings_section`) and the file's absolute
+    path, which relative paths inside it are taken from. A file that cannot be read or is
+    not TOML raises :class:`ConfigurationError` naming ``setting`` and the absolute path."""
+    file = absolute(Path(path))
     try:
         data = tomllib.loads(file.read_text(encoding="utf-8"))
     except OSError as e:
-        raise ConfigurationError(SETTINGS_ENV, f"cannot read {file}: {e.strerror}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigurationError(SETTINGS_ENV, f"{file} is not valid TOML: {e}") from e
-    section = data.get("pat_middleware", data)
+        raise ConfigurationError(setting, f"cannot read {file}: {e.strerror}") from e
+    except (UnicodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigurationError(setting, f"{file} is not valid TOML: {e}") from e
+    return settings_section(data, source=str(file)), file
+
+
+def settings_section(data: Mapping[str, Any], *, source: str = "") -> Mapping[str, Any]:
+    """The settings of a parsed TOML file: its ``[pat_middleware]`` table, or its top-level
+    keys when it has no such table.
+
+    With the table, nothing else may be in the file: TOML puts a key written above the
+    table's header at the top level and an ``[[issuers]]`` written below it there too, so
+    either would be silently ignored (a ``protect`` list above the header would leave its
+    routes open). Such a file is refused, naming the keys."""
+    where = f" (in {source})" if source else ""
+    for key, value in data.items():
+        if key != TABLE and isinstance(value, Mapping) and close_to(key, [TABLE]):
+            raise ConfigurationError(key, f"unknown table; did you mean [{TABLE}]?{where}")
+    if TABLE not in data:
+        return data
+    section = data[TABLE]
     if not isinstance(section, Mapping):
-        raise ConfigurationError("pat_middleware", "must be a table")
-    return Settings.from_mapping(section, base_dir=file.parent, source=str(file))
+        raise ConfigurationError(TABLE, f"must be a table{where}")
+    outside = [key for key in data if key != TABLE]
+    if not outside:
+        return section
+    advice = (
+        f"settings are read from the [{TABLE}] table alone, and a key written above its "
+        "header belongs to no table: move it below the header"
+    )
+    for key in ("issuers", "pst_issuers"):
+        if key in outside:
+            advice += f"; write each entry of {key} as [[{TABLE}.{key}]]"
+    raise ConfigurationError(
+        outside[0],
+        f"outside the [{TABLE}] table, so it would be ignored (outside it: "
+        f"{', '.join(outside)}); {advice}{where}",
+    )
+
+
+def _why(error: OSError | UnicodeError) -> str:
+    """Why a file could not be read, without the path again (the message names it)."""
+    if isinstance(error, OSError):
+        return error.strerror or type(error).__name__
+    return f"not UTF-8 text ({error})"
+
+
+def absolute(path: Path) -> Path:
+    """``path`` made absolute against the working directory, its ``.`` and ``..`` segments
+    resolved but not its symbolic links: the path a file is read from, as errors show it."""
+    return Path(os.path.abspath(path))
 
 
 #: Every setting name: those with a default, those without one, and the PST ones.
@@ -151,14 +209,15 @@ class _Builder:
         return tuple(value)
 
     def path(self, value: str) -> Path:
-        p = Path(value)
-        return p if p.is_absolute() else self.base_dir / p
+        """A path from the settings, relative ones taken from ``base_dir``: absolute, as
+        errors name it."""
+        return absolute(self.base_dir / value)
 
     # -- pieces ----------------------------------------------------------------------------
     def build(self) -> Settings:
         unknown = sorted(set(self.data) - KNOWN_KEYS)
         if unknown:
-            raise self.fail(unknown[0], f"unknown setting; known ones are: {sorted(KNOWN_KEYS)}")
+            raise self.fail(unknown[0], unknown_setting(unknown[0], KNOWN_KEYS))
         development = self.boolean("development")
         max_age = self.integer("max_age", low=1, high=86400)
         session_lifetime = self.integer("session_lifetime", low=60, high=400 * 86400)
@@ -200,7 +259,10 @@ class _Builder:
         bad = sorted(methods - _METHODS)
         if bad:
             raise self.fail("protect_methods", f"unknown HTTP method {bad[0]!r}")
-        protect = tuple(PathRule.parse(p, "protect") for p in self.strings("protect"))
+        try:
+            protect = tuple(PathRule.parse(p, "protect") for p in self.strings("protect"))
+        except ConfigurationError as e:
+            raise self.fail(e.setting, e.message) from None  # with the file's name
         replay_store, allow_per_process = self.replay_store(mode)
         return Settings(
             issuers=issuers,
@@ -343,11 +405,11 @@ class _Builder:
             if text is None:
                 raise self.fail("secret_env", f"environment variable {var!r} is not set")
         else:
-            path = self.string("secret_file") or ""
+            path = self.path(self.string("secret_file") or "")
             try:
-                text = self.path(path).read_text(encoding="utf-8").strip()
+                text = path.read_text(encoding="utf-8").strip()
             except (OSError, UnicodeError) as e:
-                raise self.fail("secret_file", f"cannot read {path}: {e}") from e
+                raise self.fail("secret_file", f"cannot read {path}: {_why(e)}") from e
         if text is None:
             if not development:
                 raise self.fail(
@@ -370,10 +432,11 @@ class _Builder:
             raise self.fail("challenge_body_file", "give challenge_body or the file, not both")
         file = self.string("challenge_body_file")
         if file is not None:
+            path = self.path(file)
             try:
-                return self.path(file).read_text(encoding="utf-8")
+                return path.read_text(encoding="utf-8")
             except (OSError, UnicodeError) as e:
-                raise self.fail("challenge_body_file", f"cannot read {file}: {e}") from e
+                raise self.fail("challenge_body_file", f"cannot read {path}: {_why(e)}") from e
         return self.string("challenge_body") or ""
 
 
@@ -382,6 +445,10 @@ __all__ = [
     "ISSUER_KEYS",
     "KNOWN_KEYS",
     "SETTINGS_ENV",
+    "TABLE",
+    "absolute",
     "build_settings",
     "load_settings",
+    "read_settings_file",
+    "settings_section",
 ]

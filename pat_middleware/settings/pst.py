@@ -26,6 +26,7 @@ whole mapping; every problem is a :class:`ConfigurationError` naming the setting
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from urllib.parse import urlsplit
 from ..core.jwks import JWKS_PATH, MAX_JWKS_LENGTH, RecordKey, RecordKeySet
 from ..core.origin import normalize_origin
 from ..errors import ConfigurationError, DecodeError
+from .suggest import unknown as unknown_key
 
 #: The settings keys :func:`parse_pst_settings` reads (add them to the loader's known keys).
 PST_SETTINGS_KEYS = frozenset({"pst_issuers", "pst_accepted_origins"})
@@ -135,7 +137,7 @@ class _Reader:
             raise self.fail(where, "expected a table with origin and jwks or jwks_file")
         unknown = sorted(set(entry) - PST_ISSUER_KEYS)
         if unknown:
-            raise self.fail(f"{where}.{unknown[0]}", "unknown PST issuer setting")
+            raise self.fail(f"{where}.{unknown[0]}", unknown_key(unknown[0], PST_ISSUER_KEYS))
         origin = entry.get("origin")
         if not isinstance(origin, str):
             raise self.fail(f"{where}.origin", "expected the issuer origin (https://host[:port])")
@@ -185,12 +187,12 @@ class _Reader:
     def jwks_file(self, value: object, setting: str) -> RecordKeySet:
         if not isinstance(value, str):
             raise self.fail(setting, "expected a file path")
-        path = Path(value) if Path(value).is_absolute() else self.base_dir / value
+        path = Path(os.path.abspath(self.base_dir / value))  # as errors name it
         try:
             with path.open("rb") as file:
                 data = file.read(MAX_JWKS_LENGTH + 1)
         except OSError as e:
-            raise self.fail(setting, f"cannot read {value}: {e.strerror}") from e
+            raise self.fail(setting, f"cannot read {path}: {e.strerror}") from e
         try:
             return RecordKeySet.from_bytes(data)
         except DecodeError as e:

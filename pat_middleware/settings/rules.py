@@ -15,6 +15,42 @@ from ..core.paths import canonical_path, path_forms, percent_decode
 from ..errors import ConfigurationError, DecodeError
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
+#: The prefixes a pattern may name its kind with (lower case): ``exact:/a``.
+KINDS = ("exact", "prefix", "glob")
+#: Something written as a prefix: a URL-scheme-like word and a colon, before any '/'.
+_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def _unknown_prefix(text: str, prefix: str) -> str:
+    known = ", ".join(kind + ":" for kind in KINDS)
+    if prefix[:-1].lower() in KINDS:
+        written = prefix.lower() + text[len(prefix) :]
+        return f"path pattern {text!r}: prefixes are lower case: write {written!r}"
+    return (
+        f"path pattern {text!r}: unknown prefix {prefix!r}; known prefixes: {known} "
+        "(regular expressions are not supported; a glob or a prefix usually does)"
+    )
+
+
+def _unclosed_set(pattern: str) -> int | None:
+    """Where a ``[`` opens a set that no ``]`` closes, read as :mod:`fnmatch` reads a glob
+    (a ``]`` right after ``[`` or ``[!`` belongs to the set), or None. fnmatch matches such
+    a ``[`` literally, which a pattern's author rarely means."""
+    i, n = 0, len(pattern)
+    while i < n:
+        if pattern[i] == "[":
+            j = i + 1
+            if j < n and pattern[j] == "!":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 1
+            if j >= n:
+                return i
+            i = j
+        i += 1
+    return None
 
 
 def protected_methods(methods: Iterable[str]) -> frozenset[str]:
@@ -33,11 +69,14 @@ class PathRule:
 
     @classmethod
     def parse(cls, text: str, setting: str) -> PathRule:
-        for kind in ("exact", "prefix", "glob"):
+        for kind in KINDS:
             if text.startswith(kind + ":"):
                 pattern = text[len(kind) + 1 :]
                 break
         else:
+            prefix = _PREFIX.match(text)
+            if prefix is not None:
+                raise ConfigurationError(setting, _unknown_prefix(text, prefix.group()))
             if text.endswith("*") and not _GLOB_CHARS.search(text[:-1]):
                 kind, pattern = "prefix", text[:-1]
             elif _GLOB_CHARS.search(text):
@@ -46,6 +85,16 @@ class PathRule:
                 kind, pattern = "exact", text
         if not pattern.startswith("/"):
             raise ConfigurationError(setting, f"path pattern {text!r} must start with '/'")
+        if kind == "glob":
+            unclosed = _unclosed_set(pattern)
+            if unclosed is not None:
+                raise ConfigurationError(
+                    setting,
+                    f"path pattern {text!r}: {pattern[unclosed:]!r} opens a character set that "
+                    "no ']' closes, so the glob would match the '[' itself; close the set, or "
+                    "write [[] for a literal '[' (or use exact: or prefix:, where '[' is "
+                    "always itself)",
+                )
         if kind != "glob" and "%" in pattern:
             try:  # rules are matched against decoded forms (see paths.py)
                 pattern = percent_decode(pattern)
@@ -105,4 +154,4 @@ def compile_protection(
     return protects
 
 
-__all__ = ["PathRule", "compile_protection", "protected_methods"]
+__all__ = ["KINDS", "PathRule", "compile_protection", "protected_methods"]

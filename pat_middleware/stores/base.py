@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from ..errors import PrivateTokenError
-
-
-class StoreUnavailable(PrivateTokenError):
-    """The store could not record or check a key (down, slow, or full). Fail closed."""
-
-    def __init__(self, message: str, retry_after: int = 1) -> None:
-        self.retry_after = retry_after
-        super().__init__(message)
+from ..errors import StoreUnavailable
 
 
 @runtime_checkable

@@ -286,6 +286,16 @@ class RedisReplayStore:
         self._breaker.succeeded()
         return len(self.epoch_keys)
 
+    def ping(self) -> None:
+        """Reach Redis without spending anything (``PING``; every node of a cluster), as
+        ``pat-middleware check --connect`` does; :class:`StoreUnavailable` when it does not
+        answer."""
+        try:
+            self._sync_client()[0].ping()
+        except self._errors as e:
+            raise self._breaker.failed(self._where, e) from None
+        self._breaker.succeeded()
+
     # ------------------------------------------------------------------------- async
 
     async def spend_async(self, key: bytes, ttl: float) -> bool:
