@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .common import Issuer, Options, Result, Skip, markdown
 
-SECTIONS = ("core", "challenge", "http", "origin", "store", "peer", "peer1", "pst")
+SECTIONS = ("core", "challenge", "steps", "http", "origin", "store", "peer", "peer1", "pst")
 
 
 def machine() -> list[str]:
@@ -129,11 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     issuer = Issuer.generate()
     results: list[Result] = []
 
-    from . import core, http, origin, peer, peer_type1, pst, store
+    from . import core, http, origin, peer, peer_type1, pst, steps, store
 
     plan: list[tuple[str, Callable[[Issuer, Options], list[Result]]]] = [
         ("core", core.verification),
         ("challenge", core.challenges),
+        ("steps", steps.run),
         ("http", http.run),
         ("origin", origin.run),
         ("store", store.run),
