@@ -33,6 +33,7 @@ import struct
 from collections.abc import Callable
 
 from ..core.hmac import HmacSha256
+from ..errors import DecodeError
 
 #: itsdangerous's separator and the constant of its ``django-concat`` key derivation.
 SEPARATOR = b"."
@@ -44,8 +45,10 @@ _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
-class BadSignature(ValueError):
-    """A value this signer did not sign, or signed longer than ``max_age`` ago."""
+class BadSignature(DecodeError):
+    """A value this signer did not sign, or signed longer than ``max_age`` ago (a
+    :class:`~pat_middleware.errors.DecodeError`, so a ``ValueError`` too: the client sent
+    it)."""
 
 
 def b64(data: bytes) -> bytes:
