@@ -24,6 +24,7 @@ never imports it. Verification fails closed: any exception from Tink is a refusa
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -59,10 +60,18 @@ def tink_verifier(public_key: rsa.RSAPublicKey) -> Verify | None:
     """A Tink-backed verifier for ``public_key``, or None when Tink is not installed or does
     not take this key (then ``cryptography`` verifies). Call it once per key, at load."""
     numbers = public_key.public_numbers()
-    if numbers.n.bit_length() < _MIN_MODULUS_BITS or numbers.e < _MIN_EXPONENT:
+    return _verifier(numbers.n, numbers.e)
+
+
+@functools.lru_cache(maxsize=64)
+def _verifier(n: int, e: int) -> Verify | None:
+    """Cached by key: building the primitive takes about a millisecond, and the same key is
+    loaded again by directory refreshes, issuer clients and the CLI. A primitive holds no
+    state between calls and Tink's primitives are thread-safe, so keys share it."""
+    if n.bit_length() < _MIN_MODULUS_BITS or e < _MIN_EXPONENT:
         return None
     try:
-        primitive = _primitive(numbers.n, numbers.e)
+        primitive = _primitive(n, e)
     except Exception:  # Tink is not installed, or refused the key: cryptography verifies
         return None
     tink_verify: Callable[[bytes, bytes], Any] = primitive.verify
@@ -77,13 +86,21 @@ def tink_verifier(public_key: rsa.RSAPublicKey) -> Verify | None:
     return verify
 
 
+@functools.cache
+def _register() -> None:
+    """Tink's signature key managers, registered once (each call costs over a millisecond)."""
+    from tink import signature
+
+    signature.register()
+
+
 def _primitive(n: int, e: int) -> Any:
     """Tink's PublicKeyVerify for the public key (n, e) with the type-2 PSS parameters."""
     import tink
     from tink import signature
     from tink.proto import common_pb2, rsa_ssa_pss_pb2, tink_pb2
 
-    signature.register()
+    _register()
     params = rsa_ssa_pss_pb2.RsaSsaPssParams(
         sig_hash=common_pb2.SHA384, mgf1_hash=common_pb2.SHA384, salt_length=_SALT_LENGTH
     )
