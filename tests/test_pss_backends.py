@@ -25,6 +25,7 @@ from pat_middleware import (
     encode_pss_spki,
     verify_token,
 )
+from pat_middleware.errors import ConfigurationError
 from pat_middleware.policy import Outcome, Policy
 from pat_middleware.tokens.pss_tink import BACKEND_ENV, requested_backend, tink_verifier
 
@@ -84,7 +85,7 @@ def test_env_escape_hatch_and_typos(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(BACKEND_ENV, " Cryptography ")
     assert requested_backend() == "cryptography"
     monkeypatch.setenv(BACKEND_ENV, "openssl")
-    with pytest.raises(ValueError, match=BACKEND_ENV):
+    with pytest.raises(ConfigurationError, match=BACKEND_ENV):
         requested_backend()
 
 

@@ -16,7 +16,8 @@ backends give the same answer for every input (tests/test_pss_backends.py checks
 differentially), and a key load never depends on anything beyond the key and the
 environment. ``cryptography`` stays the default and the reference; the environment variable
 is the escape hatch that restores it without uninstalling anything. Any other value than
-``auto`` or ``cryptography`` is refused when a key loads, so a typo does not pass silently.
+``auto`` or ``cryptography`` is refused when a key loads, so a typo does not pass silently: it is a
+:class:`~pat_middleware.errors.ConfigurationError` naming the variable, at start-up.
 
 Tink is imported here, lazily, the first time a key is loaded: ``import pat_middleware``
 never imports it. Verification fails closed: any exception from Tink is a refusal.
@@ -30,6 +31,8 @@ from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ..errors import ConfigurationError
 
 #: ``(token_input, authenticator) -> bool``: True when the authenticator verifies.
 Verify = Callable[[bytes, bytes], bool]
@@ -50,8 +53,8 @@ def requested_backend() -> str:
     """The backend asked for in ``PAT_MIDDLEWARE_RSA_BACKEND``: ``auto`` or ``cryptography``."""
     value = os.environ.get(BACKEND_ENV, "").strip().lower() or BACKEND_AUTO
     if value not in (BACKEND_AUTO, BACKEND_CRYPTOGRAPHY):
-        raise ValueError(
-            f"{BACKEND_ENV}={value!r}: expected {BACKEND_AUTO!r} or {BACKEND_CRYPTOGRAPHY!r}"
+        raise ConfigurationError(
+            BACKEND_ENV, f"{value!r} is not {BACKEND_AUTO!r} or {BACKEND_CRYPTOGRAPHY!r}"
         )
     return value
 
