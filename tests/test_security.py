@@ -1366,3 +1366,26 @@ def test_empty_redis_does_not_reopen_spent_tokens(
     assert browser.get(token=newer).outcome is Outcome.PASS
     admin.close()
     store.close()
+
+
+# ------------------------------------------------ the protect memo (perf review, #memo)
+
+
+def test_protect_memo_keeps_no_answer_for_an_overlong_method(issuer_key: IssuerKey) -> None:
+    """The policy remembers protect answers per (method, path spellings). Paths are only
+    remembered when short, and so must the method be: an HTTP/1.1 server such as h11 lets a
+    method of several KiB through, and a client sending 1024 of them would otherwise pin
+    1024 times that in every policy (a memory cost set by the server's request-line limit,
+    not by us). Registered methods are at most 17 characters (UPDATEREDIRECTREF)."""
+    policy = Policy(make_settings(issuer_key))
+    memo = policy._protects
+    long_method = "X" * 8000
+    for i in range(50):
+        assert policy.protects(f"{long_method}{i}", "/protected") is True
+    held = sum(sum(len(part) for part in key) for key in memo._known)
+    assert held < 50 * 1000, f"{held} characters of long methods remembered"
+    # Ordinary methods are still remembered, and the answers are the settings' own.
+    assert policy.protects("GET", "/protected") is True
+    assert policy.protects("UPDATEREDIRECTREF", "/elsewhere") is False
+    assert ("GET", "/protected") in memo._known
+    assert ("UPDATEREDIRECTREF", "/elsewhere") in memo._known
