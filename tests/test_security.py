@@ -1389,3 +1389,43 @@ def test_protect_memo_keeps_no_answer_for_an_overlong_method(issuer_key: IssuerK
     assert policy.protects("UPDATEREDIRECTREF", "/elsewhere") is False
     assert ("GET", "/protected") in memo._known
     assert ("UPDATEREDIRECTREF", "/elsewhere") in memo._known
+
+
+# ---------------------------------------- cookie names as the browser keeps them (#prefix)
+
+
+@pytest.mark.parametrize(
+    "lead", ["\xa0", "\x85", "\x0b", "\x0c", "\x1c", "\x1f", "\xa0 "], ids=repr
+)
+def test_tossed_cookie_named_behind_non_http_white_space_is_not_a_host_cookie(
+    policy: Policy, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey, lead: str
+) -> None:
+    """The ``__Host-`` prefix is what keeps a sibling host (``evil.example.com``) from setting
+    our session and verified cookies: the browser refuses such a cookie unless the origin
+    itself set it over https without a Domain. A name that merely *ends* in ``__Host-...``
+    gets no such check. Mallory earns a verified session of her own, then has her sibling
+    host set ``Set-Cookie: \\xa0__Host-pat_session=...; Domain=example.com`` (0xA0 and 0x85
+    are no control characters, so browsers keep them; older ones keep 0x0B-0x1F too, and a
+    nameless cookie ``=\\xa0__Host-...`` is sent the same way). The browser sends the name
+    as it stored it; the adapters read the header as latin-1. A parser that trims Python's
+    white space (``str.strip``) rather than HTTP's (space and tab, RFC 6265 §5.4) would read
+    her cookies as ours and pass Alice on Mallory's session without a token."""
+    mallory = Browser(policy)
+    assert mallory.get(token=answer(mallory.challenge(), rsa_2048, issuer_key)).allowed
+    session = mallory.cookies[SECURE_SESSION_COOKIE]
+    verified = mallory.cookies[SECURE_VERIFIED_COOKIE]
+    # The control: under their own names Mallory's cookies pass on her session.
+    own = f"{SECURE_SESSION_COOKIE}={session}; {SECURE_VERIFIED_COOKIE}={verified}"
+    assert Browser(policy).get(cookie=own).outcome is Outcome.SESSION
+
+    tossed = f"{lead}{SECURE_SESSION_COOKIE}={session}; {lead}{SECURE_VERIFIED_COOKIE}={verified}"
+    scope = {
+        "type": "http",
+        "path": "/protected",
+        "headers": [(b"cookie", tossed.encode("latin-1"))],
+    }
+    assert asgi_request_info(scope).cookie == tossed  # what the policy is handed
+    decision = Browser(policy).get(cookie=tossed)
+    _challenged(decision)
+    # Nor is the session hers: the challenge comes with a new session cookie.
+    assert set_cookies(decision.header_lines())[SECURE_SESSION_COOKIE] != session
