@@ -302,6 +302,19 @@ def test_key_ring_groups_one_key_trusted_by_two_issuers(
     assert ring.find_all(b"\0" * 32) == () and ring.find(b"\0" * 32) is None
 
 
+def test_key_ring_lookup_takes_bytes_like_ids_only(issuer_key: IssuerKey) -> None:
+    """The dict lookup copies a bytes-like id into bytes, as the constant-time comparison
+    took any buffer; it must not turn an int into that many zero bytes (``bytes(32)``) or a
+    list of ints into bytes, which the comparison refused with TypeError."""
+    key_id = issuer_key.token_key_id
+    ring = KeyRing([TrustedKey("a.example", issuer_key)])
+    for same in (bytearray(key_id), memoryview(key_id)):
+        assert ring.find_all(same) == ring.find_all(key_id) != ()
+    for wrong in (32, list(key_id), key_id.hex()):
+        with pytest.raises(TypeError):
+            ring.find_all(wrong)  # type: ignore[arg-type]
+
+
 def _plain_policy(issuer_key: IssuerKey) -> Policy:
     """Empty contexts, no verified mark: a token's own answer, nothing else."""
     return Policy(
