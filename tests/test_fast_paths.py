@@ -9,6 +9,7 @@ import base64
 import dataclasses
 import hashlib
 import secrets
+from unittest import mock
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -18,12 +19,14 @@ from itsdangerous import TimestampSigner
 from itsdangerous.encoding import base64_encode, int_to_bytes
 
 from pat_middleware import IssuerKey, Token, TokenChallenge, encode_pss_spki
-from pat_middleware.core.codec import b64_decode, b64url_encode
+from pat_middleware.core import headers as headers_module
+from pat_middleware.core.codec import b64url_encode
 from pat_middleware.core.headers import (
     MAX_HEADER_BYTES,
     ChallengeParams,
+    _parse_authorization_items,
+    build_authorization,
     build_www_authenticate,
-    parse_auth_items,
     parse_authorization,
     parse_www_authenticate,
 )
@@ -159,28 +162,20 @@ _SCHEMES = st.sampled_from(
 _NAMES = st.sampled_from(["token", "TOKEN", "Token", "to\u212aen", "tokens"])
 
 
-def _general(value: str) -> list[bytes] | str:
-    """The general parser's answer, without the single-token shortcut."""
-    tokens: list[bytes] = []
-    error = None
+def _general(value: str, max_length: int = 2048) -> list[bytes] | str:
+    """The general parser's answer, without either shortcut (the reference)."""
     try:
-        items = parse_auth_items(value, max_length=2048)
+        return _parse_authorization_items(value, max_length)
     except DecodeError:
         return "error"
-    for item in items:
-        if not item.is_private_token:
-            continue
-        raw = item.params.get("token")
-        if raw is None:
-            error = "error"
-            continue
-        try:
-            tokens.append(b64_decode(raw, max_length=2048))
-        except DecodeError:
-            error = "error"
-    if not tokens and error:
-        return error
-    return tokens
+
+
+def _parsed(value: str, max_length: int = 2048) -> list[bytes] | str:
+    """parse_authorization's answer, shortcuts and all."""
+    try:
+        return parse_authorization(value, max_length=max_length)
+    except DecodeError:
+        return "error"
 
 
 @settings(max_examples=1500, deadline=None)
@@ -233,6 +228,87 @@ def test_canonical_credential_straight_line_agrees_with_the_general_parser(
     except DecodeError:
         fast = "error"
     assert fast == _general(value)
+
+
+#: Pieces of a credential an attacker may vary: scheme and parameter case, white space
+#: around each piece, quoting and escapes, base64 in either alphabet or both, padding of
+#: every length and place, characters outside every alphabet, what follows the value.
+_CRED_LEAD = st.sampled_from(["", " ", "\t", ",", ", ", "Basic x, "])
+_CRED_SCHEME = st.sampled_from(["PrivateToken", "privatetoken", "PRIVATETOKEN", "Private Token"])
+_CRED_GAP = st.sampled_from([" ", "  ", "\t", "", " ,"])
+_CRED_NAME = st.sampled_from(["token", "Token", "TOKEN", "tokens", "challenge"])
+_CRED_EQ = st.sampled_from(["=", " =", "= ", "==", ""])
+_CRED_QUOTE = st.sampled_from([('"', '"'), ("", ""), ('"', ""), ("", '"'), ('"\\', '"')])
+_CRED_BODY = st.one_of(
+    st.binary(max_size=80).map(lambda b: base64.urlsafe_b64encode(b).decode()),
+    st.binary(max_size=80).map(lambda b: base64.b64encode(b).decode()),
+    st.binary(max_size=80).map(lambda b: base64.urlsafe_b64encode(b).decode().rstrip("=")),
+    st.text(st.sampled_from('AQgw09az-_+/=" \t,\\;\x0b\xa0\u00e9\u212a\u0130'), max_size=30),
+)
+_CRED_PAD = st.sampled_from(["", "=", "==", "===", "====", "=A", " ="])
+_CRED_TAIL = st.sampled_from(
+    ["", " ", "\t", ",", ', token="AAAA"', ", x=y", ", PrivateToken token=AAAA", ', Basic "x"']
+)
+
+
+@st.composite
+def _credentials(draw: st.DrawFn) -> str:
+    opening, closing = draw(_CRED_QUOTE)
+    pieces = (
+        draw(_CRED_LEAD),
+        draw(_CRED_SCHEME),
+        draw(_CRED_GAP),
+        draw(_CRED_NAME),
+        draw(_CRED_EQ),
+        opening,
+        draw(_CRED_BODY),
+        draw(_CRED_PAD),
+        closing,
+        draw(_CRED_TAIL),
+    )
+    return "".join(pieces)
+
+
+@settings(max_examples=4000, deadline=None)
+@given(
+    # One credential, or several Authorization lines as the ASGI and WSGI adapters join them.
+    lines=st.lists(
+        _credentials()
+        | st.text(max_size=40)
+        | st.builds(build_authorization, st.binary(max_size=80), quoted=st.booleans()),
+        min_size=1,
+        max_size=3,
+    ),
+    # max_length around the value's own length: the bound holds whichever way it is read.
+    slack=st.sampled_from([None, -1, 0, 1]),
+)
+def test_credential_shortcuts_answer_what_the_general_parser_answers(
+    lines: list[str], slack: int | None
+) -> None:
+    """For every Authorization value, ``parse_authorization`` (with the straight line for
+    ``PrivateToken token="..."`` and the single-credential pattern) answers exactly what the
+    general RFC 9110 reading answers: the same tokens in the same order, or a refusal."""
+    value = ", ".join(lines)
+    max_length = 2048 if slack is None else max(len(value) + slack, 0)
+    assert _parsed(value, max_length) == _general(value, max_length)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(token=st.binary(min_size=1, max_size=700), quoted=st.booleans())
+def test_every_token_a_client_writes_takes_a_shortcut_and_reads_back(
+    token: bytes, quoted: bool
+) -> None:
+    """What build_authorization writes is read back exactly, by the shortcuts alone (the
+    general parser agrees); in the alphabet and padding of RFC 9577 and in the others a
+    client may use."""
+    written = build_authorization(token, quoted=quoted)
+    standard = written.replace("-", "+").replace("_", "/")
+    unpadded = written.rstrip('"').rstrip("=") + ('"' if quoted else "")
+    for value in (written, standard, unpadded):
+        with mock.patch.object(headers_module, "_parse_authorization_items") as general:
+            assert parse_authorization(value) == [token]
+        general.assert_not_called()
+        assert _general(value) == [token]
 
 
 # ------------------------------------------------------------------ base64 and signatures
