@@ -8,6 +8,7 @@ import asyncio
 import base64
 import dataclasses
 import hashlib
+import re
 import secrets
 from unittest import mock
 
@@ -42,6 +43,7 @@ from pat_middleware.policy.contexts import EXPIRED_LOOKBACK_WINDOWS, ContextMode
 from pat_middleware.policy.keys import token_info
 from pat_middleware.policy.sessions import (
     DEFAULT_MAX_COOKIE_HEADER,
+    MAX_COOKIE_VALUE,
     CookieHeader,
     cookie_value,
     parse_cookie_header,
@@ -580,6 +582,80 @@ def test_cookie_scan_agrees_with_the_whole_header_parse(header: str | None, name
     assert jar.get(name) == expected
     assert (name in jar) == (expected is not None)
     assert dict(jar) == dict(parse_cookie_header(header))
+
+
+#: Our names and names that contain, extend or end like them: a scan by name must not
+#: take one for another.
+_NEAR_NAMES = [
+    "__Host-pat_session",
+    "__Host-pat_verified",
+    "__Host-pat_session_c",
+    "x__Host-pat_session",
+    "__host-pat_session",
+    "__Host-pat_sessio",
+    "pat_session",
+    "pat_session_c",
+    "__Host-pat_session=__Host-pat_session",
+    "",
+]
+#: HTTP's white space, and what Python's str.strip also takes for it (latin-1 range).
+_COOKIE_WS = st.sampled_from(["", " ", "\t", "  ", "\xa0", "\x85", "\x0b", "\x1f", "\r"])
+_LATIN_1 = st.characters(max_codepoint=0xFF)
+_COOKIE_VALUE = st.one_of(
+    st.text(st.sampled_from('aZ09.-_=";\\ \t\xa0\xe9'), max_size=10),
+    st.sampled_from(["", '"', '""', '"v.1.s"', "v" * 512, "v" * 513, '"' + "v" * 511 + '"']),
+)
+
+
+@st.composite
+def _cookie_lines(draw: st.DrawFn) -> str:
+    parts = []
+    for _ in range(draw(st.integers(0, 6))):
+        name = draw(st.sampled_from(_NEAR_NAMES) | st.text(_LATIN_1, max_size=6))
+        pair = [draw(_COOKIE_WS), name, draw(_COOKIE_WS), draw(st.sampled_from(["=", "", "=="]))]
+        parts.append("".join([*pair, draw(_COOKIE_WS), draw(_COOKIE_VALUE), draw(_COOKIE_WS)]))
+    return draw(st.sampled_from(["; ", ";", " ;", ";;"])).join(parts)
+
+
+_COOKIE_PAIR = re.compile(r"[ \t]*([^;=]*?)[ \t]*=[ \t]*([^;]*?)[ \t]*(?:;|\Z)")
+
+
+def _rfc6265_reading(header: str, name: str) -> str | None:
+    """The cookie ``name`` as RFC 6265 §5.4 has a server read the pairs a browser sends (the
+    reference): ``;``-separated, split at the first ``=``, only spaces and tabs trimmed, the
+    first pair of that name counts; plus this library's rules: one pair of surrounding
+    quotes dropped, a value over MAX_COOKIE_VALUE skipped, a header over the bound ignored."""
+    if len(header) > DEFAULT_MAX_COOKIE_HEADER:
+        return None
+    for part in header.split(";"):
+        pair = _COOKIE_PAIR.fullmatch(part + ";")
+        if pair is None or pair.group(1) != name or not name:
+            continue
+        value = pair.group(2)
+        if len(value) >= 2 and value.startswith('"') and value.endswith('"'):
+            value = value[1:-1]
+        if len(value) <= MAX_COOKIE_VALUE:
+            return value
+    return None
+
+
+@settings(max_examples=3000, deadline=None)
+@given(lines=st.lists(_cookie_lines(), min_size=1, max_size=3), name=st.sampled_from(_NEAR_NAMES))
+def test_cookie_scan_reads_each_name_as_a_server_per_rfc_6265_would(
+    lines: list[str], name: str
+) -> None:
+    """The scan by name, the whole-header parse and an RFC 6265 reading agree on every
+    header, including Cookie lines split as HTTP/2 sends them and joined by the adapter:
+    near names are never taken for ours, only spaces and tabs are white space (0xA0, 0x85
+    and control characters stay part of a name, as the browser kept them), first wins."""
+    scope = {"type": "http", "headers": [(b"cookie", line.encode("latin-1")) for line in lines]}
+    header = asgi_request_info(scope).cookie
+    if header is None:
+        return
+    expected = _rfc6265_reading(header, name)
+    assert cookie_value(header, name) == expected
+    assert parse_cookie_header(header).get(name) == expected
+    assert CookieHeader(header).get(name) == expected
 
 
 def test_cookie_scan_ignores_oversized_headers_whole() -> None:
