@@ -749,6 +749,89 @@ def test_remembered_protect_answers_are_the_settings_answers(
         policy_module.PROTECTS_CACHE_SIZE = saved
 
 
+#: Spellings of one resource a client may choose: case, percent-encoding (of letters, of
+#: '/', invalid UTF-8), dot segments, repeated and trailing slashes, over-long paths.
+_SPELLED_SEGMENTS = st.sampled_from(
+    [
+        *("admin", "Admin", "ADMIN", "%61dmin", "%2561dmin", "adm%69n", "a", ".", "..", ""),
+        *("%2f", "%2F", "%ff", "%c3%a9", "\u00e9", "api", "v1", "*", "x" * 300),
+    ]
+)
+_SPELLED_PATHS = st.lists(_SPELLED_SEGMENTS, min_size=1, max_size=4).map(
+    lambda parts: "/" + "/".join(parts)
+)
+
+
+@st.composite
+def _asgi_scopes(draw: st.DrawFn) -> dict[str, object]:
+    path = draw(_SPELLED_PATHS)
+    raw = draw(st.sampled_from(["same", "none", "other", "query"]))
+    scope: dict[str, object] = {"type": "http", "path": path}
+    if raw == "same":
+        scope["raw_path"] = path.encode("utf-8")
+    elif raw == "other":
+        scope["raw_path"] = draw(_SPELLED_PATHS).encode("utf-8")
+    elif raw == "query":
+        scope["raw_path"] = (path + "?x=/admin").encode("utf-8")
+    scope["root_path"] = draw(st.sampled_from(["", "/", "/app", "/Admin", "/a"]))
+    return scope
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rules=_RULES.map(lambda rules: [*rules, "prefix:/admin", "exact:/app/api"]),
+    methods=st.sampled_from([[], ["GET"], ["post", "DELETE"]]),
+    calls=st.lists(
+        st.tuples(_METHODS | st.sampled_from(["X" * 40, "G" * 33]), _asgi_scopes()),
+        max_size=30,
+    ),
+)
+def test_protect_memo_answers_every_asgi_spelling_as_the_rules_do(
+    rules: list[str],
+    methods: list[str],
+    calls: list[tuple[str, dict[str, object]]],
+    issuer_key: IssuerKey,
+) -> None:
+    """The memo, asked (twice, in order, on a memo small enough to be emptied on the way)
+    about requests whose path is spelled every way a client can (case, percent-encoding,
+    dot segments, slashes, raw_path unlike path, a query, root_path), answers what the
+    rules answer for those very spellings, and refuses the paths that do not decode as
+    they do. What it keeps is bounded: never more entries than its size, no long method
+    or path."""
+    s = Settings.from_mapping(
+        {
+            "issuers": [{"name": "issuer.example", "token_key": issuer_key.token_key}],
+            "secret": "s" * 32,
+            "protect": rules,
+            "protect_methods": methods,
+        }
+    )
+    policy = Policy(s)
+    policy_module.PROTECTS_CACHE_SIZE, saved = 5, policy_module.PROTECTS_CACHE_SIZE
+    try:
+        for _ in range(2):
+            for method, scope in calls:
+                try:
+                    paths = asgi_paths(scope)
+                except DecodeError:
+                    continue  # the middleware answers 400 before asking
+                try:
+                    expected: bool | str = s.protects(method, *paths)
+                except DecodeError:
+                    expected = "bad path"
+                try:
+                    answer: bool | str = policy.protects(method, *paths)
+                except DecodeError:
+                    answer = "bad path"
+                assert answer == expected, (method, scope)
+        known = policy._protects._known
+        assert len(known) <= 5
+        assert all(len(key[0]) <= policy_module.PROTECTS_CACHE_METHOD for key in known)
+        assert all(len(part) <= policy_module.PROTECTS_CACHE_PATH for k in known for part in k)
+    finally:
+        policy_module.PROTECTS_CACHE_SIZE = saved
+
+
 def _asgi_paths_read_in_full(scope: dict[str, object], strict: bool) -> tuple[str, ...]:
     """asgi_paths as it read raw_path before the shortcut (the reference)."""
     path = scope.get("path")
