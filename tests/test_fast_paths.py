@@ -387,7 +387,7 @@ def test_key_ring_lookup_takes_bytes_like_ids_only(issuer_key: IssuerKey) -> Non
     key_id = issuer_key.token_key_id
     ring = KeyRing([TrustedKey("a.example", issuer_key)])
     for same in (bytearray(key_id), memoryview(key_id)):
-        assert ring.find_all(same) == ring.find_all(key_id) != ()
+        assert ring.find_all(same) == ring.find_all(key_id) != ()  # type: ignore[arg-type]
     for wrong in (32, list(key_id), key_id.hex()):
         with pytest.raises(TypeError):
             ring.find_all(wrong)  # type: ignore[arg-type]
