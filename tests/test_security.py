@@ -16,7 +16,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -1429,3 +1429,107 @@ def test_tossed_cookie_named_behind_non_http_white_space_is_not_a_host_cookie(
     _challenged(decision)
     # Nor is the session hers: the challenge comes with a new session cookie.
     assert set_cookies(decision.header_lines())[SECURE_SESSION_COOKIE] != session
+
+
+# ------------------------------------- prebuilt passes and the ASGI glue (perf review)
+
+
+def _asgi_call(
+    app: PrivateTokenMiddleware, headers: list[tuple[bytes, bytes]]
+) -> tuple[int, list[tuple[bytes, bytes]], object]:
+    """One request through the middleware, in process: status, response headers, and the
+    ``private_token`` the app saw."""
+    seen: dict[str, object] = {}
+    sent: list[dict[str, Any]] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        seen["token"] = scope.get("private_token")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    app.app = inner
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "scheme": "https",
+        "path": "/protected",
+        "raw_path": b"/protected",
+        "root_path": "",
+        "headers": [(b"host", b"www.example.com"), *headers],
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
+
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], list(sent[0]["headers"]), seen.get("token")
+
+
+def _set_cookie_names(headers: list[tuple[bytes, bytes]]) -> list[str]:
+    return [v.decode().split("=", 1)[0] for k, v in headers if k == b"set-cookie"]
+
+
+def test_prebuilt_passes_carry_no_cookie_or_token_of_another_request(
+    policy: Policy, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    """Passes that add no cookie are built once and shared by every request. Alice redeems a
+    token (her pass sets her cookies), then Bob passes on his verified session and Alice on
+    hers: each response carries only its own cookies (none on a session pass), is private,
+    and the app sees the session's proof, never the other request's; a shared pass cannot
+    be changed in place."""
+    app = PrivateTokenMiddleware(_ok, policy=policy)
+    browsers = {name: Browser(policy, host=ORIGIN) for name in ("alice", "bob")}
+    for browser in browsers.values():
+        assert browser.get(token=answer(browser.challenge(), rsa_2048, issuer_key)).allowed
+    alice, bob = browsers["alice"], browsers["bob"]
+
+    # Alice's redemption over ASGI: her cookies, and her token's proof.
+    carol = Browser(policy, host=ORIGIN)
+    www = carol.challenge()
+    token_line = (b"authorization", build_authorization(answer(www, rsa_2048, issuer_key)).encode())
+    carol_cookie = (b"cookie", (carol.cookie_header() or "").encode())
+    status, headers, proof = _asgi_call(app, [token_line, carol_cookie])
+    assert status == 200 and SECURE_VERIFIED_COOKIE in _set_cookie_names(headers)
+    assert getattr(proof, "via_session", None) is False
+
+    for browser in (bob, alice, bob):
+        cookie = (b"cookie", (browser.cookie_header() or "").encode())
+        status, headers, proof = _asgi_call(app, [cookie])
+        assert status == 200
+        assert _set_cookie_names(headers) == []  # nobody else's cookies, none of its own
+        assert (b"cache-control", b"private") in headers
+        assert getattr(proof, "via_session", None) is True
+
+    shared = policy.evaluate(RequestInfo("GET", "/protected", cookie=bob.cookie_header()))
+    assert shared is policy.evaluate(RequestInfo("GET", "/protected", cookie=alice.cookie_header()))
+    with pytest.raises(AttributeError):
+        shared.cookies = ()  # type: ignore[misc]
+
+
+def test_verified_session_split_over_http2_cookie_lines_is_read_and_first_wins(
+    policy: Policy, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    """HTTP/2 sends each cookie as its own ``cookie`` field; the adapter joins them with
+    ``; `` (RFC 9113 §8.2.3) and reads the first pair of each name, as from one line. A
+    later line cannot replace a cookie an earlier one carried, and a field named otherwise
+    than in lower case (which ASGI servers never pass on) is not read at all."""
+    app = PrivateTokenMiddleware(_ok, policy=policy)
+    alice, mallory = Browser(policy, host=ORIGIN), Browser(policy, host=ORIGIN)
+    for browser in (alice, mallory):
+        assert browser.get(token=answer(browser.challenge(), rsa_2048, issuer_key)).allowed
+
+    def line(browser: Browser, name: str) -> tuple[bytes, bytes]:
+        return (b"cookie", f"{name}={browser.cookies[name]}".encode())
+
+    split = [line(alice, SECURE_SESSION_COOKIE), line(alice, SECURE_VERIFIED_COOKIE)]
+    assert _asgi_call(app, split)[0] == 200
+    # Mallory's verified mark in a later line does not replace Alice's (first wins), and hers
+    # first does not pass on Alice's session.
+    assert _asgi_call(app, [*split, line(mallory, SECURE_VERIFIED_COOKIE)])[0] == 200
+    swapped = [split[0], line(mallory, SECURE_VERIFIED_COOKIE), split[1]]
+    assert _asgi_call(app, swapped)[0] == 401
+    shouted = [(b"Cookie", value) for _, value in split]
+    assert _asgi_call(app, shouted)[0] == 401
