@@ -714,25 +714,26 @@ def test_prebuilt_passes_are_the_decisions_they_stand_for(
     assert asyncio.run(session.evaluate_async(RequestInfo("GET", "/p", cookie=both))) == expected
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    rules=_RULES,
-    calls=st.lists(st.tuples(_METHODS, st.lists(_PATHS, min_size=1, max_size=3)), max_size=40),
-)
-def test_remembered_protect_answers_are_the_settings_answers(
-    rules: list[str], calls: list[tuple[str, list[str]]], issuer_key: IssuerKey
-) -> None:
-    """The policy remembers what the compiled rules answered per method and path spellings
-    (and forgets it all when full): every answer is still the rules' own."""
-    s = Settings.from_mapping(
+def _protect_settings(
+    issuer_key: IssuerKey, rules: list[str], methods: tuple[str, ...] = ()
+) -> Settings:
+    return Settings.from_mapping(
         {
             "issuers": [{"name": "issuer.example", "token_key": issuer_key.token_key}],
             "secret": "s" * 32,
             "protect": rules,
+            "protect_methods": list(methods),
         }
     )
+
+
+def _memo_agrees_with_rules(
+    s: Settings, calls: list[tuple[str, tuple[str, ...]]], *, size: int
+) -> dict[tuple[str, ...], bool]:
+    """Asks a policy's memo (of ``size`` entries) and the settings about every call, twice
+    over; asserts they answer alike, a refusal included. Returns what the memo kept."""
     policy = Policy(s)
-    policy_module.PROTECTS_CACHE_SIZE, saved = 7, policy_module.PROTECTS_CACHE_SIZE
+    policy_module.PROTECTS_CACHE_SIZE, saved = size, policy_module.PROTECTS_CACHE_SIZE
     try:
         for _ in range(2):
             for method, paths in calls:
@@ -747,6 +748,22 @@ def test_remembered_protect_answers_are_the_settings_answers(
                 assert answer == expected, (method, paths)
     finally:
         policy_module.PROTECTS_CACHE_SIZE = saved
+    return policy._protects._known
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rules=_RULES,
+    calls=st.lists(st.tuples(_METHODS, st.lists(_PATHS, min_size=1, max_size=3)), max_size=40),
+)
+def test_remembered_protect_answers_are_the_settings_answers(
+    rules: list[str], calls: list[tuple[str, list[str]]], issuer_key: IssuerKey
+) -> None:
+    """The policy remembers what the compiled rules answered per method and path spellings
+    (and forgets it all when full): every answer is still the rules' own."""
+    _memo_agrees_with_rules(
+        _protect_settings(issuer_key, rules), [(m, tuple(p)) for m, p in calls], size=7
+    )
 
 
 #: Spellings of one resource a client may choose: case, percent-encoding (of letters, of
@@ -798,38 +815,17 @@ def test_protect_memo_answers_every_asgi_spelling_as_the_rules_do(
     rules answer for those very spellings, and refuses the paths that do not decode as
     they do. What it keeps is bounded: never more entries than its size, no long method
     or path."""
-    s = Settings.from_mapping(
-        {
-            "issuers": [{"name": "issuer.example", "token_key": issuer_key.token_key}],
-            "secret": "s" * 32,
-            "protect": rules,
-            "protect_methods": methods,
-        }
-    )
-    policy = Policy(s)
-    policy_module.PROTECTS_CACHE_SIZE, saved = 5, policy_module.PROTECTS_CACHE_SIZE
-    try:
-        for _ in range(2):
-            for method, scope in calls:
-                try:
-                    paths = asgi_paths(scope)
-                except DecodeError:
-                    continue  # the middleware answers 400 before asking
-                try:
-                    expected: bool | str = s.protects(method, *paths)
-                except DecodeError:
-                    expected = "bad path"
-                try:
-                    answer: bool | str = policy.protects(method, *paths)
-                except DecodeError:
-                    answer = "bad path"
-                assert answer == expected, (method, scope)
-        known = policy._protects._known
-        assert len(known) <= 5
-        assert all(len(key[0]) <= policy_module.PROTECTS_CACHE_METHOD for key in known)
-        assert all(len(part) <= policy_module.PROTECTS_CACHE_PATH for k in known for part in k)
-    finally:
-        policy_module.PROTECTS_CACHE_SIZE = saved
+    spelled = []
+    for method, scope in calls:
+        try:
+            spelled.append((method, asgi_paths(scope)))
+        except DecodeError:
+            continue  # the middleware answers 400 before asking
+    s = _protect_settings(issuer_key, rules, tuple(methods))
+    known = _memo_agrees_with_rules(s, spelled, size=5)
+    assert len(known) <= 5
+    assert all(len(key[0]) <= policy_module.PROTECTS_CACHE_METHOD for key in known)
+    assert all(len(part) <= policy_module.PROTECTS_CACHE_PATH for k in known for part in k)
 
 
 def _asgi_paths_read_in_full(scope: dict[str, object], strict: bool) -> tuple[str, ...]:
