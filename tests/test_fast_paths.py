@@ -14,7 +14,7 @@ from unittest import mock
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from itsdangerous import TimestampSigner
 from itsdangerous.encoding import base64_encode, int_to_bytes
@@ -802,6 +802,18 @@ def _asgi_scopes(draw: st.DrawFn) -> dict[str, object]:
         st.tuples(_METHODS | st.sampled_from(["X" * 40, "G" * 33]), _asgi_scopes()),
         max_size=30,
     ),
+)
+# One path, read with and without its mount prefix, and under a raw_path that differs:
+# an answer kept for one reading must not be given for another.
+@example(
+    rules=["prefix:/admin", "exact:/app/api"],
+    methods=[],
+    calls=[
+        ("GET", {"path": "/api", "root_path": "/app"}),
+        ("GET", {"path": "/api", "root_path": ""}),
+        ("GET", {"path": "/x", "raw_path": b"/%61dmin"}),
+        ("GET", {"path": "/x", "raw_path": b"/x"}),
+    ],
 )
 def test_protect_memo_answers_every_asgi_spelling_as_the_rules_do(
     rules: list[str],
