@@ -8,22 +8,26 @@ import asyncio
 import base64
 import dataclasses
 import hashlib
+import re
 import secrets
+from unittest import mock
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from itsdangerous import TimestampSigner
 from itsdangerous.encoding import base64_encode, int_to_bytes
 
 from pat_middleware import IssuerKey, Token, TokenChallenge, encode_pss_spki
-from pat_middleware.core.codec import b64_decode, b64url_encode
+from pat_middleware.core import headers as headers_module
+from pat_middleware.core.codec import b64url_encode
 from pat_middleware.core.headers import (
     MAX_HEADER_BYTES,
     ChallengeParams,
+    _parse_authorization_items,
+    build_authorization,
     build_www_authenticate,
-    parse_auth_items,
     parse_authorization,
     parse_www_authenticate,
 )
@@ -39,6 +43,7 @@ from pat_middleware.policy.contexts import EXPIRED_LOOKBACK_WINDOWS, ContextMode
 from pat_middleware.policy.keys import token_info
 from pat_middleware.policy.sessions import (
     DEFAULT_MAX_COOKIE_HEADER,
+    MAX_COOKIE_VALUE,
     CookieHeader,
     cookie_value,
     parse_cookie_header,
@@ -159,28 +164,20 @@ _SCHEMES = st.sampled_from(
 _NAMES = st.sampled_from(["token", "TOKEN", "Token", "to\u212aen", "tokens"])
 
 
-def _general(value: str) -> list[bytes] | str:
-    """The general parser's answer, without the single-token shortcut."""
-    tokens: list[bytes] = []
-    error = None
+def _general(value: str, max_length: int = 2048) -> list[bytes] | str:
+    """The general parser's answer, without either shortcut (the reference)."""
     try:
-        items = parse_auth_items(value, max_length=2048)
+        return _parse_authorization_items(value, max_length)
     except DecodeError:
         return "error"
-    for item in items:
-        if not item.is_private_token:
-            continue
-        raw = item.params.get("token")
-        if raw is None:
-            error = "error"
-            continue
-        try:
-            tokens.append(b64_decode(raw, max_length=2048))
-        except DecodeError:
-            error = "error"
-    if not tokens and error:
-        return error
-    return tokens
+
+
+def _parsed(value: str, max_length: int = 2048) -> list[bytes] | str:
+    """parse_authorization's answer, shortcuts and all."""
+    try:
+        return parse_authorization(value, max_length=max_length)
+    except DecodeError:
+        return "error"
 
 
 @settings(max_examples=1500, deadline=None)
@@ -233,6 +230,87 @@ def test_canonical_credential_straight_line_agrees_with_the_general_parser(
     except DecodeError:
         fast = "error"
     assert fast == _general(value)
+
+
+#: Pieces of a credential an attacker may vary: scheme and parameter case, white space
+#: around each piece, quoting and escapes, base64 in either alphabet or both, padding of
+#: every length and place, characters outside every alphabet, what follows the value.
+_CRED_LEAD = st.sampled_from(["", " ", "\t", ",", ", ", "Basic x, "])
+_CRED_SCHEME = st.sampled_from(["PrivateToken", "privatetoken", "PRIVATETOKEN", "Private Token"])
+_CRED_GAP = st.sampled_from([" ", "  ", "\t", "", " ,"])
+_CRED_NAME = st.sampled_from(["token", "Token", "TOKEN", "tokens", "challenge"])
+_CRED_EQ = st.sampled_from(["=", " =", "= ", "==", ""])
+_CRED_QUOTE = st.sampled_from([('"', '"'), ("", ""), ('"', ""), ("", '"'), ('"\\', '"')])
+_CRED_BODY = st.one_of(
+    st.binary(max_size=80).map(lambda b: base64.urlsafe_b64encode(b).decode()),
+    st.binary(max_size=80).map(lambda b: base64.b64encode(b).decode()),
+    st.binary(max_size=80).map(lambda b: base64.urlsafe_b64encode(b).decode().rstrip("=")),
+    st.text(st.sampled_from('AQgw09az-_+/=" \t,\\;\x0b\xa0\u00e9\u212a\u0130'), max_size=30),
+)
+_CRED_PAD = st.sampled_from(["", "=", "==", "===", "====", "=A", " ="])
+_CRED_TAIL = st.sampled_from(
+    ["", " ", "\t", ",", ', token="AAAA"', ", x=y", ", PrivateToken token=AAAA", ', Basic "x"']
+)
+
+
+@st.composite
+def _credentials(draw: st.DrawFn) -> str:
+    opening, closing = draw(_CRED_QUOTE)
+    pieces = (
+        draw(_CRED_LEAD),
+        draw(_CRED_SCHEME),
+        draw(_CRED_GAP),
+        draw(_CRED_NAME),
+        draw(_CRED_EQ),
+        opening,
+        draw(_CRED_BODY),
+        draw(_CRED_PAD),
+        closing,
+        draw(_CRED_TAIL),
+    )
+    return "".join(pieces)
+
+
+@settings(max_examples=4000, deadline=None)
+@given(
+    # One credential, or several Authorization lines as the ASGI and WSGI adapters join them.
+    lines=st.lists(
+        _credentials()
+        | st.text(max_size=40)
+        | st.builds(build_authorization, st.binary(max_size=80), quoted=st.booleans()),
+        min_size=1,
+        max_size=3,
+    ),
+    # max_length around the value's own length: the bound holds whichever way it is read.
+    slack=st.sampled_from([None, -1, 0, 1]),
+)
+def test_credential_shortcuts_answer_what_the_general_parser_answers(
+    lines: list[str], slack: int | None
+) -> None:
+    """For every Authorization value, ``parse_authorization`` (with the straight line for
+    ``PrivateToken token="..."`` and the single-credential pattern) answers exactly what the
+    general RFC 9110 reading answers: the same tokens in the same order, or a refusal."""
+    value = ", ".join(lines)
+    max_length = 2048 if slack is None else max(len(value) + slack, 0)
+    assert _parsed(value, max_length) == _general(value, max_length)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(token=st.binary(min_size=1, max_size=700), quoted=st.booleans())
+def test_every_token_a_client_writes_takes_a_shortcut_and_reads_back(
+    token: bytes, quoted: bool
+) -> None:
+    """What build_authorization writes is read back exactly, by the shortcuts alone (the
+    general parser agrees); in the alphabet and padding of RFC 9577 and in the others a
+    client may use."""
+    written = build_authorization(token, quoted=quoted)
+    standard = written.replace("-", "+").replace("_", "/")
+    unpadded = written.rstrip('"').rstrip("=") + ('"' if quoted else "")
+    for value in (written, standard, unpadded):
+        with mock.patch.object(headers_module, "_parse_authorization_items") as general:
+            assert parse_authorization(value) == [token]
+        general.assert_not_called()
+        assert _general(value) == [token]
 
 
 # ------------------------------------------------------------------ base64 and signatures
@@ -300,6 +378,19 @@ def test_key_ring_groups_one_key_trusted_by_two_issuers(
     assert ring.find_all(issuer_key.token_key_id) == (a, c)
     assert ring.find_all(other.token_key_id) == (b,)
     assert ring.find_all(b"\0" * 32) == () and ring.find(b"\0" * 32) is None
+
+
+def test_key_ring_lookup_takes_bytes_like_ids_only(issuer_key: IssuerKey) -> None:
+    """The dict lookup copies a bytes-like id into bytes, as the constant-time comparison
+    took any buffer; it must not turn an int into that many zero bytes (``bytes(32)``) or a
+    list of ints into bytes, which the comparison refused with TypeError."""
+    key_id = issuer_key.token_key_id
+    ring = KeyRing([TrustedKey("a.example", issuer_key)])
+    for same in (bytearray(key_id), memoryview(key_id)):
+        assert ring.find_all(same) == ring.find_all(key_id) != ()  # type: ignore[arg-type]
+    for wrong in (32, list(key_id), key_id.hex()):
+        with pytest.raises(TypeError):
+            ring.find_all(wrong)  # type: ignore[arg-type]
 
 
 def _plain_policy(issuer_key: IssuerKey) -> Policy:
@@ -493,6 +584,80 @@ def test_cookie_scan_agrees_with_the_whole_header_parse(header: str | None, name
     assert dict(jar) == dict(parse_cookie_header(header))
 
 
+#: Our names and names that contain, extend or end like them: a scan by name must not
+#: take one for another.
+_NEAR_NAMES = [
+    "__Host-pat_session",
+    "__Host-pat_verified",
+    "__Host-pat_session_c",
+    "x__Host-pat_session",
+    "__host-pat_session",
+    "__Host-pat_sessio",
+    "pat_session",
+    "pat_session_c",
+    "__Host-pat_session=__Host-pat_session",
+    "",
+]
+#: HTTP's white space, and what Python's str.strip also takes for it (latin-1 range).
+_COOKIE_WS = st.sampled_from(["", " ", "\t", "  ", "\xa0", "\x85", "\x0b", "\x1f", "\r"])
+_LATIN_1 = st.characters(max_codepoint=0xFF)
+_COOKIE_VALUE = st.one_of(
+    st.text(st.sampled_from('aZ09.-_=";\\ \t\xa0\xe9'), max_size=10),
+    st.sampled_from(["", '"', '""', '"v.1.s"', "v" * 512, "v" * 513, '"' + "v" * 511 + '"']),
+)
+
+
+@st.composite
+def _cookie_lines(draw: st.DrawFn) -> str:
+    parts = []
+    for _ in range(draw(st.integers(0, 6))):
+        name = draw(st.sampled_from(_NEAR_NAMES) | st.text(_LATIN_1, max_size=6))
+        pair = [draw(_COOKIE_WS), name, draw(_COOKIE_WS), draw(st.sampled_from(["=", "", "=="]))]
+        parts.append("".join([*pair, draw(_COOKIE_WS), draw(_COOKIE_VALUE), draw(_COOKIE_WS)]))
+    return draw(st.sampled_from(["; ", ";", " ;", ";;"])).join(parts)
+
+
+_COOKIE_PAIR = re.compile(r"[ \t]*([^;=]*?)[ \t]*=[ \t]*([^;]*?)[ \t]*(?:;|\Z)")
+
+
+def _rfc6265_reading(header: str, name: str) -> str | None:
+    """The cookie ``name`` as RFC 6265 §5.4 has a server read the pairs a browser sends (the
+    reference): ``;``-separated, split at the first ``=``, only spaces and tabs trimmed, the
+    first pair of that name counts; plus this library's rules: one pair of surrounding
+    quotes dropped, a value over MAX_COOKIE_VALUE skipped, a header over the bound ignored."""
+    if len(header) > DEFAULT_MAX_COOKIE_HEADER:
+        return None
+    for part in header.split(";"):
+        pair = _COOKIE_PAIR.fullmatch(part + ";")
+        if pair is None or pair.group(1) != name or not name:
+            continue
+        value = pair.group(2)
+        if len(value) >= 2 and value.startswith('"') and value.endswith('"'):
+            value = value[1:-1]
+        if len(value) <= MAX_COOKIE_VALUE:
+            return value
+    return None
+
+
+@settings(max_examples=3000, deadline=None)
+@given(lines=st.lists(_cookie_lines(), min_size=1, max_size=3), name=st.sampled_from(_NEAR_NAMES))
+def test_cookie_scan_reads_each_name_as_a_server_per_rfc_6265_would(
+    lines: list[str], name: str
+) -> None:
+    """The scan by name, the whole-header parse and an RFC 6265 reading agree on every
+    header, including Cookie lines split as HTTP/2 sends them and joined by the adapter:
+    near names are never taken for ours, only spaces and tabs are white space (0xA0, 0x85
+    and control characters stay part of a name, as the browser kept them), first wins."""
+    scope = {"type": "http", "headers": [(b"cookie", line.encode("latin-1")) for line in lines]}
+    header = asgi_request_info(scope).cookie
+    if header is None:
+        return
+    expected = _rfc6265_reading(header, name)
+    assert cookie_value(header, name) == expected
+    assert parse_cookie_header(header).get(name) == expected
+    assert CookieHeader(header).get(name) == expected
+
+
 def test_cookie_scan_ignores_oversized_headers_whole() -> None:
     header = "pat_session=abc; " + "x=" + "y" * DEFAULT_MAX_COOKIE_HEADER
     assert cookie_value(header, "pat_session") is None
@@ -549,25 +714,26 @@ def test_prebuilt_passes_are_the_decisions_they_stand_for(
     assert asyncio.run(session.evaluate_async(RequestInfo("GET", "/p", cookie=both))) == expected
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    rules=_RULES,
-    calls=st.lists(st.tuples(_METHODS, st.lists(_PATHS, min_size=1, max_size=3)), max_size=40),
-)
-def test_remembered_protect_answers_are_the_settings_answers(
-    rules: list[str], calls: list[tuple[str, list[str]]], issuer_key: IssuerKey
-) -> None:
-    """The policy remembers what the compiled rules answered per method and path spellings
-    (and forgets it all when full): every answer is still the rules' own."""
-    s = Settings.from_mapping(
+def _protect_settings(
+    issuer_key: IssuerKey, rules: list[str], methods: tuple[str, ...] = ()
+) -> Settings:
+    return Settings.from_mapping(
         {
             "issuers": [{"name": "issuer.example", "token_key": issuer_key.token_key}],
             "secret": "s" * 32,
             "protect": rules,
+            "protect_methods": list(methods),
         }
     )
+
+
+def _memo_agrees_with_rules(
+    s: Settings, calls: list[tuple[str, tuple[str, ...]]], *, size: int
+) -> dict[tuple[str, ...], bool]:
+    """Asks a policy's memo (of ``size`` entries) and the settings about every call, twice
+    over; asserts they answer alike, a refusal included. Returns what the memo kept."""
     policy = Policy(s)
-    policy_module.PROTECTS_CACHE_SIZE, saved = 7, policy_module.PROTECTS_CACHE_SIZE
+    policy_module.PROTECTS_CACHE_SIZE, saved = size, policy_module.PROTECTS_CACHE_SIZE
     try:
         for _ in range(2):
             for method, paths in calls:
@@ -582,6 +748,96 @@ def test_remembered_protect_answers_are_the_settings_answers(
                 assert answer == expected, (method, paths)
     finally:
         policy_module.PROTECTS_CACHE_SIZE = saved
+    return policy._protects._known
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rules=_RULES,
+    calls=st.lists(st.tuples(_METHODS, st.lists(_PATHS, min_size=1, max_size=3)), max_size=40),
+)
+def test_remembered_protect_answers_are_the_settings_answers(
+    rules: list[str], calls: list[tuple[str, list[str]]], issuer_key: IssuerKey
+) -> None:
+    """The policy remembers what the compiled rules answered per method and path spellings
+    (and forgets it all when full): every answer is still the rules' own."""
+    _memo_agrees_with_rules(
+        _protect_settings(issuer_key, rules), [(m, tuple(p)) for m, p in calls], size=7
+    )
+
+
+#: Spellings of one resource a client may choose: case, percent-encoding (of letters, of
+#: '/', invalid UTF-8), dot segments, repeated and trailing slashes, over-long paths.
+_SPELLED_SEGMENTS = st.sampled_from(
+    [
+        *("admin", "Admin", "ADMIN", "%61dmin", "%2561dmin", "adm%69n", "a", ".", "..", ""),
+        *("%2f", "%2F", "%ff", "%c3%a9", "\u00e9", "api", "v1", "*", "x" * 300),
+    ]
+)
+_SPELLED_PATHS = st.lists(_SPELLED_SEGMENTS, min_size=1, max_size=4).map(
+    lambda parts: "/" + "/".join(parts)
+)
+
+
+@st.composite
+def _asgi_scopes(draw: st.DrawFn) -> dict[str, object]:
+    path = draw(_SPELLED_PATHS)
+    raw = draw(st.sampled_from(["same", "none", "other", "query"]))
+    scope: dict[str, object] = {"type": "http", "path": path}
+    if raw == "same":
+        scope["raw_path"] = path.encode("utf-8")
+    elif raw == "other":
+        scope["raw_path"] = draw(_SPELLED_PATHS).encode("utf-8")
+    elif raw == "query":
+        scope["raw_path"] = (path + "?x=/admin").encode("utf-8")
+    scope["root_path"] = draw(st.sampled_from(["", "/", "/app", "/Admin", "/a"]))
+    return scope
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rules=_RULES.map(lambda rules: [*rules, "prefix:/admin", "exact:/app/api"]),
+    methods=st.sampled_from([[], ["GET"], ["post", "DELETE"]]),
+    calls=st.lists(
+        st.tuples(_METHODS | st.sampled_from(["X" * 40, "G" * 33]), _asgi_scopes()),
+        max_size=30,
+    ),
+)
+# One path, read with and without its mount prefix, and under a raw_path that differs:
+# an answer kept for one reading must not be given for another.
+@example(
+    rules=["prefix:/admin", "exact:/app/api"],
+    methods=[],
+    calls=[
+        ("GET", {"path": "/api", "root_path": "/app"}),
+        ("GET", {"path": "/api", "root_path": ""}),
+        ("GET", {"path": "/x", "raw_path": b"/%61dmin"}),
+        ("GET", {"path": "/x", "raw_path": b"/x"}),
+    ],
+)
+def test_protect_memo_answers_every_asgi_spelling_as_the_rules_do(
+    rules: list[str],
+    methods: list[str],
+    calls: list[tuple[str, dict[str, object]]],
+    issuer_key: IssuerKey,
+) -> None:
+    """The memo, asked (twice, in order, on a memo small enough to be emptied on the way)
+    about requests whose path is spelled every way a client can (case, percent-encoding,
+    dot segments, slashes, raw_path unlike path, a query, root_path), answers what the
+    rules answer for those very spellings, and refuses the paths that do not decode as
+    they do. What it keeps is bounded: never more entries than its size, no long method
+    or path."""
+    spelled = []
+    for method, scope in calls:
+        try:
+            spelled.append((method, asgi_paths(scope)))
+        except DecodeError:
+            continue  # the middleware answers 400 before asking
+    s = _protect_settings(issuer_key, rules, tuple(methods))
+    known = _memo_agrees_with_rules(s, spelled, size=5)
+    assert len(known) <= 5
+    assert all(len(key[0]) <= policy_module.PROTECTS_CACHE_METHOD for key in known)
+    assert all(len(part) <= policy_module.PROTECTS_CACHE_PATH for k in known for part in k)
 
 
 def _asgi_paths_read_in_full(scope: dict[str, object], strict: bool) -> tuple[str, ...]:

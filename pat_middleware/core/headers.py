@@ -169,6 +169,12 @@ def parse_authorization(
             # The pattern admits only base64 characters and trailing '=': what b64_decode
             # would check is checked.
             return [decode_checked_body((single.group(1) or single.group(2)).rstrip("="))]
+    return _parse_authorization_items(value, max_length)
+
+
+def _parse_authorization_items(value: str, max_length: int) -> list[bytes]:
+    """:func:`parse_authorization` the general way (RFC 9110 auth-params, any credential
+    list), without the two shortcuts: what they must agree with (``tests/test_fast_paths.py``)."""
     tokens: list[bytes] = []
     error: DecodeError | None = None
     for item in parse_auth_items(value, max_length=max_length):

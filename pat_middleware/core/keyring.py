@@ -84,7 +84,9 @@ class KeyRing:
         """Every entry with this key id (one per issuer trusting the key), in the order
         added; with ``token_type``, only the entries for that token type."""
         if type(token_key_id) is not bytes:
-            token_key_id = bytes(token_key_id)  # bytes-like in, as before
+            # Bytes-like in, as before; memoryview refuses an int (bytes(32) would be 32
+            # zero bytes) and a list of ints, as the comparison it replaces did.
+            token_key_id = bytes(memoryview(token_key_id))
         found = self._by_id.get(token_key_id)
         if found is None:
             return ()

@@ -50,6 +50,9 @@ logger = logging.getLogger("pat_middleware")
 PROTECTS_CACHE_SIZE = 1024
 #: Longer paths are judged every time, not remembered.
 PROTECTS_CACHE_PATH = 256
+#: So are longer methods (registered ones are at most 17 characters): a server may let a
+#: method of many KiB through, and the memo's size must not be set by the server's limits.
+PROTECTS_CACHE_METHOD = 32
 _NO_COOKIES: Mapping[str, str] = MappingProxyType({})
 
 
@@ -71,8 +74,8 @@ class RememberedProtection:
     """:meth:`Settings.protects`, remembered per (method, path spellings): the rules are fixed
     for the policy's life, so the answer is too. At most :data:`PROTECTS_CACHE_SIZE` answers
     are kept (then forgotten all at once, so a client sending endless new paths costs a
-    recomputation, never memory; long paths are not kept); a path that does not decode
-    raises every time, as it did."""
+    recomputation, never memory; long paths and methods are not kept); a path that does
+    not decode raises every time, as it did."""
 
     __slots__ = ("_known", "_protects")
 
@@ -86,7 +89,11 @@ class RememberedProtection:
         if known is not None:
             return known
         answer = self._protects(method, *paths)
-        if len(paths) <= 4 and all(len(path) <= PROTECTS_CACHE_PATH for path in paths):
+        if (
+            len(paths) <= 4
+            and len(method) <= PROTECTS_CACHE_METHOD
+            and all(len(path) <= PROTECTS_CACHE_PATH for path in paths)
+        ):
             cache = self._known
             if len(cache) >= PROTECTS_CACHE_SIZE:
                 cache.clear()
@@ -392,7 +399,6 @@ class Policy:
                 "with challenge_mismatch; serve https, or set cookie_secure = false (or "
                 "development = true) while testing over http"
             )
-
 
 
 __all__ = ["Policy"]

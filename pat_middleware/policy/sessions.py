@@ -28,6 +28,11 @@ DEFAULT_MAX_COOKIE_HEADER = 16384
 MAX_COOKIE_VALUE = 512
 #: Per-request mode remembers this many outstanding challenges per session (parallel 401s).
 MAX_PENDING_CHALLENGES = 4
+#: What is trimmed around a cookie's name and value: HTTP's white space (RFC 6265 §5.4),
+#: not Python's. ``str.strip()`` would also drop 0x85, 0xA0 and 0x0B-0x1F, which browsers
+#: keep in a name: ``\xa0__Host-x``, which any sibling host may set, would read as the
+#: ``__Host-x`` that only this origin can.
+_OWS = " \t"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +126,8 @@ class SessionCodec:
 def parse_cookie_header(
     header: str | None, *, max_length: int = DEFAULT_MAX_COOKIE_HEADER
 ) -> Mapping[str, str]:
-    """Name -> value for a Cookie header (RFC 6265 §5.4); first occurrence wins.
+    """Name -> value for a Cookie header (RFC 6265 §5.4); first occurrence wins; names and
+    values trimmed of spaces and tabs only.
 
     Oversized headers are ignored whole, which reads as "no session": a new one starts.
     """
@@ -132,8 +138,8 @@ def parse_cookie_header(
         name, sep, value = part.partition("=")
         if not sep:
             continue
-        name = name.strip()
-        value = value.strip()
+        name = name.strip(_OWS)
+        value = value.strip(_OWS)
         if len(value) >= 2 and value[0] == value[-1] == '"':
             value = value[1:-1]
         if name and name not in out and len(value) <= MAX_COOKIE_VALUE:
@@ -161,8 +167,8 @@ def cookie_value(
         if end == -1:
             end = len(header)
         key, sep, value = header[start:end].partition("=")
-        if sep and key.strip() == name:
-            value = value.strip()
+        if sep and key.strip(_OWS) == name:
+            value = value.strip(_OWS)
             if len(value) >= 2 and value[0] == value[-1] == '"':
                 value = value[1:-1]
             if len(value) <= MAX_COOKIE_VALUE:
