@@ -352,6 +352,7 @@ def _measure(
     opts: Options,
 ) -> list[Result]:
     notes: list[str] = []
+    wsgi = label.startswith("WSGI")
 
     def measure(
         which: str, duration: float, tokens: list[str] | None = None, cookie: str | None = None
@@ -404,21 +405,23 @@ def _measure(
                 "middleware costs on this server and how far this machine's noise reaches."
             ),
         ),
+        # Targets for gunicorn + Flask; under uvicorn they are item 7's (the command's own
+        # origin), and these rows are for reference.
         "b": Row(
             "3b",
             f"{label}, fresh valid token on every request",
             "protected + token",
             "unprotected",
-            target=0.70,
-            target_text=">= 0.70",
+            target=0.62 if wsgi else None,
+            target_text=">= 0.62" if wsgi else "",
         ),
         "c": Row(
             "3c",
             f"{label}, 401 challenge",
             "401 path",
             "unprotected",
-            target=0.90,
-            target_text=">= 0.90",
+            target=0.90 if wsgi else None,
+            target_text=">= 0.90" if wsgi else "",
         ),
         "c_ref": Row(
             "3c",

@@ -132,8 +132,8 @@ def run(issuer: Issuer, opts: Options) -> list[Result]:
         f"peer, one verification at a time, 1 process a side ({PACKAGE} {version})",
         "Policy.evaluate",
         "privacypass-ts",
-        target=2.0,
-        target_text=">= 2.0",
+        target=3.0,
+        target_text=">= 3.0",
         note=(
             "the same headers and key on both sides. Node: `AuthorizationHeader.parse` then "
             "`publicVerif.Origin(BlindRSAMode.PSS).verify(token, key)`, each awaited. Ours: "

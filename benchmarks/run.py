@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .common import Issuer, Options, Result, Skip, markdown
 
-SECTIONS = ("core", "challenge", "http", "store", "peer", "peer1")
+SECTIONS = ("core", "challenge", "steps", "http", "origin", "store", "peer", "peer1", "pst")
 
 
 def machine() -> list[str]:
@@ -129,15 +129,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     issuer = Issuer.generate()
     results: list[Result] = []
 
-    from . import core, http, peer, peer_type1, store
+    from . import core, http, origin, peer, peer_type1, pst, steps, store
 
     plan: list[tuple[str, Callable[[Issuer, Options], list[Result]]]] = [
         ("core", core.verification),
         ("challenge", core.challenges),
+        ("steps", steps.run),
         ("http", http.run),
+        ("origin", origin.run),
         ("store", store.run),
         ("peer", peer.run),
         ("peer1", peer_type1.run),
+        ("pst", pst.run),
     ]
     for section, func in plan:
         if not opts.wants(section):

@@ -9,6 +9,7 @@ import os
 import secrets
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -229,9 +230,138 @@ def redis(issuer: Issuer, opts: Options) -> list[Result]:
             if initialize is not None:
                 initialize()  # a new Redis: no wait before the first spends (store-init)
             results += _store_figures(issuer, opts, store, counter, count)
+            results += _capacity(url, counter, opts)
         finally:
             counter.close()
     return results
+
+
+#: Per-session mode's replay TTL with the default max_age (60): window 15 s + 60 s + 5 s.
+CAPACITY_TTL = 80.0
+
+
+def _info(counter: Any) -> tuple[float, int, int]:
+    """(Redis CPU seconds, used_memory bytes, keys in db 0) now."""
+    cpu = counter.info("cpu")
+    memory = counter.info("memory")
+    keys = counter.info("keyspace").get("db0", {}).get("keys", 0)
+    return (
+        float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
+        int(memory["used_memory"]),
+        int(keys),
+    )
+
+
+def _capacity(url: str, counter: Any, opts: Options) -> list[Result]:
+    """What one Redis sustains: several worker processes spend fresh nonces through the
+    store at once (one EVALSHA each); Redis's own CPU time and memory per accepted spend."""
+    workers = 2 * (os.cpu_count() or 1)
+    seconds = 2.0 if opts.quick else 10.0
+    runs = 1 if opts.quick else min(opts.rounds, 3)
+    rates: list[float] = []
+    cpu_us: list[float] = []
+    memory: list[float] = []
+    sampled: list[float] = []
+    for _ in range(runs):
+        counter.flushdb()
+        store = open_replay_store(url)
+        initialize = getattr(store, "initialize", None)
+        if initialize is not None:
+            initialize()
+        sample = b"n" + secrets.token_bytes(32)
+        if not store.spend(sample, CAPACITY_TTL):
+            raise AssertionError("a fresh key was refused")
+        spend_key = getattr(store, "spend_key", None)
+        if spend_key is not None:
+            sampled.append(float(counter.memory_usage(spend_key(sample), samples=0) or 0))
+        store.close()
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.store", "--spend", url, str(seconds)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            )
+            for _ in range(workers)
+        ]
+        for child in children:
+            assert child.stdout is not None
+            if child.stdout.readline().strip() != b"ready":
+                raise RuntimeError("a spending worker did not start")
+        cpu_before, memory_before, keys_before = _info(counter)
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write(b"go\n")
+            child.stdin.flush()
+        spent = 0
+        elapsed = 0.0
+        for child in children:
+            out, _ = child.communicate(timeout=seconds + 60)
+            count, took = out.split()[-2:]
+            spent += int(count)
+            elapsed = max(elapsed, float(took))
+        cpu_after, memory_after, keys_after = _info(counter)
+        if keys_after - keys_before != spent:
+            raise AssertionError(f"{spent} spends but {keys_after - keys_before} new keys")
+        rates.append(spent / elapsed)
+        cpu_us.append((cpu_after - cpu_before) / spent * 1e6)
+        memory.append((memory_after - memory_before) / spent)
+    capacity = 1e6 / statistics.median(cpu_us)
+    results: list[Result] = [
+        Value(
+            "4",
+            f"Redis: accepted spends per second, {workers} worker processes, one Redis",
+            rates,
+            "/s",
+            note=(
+                f"{workers} processes, each spending fresh 33-byte keys through "
+                f"RedisReplayStore.spend (one EVALSHA a spend, TTL {CAPACITY_TTL:g} s) for "
+                f"{seconds:g} s, all on this machine with the redis-server: the workers and "
+                "Redis share its cores, so this is a floor, not Redis's ceiling."
+            ),
+        ),
+        Value(
+            "4",
+            "Redis: server CPU per accepted spend (INFO cpu)",
+            cpu_us,
+            "us",
+            note=(
+                f"used_cpu_user + used_cpu_sys over the run, per spend: one Redis core "
+                f"sustains about {capacity:,.0f} accepted spends per second at this cost."
+            ),
+        ),
+        Value(
+            "4",
+            "Redis: bytes per spent nonce (INFO used_memory delta / spends)",
+            memory,
+            "B",
+            note="used_memory grown over the run divided by the keys it added.",
+        ),
+    ]
+    if sampled:
+        results.append(Value("4", "Redis: MEMORY USAGE of one spend key", sampled, "B"))
+    return results
+
+
+def _spend_worker(url: str, seconds: float) -> None:
+    """One spending worker of :func:`_capacity`: warm up, wait for "go", spend for
+    ``seconds``, print the count and the time taken."""
+    store = open_replay_store(url)
+    for _ in range(20):
+        store.spend(b"w" + secrets.token_bytes(32), CAPACITY_TTL)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    spent = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    spend = store.spend
+    while time.perf_counter() < deadline:
+        for _ in range(50):
+            if not spend(b"n" + secrets.token_bytes(32), CAPACITY_TTL):
+                raise SystemExit("a fresh key was refused")
+        spent += 50
+    print(spent, time.perf_counter() - start, flush=True)
+    store.close()
 
 
 #: Redemptions counted (under MONITOR, apart from the timed ones) per form.
@@ -344,4 +474,7 @@ def _store_figures(
 
 
 if __name__ == "__main__":
-    _child(int(sys.argv[1]))
+    if sys.argv[1] == "--spend":
+        _spend_worker(sys.argv[2], float(sys.argv[3]))
+    else:
+        _child(int(sys.argv[1]))

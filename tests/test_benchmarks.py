@@ -30,9 +30,10 @@ def test_quick_run_prints_a_row_for_every_figure() -> None:
     table = done.stdout
     assert "| # | figure | ours (median) |" in table
     rows = [line for line in table.splitlines() if line.startswith("| ")]
-    for item in ("1", "2", "3a", "3b", "3c", "4", "5", "6"):
+    for item in ("1", "2", "S", "3a", "3b", "3c", "4", "5", "6", "7", "8"):
         assert any(row.startswith(f"| {item} |") for row in rows), (item, table)
     assert any("reference: a middleware that does nothing" in row for row in rows), table
+    assert any("ASGI demo origin in process: verified session" in row for row in rows), table
     assert any("reference: the same 401 bytes answered as a constant" in row for row in rows)
     assert "failed:" not in table
     assert "## Machine" in table and "cryptography" in table

@@ -16,7 +16,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -1366,3 +1366,170 @@ def test_empty_redis_does_not_reopen_spent_tokens(
     assert browser.get(token=newer).outcome is Outcome.PASS
     admin.close()
     store.close()
+
+
+# ------------------------------------------------ the protect memo (perf review, #memo)
+
+
+def test_protect_memo_keeps_no_answer_for_an_overlong_method(issuer_key: IssuerKey) -> None:
+    """The policy remembers protect answers per (method, path spellings). Paths are only
+    remembered when short, and so must the method be: an HTTP/1.1 server such as h11 lets a
+    method of several KiB through, and a client sending 1024 of them would otherwise pin
+    1024 times that in every policy (a memory cost set by the server's request-line limit,
+    not by us). Registered methods are at most 17 characters (UPDATEREDIRECTREF)."""
+    policy = Policy(make_settings(issuer_key))
+    memo = policy._protects
+    long_method = "X" * 8000
+    for i in range(50):
+        assert policy.protects(f"{long_method}{i}", "/protected") is True
+    held = sum(sum(len(part) for part in key) for key in memo._known)
+    assert held < 50 * 1000, f"{held} characters of long methods remembered"
+    # Ordinary methods are still remembered, and the answers are the settings' own.
+    assert policy.protects("GET", "/protected") is True
+    assert policy.protects("UPDATEREDIRECTREF", "/elsewhere") is False
+    assert ("GET", "/protected") in memo._known
+    assert ("UPDATEREDIRECTREF", "/elsewhere") in memo._known
+
+
+# ---------------------------------------- cookie names as the browser keeps them (#prefix)
+
+
+@pytest.mark.parametrize(
+    "lead", ["\xa0", "\x85", "\x0b", "\x0c", "\x1c", "\x1f", "\xa0 "], ids=repr
+)
+def test_tossed_cookie_named_behind_non_http_white_space_is_not_a_host_cookie(
+    policy: Policy, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey, lead: str
+) -> None:
+    """The ``__Host-`` prefix is what keeps a sibling host (``evil.example.com``) from setting
+    our session and verified cookies: the browser refuses such a cookie unless the origin
+    itself set it over https without a Domain. A name that merely *ends* in ``__Host-...``
+    gets no such check. Mallory earns a verified session of her own, then has her sibling
+    host set ``Set-Cookie: \\xa0__Host-pat_session=...; Domain=example.com`` (0xA0 and 0x85
+    are no control characters, so browsers keep them; older ones keep 0x0B-0x1F too, and a
+    nameless cookie ``=\\xa0__Host-...`` is sent the same way). The browser sends the name
+    as it stored it; the adapters read the header as latin-1. A parser that trims Python's
+    white space (``str.strip``) rather than HTTP's (space and tab, RFC 6265 §5.4) would read
+    her cookies as ours and pass Alice on Mallory's session without a token."""
+    mallory = Browser(policy)
+    assert mallory.get(token=answer(mallory.challenge(), rsa_2048, issuer_key)).allowed
+    session = mallory.cookies[SECURE_SESSION_COOKIE]
+    verified = mallory.cookies[SECURE_VERIFIED_COOKIE]
+    # The control: under their own names Mallory's cookies pass on her session.
+    own = f"{SECURE_SESSION_COOKIE}={session}; {SECURE_VERIFIED_COOKIE}={verified}"
+    assert Browser(policy).get(cookie=own).outcome is Outcome.SESSION
+
+    tossed = f"{lead}{SECURE_SESSION_COOKIE}={session}; {lead}{SECURE_VERIFIED_COOKIE}={verified}"
+    scope = {
+        "type": "http",
+        "path": "/protected",
+        "headers": [(b"cookie", tossed.encode("latin-1"))],
+    }
+    assert asgi_request_info(scope).cookie == tossed  # what the policy is handed
+    decision = Browser(policy).get(cookie=tossed)
+    _challenged(decision)
+    # Nor is the session hers: the challenge comes with a new session cookie.
+    assert set_cookies(decision.header_lines())[SECURE_SESSION_COOKIE] != session
+
+
+# ------------------------------------- prebuilt passes and the ASGI glue (perf review)
+
+
+def _asgi_call(
+    app: PrivateTokenMiddleware, headers: list[tuple[bytes, bytes]]
+) -> tuple[int, list[tuple[bytes, bytes]], object]:
+    """One request through the middleware, in process: status, response headers, and the
+    ``private_token`` the app saw."""
+    seen: dict[str, object] = {}
+    sent: list[dict[str, Any]] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        seen["token"] = scope.get("private_token")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    app.app = inner
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "scheme": "https",
+        "path": "/protected",
+        "raw_path": b"/protected",
+        "root_path": "",
+        "headers": [(b"host", b"www.example.com"), *headers],
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
+
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], list(sent[0]["headers"]), seen.get("token")
+
+
+def _set_cookie_names(headers: list[tuple[bytes, bytes]]) -> list[str]:
+    return [v.decode().split("=", 1)[0] for k, v in headers if k == b"set-cookie"]
+
+
+def test_prebuilt_passes_carry_no_cookie_or_token_of_another_request(
+    policy: Policy, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    """Passes that add no cookie are built once and shared by every request. Alice redeems a
+    token (her pass sets her cookies), then Bob passes on his verified session and Alice on
+    hers: each response carries only its own cookies (none on a session pass), is private,
+    and the app sees the session's proof, never the other request's; a shared pass cannot
+    be changed in place."""
+    app = PrivateTokenMiddleware(_ok, policy=policy)
+    browsers = {name: Browser(policy, host=ORIGIN) for name in ("alice", "bob")}
+    for browser in browsers.values():
+        assert browser.get(token=answer(browser.challenge(), rsa_2048, issuer_key)).allowed
+    alice, bob = browsers["alice"], browsers["bob"]
+
+    # Alice's redemption over ASGI: her cookies, and her token's proof.
+    carol = Browser(policy, host=ORIGIN)
+    www = carol.challenge()
+    token_line = (b"authorization", build_authorization(answer(www, rsa_2048, issuer_key)).encode())
+    carol_cookie = (b"cookie", (carol.cookie_header() or "").encode())
+    status, headers, proof = _asgi_call(app, [token_line, carol_cookie])
+    assert status == 200 and SECURE_VERIFIED_COOKIE in _set_cookie_names(headers)
+    assert getattr(proof, "via_session", None) is False
+
+    for browser in (bob, alice, bob):
+        cookie = (b"cookie", (browser.cookie_header() or "").encode())
+        status, headers, proof = _asgi_call(app, [cookie])
+        assert status == 200
+        assert _set_cookie_names(headers) == []  # nobody else's cookies, none of its own
+        assert (b"cache-control", b"private") in headers
+        assert getattr(proof, "via_session", None) is True
+
+    shared = policy.evaluate(RequestInfo("GET", "/protected", cookie=bob.cookie_header()))
+    assert shared is policy.evaluate(RequestInfo("GET", "/protected", cookie=alice.cookie_header()))
+    with pytest.raises(AttributeError):
+        shared.cookies = ()  # type: ignore[misc]
+
+
+def test_verified_session_split_over_http2_cookie_lines_is_read_and_first_wins(
+    policy: Policy, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    """HTTP/2 sends each cookie as its own ``cookie`` field; the adapter joins them with
+    ``; `` (RFC 9113 §8.2.3) and reads the first pair of each name, as from one line. A
+    later line cannot replace a cookie an earlier one carried, and a field named otherwise
+    than in lower case (which ASGI servers never pass on) is not read at all."""
+    app = PrivateTokenMiddleware(_ok, policy=policy)
+    alice, mallory = Browser(policy, host=ORIGIN), Browser(policy, host=ORIGIN)
+    for browser in (alice, mallory):
+        assert browser.get(token=answer(browser.challenge(), rsa_2048, issuer_key)).allowed
+
+    def line(browser: Browser, name: str) -> tuple[bytes, bytes]:
+        return (b"cookie", f"{name}={browser.cookies[name]}".encode())
+
+    split = [line(alice, SECURE_SESSION_COOKIE), line(alice, SECURE_VERIFIED_COOKIE)]
+    assert _asgi_call(app, split)[0] == 200
+    # Mallory's verified mark in a later line does not replace Alice's (first wins), and hers
+    # first does not pass on Alice's session.
+    assert _asgi_call(app, [*split, line(mallory, SECURE_VERIFIED_COOKIE)])[0] == 200
+    swapped = [split[0], line(mallory, SECURE_VERIFIED_COOKIE), split[1]]
+    assert _asgi_call(app, swapped)[0] == 401
+    shouted = [(b"Cookie", value) for _, value in split]
+    assert _asgi_call(app, shouted)[0] == 401

@@ -8,7 +8,6 @@ every other type as unsupported.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -38,17 +37,18 @@ class KeyRing:
     """The keys an origin currently accepts, looked up by ``token_key_id``.
 
     One key may be trusted for several issuers (two directories may list it); each
-    (issuer, key) pair is held once. Lookup compares each distinct id in constant time; a
-    ring holds a handful of keys.
+    (issuer, key) pair is held once. Lookup is one dict lookup by the id: a key id is the
+    hash of a published (public) key, so the time a lookup takes tells nothing secret.
     """
 
-    __slots__ = ("_entries", "_groups", "_types")
+    __slots__ = ("_by_id", "_entries", "_groups", "_types")
 
     def __init__(self, entries: Iterable[TrustedKey] = ()) -> None:
         self._entries: tuple[TrustedKey, ...] = ()
         # Per token_key_id: every entry with it, and those entries by token type. Built
         # when the ring changes, never per lookup.
         self._groups: tuple[_Group, ...] = ()
+        self._by_id: dict[bytes, _Group] = {}
         self._types: frozenset[int] = frozenset()
         for entry in entries:
             self.add(entry)
@@ -65,6 +65,7 @@ class KeyRing:
         for e in self._entries:
             by_id[e.key.token_key_id] = (*by_id.get(e.key.token_key_id, ()), e)
         self._groups = tuple((key_id, group, _by_type(group)) for key_id, group in by_id.items())
+        self._by_id = {group[0]: group for group in self._groups}
         self._types = frozenset(e.key.token_type for e in self._entries)
 
     @property
@@ -82,10 +83,14 @@ class KeyRing:
     ) -> tuple[TrustedKey, ...]:
         """Every entry with this key id (one per issuer trusting the key), in the order
         added; with ``token_type``, only the entries for that token type."""
-        for key_id, group, by_type in self._groups:
-            if hmac.compare_digest(key_id, token_key_id):
-                return group if token_type is None else by_type.get(token_type, ())
-        return ()
+        if type(token_key_id) is not bytes:
+            # Bytes-like in, as before; memoryview refuses an int (bytes(32) would be 32
+            # zero bytes) and a list of ints, as the comparison it replaces did.
+            token_key_id = bytes(memoryview(token_key_id))
+        found = self._by_id.get(token_key_id)
+        if found is None:
+            return ()
+        return found[1] if token_type is None else found[2].get(token_type, ())
 
     def __iter__(self) -> Iterator[TrustedKey]:
         return iter(self._entries)

@@ -142,9 +142,13 @@ def asgi_paths(scope: Mapping[str, Any], *, strict: bool = True) -> tuple[str, .
     spellings = [path]
     raw = scope.get("raw_path")
     if isinstance(raw, bytes) and raw:
-        text = _target_path(wsgi_text(raw.decode("latin-1"), strict=strict))
-        if text != path:
-            spellings.append(text)
+        text = raw.decode("latin-1")
+        # The usual request: raw_path is the path itself, ASCII, no query or fragment, so
+        # reading it again would give the path (nothing to add). Otherwise read it.
+        if text != path or not text.isascii() or "?" in text or "#" in text:
+            text = _target_path(wsgi_text(text, strict=strict))
+            if text != path:
+                spellings.append(text)
     root = scope.get("root_path")
     if isinstance(root, str) and root and root != "/":
         if path.startswith(root):

@@ -152,7 +152,11 @@ def verify_token(
     if challenge is None:
         raise TokenError(Reason.CHALLENGE_MISMATCH, "challenge_digest matches no challenge")
     name = challenge.issuer_name
-    trusted = next((c for c in candidates if _same_name(name, c.issuer_name)), None)
+    for trusted in candidates:  # the first entry of the challenge's issuer
+        if _same_name(name, trusted.issuer_name):
+            break
+    else:
+        trusted = None
     if challenge.token_type != token_type or trusted is None:
         raise TokenError(Reason.CHALLENGE_MISMATCH, "challenge names another token type or issuer")
 

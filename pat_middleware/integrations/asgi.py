@@ -58,39 +58,47 @@ def preflight(scope: Scope) -> bool:
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 
 
-def request_info(scope: Scope) -> RequestInfo:
+def request_info(scope: Scope, paths: tuple[str, ...] | None = None) -> RequestInfo:
     """Read method, path, Host, Authorization, Cookie and Sec-Redemption-Record from an HTTP
-    scope (only the headers the policy reads).
+    scope (only the headers the policy reads); ``paths``: the scope's :func:`asgi_paths`,
+    when already read.
 
     Cookie and Host lines longer than ``MAX_HEADER_BYTES`` are dropped (no session, no host).
     Authorization is kept whatever its size: the policy refuses one longer than
     ``max_authorization_length`` as malformed before parsing it, rather than ignoring it.
+    Repeated Authorization and Sec-Redemption-Record lines are joined with ``, ``, repeated
+    Cookie lines with ``; ``; the first Host counts.
     """
     host: str | None = None
-    authorization: list[str] = []
-    cookie: list[str] = []
-    records: list[str] = []
+    authorization: str | None = None
+    cookie: str | None = None
+    records: str | None = None
     for name, value in scope.get("headers", ()):
+        # One pass; a line is decoded only when its name is one the policy reads.
         if name == b"authorization":
-            authorization.append(value.decode("latin-1"))
-        elif name == b"sec-redemption-record":  # any size: its parser bounds it
-            records.append(value.decode("latin-1"))
-        elif len(value) > MAX_HEADER_BYTES:
-            continue
+            text = value.decode("latin-1")
+            authorization = text if authorization is None else f"{authorization}, {text}"
         elif name == b"cookie":
-            cookie.append(value.decode("latin-1"))
-        elif name == b"host" and host is None:
-            host = value.decode("latin-1")
-    paths = asgi_paths(scope, strict=False)
+            if len(value) <= MAX_HEADER_BYTES:
+                text = value.decode("latin-1")
+                cookie = text if cookie is None else f"{cookie}; {text}"
+        elif name == b"host":
+            if host is None and len(value) <= MAX_HEADER_BYTES:
+                host = value.decode("latin-1")
+        elif name == b"sec-redemption-record":  # any size: its parser bounds it
+            text = value.decode("latin-1")
+            records = text if records is None else f"{records}, {text}"
+    if paths is None:
+        paths = asgi_paths(scope, strict=False)
     return RequestInfo(
-        method=scope.get("method", "GET"),
-        path=paths[0],
-        paths=paths[1:],
-        host=host,
-        scheme=_SCHEMES.get(scope.get("scheme", "")),
-        authorization=", ".join(authorization) or None,
-        cookie="; ".join(cookie) or None,
-        redemption_record=", ".join(records) or None,
+        scope.get("method", "GET"),
+        paths[0],
+        host,
+        _SCHEMES.get(scope.get("scheme", "")),
+        paths[1:],
+        authorization or None,
+        cookie or None,
+        records or None,
     )
 
 
@@ -140,6 +148,26 @@ def send_with_headers(send: Send, decision: Decision) -> Send:
     return wrapped
 
 
+_CACHE_CONTROL = b"cache-control"
+_PRIVATE = (_CACHE_CONTROL, b"private")
+
+
+def _with_pass_headers(headers: Iterable[tuple[bytes, bytes]], decision: Decision) -> list[Any]:
+    """The app's response headers with a pass's cookies and, when the pass is private,
+    Cache-Control merged into one that is (:func:`private_headers`, which this is, with
+    its common case of an app that sent no Cache-Control written out)."""
+    out = list(headers)
+    if decision.cookies or decision.headers:
+        out += encode_headers(decision.header_lines())
+    if not decision.private:
+        return out
+    for key, _ in out:
+        if key.lower() == _CACHE_CONTROL:
+            return private_headers(out)
+    out.append(_PRIVATE)
+    return out
+
+
 class LateDecision:
     """The ``send`` of a request whose pass may be decided deeper in the app: writes that
     pass's cookies and ``Cache-Control: private`` on the response the app starts."""
@@ -156,8 +184,7 @@ class LateDecision:
             self.decision = None  # once
             if decision.cookies or decision.private:
                 message = dict(message)
-                headers = [*message.get("headers", ()), *encode_headers(decision.header_lines())]
-                message["headers"] = private_headers(headers) if decision.private else headers
+                message["headers"] = _with_pass_headers(message.get("headers", ()), decision)
         await self.send(message)
 
 
@@ -281,11 +308,13 @@ class PrivateTokenMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        scope[POLICY_SCOPE_KEY] = self.policy
+        policy = self.policy
+        scope[POLICY_SCOPE_KEY] = policy
         try:
-            protected = self.policy.protects(scope.get("method", "GET"), *asgi_paths(scope))
+            paths = asgi_paths(scope)
+            protected = policy.protects(scope.get("method", "GET"), *paths)
         except DecodeError:
-            await self._refuse(scope, self.policy.bad_path(), send)
+            await self._refuse(scope, policy.bad_path(), send)
             return
         if not protected:
             scope[SCOPE_KEY] = None
@@ -296,7 +325,9 @@ class PrivateTokenMiddleware:
             scope[SCOPE_KEY] = None
             await self.app(scope, receive, HeadersOnly(send))
             return
-        decision = await self.policy.evaluate_async(request_info(scope), force=True)
+        # The paths read strictly decoded (or the request was refused above): the same
+        # spellings request_info would read again.
+        decision = await policy.evaluate_async(request_info(scope, paths), force=True)
         if not decision.allowed:
             await self._refuse(scope, decision, send)
             return

@@ -20,7 +20,7 @@ from ..core.verify import KeyRing, TrustedKey, match_challenge
 from ..core.wire import ChallengeTemplate, TokenChallenge
 from ..discovery import KeySource
 from ..settings.model import Settings
-from .decision import TokenInfo
+from .decision import Decision, Outcome, TokenInfo
 
 #: Per challenged issuer: (template, the header text before the base64 challenge, the text
 #: between it and the max-age value, the text after that).
@@ -64,6 +64,9 @@ class KeySnapshot:
     static_match: Callable[[bytes], TokenChallenge | None] = field(repr=False)
     #: What a token proves, per (issuer name, token_key_id): built once per key.
     proofs: Mapping[tuple[str, bytes], TokenInfo] = field(repr=False)
+    #: The pass of a token under each key, when no cookie goes with it (``Decision(PASS,
+    #: token=proofs[k])``): built once per key.
+    passes: Mapping[tuple[str, bytes], Decision] = field(repr=False, default_factory=dict)
 
 
 class PolicyKeys:
@@ -115,6 +118,7 @@ class PolicyKeys:
             (template, *challenge_pieces(token_key, quoted=quoted))
             for template, token_key in templates
         )
+        proofs = {(t.issuer_name, t.key.token_key_id): token_info(t) for t in ring}
         return KeySnapshot(
             keys=ring,
             templates=templates,
@@ -124,7 +128,8 @@ class PolicyKeys:
             version=selection.version,
             valid_until=selection.valid_until,
             static_match=functools.partial(match_challenge, challenges=static),
-            proofs={(t.issuer_name, t.key.token_key_id): token_info(t) for t in ring},
+            proofs=proofs,
+            passes={k: Decision(Outcome.PASS, token=info) for k, info in proofs.items()},
         )
 
 

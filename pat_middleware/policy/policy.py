@@ -21,14 +21,20 @@ from ..core.wire import ChallengeTemplate
 from ..discovery import KeySource, RecordKeySource
 from ..errors import ConfigurationError, DecodeError, Reason
 from ..settings.model import ContextMode, Settings
-from ..stores import PerProcessStore, ReplayStore, StoreUnavailable, open_replay_store
+from ..stores import (
+    MemoryReplayStore,
+    PerProcessStore,
+    ReplayStore,
+    StoreUnavailable,
+    open_replay_store,
+)
 from .contexts import ContextDeriver, Windows, derive_key
 from .decision import Decision, RequestInfo
 from .guard import NONE_MODE_PER_PROCESS, PER_PROCESS_RETRY_AFTER, ProcessGuard
 from .keys import PolicyKeys
 from .observe import MetricsHook, Observer
 from .responses import SKIP, Responses
-from .sessions import SessionCodec, parse_cookie_header
+from .sessions import CookieHeader, SessionCodec
 from .signals import (
     Accepted,
     PrivateTokenSignal,
@@ -40,11 +46,59 @@ from .signals import (
 from .strategies import ContextStrategy, Cookies, RequestState, strategy_for
 
 logger = logging.getLogger("pat_middleware")
+#: How many protect answers a policy remembers (see Policy._protects).
+PROTECTS_CACHE_SIZE = 1024
+#: Longer paths are judged every time, not remembered.
+PROTECTS_CACHE_PATH = 256
+#: So are longer methods (registered ones are at most 17 characters): a server may let a
+#: method of many KiB through, and the memo's size must not be set by the server's limits.
+PROTECTS_CACHE_METHOD = 32
 _NO_COOKIES: Mapping[str, str] = MappingProxyType({})
 
 
 def names_are_secure(cookies: Cookies, request: RequestInfo) -> bool:
     return cookies.names_for(request).secure
+
+
+def host_allowed(origins: frozenset[str], host: str | None) -> bool:
+    """Whether a Host header names one of ``origins`` (``check_host``)."""
+    if not host:
+        return False
+    host = host.strip().lower()
+    if host.endswith(":443"):
+        host = host[:-4]
+    return host in origins
+
+
+class RememberedProtection:
+    """:meth:`Settings.protects`, remembered per (method, path spellings): the rules are fixed
+    for the policy's life, so the answer is too. At most :data:`PROTECTS_CACHE_SIZE` answers
+    are kept (then forgotten all at once, so a client sending endless new paths costs a
+    recomputation, never memory; long paths and methods are not kept); a path that does
+    not decode raises every time, as it did."""
+
+    __slots__ = ("_known", "_protects")
+
+    def __init__(self, protects: Callable[..., bool]) -> None:
+        self._protects = protects
+        self._known: dict[tuple[str, ...], bool] = {}
+
+    def __call__(self, method: str, *paths: str) -> bool:
+        key = (method, *paths)
+        known = self._known.get(key)
+        if known is not None:
+            return known
+        answer = self._protects(method, *paths)
+        if (
+            len(paths) <= 4
+            and len(method) <= PROTECTS_CACHE_METHOD
+            and all(len(path) <= PROTECTS_CACHE_PATH for path in paths)
+        ):
+            cache = self._known
+            if len(cache) >= PROTECTS_CACHE_SIZE:
+                cache.clear()
+            cache[key] = answer
+        return answer
 
 
 class Policy:
@@ -104,6 +158,9 @@ class Policy:
             if replay_store is not None
             else open_replay_store(settings.replay_store, clock=clock)
         )
+        # Its spend_async only calls spend (no I/O): the async path calls spend, one coroutine
+        # fewer per redemption. Exactly the class: a subclass may wait.
+        self._spends_in_place = type(self.store) is MemoryReplayStore
         store_name = (
             settings.replay_store.split("?", 1)[0]
             if replay_store is None
@@ -138,7 +195,7 @@ class Policy:
             VerifiedSessionSignal(settings, self.sessions),
         )
         self._signals_by_choice: dict[frozenset[str], tuple[TrustSignal, ...]] = {}
-        self._protects = settings.protects
+        self._protects = RememberedProtection(settings.protects)
         # Warn once when a token arrives over http without the Secure session cookie.
         self._warn_secure = settings.cookies.secure and self.mode is not ContextMode.NONE
         self._origins = frozenset(settings.origin_info)
@@ -275,7 +332,10 @@ class Policy:
         state, accepted = step
         if accepted.spend is not None:
             try:
-                fresh = await self.store.spend_async(accepted.spend, accepted.ttl)
+                if self._spends_in_place:  # the memory store: a dict under a lock, no I/O
+                    fresh = self.store.spend(accepted.spend, accepted.ttl)
+                else:
+                    fresh = await self.store.spend_async(accepted.spend, accepted.ttl)
             except StoreUnavailable as e:
                 return self.responses.unavailable(state, e)
             if not fresh:
@@ -301,9 +361,10 @@ class Policy:
         responses = self.responses
         started = responses.observer.started()
         now = self.clock()
-        cookies = parse_cookie_header(request.cookie) if request.cookie else _NO_COOKIES
         names = self.cookies.names_for(request)
-        session = self.sessions.load_session(cookies.get(names.session)) if cookies else None
+        # Read by name (CookieHeader): only the policy's own cookies are looked for.
+        cookies = CookieHeader(request.cookie) if request.cookie else _NO_COOKIES
+        session = self.sessions.load_session(cookies.get(names.session)) if request.cookie else None
         if session is None and self._warn_secure and request.scheme == "http":
             self._no_secure_cookie(request)
         keys = self._keys.current(now)
@@ -313,7 +374,7 @@ class Policy:
             if problem is not None:
                 error = StoreUnavailable(problem, retry_after=PER_PROCESS_RETRY_AFTER)
                 return responses.unavailable(state, error)
-        if self.settings.check_host and not self._host_allowed(request.host):
+        if self.settings.check_host and not host_allowed(self._origins, request.host):
             refused = Refused(Reason.CHALLENGE_MISMATCH, "Host is not in origin_info", status=421)
             return responses.refuse(state, refused)
         if not state.keys.templates and self.settings.issuers:
@@ -338,14 +399,6 @@ class Policy:
                 "with challenge_mismatch; serve https, or set cookie_secure = false (or "
                 "development = true) while testing over http"
             )
-
-    def _host_allowed(self, host: str | None) -> bool:
-        if not host:
-            return False
-        host = host.strip().lower()
-        if host.endswith(":443"):
-            host = host[:-4]
-        return host in self._origins
 
 
 __all__ = ["Policy"]

@@ -94,6 +94,15 @@ class Responses:
             issuer=accepted.issuer,
             key_id=accepted.key_id,
         )
+        if not cookies:
+            prebuilt = accepted.decision  # the same pass, built once
+            if (
+                prebuilt is not None
+                and prebuilt.token is accepted.token
+                and prebuilt.outcome is accepted.outcome
+                and not prebuilt.cookies
+            ):
+                return prebuilt
         return Decision(accepted.outcome, cookies=cookies, token=accepted.token)
 
     def challenge(self, state: RequestState) -> Decision:

@@ -1,26 +1,25 @@
 """Signed cookies: the session that binds per-session contexts, and the verified mark.
 
-Both are itsdangerous ``TimestampSigner`` values under sub-keys of the operator's secret,
-with different salts so one can never stand in for the other. The verified mark carries the
-session id it was issued to, so copying it into another session is useless.
+Both are timestamped HMAC values (:mod:`.signer`, itsdangerous's ``TimestampSigner``
+format) under a sub-key of the operator's secret, with different salts so one can never
+stand in for the other. The verified mark carries the session id it was issued to, so
+copying it into another session is useless.
+
+The request's ``Cookie`` header is read by name (:class:`CookieHeader`): the two or three
+cookies the policy needs are found with a bounded scan, not a dict of every cookie.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
-import struct
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
-from itsdangerous import BadSignature, TimestampSigner
-from itsdangerous.encoding import base64_decode, want_bytes
-
-from ..core.codec import b64_decode, b64url_bytes, b64url_decode_strict, b64url_encode
-from ..core.hmac import HmacSha256
+from ..core.codec import b64_decode
 from ..errors import DecodeError
+from .signer import BadSignature, CookieSigner, b64, unb64
 
 SESSION_ID_LENGTH = 16
 #: A Cookie header longer than this is not parsed at all. Sites with large analytics cookies
@@ -29,73 +28,11 @@ DEFAULT_MAX_COOKIE_HEADER = 16384
 MAX_COOKIE_VALUE = 512
 #: Per-request mode remembers this many outstanding challenges per session (parallel 401s).
 MAX_PENDING_CHALLENGES = 4
-#: itsdangerous writes a timestamp as at most 8 bytes, which is 11 base64 characters.
-_MAX_TIMESTAMP_TEXT = 11
-_U64 = struct.Struct(">Q")
-
-
-class _ClockSigner(TimestampSigner):
-    """A TimestampSigner whose clock can be set (tests of expiry run on a fake clock).
-
-    It derives its HMAC key once, not on every call as itsdangerous does, and keeps the
-    key's HMAC pads hashed: the same signatures, without re-hashing the secret for every
-    cookie on the request path.
-    """
-
-    def __init__(self, secret: bytes, salt: str, clock: Callable[[], float]) -> None:
-        super().__init__(secret, salt=salt, digest_method=hashlib.sha256)
-        self._clock = clock
-        self._mac = HmacSha256(self.derive_key())  # this signer has exactly one secret key
-
-    def get_timestamp(self) -> int:
-        return int(self._clock())
-
-    def get_signature(self, value: str | bytes) -> bytes:
-        return b64url_bytes(self._mac.digest(want_bytes(value)))
-
-    def sign(self, value: str | bytes) -> bytes:
-        """``value.timestamp.signature``, byte for byte what itsdangerous writes."""
-        signed = (
-            want_bytes(value) + b"." + b64url_bytes(_U64.pack(self.get_timestamp()).lstrip(b"\0"))
-        )
-        return signed + b"." + b64url_bytes(self._mac.digest(signed))
-
-    def verify_signature(self, value: str | bytes, sig: str | bytes) -> bool:
-        try:
-            raw = base64_decode(sig)
-        except Exception:  # itsdangerous's own rule: an undecodable signature is just wrong
-            return False
-        return hmac.compare_digest(raw, self._mac.digest(want_bytes(value)))
-
-    def check(self, value: str, max_age: int) -> tuple[bytes, int]:
-        """``(payload, timestamp)`` of a value this signer signed at most ``max_age`` seconds
-        ago; raises :class:`BadSignature` otherwise.
-
-        ``unsign(max_age=...)`` on the request path, minus its detours (datetime objects,
-        decoding the signature): the signature's canonical text is compared in constant
-        time, which accepts exactly what :meth:`sign` produces.
-        """
-        try:
-            raw = value.encode("ascii")
-        except UnicodeEncodeError as e:
-            raise BadSignature("not ASCII") from e
-        signed, dot, signature = raw.rpartition(b".")
-        payload, dot_ts, stamp_text = signed.rpartition(b".")
-        if not dot or not dot_ts:
-            raise BadSignature("not a timestamped value")
-        expected = b64url_bytes(self._mac.digest(signed))
-        if not hmac.compare_digest(expected, signature):
-            raise BadSignature("signature does not match")
-        if not 0 < len(stamp_text) <= _MAX_TIMESTAMP_TEXT:
-            raise BadSignature("malformed timestamp")
-        try:
-            stamp = int.from_bytes(b64url_decode_strict(stamp_text))
-        except ValueError as e:
-            raise BadSignature("malformed timestamp") from e
-        age = self.get_timestamp() - stamp
-        if age > max_age or age < 0:
-            raise BadSignature("expired")
-        return payload, stamp
+#: What is trimmed around a cookie's name and value: HTTP's white space (RFC 6265 §5.4),
+#: not Python's. ``str.strip()`` would also drop 0x85, 0xA0 and 0x0B-0x1F, which browsers
+#: keep in a name: ``\xa0__Host-x``, which any sibling host may set, would read as the
+#: ``__Host-x`` that only this origin can.
+_OWS = " \t"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +41,15 @@ class Session:
 
     session_id: bytes
     issued_at: int
+    #: The session id as the cookies carry it (unpadded base64url); empty: not known yet.
+    encoded: bytes = field(default=b"", repr=False, compare=False)
 
     def __repr__(self) -> str:
         return f"Session(issued_at={self.issued_at})"
+
+
+def _encoded(session: Session) -> bytes:
+    return session.encoded or b64(session.session_id)
 
 
 class SessionCodec:
@@ -117,9 +60,9 @@ class SessionCodec:
     def __init__(
         self, key: bytes, *, lifetime: int, clock: Callable[[], float] = time.time
     ) -> None:
-        self._session = _ClockSigner(key, "pat-middleware/session", clock)
-        self._verified = _ClockSigner(key, "pat-middleware/verified", clock)
-        self._pending = _ClockSigner(key, "pat-middleware/pending", clock)
+        self._session = CookieSigner(key, "pat-middleware/session", clock)
+        self._verified = CookieSigner(key, "pat-middleware/verified", clock)
+        self._pending = CookieSigner(key, "pat-middleware/pending", clock)
         self._lifetime = lifetime
         self._clock = clock
 
@@ -127,10 +70,11 @@ class SessionCodec:
         return "SessionCodec(<key hidden>)"
 
     def new_session(self) -> Session:
-        return Session(secrets.token_bytes(SESSION_ID_LENGTH), int(self._clock()))
+        session_id = secrets.token_bytes(SESSION_ID_LENGTH)
+        return Session(session_id, int(self._clock()), b64(session_id))
 
     def dump_session(self, session: Session) -> str:
-        return self._session.sign(b64url_encode(session.session_id, padded=False)).decode()
+        return self._session.sign(_encoded(session))
 
     def load_session(self, value: str | None) -> Session | None:
         """The session in a cookie value, or None if absent, forged, tampered or expired."""
@@ -139,15 +83,15 @@ class SessionCodec:
         try:
             raw, issued = self._session.check(value, self._lifetime)
             # Authentic (our own encoding), and still decoded strictly.
-            session_id = b64url_decode_strict(raw)
-        except (BadSignature, ValueError):
+            session_id = unb64(raw)
+        except ValueError:  # BadSignature too
             return None
         if len(session_id) != SESSION_ID_LENGTH:
             return None
-        return Session(session_id, issued)
+        return Session(session_id, issued, raw)
 
     def dump_verified(self, session: Session) -> str:
-        return self._verified.sign(b64url_encode(session.session_id, padded=False)).decode()
+        return self._verified.sign(_encoded(session))
 
     def is_verified(self, value: str | None, session: Session | None, duration: int) -> bool:
         """True when ``value`` is a verified mark, younger than ``duration``, for ``session``."""
@@ -155,15 +99,15 @@ class SessionCodec:
             return False
         try:
             raw, _ = self._verified.check(value, duration)
-            session_id = b64url_decode_strict(raw)
-        except (BadSignature, ValueError):
+            session_id = unb64(raw)
+        except ValueError:  # BadSignature too
             return False
         return hmac.compare_digest(session_id, session.session_id)
 
     def dump_pending(self, session: Session, slots: Sequence[int]) -> str:
         """Per-request mode: the time slots (ms) of the challenges sent to this session."""
-        sid = b64url_encode(session.session_id, padded=False)
-        return self._pending.sign(sid + "." + ".".join(str(s) for s in slots)).decode()
+        text = ".".join(str(s) for s in slots).encode("ascii")
+        return self._pending.sign(_encoded(session) + b"." + text)
 
     def load_pending(self, value: str | None, session: Session | None, max_age: int) -> list[int]:
         if not value or session is None or len(value) > MAX_COOKIE_VALUE:
@@ -182,7 +126,8 @@ class SessionCodec:
 def parse_cookie_header(
     header: str | None, *, max_length: int = DEFAULT_MAX_COOKIE_HEADER
 ) -> Mapping[str, str]:
-    """Name -> value for a Cookie header (RFC 6265 §5.4); first occurrence wins.
+    """Name -> value for a Cookie header (RFC 6265 §5.4); first occurrence wins; names and
+    values trimmed of spaces and tabs only.
 
     Oversized headers are ignored whole, which reads as "no session": a new one starts.
     """
@@ -193,10 +138,83 @@ def parse_cookie_header(
         name, sep, value = part.partition("=")
         if not sep:
             continue
-        name = name.strip()
-        value = value.strip()
+        name = name.strip(_OWS)
+        value = value.strip(_OWS)
         if len(value) >= 2 and value[0] == value[-1] == '"':
             value = value[1:-1]
         if name and name not in out and len(value) <= MAX_COOKIE_VALUE:
             out[name] = value
     return out
+
+
+def cookie_value(
+    header: str | None, name: str, *, max_length: int = DEFAULT_MAX_COOKIE_HEADER
+) -> str | None:
+    """``parse_cookie_header(header).get(name)``, without building the dict: a bounded scan
+    of the header for the cookie ``name``, first occurrence wins, value unquoted, values
+    longer than ``MAX_COOKIE_VALUE`` skipped, oversized headers ignored whole."""
+    if not header or len(header) > max_length or not name:
+        return None
+    if ";" in name or "=" in name:  # no cookie is named so; let the general parser say
+        return parse_cookie_header(header, max_length=max_length).get(name)
+    find = header.find
+    at = find(name)
+    while at != -1:
+        # The ';'-separated part holding this occurrence: a cookie named ``name`` there
+        # has its name (stripped) before the part's first '='.
+        start = header.rfind(";", 0, at) + 1
+        end = find(";", at)
+        if end == -1:
+            end = len(header)
+        key, sep, value = header[start:end].partition("=")
+        if sep and key.strip(_OWS) == name:
+            value = value.strip(_OWS)
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            if len(value) <= MAX_COOKIE_VALUE:
+                return value
+        at = find(name, end)
+    return None
+
+
+class CookieHeader(Mapping[str, str]):
+    """A request's ``Cookie`` header, read by name on demand.
+
+    :meth:`get` scans for one cookie (:func:`cookie_value`); the policy reads two or three
+    names, so no dict of every cookie is built. Iterating, ``len`` and ``[]`` parse the
+    header whole (:func:`parse_cookie_header`), once. Either way the answers are what
+    ``parse_cookie_header`` gives.
+    """
+
+    __slots__ = ("_header", "_parsed")
+
+    def __init__(self, header: str | None) -> None:
+        self._header = header
+        self._parsed: Mapping[str, str] | None = None
+
+    def __repr__(self) -> str:
+        return "CookieHeader(<values hidden>)"
+
+    def _all(self) -> Mapping[str, str]:
+        parsed = self._parsed
+        if parsed is None:
+            parsed = self._parsed = parse_cookie_header(self._header)
+        return parsed
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        if not isinstance(name, str):
+            return default
+        value = cookie_value(self._header, name)
+        return default if value is None else value
+
+    def __getitem__(self, name: str) -> str:
+        return self._all()[name]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and cookie_value(self._header, name) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())

@@ -14,8 +14,8 @@ not change.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
 from ..core.headers import parse_authorization
 from ..core.redemption_record import RedemptionRecord
@@ -24,7 +24,7 @@ from ..core.wire import AUTHENTICATOR_INPUT_LENGTH, GREASE_TOKEN_TYPES, TOKEN_KE
 from ..discovery import KeySource
 from ..errors import DecodeError, Reason, TokenError
 from ..settings.model import Settings
-from .decision import Outcome, TokenInfo
+from .decision import Decision, Outcome, TokenInfo
 from .keys import token_info
 from .sessions import SessionCodec
 from .strategies import ContextStrategy, RequestState
@@ -43,20 +43,34 @@ VIA_SESSION = TokenInfo(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """A signal vouches for the request."""
+class Accepted(NamedTuple):
+    """A signal vouches for the request.
+
+    Immutable, like every verdict (one instance may answer every request); a named tuple
+    rather than a frozen dataclass because one is built per redemption, and a frozen
+    dataclass's ``__init__`` (one ``object.__setattr__`` a field) costs about 1 µs more
+    (BENCHMARKS.md). Build it by keyword; only ``token`` is required."""
 
     token: TokenInfo
     outcome: Outcome = Outcome.PASS
     #: What the replay store must record before the request passes (None: nothing). Holds
     #: the token's nonce or challenge digest: kept out of repr.
-    spend: bytes | None = field(default=None, repr=False)
+    spend: bytes | None = None
     ttl: float = 0.0
     #: Earns the verified-session cookie (``verified_duration``).
     earns_session: bool = False
     issuer: str | None = None  # for the report
     key_id: bytes | None = None
+    #: ``Decision(outcome, token=token)`` built beforehand, answered as the pass when no
+    #: cookie is added to it (a pass is immutable, so one serves every request).
+    decision: Decision | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Accepted(token={self.token!r}, outcome={self.outcome!r}, ttl={self.ttl!r}, "
+            f"earns_session={self.earns_session!r}, issuer={self.issuer!r}, "
+            f"key_id={self.key_id!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +85,12 @@ class Refused:
 
 
 Verdict = Accepted | Refused | None
+#: What a valid verified-session cookie gets: the same (immutable) verdict every time.
+SESSION_ACCEPTED = Accepted(
+    VIA_SESSION,
+    outcome=Outcome.SESSION,
+    decision=Decision(Outcome.SESSION, token=VIA_SESSION),
+)
 
 
 class RecordChecker(Protocol):
@@ -139,9 +159,11 @@ class PrivateTokenSignal:
                 first_error = first_error or (e.reason, e.detail, raw)
                 continue
             key_id = result.key.token_key_id
-            proof = keys.proofs.get((result.issuer_name, key_id))
-            if proof is None:  # a key added to the live ring after the snapshot
+            prebuilt = keys.passes.get((result.issuer_name, key_id))
+            if prebuilt is None:  # a key added to the live ring after the snapshot
                 proof = token_info(TrustedKey(result.issuer_name, result.key))
+            else:
+                proof = prebuilt.token  # type: ignore[assignment]  # set on every pass built
             strategy = self._strategy
             return Accepted(
                 proof,
@@ -150,6 +172,7 @@ class PrivateTokenSignal:
                 earns_session=True,
                 issuer=result.issuer_name,
                 key_id=key_id,
+                decision=prebuilt,
             )
         if first_error is None:  # pragma: no cover - tokens is not empty
             return None
@@ -177,7 +200,7 @@ class VerifiedSessionSignal:
     def judge(self, state: RequestState) -> Verdict:
         value = state.cookies.get(state.names.verified)
         if value and self._sessions.is_verified(value, state.session, self._duration):
-            return Accepted(VIA_SESSION, outcome=Outcome.SESSION)
+            return SESSION_ACCEPTED
         return None
 
 
@@ -224,6 +247,7 @@ __all__ = [
     "PRIVATE_TOKEN",
     "REDEMPTION_RECORD",
     "SESSION",
+    "SESSION_ACCEPTED",
     "SIGNAL_NAMES",
     "VIA_SESSION",
     "Accepted",

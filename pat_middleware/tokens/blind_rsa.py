@@ -9,6 +9,7 @@ exact bytes the issuer published; a re-encoded key would hash differently.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -20,6 +21,7 @@ from ..core.codec import b64_decode, b64url_encode
 from ..core.wire import TOKEN_TYPE_BLIND_RSA
 from ..errors import DecodeError
 from .base import TokenType
+from .pss_tink import BACKEND_CRYPTOGRAPHY, BACKEND_TINK, requested_backend, tink_verifier
 
 #: AlgorithmIdentifier { id-RSASSA-PSS, { sha384, mgf1(sha384), saltLength 48 } }, DER.
 #: The same 63 bytes for every modulus size (RFC 9578 §6.5, RFC 4055).
@@ -51,7 +53,9 @@ class IssuerKey:
     """A validated type-2 issuer public key.
 
     Build it with :meth:`from_spki`, :meth:`from_base64` or :meth:`from_pem`. The public key
-    object is created once, here, and reused for every verification.
+    object and its verifier are created once, here, and reused for every verification: Tink's
+    when the ``fast`` extra is installed and takes the key, ``cryptography``'s otherwise
+    (:mod:`pat_middleware.tokens.pss_tink`, ``PAT_MIDDLEWARE_RSA_BACKEND``).
     """
 
     spki: bytes = field(repr=False)
@@ -59,12 +63,31 @@ class IssuerKey:
     public_key: rsa.RSAPublicKey = field(repr=False, compare=False)
     modulus_bits: int
     token_type: int = TOKEN_TYPE_BLIND_RSA
+    _verify: Callable[[bytes, bytes], bool] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+    _backend: str = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        forced = requested_backend() == BACKEND_CRYPTOGRAPHY
+        fast = None if forced else tink_verifier(self.public_key)
+        if fast is not None:
+            object.__setattr__(self, "_verify", fast)
+            object.__setattr__(self, "_backend", BACKEND_TINK)
+        else:
+            object.__setattr__(self, "_verify", _cryptography_verifier(self.public_key))
+            object.__setattr__(self, "_backend", BACKEND_CRYPTOGRAPHY)
 
     def __repr__(self) -> str:
         return (
             f"IssuerKey(token_type={self.token_type}, modulus_bits={self.modulus_bits}, "
             f"token_key_id={self.token_key_id.hex()})"
         )
+
+    @property
+    def rsa_backend(self) -> str:
+        """Which library verifies this key's signatures: ``tink`` or ``cryptography``."""
+        return self._backend
 
     @property
     def authenticator_length(self) -> int:
@@ -87,12 +110,9 @@ class IssuerKey:
 
     def verify(self, token_input: bytes, authenticator: bytes) -> bool:
         """True when ``authenticator`` is an RSASSA-PSS signature (SHA-384, MGF1-SHA-384,
-        salt 48) of ``token_input`` under this key (RFC 9578 §6.4)."""
-        try:
-            self.public_key.verify(authenticator, token_input, _PSS, _SHA384)
-        except InvalidSignature:
-            return False
-        return True
+        salt 48) of ``token_input`` under this key (RFC 9578 §6.4), exactly Nk bytes long
+        (RFC 8017 §8.1.2 step 1). Never raises on a bad signature."""
+        return self._verify(token_input, authenticator)
 
     @classmethod
     def from_spki(cls, spki: bytes, *, allow_4096: bool = False) -> IssuerKey:
@@ -192,6 +212,25 @@ class BlindRSATokenType(TokenType):
         if not isinstance(private_key, rsa.RSAPrivateKey):
             raise DecodeError("not an RSA private key")
         return IssuerKey.from_spki(encode_pss_spki(private_key.public_key()), allow_4096=True)
+
+
+def _cryptography_verifier(public_key: rsa.RSAPublicKey) -> Callable[[bytes, bytes], bool]:
+    """The reference verifier. It refuses a signature that is not exactly the modulus length,
+    as RFC 8017 §8.1.2 asks and Tink does (OpenSSL alone would take one whose leading zero
+    bytes were stripped), so that both backends give the same answer for every input."""
+    size = (public_key.key_size + 7) // 8
+    check = public_key.verify
+
+    def verify(token_input: bytes, authenticator: bytes) -> bool:
+        if len(authenticator) != size:
+            return False
+        try:
+            check(authenticator, token_input, _PSS, _SHA384)
+        except InvalidSignature:
+            return False
+        return True
+
+    return verify
 
 
 def encode_pss_spki(public_key: rsa.RSAPublicKey) -> bytes:

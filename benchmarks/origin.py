@@ -1,0 +1,267 @@
+"""Item 7: requests per second through ``pat-middleware origin`` (one uvicorn worker).
+
+The command's own demo origin (Starlette: ``GET /`` public, ``GET /protected`` behind the
+middleware, per-session mode, the demo's default settings with a fixed secret), served as a
+user would start it, and driven with ``wrk -t1`` on loopback (or the Python driver). The
+harness acts as a browser would, from the outside: a first ``GET /protected`` gives it a
+session cookie and a challenge; one token minted for that challenge earns the
+verified-session cookie. Four variants, each a ratio to the public route on the same server:
+
+* verified session: ``/protected`` with the session and verified-session cookies (no token);
+* 401: ``/protected`` with the session cookie and no token (the challenge);
+* token: ``/protected`` with the session cookie and a fresh valid token on every request.
+
+Every round runs each variant for one second, ``--seconds`` times, in an order reversed every
+other second, and mints a new session, verified cookie and tokens first (the verified cookie
+lives ``verified_duration``, the challenge ``max_age``).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import Path
+
+from pat_middleware.core.headers import parse_www_authenticate
+from pat_middleware.core.wire import TokenChallenge
+
+from .common import SECRET, Issuer, Options, Result, Row, Skip, authorizations
+from .http import ROOT, STARTUP_TIMEOUT, LoadGen, Run, _free_port, find_loadgen, server_cpu_seconds
+
+ITEM = "7"
+ISSUER_NAME = "issuer.example"
+#: variant -> (path, expected status)
+VARIANTS = {
+    "public": ("/", 200),
+    "session": ("/protected", 200),
+    "challenge": ("/protected", 401),
+    "token": ("/protected", 200),
+}
+LABELS = {
+    "public": "public route",
+    "session": "verified session",
+    "challenge": "401",
+    "token": "token",
+}
+
+
+@dataclass
+class Origin:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@contextmanager
+def origin_server(issuer: Issuer, workdir: Path) -> Iterator[Origin]:
+    """``pat-middleware origin`` on a free loopback port, one worker, trusting ``issuer``."""
+    port = _free_port()
+    log = workdir / "origin.log"
+    env = {**os.environ, "PAT_SECRET": SECRET}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    argv = [
+        sys.executable,
+        "-m",
+        "pat_middleware.cli",
+        "origin",
+        "--issuer-name",
+        ISSUER_NAME,
+        "--token-key",
+        issuer.key.token_key,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    with log.open("wb") as err:
+        # The access log goes to stdout, as the command writes it; it is not kept.
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    server = Origin(f"http://127.0.0.1:{port}", process, log)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"pat-middleware origin exited: {log.read_text()[-500:]}")
+            try:
+                with urllib.request.urlopen(server.url + "/", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("pat-middleware origin did not start") from None
+                time.sleep(0.1)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def _cookie_pairs(headers: list[str]) -> list[str]:
+    return [value.split(";", 1)[0] for value in headers]
+
+
+def _get(url: str, headers: dict[str, str]) -> tuple[int, Message]:
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers
+
+
+def browse(issuer: Issuer, url: str) -> tuple[str, TokenChallenge, str]:
+    """As a browser: (session cookie, the challenge it is sent, session + verified cookies).
+
+    The first visit gets a session cookie and a challenge; a token for it earns the
+    verified-session cookie."""
+    status, headers = _get(url + "/protected", {})
+    if status != 401:
+        raise RuntimeError(f"expected a 401 from {url}/protected, got {status}")
+    session = _cookie_pairs(headers.get_all("Set-Cookie") or [])
+    if len(session) != 1:
+        raise RuntimeError(f"expected one session cookie, got {session}")
+    cookie = session[0]
+    challenge_header = headers["WWW-Authenticate"]
+    challenge = TokenChallenge.from_bytes(parse_www_authenticate(challenge_header)[0].challenge)
+    token = authorizations(issuer.mint(challenge, 1))[0]
+    status, headers = _get(url + "/protected", {"Cookie": cookie, "Authorization": token})
+    if status != 200:
+        raise RuntimeError(f"a valid token got {status} from {url}/protected")
+    verified = _cookie_pairs(headers.get_all("Set-Cookie") or [])
+    if len(verified) != 1:
+        raise RuntimeError(f"expected one verified-session cookie, got {verified}")
+    both = f"{cookie}; {verified[0]}"
+    status, _ = _get(url + "/protected", {"Cookie": both})
+    if status != 200:
+        raise RuntimeError(f"the verified session got {status} from {url}/protected")
+    return cookie, challenge, both
+
+
+def run(issuer: Issuer, opts: Options) -> list[Result]:
+    loadgen = find_loadgen(opts)
+    if isinstance(loadgen, str):
+        return [Skip(ITEM, "pat-middleware origin", loadgen)]
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        return [
+            Skip(ITEM, "pat-middleware origin", "uvicorn or starlette not installed (.[bench])")
+        ]
+    with origin_server(issuer, opts.workdir) as server:
+        return _measure(server, issuer, loadgen, opts)
+
+
+def _measure(server: Origin, issuer: Issuer, loadgen: LoadGen, opts: Options) -> list[Result]:
+    notes: list[str] = []
+    label = "`pat-middleware origin` (uvicorn, 1 worker)"
+
+    def measure(which: str, tokens: list[str] | None = None, cookie: str | None = None) -> Run:
+        path, expect = VARIANTS[which]
+        before = server_cpu_seconds(server.process.pid)
+        result = loadgen.run(server.url, path, 1, tokens, cookie)
+        after = server_cpu_seconds(server.process.pid)
+        if before is not None and after is not None:
+            result.server_cpu = after - before
+        wrong = result.unexpected(expect)
+        if wrong > max(opts.connections, result.requests // 100):
+            notes.append(f"{which}: {wrong} of {result.requests} answers were not {expect}")
+        if result.ran_out:
+            notes.append("the tokens ran out in a run: its token rate is a lower bound")
+        return result
+
+    cookie, challenge, both = browse(issuer, server.url)
+    if opts.quick:
+        token_rate = 1500.0
+    else:  # warm up; the token run estimates how many tokens a run needs
+        public_rate = measure("public").rate(200)
+        measure("session", cookie=both)
+        measure("challenge", cookie=cookie)
+        tokens = authorizations(issuer.mint(challenge, max(50, int(public_rate / 2))))
+        token_rate = measure("token", tokens, cookie).rate(200)
+
+    rows = {
+        "session": Row(
+            ITEM,
+            f"{label}, verified session",
+            "session cookies",
+            "public route",
+            target=0.92,
+            target_text=">= 0.92",
+        ),
+        "challenge": Row(
+            ITEM,
+            f"{label}, 401 challenge",
+            "401 path",
+            "public route",
+            target=0.88,
+            target_text=">= 0.88",
+        ),
+        "token": Row(
+            ITEM,
+            f"{label}, fresh valid token on every request",
+            "protected + token",
+            "public route",
+            target=0.45,
+            target_text=">= 0.45",
+        ),
+    }
+    cpu: dict[str, list[float]] = {which: [] for which in VARIANTS}
+    slices = max(1, round(opts.seconds))
+    for _ in range(opts.rounds):
+        # A fresh session, challenge window and verified cookie: all stay valid this round.
+        cookie, challenge, both = browse(issuer, server.url)
+        need = int(token_rate * slices * 1.5) + slices * opts.connections
+        tokens = authorizations(issuer.mint(challenge, need))
+        good = dict.fromkeys(VARIANTS, 0)
+        spent = dict.fromkeys(VARIANTS, 0.0)
+        seconds = dict.fromkeys(VARIANTS, 0.0)
+        for i in range(slices):
+            order = list(VARIANTS) if i % 2 == 0 else list(reversed(VARIANTS))
+            for which in order:
+                if which == "token":
+                    result = measure(which, tokens, cookie)
+                    tokens = tokens[result.requests + opts.connections :]
+                elif which == "session":
+                    result = measure(which, cookie=both)
+                elif which == "challenge":
+                    result = measure(which, cookie=cookie)
+                else:
+                    result = measure(which)
+                good[which] += result.s200 if VARIANTS[which][1] == 200 else result.s401
+                seconds[which] += result.seconds
+                spent[which] += result.server_cpu or 0.0
+        rates = {which: good[which] / seconds[which] for which in VARIANTS}
+        for which in VARIANTS:
+            cpu[which].append(spent[which] / max(1, good[which]) * 1e6)
+        token_rate = max(token_rate, rates["token"])
+        for which, row in rows.items():
+            row.add(rates[which], rates["public"])
+    note = (
+        f"load generator: {'wrk -t1' if loadgen.kind == 'wrk' else 'Python driver'}, "
+        f"{opts.connections} connections, {slices} one-second runs of each variant a round; "
+        "the command's demo origin (per-session mode, max_age 60, verified_duration 300, "
+        "its access log on), cookies and challenges taken from its own answers."
+    )
+    if all(cpu.values()) and any(v > 0 for v in cpu["public"]):
+        text = ", ".join(
+            f"{LABELS[which]} {statistics.median(cpu[which]):.0f} us" for which in VARIANTS
+        )
+        note += f" Server CPU per answer (median of rounds): {text}."
+    if notes:
+        note += " Problems: " + "; ".join(sorted(set(notes)))
+    rows["session"].note = note
+    return list(rows.values())
