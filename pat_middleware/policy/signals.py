@@ -127,6 +127,7 @@ class PrivateTokenSignal:
         self._max_length = settings.max_authorization_length
         self._types = settings.token_types
         self._strategy = strategy
+        self._replay_ttl = strategy.replay_ttl  # fixed by the settings, read once
         self._source = source
 
     def judge(self, state: RequestState) -> Verdict:
@@ -137,8 +138,13 @@ class PrivateTokenSignal:
             tokens = parse_authorization(authorization, max_length=self._max_length)
         except DecodeError as e:
             return Refused(Reason.MALFORMED, str(e))
-        # Grease tokens stand for "no token" (RFC 9577 §2.2); so do empty ones.
-        if tokens and (len(tokens) != 1 or _is_grease_or_empty(tokens[0])):
+        # Grease tokens stand for "no token" (RFC 9577 §2.2); so do empty ones. (The one
+        # token clients send is tested inline: this runs once per redemption.)
+        if len(tokens) == 1:
+            only = tokens[0]
+            if len(only) < 2 or ((only[0] << 8) | only[1]) in GREASE_TOKEN_TYPES:
+                tokens = [t for t in tokens if not _is_grease_or_empty(t)]
+        elif tokens:
             tokens = [t for t in tokens if not _is_grease_or_empty(t)]
         if not tokens:
             return None
@@ -164,11 +170,10 @@ class PrivateTokenSignal:
                 proof = token_info(TrustedKey(result.issuer_name, result.key))
             else:
                 proof = prebuilt.token  # type: ignore[assignment]  # set on every pass built
-            strategy = self._strategy
             return Accepted(
                 proof,
-                spend=strategy.replay_key(result),
-                ttl=strategy.replay_ttl,
+                spend=self._strategy.replay_key(result),
+                ttl=self._replay_ttl,
                 earns_session=True,
                 issuer=result.issuer_name,
                 key_id=key_id,
