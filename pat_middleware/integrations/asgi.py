@@ -178,14 +178,17 @@ class LateDecision:
         self.send = send
         self.decision = decision
 
-    async def __call__(self, message: Message) -> None:
+    def __call__(self, message: Message) -> Awaitable[None]:
+        # Not a coroutine: the server's own send is returned to be awaited, so each message
+        # of every response (most of them on routes no pass was decided for) costs one
+        # call here, not a coroutine frame more.
         decision = self.decision
         if decision is not None and message["type"] == "http.response.start":
             self.decision = None  # once
             if decision.cookies or decision.private:
                 message = dict(message)
                 message["headers"] = _with_pass_headers(message.get("headers", ()), decision)
-        await self.send(message)
+        return self.send(message)
 
 
 def defer_decision(scope: Scope, decision: Decision) -> bool:
