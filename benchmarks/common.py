@@ -6,6 +6,7 @@ import gc
 import os
 import secrets
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -171,6 +172,16 @@ def paired(
         done = chunks * ops_per_chunk
         row.add(done / spent_ours, done / spent_base)
     return row
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a server the harness started, and kill it when it will not stop."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
 
 
 # ------------------------------------------------------------------------------ the issuer

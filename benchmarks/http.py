@@ -343,6 +343,36 @@ def run(issuer: Issuer, opts: Options) -> list[Result]:
     return results
 
 
+def measured_run(
+    loadgen: LoadGen,
+    url: str,
+    pid: int,
+    path: str,
+    duration: float,
+    tokens: list[str] | None,
+    cookie: str | None,
+) -> Run:
+    """One load run against ``url + path``, with the server process's CPU time over it."""
+    before = server_cpu_seconds(pid)
+    run = loadgen.run(url, path, duration, tokens, cookie)
+    after = server_cpu_seconds(pid)
+    if before is not None and after is not None:
+        run.server_cpu = after - before
+    return run
+
+
+def note_problems(
+    run: Run, which: str, expect: int, opts: Options, notes: list[str], token_figure: str
+) -> None:
+    """Add a note when a run's answers were not what the variant expects, or its tokens ran
+    out (a few replays are possible where wrk sends the last token again as it stops)."""
+    wrong = run.unexpected(expect)
+    if wrong > max(opts.connections, run.requests // 100):
+        notes.append(f"{which}: {wrong} of {run.requests} answers were not {expect}")
+    if run.ran_out:
+        notes.append(f"the tokens ran out in a run: its {token_figure} rate is a lower bound")
+
+
 def _measure(
     label: str,
     running: dict[str, Server],
@@ -358,18 +388,9 @@ def _measure(
         which: str, duration: float, tokens: list[str] | None = None, cookie: str | None = None
     ) -> Run:
         server, path, expect = VARIANTS[which]
-        process = running[server].process
-        cpu_before = server_cpu_seconds(process.pid)
-        run = loadgen.run(running[server].url, path, duration, tokens, cookie)
-        cpu_after = server_cpu_seconds(process.pid)
-        if cpu_before is not None and cpu_after is not None:
-            run.server_cpu = cpu_after - cpu_before
-        wrong = run.unexpected(expect)
-        # A few replays are possible where wrk sends the last token again as it stops.
-        if wrong > max(opts.connections, run.requests // 100):
-            notes.append(f"{which}: {wrong} of {run.requests} answers were not {expect}")
-        if run.ran_out:
-            notes.append("the tokens ran out in a run: its 3b rate is a lower bound")
+        target = running[server]
+        run = measured_run(loadgen, target.url, target.process.pid, path, duration, tokens, cookie)
+        note_problems(run, which, expect, opts, notes, "3b")
         return run
 
     cookie, challenge = served_challenge(running["guarded"].url, policy)

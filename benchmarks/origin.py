@@ -34,8 +34,17 @@ from pathlib import Path
 from pat_middleware.core.headers import parse_www_authenticate
 from pat_middleware.core.wire import TokenChallenge
 
-from .common import SECRET, Issuer, Options, Result, Row, Skip, authorizations
-from .http import ROOT, STARTUP_TIMEOUT, LoadGen, Run, _free_port, find_loadgen, server_cpu_seconds
+from .common import SECRET, Issuer, Options, Result, Row, Skip, authorizations, stop_process
+from .http import (
+    ROOT,
+    STARTUP_TIMEOUT,
+    LoadGen,
+    Run,
+    _free_port,
+    find_loadgen,
+    measured_run,
+    note_problems,
+)
 
 ITEM = "7"
 ISSUER_NAME = "issuer.example"
@@ -101,12 +110,7 @@ def origin_server(issuer: Issuer, workdir: Path) -> Iterator[Origin]:
                 time.sleep(0.1)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop_process(process)
 
 
 def _cookie_pairs(headers: list[str]) -> list[str]:
@@ -171,16 +175,8 @@ def _measure(server: Origin, issuer: Issuer, loadgen: LoadGen, opts: Options) ->
 
     def measure(which: str, tokens: list[str] | None = None, cookie: str | None = None) -> Run:
         path, expect = VARIANTS[which]
-        before = server_cpu_seconds(server.process.pid)
-        result = loadgen.run(server.url, path, 1, tokens, cookie)
-        after = server_cpu_seconds(server.process.pid)
-        if before is not None and after is not None:
-            result.server_cpu = after - before
-        wrong = result.unexpected(expect)
-        if wrong > max(opts.connections, result.requests // 100):
-            notes.append(f"{which}: {wrong} of {result.requests} answers were not {expect}")
-        if result.ran_out:
-            notes.append("the tokens ran out in a run: its token rate is a lower bound")
+        result = measured_run(loadgen, server.url, server.process.pid, path, 1, tokens, cookie)
+        note_problems(result, which, expect, opts, notes, "token")
         return result
 
     cookie, challenge, both = browse(issuer, server.url)

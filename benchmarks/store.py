@@ -24,7 +24,17 @@ from pat_middleware.policy import Outcome, Policy, RequestInfo
 from pat_middleware.stores import MemoryReplayStore, ReplayStore
 from pat_middleware.stores import open_replay_store as _open_replay_store
 
-from .common import NONE_MODE, Issuer, Options, Result, Row, Skip, Value, authorizations
+from .common import (
+    NONE_MODE,
+    Issuer,
+    Options,
+    Result,
+    Row,
+    Skip,
+    Value,
+    authorizations,
+    stop_process,
+)
 
 #: The policy's key for a spent nonce: a one-byte tag and the 32-byte nonce.
 KEY_LENGTH = 33
@@ -173,12 +183,7 @@ def redis_server() -> Iterator[str]:
             time.sleep(0.05)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop_process(process)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
