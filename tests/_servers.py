@@ -143,17 +143,23 @@ def raw_request(
     method: str = "GET",
     headers: tuple[tuple[str, str], ...] = (),
     host: str | None = None,
+    raw_headers: tuple[tuple[str, bytes], ...] = (),
 ) -> RawResponse:
     """Send one request with exactly this request target (no client-side normalisation of
     slashes, dot segments or percent-encoding, unlike httpx), and read the whole answer.
-    ``host`` is the Host header (default: the address)."""
+    ``host`` is the Host header (default: the address); ``raw_headers`` go out byte for
+    byte after the others (for values that are not UTF-8 text, as browsers may send)."""
     lines = [
         f"{method} {target} HTTP/1.1",
         f"Host: {host or f'{address[0]}:{address[1]}'}",
         "Connection: close",
     ]
     lines += [f"{name}: {value}" for name, value in headers]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    request = "\r\n".join(lines).encode("utf-8") + b"\r\n"
+    request += b"".join(
+        name.encode("ascii") + b": " + value + b"\r\n" for name, value in raw_headers
+    )
+    request += b"\r\n"
     with socket.create_connection(address, timeout=10) as sock:
         sock.sendall(request)
         chunks = []

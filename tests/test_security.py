@@ -1431,6 +1431,44 @@ def test_tossed_cookie_named_behind_non_http_white_space_is_not_a_host_cookie(
     assert set_cookies(decision.header_lines())[SECURE_SESSION_COOKIE] != session
 
 
+@pytest.mark.parametrize("adapter", ADAPTERS)
+@pytest.mark.parametrize("lead", [b"\xa0", b"\x85", b"\x0b"], ids=repr)
+def test_tossed_cookie_behind_non_http_white_space_is_refused_over_real_servers(
+    servers: PathServers,
+    adapter: str,
+    lead: bytes,
+    rsa_2048: rsa.RSAPrivateKey,
+    issuer_key: IssuerKey,
+) -> None:
+    """The same cookie tossing as above, as the servers really hand the bytes over: gunicorn
+    (Flask, Django) and uvicorn (Starlette) each read the Cookie line, and the adapter must
+    see ``\xa0pat_session`` as another cookie than ``pat_session``. A control with the
+    cookies under their own names passes on the same server."""
+    target = servers.adapter(adapter)
+    challenge = target.get("/cached")
+    www, first = challenge.header("WWW-Authenticate"), challenge.header("Set-Cookie")
+    assert challenge.status == 401 and www is not None and first is not None
+    session = first.split(";", 1)[0]
+    token = answer(www, rsa_2048, issuer_key, issuer=PATH_ISSUER)
+    passed = target.get(
+        "/cached", headers=(("Authorization", build_authorization(token)), ("Cookie", session))
+    )
+    assert passed.status == 200
+    verified = next(
+        v.split(";", 1)[0]
+        for k, v in passed.headers
+        if k.lower() == "set-cookie" and not v.startswith(session.split("=", 1)[0] + "=")
+    )
+    own = f"{session}; {verified}".encode("latin-1")
+    control = target.get("/cached", raw_headers=(("Cookie", own),))
+    assert control.status == 200 and MARK.encode() in control.body
+    tossed = lead + session.encode("latin-1") + b"; " + lead + verified.encode("latin-1")
+    response = target.get("/cached", raw_headers=(("Cookie", tossed),))
+    # A control character the server itself refuses (400); otherwise the challenge.
+    assert response.status == (401 if lead in (b"\xa0", b"\x85") else 400)
+    assert MARK.encode() not in response.body
+
+
 # ------------------------------------- prebuilt passes and the ASGI glue (perf review)
 
 
