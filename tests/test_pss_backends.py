@@ -322,3 +322,14 @@ def test_4096_bit_key(rsa_4096: rsa.RSAPrivateKey, backend: str) -> None:
     assert not key.verify(message, _flip(signature, 7))
     assert not key.verify(_flip(message, 7), signature)
     assert not key.verify(message, signature[:256])
+
+
+def test_a_backend_typo_stops_the_policy_at_start_up(
+    issuer_key: IssuerKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys may first load in the background refresher (directory issuers), where a bad
+    PAT_MIDDLEWARE_RSA_BACKEND would surface at request time; Policy refuses it up front."""
+    settings = make_settings(issuer_key)
+    monkeypatch.setenv(BACKEND_ENV, "tinkk")
+    with pytest.raises(ConfigurationError, match=BACKEND_ENV):
+        Policy(settings, clock=FakeClock())

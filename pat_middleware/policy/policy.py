@@ -28,6 +28,7 @@ from ..stores import (
     StoreUnavailable,
     open_replay_store,
 )
+from ..tokens.pss_tink import requested_backend
 from .contexts import ContextDeriver, Windows, derive_key
 from .decision import Decision, RequestInfo
 from .guard import NONE_MODE_PER_PROCESS, PER_PROCESS_RETRY_AFTER, ProcessGuard
@@ -122,6 +123,7 @@ class Policy:
         """``signals`` are trust signals of your own, asked after the Private Access Token
         and before the verified session (see :mod:`pat_middleware.policy.signals`)."""
         self.settings = settings
+        requested_backend()  # a typo stops start-up, not a key load in the refresher
         # One clock for windows, cookies, keys and the memory store: never backwards.
         self.clock = clock = high_water(clock)
         self.mode = settings.redemption_context
