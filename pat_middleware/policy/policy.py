@@ -102,6 +102,21 @@ class RememberedProtection:
         return answer
 
 
+def _attach(source: KeySource | RecordKeySource, what: str, background: bool) -> None:
+    """Fetch now, then keep fresh, what ``source`` discovers; the fetching needs httpx, whose
+    absence is a start-up error naming the first setting that asks for it."""
+    if not source.discovers:
+        return
+    try:
+        from ..discovery.refresher import attach  # imports httpx
+    except ImportError as e:
+        raise ConfigurationError(
+            source.states[0].setting,
+            f"fetching {what} needs httpx: pip install 'pat-middleware[discovery]'",
+        ) from e
+    attach(source, background=background)
+
+
 class Policy:
     """Settings + keys + stores. Thread- and task-safe; build one per app at start-up.
 
@@ -135,16 +150,7 @@ class Policy:
             # Before any thread starts. (Settings refuse memory:// URLs in none mode.)
             raise ConfigurationError("replay_store", NONE_MODE_PER_PROCESS)
         source = KeySource(settings.issuers, settings.discovery, clock=clock)
-        if source.discovers:
-            try:
-                from ..discovery.refresher import attach  # imports httpx
-            except ImportError as e:
-                raise ConfigurationError(
-                    source.states[0].setting,
-                    "fetching issuer directories needs httpx: "
-                    "pip install 'pat-middleware[discovery]'",
-                ) from e
-            attach(source, background=refresh_in_background)
+        _attach(source, "issuer directories", refresh_in_background)
         if not settings.origin_info:
             logger.warning(
                 "origin_info is empty: challenges name no origin, so a token minted for this "
@@ -214,16 +220,7 @@ class Policy:
         if not settings.pst.issuers:
             return None
         source = RecordKeySource.from_settings(settings.pst, settings.discovery, clock=clock)
-        if source.discovers:
-            try:
-                from ..discovery.refresher import attach  # imports httpx
-            except ImportError as e:
-                raise ConfigurationError(
-                    source.states[0].setting,
-                    "fetching redemption-record keys needs httpx: "
-                    "pip install 'pat-middleware[discovery]'",
-                ) from e
-            attach(source, background=background)
+        _attach(source, "redemption-record keys", background)
         return source
 
     # ------------------------------------------------------------------------ state
