@@ -64,9 +64,23 @@ def read_limited(
 def fetch_url(
     value: object, setting: str, fail: Fail, *, development: bool
 ) -> tuple[str, SplitResult]:
-    """A URL a document is fetched from, and its parts: http(s), a host, a valid port, no
-    user information or fragment; plain http only for loopback hosts or with
-    ``development``. The URL is never echoed: its query may hold an API key."""
+    """A URL a document is fetched from, as settings may give it, and its parts: one the
+    refresher can fetch (:func:`fetchable_url`), without user information or a fragment;
+    plain http only for loopback hosts or with ``development``."""
+    url, parts = fetchable_url(value, setting, fail)
+    if "@" in parts.netloc or parts.fragment:
+        raise fail(setting, "must not carry user information or a fragment")
+    if parts.scheme == "http" and not (development or is_loopback(parts.hostname or "")):
+        raise fail(
+            setting,
+            "plain http is allowed only for loopback hosts or with development = true; use https",
+        )
+    return url, parts
+
+
+def fetchable_url(value: object, setting: str, fail: Fail) -> tuple[str, SplitResult]:
+    """A URL the refresher can fetch, and its parts: printable ASCII, http(s), a host and a
+    valid port. Never echoed: its query may hold an API key."""
     if not isinstance(value, str) or not _URL_TEXT.fullmatch(value):
         raise fail(setting, "expected an http(s) URL")
     parts = split_url(value)
@@ -77,13 +91,6 @@ def fetch_url(
         or not has_valid_port(parts)
     ):
         raise fail(setting, "expected an http(s) URL with a host and a valid port")
-    if "@" in parts.netloc or parts.fragment:
-        raise fail(setting, "must not carry user information or a fragment")
-    if parts.scheme == "http" and not (development or is_loopback(parts.hostname)):
-        raise fail(
-            setting,
-            "plain http is allowed only for loopback hosts or with development = true; use https",
-        )
     return value, parts
 
 

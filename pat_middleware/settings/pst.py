@@ -33,7 +33,7 @@ from typing import Any
 from ..core.jwks import JWKS_PATH, MAX_JWKS_LENGTH, RecordKey, RecordKeySet
 from ..core.origin import normalize_origin
 from ..errors import ConfigurationError, DecodeError
-from .checks import failer, fetch_url, read_limited, table
+from .checks import failer, fetch_url, fetchable_url, read_limited, table
 
 #: The settings keys :func:`parse_pst_settings` reads (add them to the loader's known keys).
 PST_SETTINGS_KEYS = frozenset({"pst_issuers", "pst_accepted_origins"})
@@ -64,6 +64,11 @@ class PSTIssuerConfig:
             raise ConfigurationError(
                 self.setting or "pst_issuers", "a PST issuer needs jwks or jwks_file"
             )
+        if self.jwks_url is not None:
+            # Built by hand, a URL the refresher cannot fetch would only show in a background
+            # thread's log: refuse it now. Plain http, user information and fragments are the
+            # settings' policy (``fetch_url``), not checked here.
+            fetchable_url(self.jwks_url, self.setting or "pst_issuers.jwks", failer(""))
 
     def __repr__(self) -> str:
         return (
