@@ -167,14 +167,14 @@ def create_pst_issuer_app(
 
     async def commitment(request: Request) -> Response:
         return Response(
-            issuer.commitment().to_bytes(),
+            issuer.commitment_body(),
             media_type="application/json",
             headers={"Cache-Control": f"max-age={max_age}"},
         )
 
     async def jwks(request: Request) -> Response:
         return Response(
-            issuer.record_key_set().to_bytes(),
+            issuer.record_key_set_body(),
             media_type=JWKS_MEDIA_TYPE,
             headers={"Cache-Control": f"max-age={max_age}"},
         )
