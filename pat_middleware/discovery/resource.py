@@ -245,8 +245,13 @@ def _freshness_lifetime(headers: Mapping[str, str]) -> float:
     if max_age is None:
         return 0.0
     age_text = headers.get("age", "").strip()
-    age = int(age_text) if age_text.isdigit() and len(age_text) <= 10 else 0
+    age = int(age_text) if _is_digits(age_text) and len(age_text) <= 10 else 0
     return float(max(0, max_age - age))
+
+
+def _is_digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` is true for "²" too, which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def _etag(value: str | None) -> str | None:
