@@ -264,3 +264,9 @@ def test_published_documents_are_built_again_only_when_a_key_leaves_them() -> No
     assert len(issuer.record_key_set(after).keys) == 1
     # A clock set back is answered afresh, not from the later document.
     assert KeyCommitment.from_bytes(issuer.commitment_body(at)) == issuer.commitment(at)
+
+
+def test_a_decide_hook_that_is_not_a_function_is_refused_at_start_up(issuer: PSTIssuer) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        create_pst_issuer_app(issuer, decide=True)  # type: ignore[arg-type]
+    assert info.value.setting == "decide"

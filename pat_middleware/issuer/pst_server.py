@@ -122,6 +122,8 @@ def create_pst_issuer_app(
     """
     if max_age < 0:
         raise ConfigurationError("max_age", "must not be negative")
+    if not callable(decide):  # else found at the first issuance, as a 500
+        raise ConfigurationError("decide", "must be a function of the request")
     allowed: frozenset[str] | None = None
     if allow_origins is not None:
         try:
