@@ -474,6 +474,12 @@ def test_key_not_before_spec(spec: str, expected: tuple[str, int | None]) -> Non
     assert _split_not_before(spec, 1_000_000) == expected
 
 
+@pytest.mark.parametrize("spec", ["issuer.pem:²", "issuer.pem:++5", "issuer.pem:+²"])
+def test_a_not_before_int_would_refuse_is_part_of_the_file_name(spec: str) -> None:
+    # str.isdigit() accepts "²" and lstrip("+") accepted "++": int() raised on both.
+    assert _split_not_before(spec, 1_000_000) == (spec, None)
+
+
 def test_keys_with_not_before_are_listed_newest_first(
     key_file: tuple[Path, str], tmp_path: Path
 ) -> None:

@@ -929,3 +929,13 @@ def test_shown_url_never_shows_credentials(
 def test_shown_url_never_raises(url: str) -> None:
     shown = shown_url(url)
     assert "?" not in shown and "#" not in shown
+
+
+@pytest.mark.parametrize("age", ["²", "\u00b9", "-5", "1e3"])
+def test_an_age_that_is_not_ascii_digits_is_ignored_not_raised(key_a: IssuerKey, age: str) -> None:
+    # "²".isdigit() is true but int("²") raises; a peer's header must not break a refresh.
+    s = state()
+    headers = {"Content-Type": MEDIA_TYPE, "Cache-Control": "max-age=1000", "Age": age}
+    result = s.receive(DirectoryResponse(200, headers, directory((key_a, None))), T0)
+    assert result.outcome is Refresh.CHANGED
+    assert s.next_refresh == T0 + 900

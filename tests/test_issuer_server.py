@@ -449,3 +449,31 @@ def test_a_compressed_token_response_is_refused(
             fetch_token(challenge, issuer.preferred_key, url, client)
         with pytest.raises(IssuanceError, match="token request: Content-Encoding 'gzip'"):
             asyncio.run(fetch_async(url))
+
+
+@pytest.mark.parametrize("declared", ["²", "\u00b3", "-1"])
+def test_a_content_length_of_non_ascii_digits_is_a_400_not_a_traceback(
+    issuer: Issuer, declared: str
+) -> None:
+    # "²".isdigit() is true but int("²") raises: the server must answer, not crash.
+    sent: list[dict[str, object]] = []
+    scope: dict[str, object] = {
+        "type": "http",
+        "method": "POST",
+        "path": "/token-request",
+        "raw_path": b"/token-request",
+        "query_string": b"",
+        "headers": [
+            (b"content-type", TOKEN_REQUEST_MEDIA_TYPE.encode()),
+            (b"content-length", declared.encode("latin-1", "replace")),
+        ],
+    }
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    asyncio.run(create_issuer_app(issuer)(scope, receive, send))  # type: ignore[arg-type]
+    assert sent[0]["status"] == 400

@@ -20,7 +20,12 @@ from pat_middleware.core.redemption_record import (
 from pat_middleware.errors import ConfigurationError
 from pat_middleware.issuer.pst import PSTIssuer
 from pat_middleware.issuer.pst_client import begin_issuance, finalize_issuance
-from pat_middleware.issuer.pst_keys import PSTKeySet, new_key_set, rotate_token_key
+from pat_middleware.issuer.pst_keys import (
+    PSTKeySet,
+    new_key_set,
+    rotate_record_key,
+    rotate_token_key,
+)
 from pat_middleware.issuer.pst_server import (
     COMMITMENT_PATH,
     ISSUANCE_PATH,
@@ -230,3 +235,38 @@ def test_app_configuration_is_checked(issuer: PSTIssuer) -> None:
         create_pst_issuer_app(issuer, allow_origins=["not an origin"])
     with pytest.raises(ConfigurationError):
         create_pst_issuer_app(issuer, max_age=-1)
+
+
+def test_published_documents_are_built_again_only_when_a_key_leaves_them() -> None:
+    start = 1_000_000_000.0
+    first = new_key_set(now=start, lifetime=100 * DAY)
+    keys = rotate_record_key(
+        rotate_token_key(first, now=start + 61 * DAY, lifetime=100 * DAY),
+        now=start + 62 * DAY,
+        keep_for=DAY,
+    )
+    issuer = PSTIssuer(keys, issuer_origin=ISSUER, clock=lambda: start + 62 * DAY)
+    at = start + 62 * DAY
+    body = issuer.commitment_body(at)
+    assert body is issuer.commitment_body(at + 10)  # the same keys: built once
+    assert KeyCommitment.from_bytes(body) == issuer.commitment(at)
+    assert [k.key_id for k in issuer.commitment(at).keys] == [1, 2]
+    later = start + 101 * DAY  # key 1 has expired
+    assert KeyCommitment.from_bytes(issuer.commitment_body(later)) == issuer.commitment(later)
+    assert [k.key_id for k in KeyCommitment.from_bytes(issuer.commitment_body(later)).keys] == [2]
+    jwks = issuer.record_key_set_body(at)
+    assert jwks is issuer.record_key_set_body(at + 10)
+    assert len(RecordKeySet.from_bytes(jwks).keys) == 2  # the retired record key, kept a day
+    after = at + 2 * DAY
+    assert RecordKeySet.from_bytes(issuer.record_key_set_body(after)) == issuer.record_key_set(
+        after
+    )
+    assert len(issuer.record_key_set(after).keys) == 1
+    # A clock set back is answered afresh, not from the later document.
+    assert KeyCommitment.from_bytes(issuer.commitment_body(at)) == issuer.commitment(at)
+
+
+def test_a_decide_hook_that_is_not_a_function_is_refused_at_start_up(issuer: PSTIssuer) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        create_pst_issuer_app(issuer, decide=True)  # type: ignore[arg-type]
+    assert info.value.setting == "decide"

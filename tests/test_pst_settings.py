@@ -225,3 +225,15 @@ def test_the_model_checks_itself(key_set: RecordKeySet) -> None:
     assert info.value.setting == "pst_issuers[3].jwks"
     with pytest.raises(ConfigurationError, match="kid"):
         PSTIssuerConfig(ISSUER, keys=key_set.keys * 2)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://issuer.example/k", "https:///k", "https://issuer.example:99999/k", "not a url"],
+)  # fmt: skip
+def test_a_hand_built_config_refuses_an_unfetchable_jwks_url(url: str) -> None:
+    # Found here, at start-up, rather than by the refresher thread at the first fetch.
+    with pytest.raises(ConfigurationError) as info:
+        PSTIssuerConfig(ISSUER, jwks_url=url, setting="pst_issuers[0].jwks")
+    assert info.value.setting == "pst_issuers[0].jwks"
+    assert url not in info.value.message  # the query may hold a credential

@@ -19,6 +19,7 @@ from pat_middleware.settings import (
     KNOWN_KEYS,
     SETTINGS_ENV,
     DiscoveryOptions,
+    IssuerConfig,
     PathRule,
     Settings,
     load_settings,
@@ -799,3 +800,32 @@ def test_a_refused_directory_url_is_not_echoed(base: dict[str, Any], url: str) -
     error = _error(base)
     assert error.setting == "issuers[0].directory"
     assert "s3cret" not in str(error)
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://issuer.example/d", "https://issuer.example:0x1/d", "//issuer.example/d"]
+)
+def test_a_hand_built_issuer_config_refuses_an_unfetchable_directory_url(url: str) -> None:
+    # Found at start-up, not by the refresher thread at the first fetch.
+    with pytest.raises(ConfigurationError) as info:
+        IssuerConfig("issuer.example", (), directory_urls=(url,), directory_setting="x.directory")
+    assert info.value.setting == "x.directory"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "setting"),
+    [
+        ("refresh_min", 0, "directory_refresh_min"),
+        ("refresh_min", -1, "directory_refresh_min"),
+        ("timeout", 0, "directory_timeout"),
+        ("timeout", "5", "directory_timeout"),
+        ("unknown_key_refresh", -1, "directory_unknown_key_refresh"),
+        ("key_grace", -1, "directory_key_grace"),
+        ("refresh_max", 10, "directory_refresh_max"),
+    ],
+)
+def test_hand_built_discovery_options_are_checked(field: str, value: Any, setting: str) -> None:
+    # A zero refresh_min would make the refresher thread fetch in a tight loop.
+    with pytest.raises(ConfigurationError) as info:
+        dataclasses.replace(DiscoveryOptions(refresh_min=60), **{field: value})
+    assert info.value.setting == setting

@@ -63,7 +63,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def split_not_before(spec: str, now: int) -> tuple[str, int | None]:
     """``FILE``, ``FILE:UNIX_SECONDS`` or ``FILE:+SECONDS`` (from now) -> (file, not-before)."""
     path, sep, suffix = spec.rpartition(":")
-    if not sep or not suffix.lstrip("+").isdigit() or len(suffix) > 12:
+    digits = suffix.removeprefix("+")  # one sign: int("++5") raises
+    if not sep or not (digits.isascii() and digits.isdigit()) or len(suffix) > 12:
         return spec, None
     return path, now + int(suffix) if suffix.startswith("+") else int(suffix)
 

@@ -86,6 +86,10 @@ class DirectoryState(ResourceState):
     max_size = MAX_DIRECTORY_SIZE
     key_noun = "token key"
     without_keys = "requests are then refused with 503 until keys arrive"
+    static: tuple[TokenKey, ...]
+    listed: tuple[ListedKey, ...]
+    #: token_key_id -> (key, trusted until): keys that left the directory.
+    retired: dict[bytes, tuple[TokenKey, float]]
 
     def __init__(
         self,
@@ -102,22 +106,8 @@ class DirectoryState(ResourceState):
         self.static = tuple(static)
         self.allow_4096 = allow_4096
         self.token_types = token_types
-        self.listed: tuple[ListedKey, ...] = ()
-        #: token_key_id -> (key, trusted until): keys that left the directory.
-        self.retired: dict[bytes, tuple[TokenKey, float]] = {}
-
-    def __repr__(self) -> str:
-        return (
-            f"DirectoryState({self.name!r}, listed={len(self.listed)}, "
-            f"retired={len(self.retired)}, failures={self.failures})"
-        )
-
-    @property
-    def has_keys(self) -> bool:
-        return bool(self.static or self.listed or self.retired)
-
-    def key_count(self) -> int:
-        return len(self.static) + len(self.listed) + len(self.retired)
+        self.listed = ()
+        self.retired = {}
 
     def describe(self, now: float) -> str:
         current = next((k for k in self.listed if k.is_current(now)), None)

@@ -40,6 +40,10 @@ class JwksState(ResourceState):
     max_size = MAX_JWKS_LENGTH
     key_noun = "record verification key"
     without_keys = "its redemption records are then refused as unknown_key until keys arrive"
+    static: tuple[RecordKey, ...]
+    listed: tuple[RecordKey, ...]
+    #: kid -> (key, trusted until): keys that left the set.
+    retired: dict[str, tuple[RecordKey, float]]
 
     def __init__(
         self,
@@ -52,22 +56,8 @@ class JwksState(ResourceState):
     ) -> None:
         super().__init__(name, urls, options, setting=setting)
         self.static = tuple(static)
-        self.listed: tuple[RecordKey, ...] = ()
-        #: kid -> (key, trusted until): keys that left the set.
-        self.retired: dict[str, tuple[RecordKey, float]] = {}
-
-    def __repr__(self) -> str:
-        return (
-            f"JwksState({self.name!r}, listed={len(self.listed)}, "
-            f"retired={len(self.retired)}, failures={self.failures})"
-        )
-
-    @property
-    def has_keys(self) -> bool:
-        return bool(self.static or self.listed or self.retired)
-
-    def key_count(self) -> int:
-        return len(self.static) + len(self.listed) + len(self.retired)
+        self.listed = ()
+        self.retired = {}
 
     def describe(self, now: float) -> str:
         kids = ", ".join(key.kid[:_SHOWN_KID_LENGTH] for key in self.listed[:_SHOWN_KIDS])

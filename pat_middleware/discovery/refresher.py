@@ -104,7 +104,7 @@ async def _read_bounded(response: httpx.Response, request: DirectoryRequest) -> 
     limit = request.max_size
     too_long = f"the {request.noun} is longer than {limit} bytes"
     declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:  # not "²"
         raise DirectoryFetchError(too_long)
     body = bytearray()
     async for chunk in response.aiter_raw():

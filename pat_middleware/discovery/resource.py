@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from ..errors import DecodeError
 from ..settings import DiscoveryOptions
@@ -52,8 +52,9 @@ _V = TypeVar("_V")
 class ResourceState:
     """The fetch schedule of one document: URLs, validator, freshness, failures.
 
-    Not thread-safe: the source that holds it locks. Subclasses set the class attributes and
-    implement :meth:`_take`, :attr:`has_keys`, :meth:`key_count` and :meth:`describe`.
+    Not thread-safe: the source that holds it locks. Subclasses set the class attributes,
+    keep their keys in :attr:`static`, :attr:`listed` and :attr:`retired`, and implement
+    :meth:`_take` and :meth:`describe`.
     """
 
     #: What the document is called in messages ("the directory came as ...").
@@ -66,6 +67,12 @@ class ResourceState:
     key_noun: ClassVar[str] = "key"
     #: What happens while the keys are missing, for the start-up message.
     without_keys: ClassVar[str] = ""
+
+    #: Configured keys (always trusted), the keys of the last good answer, and the keys
+    #: that left it: id -> (key, trusted until). Subclasses narrow the types.
+    static: Sequence[object]
+    listed: Sequence[object]
+    retired: Mapping[Any, tuple[object, float]]
 
     def __init__(
         self, name: str, urls: Sequence[str], options: DiscoveryOptions, *, setting: str = ""
@@ -85,6 +92,12 @@ class ResourceState:
         self._url_index = 0
         self._last_forced = -_NEVER
 
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.name!r}, listed={len(self.listed)}, "
+            f"retired={len(self.retired)}, failures={self.failures})"
+        )
+
     @property
     def url(self) -> str:
         """The URL the next request goes to."""
@@ -92,11 +105,11 @@ class ResourceState:
 
     @property
     def has_keys(self) -> bool:
-        raise NotImplementedError
+        return bool(self.static or self.listed or self.retired)
 
     def key_count(self) -> int:
         """How many keys a failed refresh keeps (for the log line)."""
-        raise NotImplementedError
+        return len(self.static) + len(self.listed) + len(self.retired)
 
     def describe(self, now: float) -> str:
         """One line on the keys after a change (for the log line)."""
@@ -232,8 +245,13 @@ def _freshness_lifetime(headers: Mapping[str, str]) -> float:
     if max_age is None:
         return 0.0
     age_text = headers.get("age", "").strip()
-    age = int(age_text) if age_text.isdigit() and len(age_text) <= 10 else 0
+    age = int(age_text) if _is_digits(age_text) and len(age_text) <= 10 else 0
     return float(max(0, max_age - age))
+
+
+def _is_digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` is true for "²" too, which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def _etag(value: str | None) -> str | None:

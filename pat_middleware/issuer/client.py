@@ -285,8 +285,9 @@ def _check_response(response: httpx.Response, what: str, media_type: str | None)
 
 
 def _check_declared_length(response: httpx.Response, limit: int) -> None:
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = response.headers.get("content-length", "")
+    # ASCII digits only: isdigit() is true for "²" too, which int() refuses.
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise IssuanceError(f"issuer answer is longer than {limit} bytes", status=_BAD_GATEWAY)
 
 

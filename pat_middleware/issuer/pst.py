@@ -88,7 +88,9 @@ class PSTIssuer:
     ``clock`` gives seconds since the epoch.
     """
 
-    __slots__ = ("_batch_size", "_clock", "_keys", "_origin", "_record_lifetime", "_store")
+    __slots__ = (
+        "_batch_size", "_clock", "_keys", "_origin", "_published", "_record_lifetime", "_store",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -113,6 +115,8 @@ class PSTIssuer:
         self._record_lifetime = record_lifetime
         self._store: ReplayStore = replay_store if replay_store is not None else MemoryReplayStore()
         self._clock = clock
+        #: Document name -> (built at, valid until, body), microseconds: see _publish.
+        self._published: dict[str, tuple[int, float, bytes]] = {}
         keys.commitment(now_us(clock()), batch_size)  # the configuration must make one
 
     def __repr__(self) -> str:
@@ -144,6 +148,41 @@ class PSTIssuer:
     def record_key_set(self, now: float | None = None) -> RecordKeySet:
         """The JWK Set origins verify records with."""
         return self._keys.record_key_set(now_us(self._now(now)))
+
+    def commitment_body(self, now: float | None = None) -> bytes:
+        """:meth:`commitment` as served (JSON), built again only when a key has expired."""
+        at = now_us(self._now(now))
+        expiries = [key.expiry_us for key in self._keys.token_keys if not key.expired(at)]
+        return self._publish(
+            "commitment",
+            at,
+            min(expiries, default=math.inf),
+            lambda: self._keys.commitment(at, self._batch_size),
+        )
+
+    def record_key_set_body(self, now: float | None = None) -> bytes:
+        """:meth:`record_key_set` as served, built again only when a retired key has left."""
+        at = now_us(self._now(now))
+        ends = [old.until_us for old in self._keys.retired_record_keys if old.until_us > at]
+        return self._publish(
+            "jwks", at, min(ends, default=math.inf), lambda: self._keys.record_key_set(at)
+        )
+
+    def _publish(
+        self,
+        name: str,
+        at: int,
+        until: float,
+        build: Callable[[], KeyCommitment | RecordKeySet],
+    ) -> bytes:
+        """The body of a published document at ``at``: the keys are fixed, so it changes
+        only at ``until`` (the next key to leave it); within [built, until) it is reused."""
+        cached = self._published.get(name)
+        if cached is not None and cached[0] <= at < cached[1]:
+            return cached[2]
+        body = build().to_bytes()
+        self._published[name] = (at, until, body)
+        return body
 
     # ------------------------------------------------------------------- issuance
 

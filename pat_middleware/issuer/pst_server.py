@@ -122,6 +122,8 @@ def create_pst_issuer_app(
     """
     if max_age < 0:
         raise ConfigurationError("max_age", "must not be negative")
+    if not callable(decide):  # else found at the first issuance, as a 500
+        raise ConfigurationError("decide", "must be a function of the request")
     allowed: frozenset[str] | None = None
     if allow_origins is not None:
         try:
@@ -167,14 +169,14 @@ def create_pst_issuer_app(
 
     async def commitment(request: Request) -> Response:
         return Response(
-            issuer.commitment().to_bytes(),
+            issuer.commitment_body(),
             media_type="application/json",
             headers={"Cache-Control": f"max-age={max_age}"},
         )
 
     async def jwks(request: Request) -> Response:
         return Response(
-            issuer.record_key_set().to_bytes(),
+            issuer.record_key_set_body(),
             media_type=JWKS_MEDIA_TYPE,
             headers={"Cache-Control": f"max-age={max_age}"},
         )

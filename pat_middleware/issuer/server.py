@@ -114,7 +114,7 @@ def create_issuer_app(
             return _error(415, f"Content-Type must be {TOKEN_REQUEST_MEDIA_TYPE}")
         declared = request.headers.get("content-length")
         if declared is not None:
-            if not declared.isdigit():
+            if not (declared.isascii() and declared.isdigit()):  # isdigit() takes "²"
                 return _error(400, "invalid Content-Length")
             if int(declared) > limit:
                 return _error(413, f"token request is larger than {limit} bytes")

@@ -64,6 +64,8 @@ class VOPRFTokenRequest:
     truncated_token_key_id: int
     blinded_msg: bytes = field(repr=False)
     token_type: int = TOKEN_TYPE_VOPRF
+    #: blinded_msg decoded, once (the check below does it anyway).
+    _element: Point = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.token_type != TOKEN_TYPE_VOPRF:
@@ -72,11 +74,12 @@ class VOPRFTokenRequest:
             raise DecodeError("truncated_token_key_id must fit in 8 bits")
         if not isinstance(self.blinded_msg, bytes) or len(self.blinded_msg) != NE:
             raise DecodeError(f"blinded_msg must be {NE} bytes")
-        deserialize_element(self.blinded_msg)  # a point on P-384, never the identity
+        # A point on P-384, never the identity.
+        object.__setattr__(self, "_element", deserialize_element(self.blinded_msg))
 
     @property
     def blinded_element(self) -> Point:
-        return deserialize_element(self.blinded_msg)
+        return self._element
 
     def to_bytes(self) -> bytes:
         return _HEADER.pack(self.token_type, self.truncated_token_key_id) + self.blinded_msg
@@ -99,22 +102,25 @@ class VOPRFTokenResponse:
 
     evaluate_msg: bytes = field(repr=False)
     evaluate_proof: bytes = field(repr=False)
+    #: Both decoded, once (the checks below do it anyway).
+    _element: Point = field(init=False, repr=False, compare=False)
+    _proof: Proof = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.evaluate_msg, bytes) or len(self.evaluate_msg) != NE:
             raise DecodeError(f"evaluate_msg must be {NE} bytes")
         if not isinstance(self.evaluate_proof, bytes) or len(self.evaluate_proof) != PROOF_LENGTH:
             raise DecodeError(f"evaluate_proof must be {PROOF_LENGTH} bytes")
-        deserialize_element(self.evaluate_msg)
-        Proof.from_bytes(self.evaluate_proof)  # both scalars below n
+        object.__setattr__(self, "_element", deserialize_element(self.evaluate_msg))
+        object.__setattr__(self, "_proof", Proof.from_bytes(self.evaluate_proof))  # c, s < n
 
     @property
     def evaluated_element(self) -> Point:
-        return deserialize_element(self.evaluate_msg)
+        return self._element
 
     @property
     def proof(self) -> Proof:
-        return Proof.from_bytes(self.evaluate_proof)
+        return self._proof
 
     def to_bytes(self) -> bytes:
         return self.evaluate_msg + self.evaluate_proof

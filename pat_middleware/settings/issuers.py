@@ -11,13 +11,10 @@ expected is refused, with where it belongs.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -25,11 +22,11 @@ from cryptography.hazmat.primitives import serialization
 from ..core.directory import DIRECTORY_PATH, LEGACY_DIRECTORY_PATH
 from ..core.keys import TokenKey
 from ..core.wire import TokenChallenge
-from ..errors import ConfigurationError, DecodeError
+from ..errors import DecodeError
 from ..tokens.base import TokenType
 from ..tokens.registry import TokenTypeRegistry, default_registry
+from .checks import Fail, fetch_url, has_valid_port, read_limited, split_url, table
 from .model import IssuerConfig, field_default
-from .suggest import unknown as unknown_key
 
 ISSUER_KEYS = frozenset(
     {
@@ -42,13 +39,9 @@ _KEY_SOURCES = (
     "token_key, token_keys, token_key_file, private_key_file, private_key_env, directory "
     "or discover = true"
 )
-_HEADER_VALUE = re.compile(r"[\x20-\x7e]+")
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
 #: A private key's PEM marker (PKCS#8 "PRIVATE KEY", SEC1 "EC PRIVATE KEY", PKCS#1 ...).
 _PRIVATE_PEM = "PRIVATE KEY-----"
 _MAX_KEY_FILE = 16 * 1024
-
-Fail = Callable[[str, str], ConfigurationError]
 
 
 class IssuerEntries:
@@ -104,11 +97,7 @@ class IssuerEntries:
         development: bool,
         token_types: frozenset[int],
     ) -> IssuerConfig:
-        if not isinstance(entry, Mapping):
-            raise self.fail(where, "expected a table with name and token_key")
-        unknown = sorted(set(entry) - ISSUER_KEYS)
-        if unknown:
-            raise self.fail(f"{where}.{unknown[0]}", unknown_key(unknown[0], ISSUER_KEYS))
+        entry = table(entry, where, ISSUER_KEYS, "name and token_key", self.fail)
         name = entry.get("name")
         if not isinstance(name, str):
             raise self.fail(f"{where}.name", "expected the issuer name (host[:port])")
@@ -251,14 +240,7 @@ class IssuerEntries:
             raise self.fail(setting, str(e)) from None
 
     def read_file(self, value: Any, setting: str) -> str:
-        if not isinstance(value, str):
-            raise self.fail(setting, "expected a file path")
-        path = Path(os.path.abspath(self.base_dir / value))  # as errors name it
-        try:
-            with path.open("rb") as f:
-                data = f.read(_MAX_KEY_FILE + 1)
-        except OSError as e:
-            raise self.fail(setting, f"cannot read {path}: {e.strerror}") from e
+        path, data = read_limited(value, setting, self.base_dir, _MAX_KEY_FILE, self.fail)
         if len(data) > _MAX_KEY_FILE:
             raise self.fail(setting, f"{path} is larger than any key file")
         try:
@@ -279,12 +261,12 @@ class IssuerEntries:
             if not discover:
                 return (), ""
             origin = "https://" + name
-            parts = _split_url(origin)
+            parts = split_url(origin)
             if (
                 parts is None
                 or not parts.hostname
                 or parts.netloc != name
-                or not _has_valid_port(parts)
+                or not has_valid_port(parts)
             ):
                 raise self.fail(
                     f"{where}.discover",
@@ -295,26 +277,7 @@ class IssuerEntries:
         setting = f"{where}.directory"
         if discover:
             raise self.fail(setting, "give directory or discover = true, not both")
-        url = entry["directory"]
-        if not isinstance(url, str) or not _HEADER_VALUE.fullmatch(url) or " " in url:
-            raise self.fail(setting, "expected an http(s) URL")
-        parts = _split_url(url)
-        # Not echoed: its query may hold an API key.
-        if (
-            parts is None
-            or parts.scheme not in ("http", "https")
-            or not parts.hostname
-            or not _has_valid_port(parts)
-        ):
-            raise self.fail(setting, "expected an http(s) URL with a host and a valid port")
-        if "@" in parts.netloc or parts.fragment:
-            raise self.fail(setting, "must not carry user information or a fragment")
-        if parts.scheme == "http" and not (development or _is_loopback(parts.hostname)):
-            raise self.fail(
-                setting,
-                "plain http is allowed only for loopback hosts or with development = true; "
-                "use https",
-            )
+        url, parts = fetch_url(entry["directory"], setting, self.fail, development=development)
         if parts.path in ("", "/") and not parts.query:
             origin = f"{parts.scheme}://{parts.netloc}"
             return (origin + DIRECTORY_PATH, origin + LEGACY_DIRECTORY_PATH), setting
@@ -323,31 +286,6 @@ class IssuerEntries:
 
 def _unlisted(token_type: int) -> str:
     return f"a type-{token_type} key, but token_types does not list {token_type}"
-
-
-def _split_url(url: str) -> SplitResult | None:
-    """``urlsplit(url)``, or None where it raises (an unbalanced "[", a bad IP literal)."""
-    try:
-        return urlsplit(url)
-    except ValueError:
-        return None
-
-
-def _has_valid_port(parts: SplitResult) -> bool:
-    try:
-        parts.port  # noqa: B018 - raises for a port that is not a number in range
-    except ValueError:
-        return False
-    return True
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 __all__ = ["ISSUER_KEYS", "IssuerEntries"]

@@ -20,6 +20,7 @@ from typing import Any
 from ..core.wire import TokenChallenge
 from ..errors import ConfigurationError, DecodeError
 from ..tokens.registry import default_registry
+from .checks import failer
 from .issuers import ISSUER_KEYS, IssuerEntries
 from .model import (
     ContextMode,
@@ -171,10 +172,7 @@ class _Builder:
         self.data = data
         self.base_dir = base_dir
         self.source = source
-
-    def fail(self, setting: str, message: str) -> ConfigurationError:
-        where = f" (in {self.source})" if self.source else ""
-        return ConfigurationError(setting, message + where)
+        self.fail = failer(source)
 
     # -- typed getters: the default of each comes from DEFAULTS ----------------------------
     def get(self, key: str) -> Any:

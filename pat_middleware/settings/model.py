@@ -16,6 +16,8 @@ from typing import Any
 from ..core.headers import DEFAULT_MAX_AUTHORIZATION_LENGTH
 from ..core.keys import TokenKey
 from ..core.wire import TOKEN_TYPE_BLIND_RSA
+from ..errors import ConfigurationError
+from .checks import failer, fetchable_url
 from .pst import PSTSettings
 from .rules import PathRule, compile_protection
 
@@ -98,6 +100,14 @@ class IssuerConfig:
     #: The token types accepted from this issuer (the ``token_types`` setting).
     token_types: frozenset[int] = DEFAULT_TOKEN_TYPES
 
+    def __post_init__(self) -> None:
+        # Built by hand (not from settings), a URL the refresher cannot fetch would only
+        # show in a background thread's log: refuse it now. Plain http, user information and
+        # fragments are the settings' policy (``fetch_url``), not checked here.
+        setting = self.directory_setting or "issuers.directory"
+        for url in self.directory_urls:
+            fetchable_url(url, setting, failer(""))
+
     @property
     def key(self) -> TokenKey | None:
         """The first static key, or None when keys come only from the directory."""
@@ -114,6 +124,26 @@ class DiscoveryOptions:
     timeout: float = 5  # seconds (settings take whole ones, 1 to 60)
     require_keys: bool = True
     key_grace: int = 600
+
+    def __post_init__(self) -> None:
+        # Built by hand, a zero refresh_min or timeout would spin the refresher thread and
+        # a negative one would raise in it: refuse them now, by setting name.
+        for setting, value, above in (
+            ("directory_refresh_min", self.refresh_min, True),
+            ("directory_timeout", self.timeout, True),
+            ("directory_unknown_key_refresh", self.unknown_key_refresh, False),
+            ("directory_key_grace", self.key_grace, False),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigurationError(setting, f"expected a number, got {value!r}")
+            if value < 0 or (above and value == 0):
+                raise ConfigurationError(
+                    setting, "must be above 0" if above else "must not be negative"
+                )
+        if not isinstance(self.refresh_max, int | float) or self.refresh_max < self.refresh_min:
+            raise ConfigurationError(
+                "directory_refresh_max", "must not be less than directory_refresh_min"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,27 +25,21 @@ whole mapping; every problem is a :class:`ConfigurationError` naming the setting
 
 from __future__ import annotations
 
-import ipaddress
-import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..core.jwks import JWKS_PATH, MAX_JWKS_LENGTH, RecordKey, RecordKeySet
 from ..core.origin import normalize_origin
 from ..errors import ConfigurationError, DecodeError
-from .suggest import unknown as unknown_key
+from .checks import failer, fetch_url, fetchable_url, read_limited, table
 
 #: The settings keys :func:`parse_pst_settings` reads (add them to the loader's known keys).
 PST_SETTINGS_KEYS = frozenset({"pst_issuers", "pst_accepted_origins"})
 #: The keys of one ``pst_issuers`` entry.
 PST_ISSUER_KEYS = frozenset({"origin", "jwks", "jwks_file", "labels"})
 UINT32_MAX = 2**32 - 1
-_URL_TEXT = re.compile(r"[\x21-\x7e]+")
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +64,11 @@ class PSTIssuerConfig:
             raise ConfigurationError(
                 self.setting or "pst_issuers", "a PST issuer needs jwks or jwks_file"
             )
+        if self.jwks_url is not None:
+            # Built by hand, a URL the refresher cannot fetch would only show in a background
+            # thread's log: refuse it now. Plain http, user information and fragments are the
+            # settings' policy (``fetch_url``), not checked here.
+            fetchable_url(self.jwks_url, self.setting or "pst_issuers.jwks", failer(""))
 
     def __repr__(self) -> str:
         return (
@@ -108,11 +107,7 @@ class _Reader:
         self.data = data
         self.base_dir = base_dir
         self.development = development
-        self.source = source
-
-    def fail(self, setting: str, message: str) -> ConfigurationError:
-        where = f" (in {self.source})" if self.source else ""
-        return ConfigurationError(setting, message + where)
+        self.fail = failer(source)
 
     def read(self, origin_info: Sequence[str]) -> PSTSettings:
         raw = self.data.get("pst_issuers", [])
@@ -133,11 +128,7 @@ class _Reader:
         return PSTSettings(issuers, accepted)
 
     def issuer(self, entry: object, where: str) -> PSTIssuerConfig:
-        if not isinstance(entry, Mapping):
-            raise self.fail(where, "expected a table with origin and jwks or jwks_file")
-        unknown = sorted(set(entry) - PST_ISSUER_KEYS)
-        if unknown:
-            raise self.fail(f"{where}.{unknown[0]}", unknown_key(unknown[0], PST_ISSUER_KEYS))
+        entry = table(entry, where, PST_ISSUER_KEYS, "origin and jwks or jwks_file", self.fail)
         origin = entry.get("origin")
         if not isinstance(origin, str):
             raise self.fail(f"{where}.origin", "expected the issuer origin (https://host[:port])")
@@ -160,39 +151,13 @@ class _Reader:
         )
 
     def jwks_url(self, value: object, setting: str) -> str:
-        if not isinstance(value, str) or not _URL_TEXT.fullmatch(value):
-            raise self.fail(setting, "expected an http(s) URL")
-        # Not echoed in errors: its query may hold an API key.
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 - raises for a port that is not a number in range
-        except ValueError:
-            raise self.fail(
-                setting, "expected an http(s) URL with a host and a valid port"
-            ) from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise self.fail(setting, "expected an http(s) URL with a host and a valid port")
-        if "@" in parts.netloc or parts.fragment:
-            raise self.fail(setting, "must not carry user information or a fragment")
-        if parts.scheme == "http" and not (self.development or _is_loopback(parts.hostname)):
-            raise self.fail(
-                setting,
-                "plain http is allowed only for loopback hosts or with development = true; "
-                "use https",
-            )
+        url, parts = fetch_url(value, setting, self.fail, development=self.development)
         if parts.path in ("", "/") and not parts.query:
             return f"{parts.scheme}://{parts.netloc}{JWKS_PATH}"
-        return value
+        return url
 
     def jwks_file(self, value: object, setting: str) -> RecordKeySet:
-        if not isinstance(value, str):
-            raise self.fail(setting, "expected a file path")
-        path = Path(os.path.abspath(self.base_dir / value))  # as errors name it
-        try:
-            with path.open("rb") as file:
-                data = file.read(MAX_JWKS_LENGTH + 1)
-        except OSError as e:
-            raise self.fail(setting, f"cannot read {path}: {e.strerror}") from e
+        _, data = read_limited(value, setting, self.base_dir, MAX_JWKS_LENGTH, self.fail)
         try:
             return RecordKeySet.from_bytes(data)
         except DecodeError as e:
@@ -229,15 +194,6 @@ class _Reader:
             except DecodeError as e:
                 raise self.fail(f"pst_accepted_origins[{i}]", str(e)) from None
         return frozenset(out)
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 __all__ = [
