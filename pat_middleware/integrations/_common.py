@@ -7,12 +7,12 @@ settings-file error to the adapter's own name.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
 from ..core.headers import CACHE_CONTROL
 from ..errors import ConfigurationError
-from ..policy import Decision, MetricsHook, Outcome, Policy, RequestInfo, TokenInfo
+from ..policy import Decision, MetricsHook, Outcome, Policy, RequestInfo, SetCookie, TokenInfo
 from ..policy.sessions import parse_cookie_header
 from ..policy.signals import SIGNAL_NAMES
 from ..settings import SETTINGS_ENV, Settings, load_settings, protected_methods
@@ -149,6 +149,25 @@ def carries_signal(request: RequestInfo, policy: Policy) -> bool:
     return False
 
 
+def set_cookies(
+    set_cookie: Callable[..., object], cookies: Iterable[SetCookie], *, lower_same_site: bool
+) -> None:
+    """The policy's cookies through a framework's own ``response.set_cookie`` (Werkzeug,
+    Starlette and Django name its options alike), so the framework's cookie handling (its
+    quoting, ``response.cookies``) sees them. Starlette takes SameSite lower-cased."""
+    for c in cookies:
+        set_cookie(
+            c.name,
+            c.value,
+            max_age=c.max_age,
+            path=c.path,
+            domain=c.domain,
+            secure=c.secure,
+            httponly=True,
+            samesite=c.same_site.lower() if lower_same_site else c.same_site,
+        )
+
+
 class MethodFilter:
     """A decorator's ``methods=``: protect only these (``GET`` implies ``HEAD``); None: all."""
 
@@ -175,4 +194,5 @@ __all__ = [
     "load_settings_file",
     "passed",
     "resolve_policy",
+    "set_cookies",
 ]

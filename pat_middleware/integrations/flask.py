@@ -44,7 +44,7 @@ from flask.typing import ResponseReturnValue
 
 from ..core.headers import CACHE_CONTROL, private_cache_control
 from ..errors import ConfigurationError, DecodeError
-from ..policy import SCOPE_KEY, Decision, Policy, SetCookie, TokenInfo
+from ..policy import SCOPE_KEY, Decision, Policy, TokenInfo
 from ..policy.observe import MetricsHook
 from ..settings import KNOWN_KEYS, Settings
 from ._common import (
@@ -57,6 +57,7 @@ from ._common import (
     is_preflight,
     load_settings_file,
     passed,
+    set_cookies,
 )
 from .wsgi import (
     POLICY_ENVIRON_KEY,
@@ -129,23 +130,9 @@ def settings_from_config(config: Mapping[str, Any], *, root_path: str | Path) ->
         raise ConfigurationError(config_name(e.setting), e.message) from e
 
 
-def _set_cookies(response: Response, cookies: tuple[SetCookie, ...]) -> None:
-    for c in cookies:
-        response.set_cookie(
-            c.name,
-            c.value,
-            max_age=c.max_age,
-            path=c.path,
-            domain=c.domain,
-            secure=c.secure,
-            httponly=True,
-            samesite=c.same_site,
-        )
-
-
 def _refusal(decision: Decision) -> Response:
     response = Response(decision.body, status=decision.status, headers=list(decision.headers))
-    _set_cookies(response, decision.cookies)
+    set_cookies(response.set_cookie, decision.cookies, lower_same_site=False)
     return response
 
 
@@ -180,7 +167,7 @@ def _routed_paths() -> tuple[str, ...]:
 
 def _apply(response: Response, decision: Decision) -> Response:
     """A pass's cookies on the view's response, and Cache-Control made private."""
-    _set_cookies(response, decision.cookies)
+    set_cookies(response.set_cookie, decision.cookies, lower_same_site=False)
     if decision.private:
         existing = response.headers.getlist(CACHE_CONTROL)
         response.headers[CACHE_CONTROL] = private_cache_control(

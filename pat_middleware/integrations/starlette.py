@@ -21,6 +21,7 @@ from starlette.responses import Response
 from ..core.headers import CACHE_CONTROL, private_cache_control
 from ..errors import ConfigurationError, PrivateTokenError
 from ..policy import SCOPE_KEY, Decision, Policy, SetCookie, TokenInfo
+from . import _common
 from ._common import PREFLIGHT_STATUS, MethodFilter, accept_names, accepts, passed
 from .asgi import POLICY_SCOPE_KEY, defer_decision, encode_headers, preflight, request_info
 
@@ -40,17 +41,7 @@ def policy_for(conn: HTTPConnection, policy: Policy | None, what: str = "this") 
 
 def set_cookies(response: Response, cookies: tuple[SetCookie, ...]) -> None:
     """The policy's cookies, through Starlette's own cookie API."""
-    for c in cookies:
-        response.set_cookie(
-            c.name,
-            c.value,
-            max_age=c.max_age,
-            path=c.path,
-            domain=c.domain,
-            secure=c.secure,
-            httponly=True,
-            samesite=c.same_site.lower(),  # type: ignore[arg-type]
-        )
+    _common.set_cookies(response.set_cookie, cookies, lower_same_site=True)
 
 
 def apply_decision(response: Response, decision: Decision) -> None:
