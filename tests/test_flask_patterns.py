@@ -211,6 +211,21 @@ def test_unknown_signal_fails_at_decoration(issuer_key: IssuerKey) -> None:
     assert caught.value.setting == "accept"
 
 
+def test_protect_blueprint_after_registration_fails_naming_it(issuer_key: IssuerKey) -> None:
+    app, extension = _app(issuer_key)
+    blueprint = Blueprint("registered", __name__)
+
+    @blueprint.get("/registered")
+    def registered() -> str:
+        return MARK
+
+    app.register_blueprint(blueprint)
+    with pytest.raises(ConfigurationError) as caught:
+        extension.protect_blueprint(blueprint)
+    assert caught.value.setting == "protect_blueprint('registered')"
+    assert "before app.register_blueprint" in str(caught.value)
+
+
 # ------------------------------------------------------------------------ preflights
 
 

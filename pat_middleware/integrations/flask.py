@@ -367,6 +367,12 @@ class PrivateTokens:
         """Make every view of ``blueprint`` (and of blueprints nested in it) need a valid
         token, before the view runs; call it before the blueprint is registered. A CORS
         preflight goes on unjudged, with only status and headers coming back."""
+        if blueprint._got_registered_once:  # Flask would raise a bare AssertionError
+            raise ConfigurationError(
+                f"protect_blueprint({blueprint.name!r})",
+                "the blueprint is already registered, so its views would stay open; "
+                "call protect_blueprint before app.register_blueprint",
+            )
         names = accept_names(accept, self._policy)
         methods_filter = MethodFilter(methods)
 
