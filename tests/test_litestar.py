@@ -15,7 +15,7 @@ from litestar.testing import TestClient
 from pat_middleware.core.headers import build_authorization
 from pat_middleware.errors import ConfigurationError
 from pat_middleware.integrations.litestar import PrivateTokenPlugin, private_token_guard
-from pat_middleware.policy import Policy, TokenInfo
+from pat_middleware.policy import Policy, RequestInfo, TokenInfo
 from pat_middleware.tokens.blind_rsa import IssuerKey
 
 from ._origin import SESSION_COOKIE, VERIFIED_COOKIE, answer, challenges_of, make_settings
@@ -88,6 +88,16 @@ def test_challenge(client: httpx.Client, path: str) -> None:
     assert SESSION_COOKIE in response.cookies
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["Content-Type"].startswith("text/html")
+
+
+def test_guard_refusal_is_the_policys_response(policy: Policy) -> None:
+    """The guard's refusal carries the policy's own Content-Type (one charset) and cookies."""
+    expected = dict(policy.evaluate(RequestInfo("GET", "/guarded"), force=True).headers)
+    with TestClient(build_app(policy)) as test_client:
+        response = test_client.get("/guarded")
+    assert response.status_code == 401
+    assert response.headers["Content-Type"] == expected["Content-Type"]
+    assert response.headers.get_list("Set-Cookie")[0].startswith(SESSION_COOKIE + "=")
 
 
 @pytest.mark.parametrize("path", ["/protected", "/guarded"])
