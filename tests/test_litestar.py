@@ -141,6 +141,27 @@ def test_litestar_test_client(
         assert passed.json() == {"signal": "private-token"}
 
 
+def test_guard_without_the_plugin_spends_no_token(
+    policy: Policy, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    """A guard in an app without the plugin is refused before it judges the token, so
+    the misconfiguration is a 500 that names the setting, and the token stays unspent."""
+    with TestClient(app=build_app(policy)) as client:
+        first = client.get("/guarded")
+        token = answer(first.headers["WWW-Authenticate"], rsa_2048, issuer_key)
+        cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+        credential = {"Authorization": build_authorization(token), "Cookie": cookie}
+
+        @get("/guarded", guards=[private_token_guard(policy=policy)])
+        async def guarded_by_policy() -> str:
+            return "never"
+
+        bare = Litestar(route_handlers=[guarded_by_policy])
+        with TestClient(app=bare, raise_server_exceptions=False) as bare_client:
+            assert bare_client.get("/guarded", headers=credential).status_code == 500
+        assert client.get("/guarded", headers=credential).json() == {"signal": "private-token"}
+
+
 def test_plugin_fails_when_the_app_is_built(tmp_path: Any) -> None:
     with pytest.raises(ConfigurationError) as caught:
         PrivateTokenPlugin(settings_file=str(tmp_path / "missing.toml"))

@@ -45,7 +45,9 @@ from ._common import (
     set_cookies,
 )
 from .asgi import (
+    LATE_SCOPE_KEY,
     POLICY_SCOPE_KEY,
+    LateDecision,
     PrivateTokenMiddleware,
     defer_decision,
     preflight,
@@ -125,19 +127,22 @@ def private_token_guard(
         token = scope.get(SCOPE_KEY)
         if accepts(token if isinstance(token, TokenInfo) else None, names) and passed(token):
             return
-        active = policy or scope.get(POLICY_SCOPE_KEY)
-        if not isinstance(active, Policy):
-            raise ConfigurationError(
-                "policy", "private_token_guard needs PrivateTokenPlugin or policy="
-            )
-        decision = await active.evaluate_async(request_info(scope), force=True, accept=names)
-        if not decision.allowed:
-            raise PrivateTokenRequired(decision)
-        scope[SCOPE_KEY] = decision.token
-        if not defer_decision(scope, decision):
+        installed = scope.get(POLICY_SCOPE_KEY)
+        if not isinstance(installed, Policy) or not isinstance(
+            scope.get(LATE_SCOPE_KEY), LateDecision
+        ):
+            # Asked before the token is judged, so a misconfigured app spends none: only the
+            # plugin's middleware can put a pass's cookies on the handler's response.
             raise ConfigurationError(
                 "plugins", "private_token_guard needs PrivateTokenPlugin in the app's plugins"
             )
+        decision = await (policy or installed).evaluate_async(
+            request_info(scope), force=True, accept=names
+        )
+        if not decision.allowed:
+            raise PrivateTokenRequired(decision)
+        scope[SCOPE_KEY] = decision.token
+        defer_decision(scope, decision)
 
     return guard
 
