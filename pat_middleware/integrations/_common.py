@@ -112,7 +112,9 @@ def accept_names(
         raise ConfigurationError(
             "accept",
             f"unknown trust signal {unknown[0]!r}; known: {', '.join(sorted(known))} "
-            "(a signal of your own needs policy= on the decorator)",
+            "(a signal of your own is known only from the Policy that holds it: give it as "
+            "policy= where the decorator takes one; Django's and DRF's take none, as their "
+            "policy is built from settings and has only the built-in signals)",
         )
     return names
 
