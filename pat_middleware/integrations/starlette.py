@@ -9,6 +9,7 @@ authentication backend is in :mod:`pat_middleware.integrations.starlette_auth`).
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from http import HTTPStatus
 from typing import Any, TypeVar, overload
@@ -120,6 +121,17 @@ def require_private_token(
     methods_filter = MethodFilter(methods)
 
     def decorate(func: Endpoint) -> Endpoint:
+        if not (
+            inspect.iscoroutinefunction(func)
+            or inspect.iscoroutinefunction(type(func).__call__)  # an object with async __call__
+        ):
+            # The wrapper awaits the endpoint: a plain def would fail with a TypeError, a 500,
+            # on the first request that passes (its token already spent).
+            raise ConfigurationError(
+                f"endpoint {getattr(func, '__qualname__', func)!r}",
+                "require_private_token decorates an async endpoint (async def f(request))",
+            )
+
         @functools.wraps(func)
         async def wrapper(request: Request, *args: Any, **kwargs: Any) -> Response:
             if preflight(request.scope):
