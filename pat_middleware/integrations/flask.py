@@ -25,7 +25,7 @@ from __future__ import annotations
 import difflib
 import functools
 import weakref
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ParamSpec, Protocol, overload
 
@@ -86,12 +86,14 @@ _APPS: weakref.WeakSet[Flask] = weakref.WeakSet()
 
 _P = ParamSpec("_P")
 _Q = ParamSpec("_Q")  # the returned decorator's own, so it stays generic
+#: What a view returns: a response value, or an awaitable of one (an async view).
+_ViewResult = ResponseReturnValue | Awaitable[ResponseReturnValue]
 
 
 class ViewDecorator(Protocol):
     """What ``required(methods=...)`` returns: a decorator for one view."""
 
-    def __call__(self, view: Callable[_P, ResponseReturnValue], /) -> Callable[_P, Response]: ...
+    def __call__(self, view: Callable[_P, _ViewResult], /) -> Callable[_P, Response]: ...
 
 
 def config_name(setting: str) -> str:
@@ -234,7 +236,7 @@ def _check_views(app: Flask) -> None:
 
 
 def _decorate(
-    view: Callable[_P, ResponseReturnValue],
+    view: Callable[_P, _ViewResult],
     methods: Iterable[str] | None,
     get_policy: Callable[[], Policy],
     accept: Iterable[str] | None,
@@ -248,12 +250,15 @@ def _decorate(
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Response:
         if _preflight():
             return Response(status=PREFLIGHT_STATUS)
+        # Flask runs an async view through ensure_sync only when it is the routed function:
+        # wrapped, it must be run so here (else every request is a 500).
+        run = current_app.ensure_sync(view)
         if methods_filter.exempt(request.method):
-            return make_response(view(*args, **kwargs))
+            return make_response(run(*args, **kwargs))
         decision = _evaluate(get_policy(), names)
         if not decision.allowed:
             return _refusal(decision)
-        return _apply(make_response(view(*args, **kwargs)), decision)
+        return _apply(make_response(run(*args, **kwargs)), decision)
 
     _GUARDED.add(view)
     _WRAPPERS.add(wrapper)
@@ -323,7 +328,7 @@ class PrivateTokens:
     @overload
     def required(
         self,
-        view: Callable[_P, ResponseReturnValue],
+        view: Callable[_P, _ViewResult],
         *,
         methods: Iterable[str] | None = None,
         accept: Iterable[str] | None = None,
@@ -340,7 +345,7 @@ class PrivateTokens:
 
     def required(
         self,
-        view: Callable[_P, ResponseReturnValue] | None = None,
+        view: Callable[_P, _ViewResult] | None = None,
         *,
         methods: Iterable[str] | None = None,
         accept: Iterable[str] | None = None,
@@ -352,7 +357,7 @@ class PrivateTokens:
             return _decorate(view, methods, self._get_policy, accept, self._policy)
         accept_names(accept, self._policy)  # a typo fails here, at import
 
-        def decorator(func: Callable[_Q, ResponseReturnValue], /) -> Callable[_Q, Response]:
+        def decorator(func: Callable[_Q, _ViewResult], /) -> Callable[_Q, Response]:
             return _decorate(func, methods, self._get_policy, accept, self._policy)
 
         return decorator
@@ -422,7 +427,7 @@ class PrivateTokens:
 
 @overload
 def private_token_required(
-    view: Callable[_P, ResponseReturnValue],
+    view: Callable[_P, _ViewResult],
     *,
     methods: Iterable[str] | None = None,
     accept: Iterable[str] | None = None,
@@ -436,7 +441,7 @@ def private_token_required(
 
 
 def private_token_required(
-    view: Callable[_P, ResponseReturnValue] | None = None,
+    view: Callable[_P, _ViewResult] | None = None,
     *,
     methods: Iterable[str] | None = None,
     accept: Iterable[str] | None = None,
@@ -450,7 +455,7 @@ def private_token_required(
         return _decorate(view, methods, _current_policy, accept)
     accept_names(accept)
 
-    def decorator(func: Callable[_Q, ResponseReturnValue], /) -> Callable[_Q, Response]:
+    def decorator(func: Callable[_Q, _ViewResult], /) -> Callable[_Q, Response]:
         return _decorate(func, methods, _current_policy, accept)
 
     return decorator
