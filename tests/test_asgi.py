@@ -311,6 +311,15 @@ def test_decorator_without_policy_is_a_configuration_error() -> None:
     assert info.value.setting == "policy"
 
 
+def test_decorator_on_a_sync_endpoint_is_a_configuration_error(policy: Policy) -> None:
+    def sync_endpoint(request: Request) -> Response:
+        return Response("never")
+
+    with pytest.raises(ConfigurationError) as info:
+        require_private_token(sync_endpoint, policy=policy)  # type: ignore[type-var]
+    assert "sync_endpoint" in info.value.setting
+
+
 def test_fastapi_dependency(
     policy: Policy, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
 ) -> None:

@@ -132,6 +132,32 @@ def test_spectacular_schema_shows_the_scheme(client: httpx.Client) -> None:
     assert {"PrivateToken": []} in schema["paths"]["/items"]["get"]["security"]
 
 
+def test_misspelt_accept_on_a_subclass_fails_at_import(issuer_key: IssuerKey) -> None:
+    script = (
+        "import django\n"
+        "django.setup()\n"
+        "from pat_middleware.errors import ConfigurationError\n"
+        "from pat_middleware.integrations import drf\n"
+        "for base in (drf.PrivateTokenAuthentication, drf.HasPrivateToken):\n"
+        "    try:\n"
+        "        type('Mine', (base,), {'accept': frozenset({'sesion'})})\n"
+        "    except ConfigurationError as e:\n"
+        "        print(e.setting)\n"
+        "ok = type('Ok', (drf.HasPrivateToken,), {'accept': 'session'})\n"
+        "print(sorted(ok.accept))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        env=_env(issuer_key),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.stdout.split() == ["accept", "accept", "['session']"], run.stderr
+
+
 # ---------------------------------------------------------------------- system checks
 
 

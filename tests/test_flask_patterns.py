@@ -204,11 +204,43 @@ def test_decorator_under_the_route_protects_it(issuer_key: IssuerKey) -> None:
         assert MARK.encode() not in response.data
 
 
+def test_decorator_on_an_async_view(issuer_key: IssuerKey) -> None:
+    """Flask runs only the routed function through ensure_sync: the decorator must run the
+    async view it wraps the same way, or every request is a 500."""
+    app, extension = _app(issuer_key)
+
+    @app.route("/async", methods=["GET", "POST"])
+    @extension.required(methods=["POST"])
+    async def async_view() -> str:
+        return MARK
+
+    client = app.test_client()
+    assert client.get("/async").get_data(as_text=True) == MARK
+    refused = client.post("/async")
+    assert refused.status_code == 401
+    assert MARK.encode() not in refused.data
+
+
 def test_unknown_signal_fails_at_decoration(issuer_key: IssuerKey) -> None:
     _, extension = _app(issuer_key)
     with pytest.raises(ConfigurationError) as caught:
         extension.required(accept=["sesion"])
     assert caught.value.setting == "accept"
+
+
+def test_protect_blueprint_after_registration_fails_naming_it(issuer_key: IssuerKey) -> None:
+    app, extension = _app(issuer_key)
+    blueprint = Blueprint("registered", __name__)
+
+    @blueprint.get("/registered")
+    def registered() -> str:
+        return MARK
+
+    app.register_blueprint(blueprint)
+    with pytest.raises(ConfigurationError) as caught:
+        extension.protect_blueprint(blueprint)
+    assert caught.value.setting == "protect_blueprint('registered')"
+    assert "before app.register_blueprint" in str(caught.value)
 
 
 # ------------------------------------------------------------------------ preflights

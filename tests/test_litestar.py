@@ -15,7 +15,7 @@ from litestar.testing import TestClient
 from pat_middleware.core.headers import build_authorization
 from pat_middleware.errors import ConfigurationError
 from pat_middleware.integrations.litestar import PrivateTokenPlugin, private_token_guard
-from pat_middleware.policy import Policy, TokenInfo
+from pat_middleware.policy import Policy, RequestInfo, TokenInfo
 from pat_middleware.tokens.blind_rsa import IssuerKey
 
 from ._origin import SESSION_COOKIE, VERIFIED_COOKIE, answer, challenges_of, make_settings
@@ -90,6 +90,16 @@ def test_challenge(client: httpx.Client, path: str) -> None:
     assert response.headers["Content-Type"].startswith("text/html")
 
 
+def test_guard_refusal_is_the_policys_response(policy: Policy) -> None:
+    """The guard's refusal carries the policy's own Content-Type (one charset) and cookies."""
+    expected = dict(policy.evaluate(RequestInfo("GET", "/guarded"), force=True).headers)
+    with TestClient(build_app(policy)) as test_client:
+        response = test_client.get("/guarded")
+    assert response.status_code == 401
+    assert response.headers["Content-Type"] == expected["Content-Type"]
+    assert response.headers.get_list("Set-Cookie")[0].startswith(SESSION_COOKIE + "=")
+
+
 @pytest.mark.parametrize("path", ["/protected", "/guarded"])
 def test_token_then_session(
     client: httpx.Client, path: str, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
@@ -129,6 +139,27 @@ def test_litestar_test_client(
         token = answer(first.headers["WWW-Authenticate"], rsa_2048, issuer_key)
         passed = client.get("/guarded", headers={"Authorization": build_authorization(token)})
         assert passed.json() == {"signal": "private-token"}
+
+
+def test_guard_without_the_plugin_spends_no_token(
+    policy: Policy, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
+) -> None:
+    """A guard in an app without the plugin is refused before it judges the token, so
+    the misconfiguration is a 500 that names the setting, and the token stays unspent."""
+    with TestClient(app=build_app(policy)) as client:
+        first = client.get("/guarded")
+        token = answer(first.headers["WWW-Authenticate"], rsa_2048, issuer_key)
+        cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+        credential = {"Authorization": build_authorization(token), "Cookie": cookie}
+
+        @get("/guarded", guards=[private_token_guard(policy=policy)])
+        async def guarded_by_policy() -> str:
+            return "never"
+
+        bare = Litestar(route_handlers=[guarded_by_policy])
+        with TestClient(app=bare, raise_server_exceptions=False) as bare_client:
+            assert bare_client.get("/guarded", headers=credential).status_code == 500
+        assert client.get("/guarded", headers=credential).json() == {"signal": "private-token"}
 
 
 def test_plugin_fails_when_the_app_is_built(tmp_path: Any) -> None:

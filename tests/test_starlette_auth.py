@@ -226,3 +226,13 @@ def test_unknown_scope_signal_fails_at_start_up() -> None:
     with pytest.raises(ConfigurationError) as caught:
         requires("private_token:privat-token")
     assert caught.value.setting == "accept"
+
+
+@pytest.mark.parametrize("scope", ["private-token", "private-token:session"])
+def test_signal_spelling_of_the_scope_fails_at_start_up(scope: str) -> None:
+    """``private-token`` is the signal's name; the scope is ``private_token``: a route
+    requiring the former would refuse every request with a 403."""
+    with pytest.raises(ConfigurationError) as caught:
+        requires(["authenticated", scope])
+    assert caught.value.setting == "scopes"
+    assert "'private_token'" in str(caught.value)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 UNAUTHORIZED = 401
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
+
 def _loader(token_type: int) -> Callable[[bytes], PublishedKey]:
     entry = default_registry()[token_type]
     return lambda raw: entry.load_public_key(raw, allow_4096=True)
@@ -92,6 +93,18 @@ def has_private_token_challenge(status: int, www_authenticate: Iterable[str]) ->
     if status != UNAUTHORIZED:
         return False
     return any(_parse(value) for value in www_authenticate)
+
+
+def ours_to_answer(authorized: bool, status: int, www_authenticate: Iterable[str]) -> bool:
+    """Whether a client auth answers this response: a 401 with ``PrivateToken`` challenges
+    to a request that carried no ``Authorization`` (one that did is the caller's own
+    authentication, or already our retry: never a second one)."""
+    return not authorized and has_private_token_challenge(status, www_authenticate)
+
+
+def located(error: ClientAuthError, status: int, url: str) -> ClientAuthError:
+    """``error`` naming the challenged response it could not answer."""
+    return ClientAuthError(error.message, status=status, url=url)
 
 
 def choose_challenge(
@@ -197,6 +210,8 @@ __all__ = [
     "has_private_token_challenge",
     "issue_in_process",
     "issuer_name_from_url",
+    "located",
     "merge_cookie_header",
+    "ours_to_answer",
     "set_cookie_names",
 ]

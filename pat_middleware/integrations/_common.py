@@ -7,12 +7,12 @@ settings-file error to the adapter's own name.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
 from ..core.headers import CACHE_CONTROL
 from ..errors import ConfigurationError
-from ..policy import Decision, MetricsHook, Outcome, Policy, RequestInfo, TokenInfo
+from ..policy import Decision, MetricsHook, Outcome, Policy, RequestInfo, SetCookie, TokenInfo
 from ..policy.sessions import parse_cookie_header
 from ..policy.signals import SIGNAL_NAMES
 from ..settings import SETTINGS_ENV, Settings, load_settings, protected_methods
@@ -112,7 +112,9 @@ def accept_names(
         raise ConfigurationError(
             "accept",
             f"unknown trust signal {unknown[0]!r}; known: {', '.join(sorted(known))} "
-            "(a signal of your own needs policy= on the decorator)",
+            "(a signal of your own is known only from the Policy that holds it: give it as "
+            "policy= where the decorator takes one; Django's and DRF's take none, as their "
+            "policy is built from settings and has only the built-in signals)",
         )
     return names
 
@@ -149,6 +151,25 @@ def carries_signal(request: RequestInfo, policy: Policy) -> bool:
     return False
 
 
+def set_cookies(
+    set_cookie: Callable[..., object], cookies: Iterable[SetCookie], *, lower_same_site: bool
+) -> None:
+    """The policy's cookies through a framework's own ``response.set_cookie`` (Werkzeug,
+    Starlette and Django name its options alike), so the framework's cookie handling (its
+    quoting, ``response.cookies``) sees them. Starlette takes SameSite lower-cased."""
+    for c in cookies:
+        set_cookie(
+            c.name,
+            c.value,
+            max_age=c.max_age,
+            path=c.path,
+            domain=c.domain,
+            secure=c.secure,
+            httponly=True,
+            samesite=c.same_site.lower() if lower_same_site else c.same_site,
+        )
+
+
 class MethodFilter:
     """A decorator's ``methods=``: protect only these (``GET`` implies ``HEAD``); None: all."""
 
@@ -175,4 +196,5 @@ __all__ = [
     "load_settings_file",
     "passed",
     "resolve_policy",
+    "set_cookies",
 ]

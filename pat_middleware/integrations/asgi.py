@@ -130,32 +130,14 @@ def private_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, byt
     return [*kept, (b"cache-control", value.encode("latin-1"))]
 
 
-def send_with_headers(send: Send, decision: Decision) -> Send:
-    """Wrap ``send`` so the app's response carries a pass's cookies, and a Cache-Control
-    that keeps it out of shared caches (:attr:`Decision.private`)."""
-    private = decision.private
-    if not decision.cookies and not private:
-        return send
-    encoded = encode_headers(decision.header_lines())
-
-    async def wrapped(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message = dict(message)
-            headers = [*message.get("headers", ()), *encoded]
-            message["headers"] = private_headers(headers) if private else headers
-        await send(message)
-
-    return wrapped
-
-
 _CACHE_CONTROL = b"cache-control"
 _PRIVATE = (_CACHE_CONTROL, b"private")
 
 
 def _with_pass_headers(headers: Iterable[tuple[bytes, bytes]], decision: Decision) -> list[Any]:
     """The app's response headers with a pass's cookies and, when the pass is private,
-    Cache-Control merged into one that is (:func:`private_headers`, which this is, with
-    its common case of an app that sent no Cache-Control written out)."""
+    Cache-Control merged into one that is (:func:`private_headers`, with its common case
+    of an app that sent no Cache-Control written out)."""
     out = list(headers)
     if decision.cookies or decision.headers:
         out += encode_headers(decision.header_lines())
@@ -391,5 +373,4 @@ __all__ = [
     "private_headers",
     "request_info",
     "send_decision",
-    "send_with_headers",
 ]

@@ -115,12 +115,23 @@ class PrivateTokenFailed(AuthenticationFailed, PrivateTokenError):
         self.decision = decision
 
 
+def _check_accept(cls: type[Any]) -> None:
+    """A subclass's own ``accept``, checked when the class is made (as ``accepting`` does):
+    a misspelt signal name would otherwise accept nothing, and refuse every request."""
+    if "accept" in cls.__dict__ and cls.__dict__["accept"] is not None:
+        cls.accept = accept_names(cls.__dict__["accept"])
+
+
 class PrivateTokenAuthentication(BaseAuthentication):
     """Judges requests carrying a trust signal; answers DRF's ``WWW-Authenticate`` question
     with the challenge. Returns None (no user) on a pass: see the module's documentation.
     ``accept``: the names of the signals it accepts (None: all); set it on a subclass."""
 
     accept: ClassVar[frozenset[str] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _check_accept(cls)
 
     def authenticate(self, request: Request) -> tuple[Any, Any] | None:
         django_request = _django(request)
@@ -164,6 +175,10 @@ class HasPrivateToken(BasePermission):
     makes a class for some signals only."""
 
     accept: ClassVar[frozenset[str] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _check_accept(cls)
 
     @classmethod
     def accepting(cls, *names: str) -> type[HasPrivateToken]:

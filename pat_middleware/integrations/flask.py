@@ -25,7 +25,7 @@ from __future__ import annotations
 import difflib
 import functools
 import weakref
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ParamSpec, Protocol, overload
 
@@ -44,7 +44,7 @@ from flask.typing import ResponseReturnValue
 
 from ..core.headers import CACHE_CONTROL, private_cache_control
 from ..errors import ConfigurationError, DecodeError
-from ..policy import SCOPE_KEY, Decision, Policy, SetCookie, TokenInfo
+from ..policy import SCOPE_KEY, Decision, Policy, TokenInfo
 from ..policy.observe import MetricsHook
 from ..settings import KNOWN_KEYS, Settings
 from ._common import (
@@ -57,6 +57,7 @@ from ._common import (
     is_preflight,
     load_settings_file,
     passed,
+    set_cookies,
 )
 from .wsgi import (
     POLICY_ENVIRON_KEY,
@@ -85,12 +86,14 @@ _APPS: weakref.WeakSet[Flask] = weakref.WeakSet()
 
 _P = ParamSpec("_P")
 _Q = ParamSpec("_Q")  # the returned decorator's own, so it stays generic
+#: What a view returns: a response value, or an awaitable of one (an async view).
+_ViewResult = ResponseReturnValue | Awaitable[ResponseReturnValue]
 
 
 class ViewDecorator(Protocol):
     """What ``required(methods=...)`` returns: a decorator for one view."""
 
-    def __call__(self, view: Callable[_P, ResponseReturnValue], /) -> Callable[_P, Response]: ...
+    def __call__(self, view: Callable[_P, _ViewResult], /) -> Callable[_P, Response]: ...
 
 
 def config_name(setting: str) -> str:
@@ -129,23 +132,9 @@ def settings_from_config(config: Mapping[str, Any], *, root_path: str | Path) ->
         raise ConfigurationError(config_name(e.setting), e.message) from e
 
 
-def _set_cookies(response: Response, cookies: tuple[SetCookie, ...]) -> None:
-    for c in cookies:
-        response.set_cookie(
-            c.name,
-            c.value,
-            max_age=c.max_age,
-            path=c.path,
-            domain=c.domain,
-            secure=c.secure,
-            httponly=True,
-            samesite=c.same_site,
-        )
-
-
 def _refusal(decision: Decision) -> Response:
     response = Response(decision.body, status=decision.status, headers=list(decision.headers))
-    _set_cookies(response, decision.cookies)
+    set_cookies(response.set_cookie, decision.cookies, lower_same_site=False)
     return response
 
 
@@ -180,7 +169,7 @@ def _routed_paths() -> tuple[str, ...]:
 
 def _apply(response: Response, decision: Decision) -> Response:
     """A pass's cookies on the view's response, and Cache-Control made private."""
-    _set_cookies(response, decision.cookies)
+    set_cookies(response.set_cookie, decision.cookies, lower_same_site=False)
     if decision.private:
         existing = response.headers.getlist(CACHE_CONTROL)
         response.headers[CACHE_CONTROL] = private_cache_control(
@@ -247,7 +236,7 @@ def _check_views(app: Flask) -> None:
 
 
 def _decorate(
-    view: Callable[_P, ResponseReturnValue],
+    view: Callable[_P, _ViewResult],
     methods: Iterable[str] | None,
     get_policy: Callable[[], Policy],
     accept: Iterable[str] | None,
@@ -261,12 +250,15 @@ def _decorate(
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Response:
         if _preflight():
             return Response(status=PREFLIGHT_STATUS)
+        # Flask runs an async view through ensure_sync only when it is the routed function:
+        # wrapped, it must be run so here (else every request is a 500).
+        run = current_app.ensure_sync(view)
         if methods_filter.exempt(request.method):
-            return make_response(view(*args, **kwargs))
+            return make_response(run(*args, **kwargs))
         decision = _evaluate(get_policy(), names)
         if not decision.allowed:
             return _refusal(decision)
-        return _apply(make_response(view(*args, **kwargs)), decision)
+        return _apply(make_response(run(*args, **kwargs)), decision)
 
     _GUARDED.add(view)
     _WRAPPERS.add(wrapper)
@@ -336,7 +328,7 @@ class PrivateTokens:
     @overload
     def required(
         self,
-        view: Callable[_P, ResponseReturnValue],
+        view: Callable[_P, _ViewResult],
         *,
         methods: Iterable[str] | None = None,
         accept: Iterable[str] | None = None,
@@ -353,7 +345,7 @@ class PrivateTokens:
 
     def required(
         self,
-        view: Callable[_P, ResponseReturnValue] | None = None,
+        view: Callable[_P, _ViewResult] | None = None,
         *,
         methods: Iterable[str] | None = None,
         accept: Iterable[str] | None = None,
@@ -365,7 +357,7 @@ class PrivateTokens:
             return _decorate(view, methods, self._get_policy, accept, self._policy)
         accept_names(accept, self._policy)  # a typo fails here, at import
 
-        def decorator(func: Callable[_Q, ResponseReturnValue], /) -> Callable[_Q, Response]:
+        def decorator(func: Callable[_Q, _ViewResult], /) -> Callable[_Q, Response]:
             return _decorate(func, methods, self._get_policy, accept, self._policy)
 
         return decorator
@@ -380,6 +372,12 @@ class PrivateTokens:
         """Make every view of ``blueprint`` (and of blueprints nested in it) need a valid
         token, before the view runs; call it before the blueprint is registered. A CORS
         preflight goes on unjudged, with only status and headers coming back."""
+        if blueprint._got_registered_once:  # Flask would raise a bare AssertionError
+            raise ConfigurationError(
+                f"protect_blueprint({blueprint.name!r})",
+                "the blueprint is already registered, so its views would stay open; "
+                "call protect_blueprint before app.register_blueprint",
+            )
         names = accept_names(accept, self._policy)
         methods_filter = MethodFilter(methods)
 
@@ -429,7 +427,7 @@ class PrivateTokens:
 
 @overload
 def private_token_required(
-    view: Callable[_P, ResponseReturnValue],
+    view: Callable[_P, _ViewResult],
     *,
     methods: Iterable[str] | None = None,
     accept: Iterable[str] | None = None,
@@ -443,7 +441,7 @@ def private_token_required(
 
 
 def private_token_required(
-    view: Callable[_P, ResponseReturnValue] | None = None,
+    view: Callable[_P, _ViewResult] | None = None,
     *,
     methods: Iterable[str] | None = None,
     accept: Iterable[str] | None = None,
@@ -457,7 +455,7 @@ def private_token_required(
         return _decorate(view, methods, _current_policy, accept)
     accept_names(accept)
 
-    def decorator(func: Callable[_Q, ResponseReturnValue], /) -> Callable[_Q, Response]:
+    def decorator(func: Callable[_Q, _ViewResult], /) -> Callable[_Q, Response]:
         return _decorate(func, methods, _current_policy, accept)
 
     return decorator

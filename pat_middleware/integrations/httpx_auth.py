@@ -33,10 +33,11 @@ from ._client import (
     Answer,
     ClientAuthError,
     choose_challenge,
-    has_private_token_challenge,
     issue_in_process,
     issuer_name_from_url,
+    located,
     merge_cookie_header,
+    ours_to_answer,
     set_cookie_names,
 )
 
@@ -214,9 +215,7 @@ class PrivateTokenAuth(httpx.Auth):
     def _answer(self, request: httpx.Request, response: httpx.Response) -> Answer | None:
         """The challenge to answer, or None when this response is not ours to answer."""
         challenges = response.headers.get_list(_WWW_AUTHENTICATE)
-        if AUTHORIZATION in request.headers or not has_private_token_challenge(
-            response.status_code, challenges
-        ):
+        if not ours_to_answer(AUTHORIZATION in request.headers, response.status_code, challenges):
             return None
         try:
             return self.source.choose(challenges)
@@ -225,9 +224,7 @@ class PrivateTokenAuth(httpx.Auth):
 
 
 def _located(error: ClientAuthError, response: httpx.Response) -> ClientAuthError:
-    return ClientAuthError(
-        error.message, status=response.status_code, url=str(response.request.url)
-    )
+    return located(error, response.status_code, str(response.request.url))
 
 
 def _prepare_retry(request: httpx.Request, response: httpx.Response, token: bytes) -> None:

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from litestar import Request, Response
 from litestar.config.app import AppConfig
 from litestar.connection import ASGIConnection
-from litestar.datastructures import Cookie
 from litestar.exceptions import HTTPException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import DefineMiddleware
@@ -37,9 +36,18 @@ from ..errors import ConfigurationError, PrivateTokenError
 from ..policy import SCOPE_KEY, Decision, Policy, TokenInfo
 from ..policy.observe import MetricsHook
 from ..settings import Settings
-from ._common import MethodFilter, accept_names, accepts, passed, resolve_policy
+from ._common import (
+    MethodFilter,
+    accept_names,
+    accepts,
+    passed,
+    resolve_policy,
+    set_cookies,
+)
 from .asgi import (
+    LATE_SCOPE_KEY,
     POLICY_SCOPE_KEY,
+    LateDecision,
     PrivateTokenMiddleware,
     defer_decision,
     preflight,
@@ -47,7 +55,6 @@ from .asgi import (
 )
 
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
-_SameSite = Literal["lax", "strict", "none"]
 
 
 class PrivateTokenRequired(HTTPException, PrivateTokenError):
@@ -64,28 +71,11 @@ def refusal_response(request: Request[Any, Any, Any], exc: Exception) -> Respons
     if not isinstance(exc, PrivateTokenRequired):
         raise exc  # registered for PrivateTokenRequired only
     decision = exc.decision
-    cookies = [
-        Cookie(
-            key=c.name,
-            value=c.value,
-            max_age=c.max_age,
-            path=c.path,
-            domain=c.domain,
-            secure=c.secure,
-            httponly=True,
-            samesite=cast(_SameSite, c.same_site.lower()),
-        )
-        for c in decision.cookies
-    ]
-    headers = {k: v for k, v in decision.headers if k.lower() != "content-type"}
-    media_type = next((v for k, v in decision.headers if k.lower() == "content-type"), None)
-    return Response(
-        decision.body,
-        status_code=decision.status,
-        headers=headers,
-        cookies=cookies,
-        media_type=media_type,
-    )
+    # The policy's Content-Type as a header: given as media_type, Litestar appends a second
+    # "; charset=utf-8" to a text/* type that already names its charset.
+    response = Response(decision.body, status_code=decision.status, headers=dict(decision.headers))
+    set_cookies(response.set_cookie, decision.cookies, lower_same_site=True)
+    return response
 
 
 class PrivateTokenPlugin(InitPluginProtocol):
@@ -137,19 +127,22 @@ def private_token_guard(
         token = scope.get(SCOPE_KEY)
         if accepts(token if isinstance(token, TokenInfo) else None, names) and passed(token):
             return
-        active = policy or scope.get(POLICY_SCOPE_KEY)
-        if not isinstance(active, Policy):
-            raise ConfigurationError(
-                "policy", "private_token_guard needs PrivateTokenPlugin or policy="
-            )
-        decision = await active.evaluate_async(request_info(scope), force=True, accept=names)
-        if not decision.allowed:
-            raise PrivateTokenRequired(decision)
-        scope[SCOPE_KEY] = decision.token
-        if not defer_decision(scope, decision):
+        installed = scope.get(POLICY_SCOPE_KEY)
+        if not isinstance(installed, Policy) or not isinstance(
+            scope.get(LATE_SCOPE_KEY), LateDecision
+        ):
+            # Asked before the token is judged, so a misconfigured app spends none: only the
+            # plugin's middleware can put a pass's cookies on the handler's response.
             raise ConfigurationError(
                 "plugins", "private_token_guard needs PrivateTokenPlugin in the app's plugins"
             )
+        decision = await (policy or installed).evaluate_async(
+            request_info(scope), force=True, accept=names
+        )
+        if not decision.allowed:
+            raise PrivateTokenRequired(decision)
+        scope[SCOPE_KEY] = decision.token
+        defer_decision(scope, decision)
 
     return guard
 

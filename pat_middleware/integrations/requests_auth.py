@@ -29,8 +29,9 @@ from ..issuer.client import DEFAULT_TIMEOUT
 from ..issuer.protocol import Issuer
 from ._client import (
     ClientAuthError,
-    has_private_token_challenge,
+    located,
     merge_cookie_header,
+    ours_to_answer,
     set_cookie_names,
 )
 from .httpx_auth import TokenSource
@@ -80,17 +81,13 @@ class PrivateTokenRequestsAuth(AuthBase):
     def _answer(self, response: Response, position: int | None, send: dict[str, Any]) -> Response:
         sent = response.request
         challenges = _header_values(response, WWW_AUTHENTICATE)
-        if AUTHORIZATION in sent.headers or not has_private_token_challenge(
-            response.status_code, challenges
-        ):
+        if not ours_to_answer(AUTHORIZATION in sent.headers, response.status_code, challenges):
             return response  # not a challenge, or already the retry: never a second one
         try:
             token = self.source.token(self.source.choose(challenges))
         except ClientAuthError as e:
             response.close()  # the caller gets no response to close: release it here
-            raise ClientAuthError(
-                e.message, status=response.status_code, url=response.url
-            ) from e
+            raise located(e, response.status_code, response.url) from e
         # Release the connection so the retry can reuse it (as HTTPDigestAuth does).
         _ = response.content
         response.close()

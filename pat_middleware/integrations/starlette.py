@@ -9,6 +9,7 @@ authentication backend is in :mod:`pat_middleware.integrations.starlette_auth`).
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from http import HTTPStatus
 from typing import Any, TypeVar, overload
@@ -21,6 +22,7 @@ from starlette.responses import Response
 from ..core.headers import CACHE_CONTROL, private_cache_control
 from ..errors import ConfigurationError, PrivateTokenError
 from ..policy import SCOPE_KEY, Decision, Policy, SetCookie, TokenInfo
+from . import _common
 from ._common import PREFLIGHT_STATUS, MethodFilter, accept_names, accepts, passed
 from .asgi import POLICY_SCOPE_KEY, defer_decision, encode_headers, preflight, request_info
 
@@ -40,17 +42,7 @@ def policy_for(conn: HTTPConnection, policy: Policy | None, what: str = "this") 
 
 def set_cookies(response: Response, cookies: tuple[SetCookie, ...]) -> None:
     """The policy's cookies, through Starlette's own cookie API."""
-    for c in cookies:
-        response.set_cookie(
-            c.name,
-            c.value,
-            max_age=c.max_age,
-            path=c.path,
-            domain=c.domain,
-            secure=c.secure,
-            httponly=True,
-            samesite=c.same_site.lower(),  # type: ignore[arg-type]
-        )
+    _common.set_cookies(response.set_cookie, cookies, lower_same_site=True)
 
 
 def apply_decision(response: Response, decision: Decision) -> None:
@@ -129,6 +121,17 @@ def require_private_token(
     methods_filter = MethodFilter(methods)
 
     def decorate(func: Endpoint) -> Endpoint:
+        if not (
+            inspect.iscoroutinefunction(func)
+            or inspect.iscoroutinefunction(type(func).__call__)  # an object with async __call__
+        ):
+            # The wrapper awaits the endpoint: a plain def would fail with a TypeError, a 500,
+            # on the first request that passes (its token already spent).
+            raise ConfigurationError(
+                f"endpoint {getattr(func, '__qualname__', func)!r}",
+                "require_private_token decorates an async endpoint (async def f(request))",
+            )
+
         @functools.wraps(func)
         async def wrapper(request: Request, *args: Any, **kwargs: Any) -> Response:
             if preflight(request.scope):

@@ -50,7 +50,7 @@ from starlette.authentication import requires as starlette_requires
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
 
-from ..errors import PrivateTokenError
+from ..errors import ConfigurationError, PrivateTokenError
 from ..policy import SCOPE_KEY, Decision, Outcome, Policy, TokenInfo
 from ._common import PREFLIGHT_STATUS, accept_names, carries_signal
 from .asgi import POLICY_SCOPE_KEY, defer_decision, preflight, request_info
@@ -59,6 +59,8 @@ from .starlette import apply_decision, policy_for, refusal_response
 #: The scope every pass gives; ``private_token:<signal name>`` names the signal as well.
 PRIVATE_TOKEN_SCOPE = "private_token"  # noqa: S105 - a scope name, not a password
 _SIGNAL_SCOPE = PRIVATE_TOKEN_SCOPE + ":"
+#: ``private-token``, the signal's name, where the scope ``private_token`` was meant.
+_MISSPELT_SCOPE = "private-token"
 #: Scope key of a decision the backend took that the response still has to carry.
 DECISION_SCOPE_KEY = "pat_middleware.decision"
 
@@ -191,6 +193,13 @@ def requires(
     for scope in wanted:
         if scope.startswith(_SIGNAL_SCOPE):
             accept_names([scope.removeprefix(_SIGNAL_SCOPE)], policy)  # a typo fails here
+        elif scope.startswith(_MISSPELT_SCOPE):  # the signal's spelling, not the scope's
+            raise ConfigurationError(
+                "scopes",
+                f"{scope!r} is no scope a pass gives, so no request would have it; "
+                f"the scope is {PRIVATE_TOKEN_SCOPE!r} "
+                f"(or {_SIGNAL_SCOPE}<signal>, e.g. {_SIGNAL_SCOPE}private-token)",
+            )
     ours = [s for s in wanted if s == PRIVATE_TOKEN_SCOPE or s.startswith(_SIGNAL_SCOPE)]
     if names is not None and not ours:
         ours = [PRIVATE_TOKEN_SCOPE]

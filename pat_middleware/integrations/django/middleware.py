@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from os import PathLike, fspath
 from pathlib import Path
-from typing import Literal, cast
+from typing import cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings as django_settings
@@ -40,7 +40,7 @@ from ...errors import ConfigurationError, DecodeError
 from ...policy import SCOPE_KEY, Decision, Policy, RequestInfo, SetCookie, TokenInfo
 from ...policy.observe import MetricsHook
 from ...settings import Settings
-from .. import wsgi
+from .. import _common, wsgi
 from .._common import accepts, is_preflight, load_settings_file, passed
 
 #: The Django setting holding pat-middleware's settings.
@@ -301,26 +301,9 @@ def apply_decision(response: HttpResponseBase, decision: Decision) -> None:
         response.headers[CACHE_CONTROL] = private_cache_control(response.headers.get(CACHE_CONTROL))
 
 
-_SAMESITE: dict[str, Literal["Lax", "Strict", "None"]] = {
-    "Lax": "Lax",
-    "Strict": "Strict",
-    "None": "None",
-}
-
-
 def set_cookies(response: HttpResponseBase, cookies: tuple[SetCookie, ...]) -> None:
     """The policy's cookies, through Django's own cookie API."""
-    for c in cookies:
-        response.set_cookie(
-            c.name,
-            c.value,
-            max_age=c.max_age,
-            path=c.path,
-            domain=c.domain,
-            secure=c.secure,
-            httponly=True,
-            samesite=_SAMESITE[c.same_site],
-        )
+    _common.set_cookies(response.set_cookie, cookies, lower_same_site=False)
 
 
 class PrivateTokenMiddleware:
