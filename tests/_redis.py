@@ -20,10 +20,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from ._servers import free_port
+
+if TYPE_CHECKING:
+    from pat_middleware.stores.redis import RedisReplayStore
 
 REDIS_URL_ENV = "PAT_TEST_REDIS_URL"
 STARTUP_TIMEOUT = 10.0
@@ -38,6 +42,28 @@ SERVER_KINDS = ("redis", "valkey")
 def unique_prefix() -> str:
     """A key prefix no other test uses, so tests share one server without flushing it."""
     return f"pat-test-{uuid.uuid4().hex[:12]}:"
+
+
+def of_each_kind(request: pytest.FixtureRequest, name: str) -> Any:
+    """The fixture ``name`` (``{kind}`` filled in) of the kind a fixture parametrised over
+    :data:`SERVER_KINDS` is at: ``of_each_kind(request, "{kind}_cluster")``."""
+    return request.getfixturevalue(name.format(kind=request.param))
+
+
+def store_for(
+    url: str, prefix: str | None = None, *, initialize: bool = True, **options: str
+) -> RedisReplayStore:
+    """The store of any Redis URL (one server, cluster, Sentinel) under a prefix of its own,
+    ``options`` added to the query; initialised (see store-init) unless asked not to."""
+    from pat_middleware.stores import open_replay_store
+    from pat_middleware.stores.redis import RedisReplayStore
+
+    query = [f"prefix={prefix or unique_prefix()}", *(f"{k}={v}" for k, v in options.items())]
+    store = open_replay_store(f"{url}?{'&'.join(query)}")
+    assert isinstance(store, RedisReplayStore)
+    if initialize:
+        store.initialize()
+    return store
 
 
 def initialized(url: str) -> str:
