@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -14,6 +14,9 @@ from pat_middleware.settings import Settings
 from pat_middleware.tokens.blind_rsa import IssuerKey
 
 from .conftest import sign_token
+
+if TYPE_CHECKING:
+    import httpx
 
 ISSUER = "issuer.example"
 OTHER_ISSUER = "other-issuer.example"
@@ -146,6 +149,17 @@ def redemption(policy: Policy, private_key: rsa.RSAPrivateKey, key: IssuerKey) -
         authorization=build_authorization(token),
         cookie=browser.cookie_header(),
     )
+
+
+def redeem(
+    client: httpx.Client, path: str, private_key: rsa.RSAPrivateKey, key: IssuerKey
+) -> httpx.Response:
+    """GET ``path`` over HTTP, which must answer 401, then again with a token answering its
+    challenge: the second response."""
+    first = client.get(path)
+    assert first.status_code == 401, first.text
+    token = answer(first.headers["WWW-Authenticate"], private_key, key)
+    return client.get(path, headers={"Authorization": build_authorization(token)})
 
 
 def cookie_string(cookies: Mapping[str, str]) -> str:

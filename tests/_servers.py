@@ -7,13 +7,18 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import httpx
+import pytest
 
 from pat_middleware.cli.serve import ASGIApp, serve_asgi
+
+if TYPE_CHECKING:
+    from pat_middleware.policy import Policy
 
 CLI = [sys.executable, "-m", "pat_middleware.cli"]
 READY_TIMEOUT = 30.0
@@ -79,6 +84,19 @@ def server_process(
             out, _ = proc.communicate(timeout=5)
         if output is not None:
             output.append(out or "")
+
+
+def served_both_ways(build: Callable[..., Any]) -> Any:
+    """A module-scoped ``base_url`` fixture: the app ``build(policy, middleware=...)`` makes
+    of the module's ``policy`` fixture, served by uvicorn twice: behind PrivateTokenMiddleware
+    (``middleware=True``), then alone, the integration holding the policy itself."""
+
+    @pytest.fixture(scope="module", params=["middleware", "alone"])
+    def base_url(request: pytest.FixtureRequest, policy: Policy) -> Iterator[str]:
+        with serve_asgi(build(policy, middleware=request.param == "middleware")) as url:
+            yield url
+
+    return base_url
 
 
 GUNICORN = [sys.executable, "-m", "gunicorn"]
@@ -191,5 +209,6 @@ __all__ = [
     "gunicorn_process",
     "raw_request",
     "serve_asgi",
+    "served_both_ways",
     "server_process",
 ]
