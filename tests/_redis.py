@@ -44,10 +44,16 @@ def unique_prefix() -> str:
     return f"pat-test-{uuid.uuid4().hex[:12]}:"
 
 
-def of_each_kind(request: pytest.FixtureRequest, name: str) -> Any:
-    """The fixture ``name`` (``{kind}`` filled in) of the kind a fixture parametrised over
-    :data:`SERVER_KINDS` is at: ``of_each_kind(request, "{kind}_cluster")``."""
-    return request.getfixturevalue(name.format(kind=request.param))
+def of_each_kind(name: str, fixture: str) -> Any:
+    """A fixture ``name`` parametrised over :data:`SERVER_KINDS`: the fixture ``fixture``
+    (``{kind}`` filled in) of each kind in turn, ``of_each_kind("cluster", "{kind}_cluster")``
+    giving ``redis_cluster``, then ``valkey_cluster``."""
+
+    @pytest.fixture(name=name, params=SERVER_KINDS)
+    def each(request: pytest.FixtureRequest) -> Any:
+        return request.getfixturevalue(fixture.format(kind=request.param))
+
+    return each
 
 
 def store_for(

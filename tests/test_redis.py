@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from typing import Any
 
 import httpx
@@ -35,7 +36,6 @@ from pat_middleware.stores.redis import RedisReplayStore, parse_redis_url
 from ._origin import Browser, header, make_settings, redemption
 from ._origin import answer as answer_policy
 from ._redis import (
-    SERVER_KINDS,
     RedisServer,
     initialized,
     of_each_kind,
@@ -50,25 +50,14 @@ from ._wsgi_harness import answer, httpx_send, pat_settings, serve_wsgi
 TTL = 10.0
 
 
-@pytest.fixture(params=SERVER_KINDS)
-def server_url(request: pytest.FixtureRequest) -> str:
-    """The session's shared server of each kind: ``redis_url``, then ``valkey_url``."""
-    url: str = of_each_kind(request, "{kind}_url")
-    return url
-
-
-@pytest.fixture(params=SERVER_KINDS)
-def own_server(request: pytest.FixtureRequest) -> RedisServer:
-    """A server of each kind for this test alone: ``own_redis``, then ``own_valkey``."""
-    server: RedisServer = of_each_kind(request, "own_{kind}")
-    return server
+server_url = of_each_kind("server_url", "{kind}_url")
+own_server = of_each_kind("own_server", "own_{kind}")
 
 
 @pytest.fixture
 def store(server_url: str) -> Iterator[RedisReplayStore]:
-    s = store_for(server_url)
-    yield s
-    s.close()
+    with closing(store_for(server_url)) as s:
+        yield s
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 
 import pytest
 import redis
@@ -21,24 +21,19 @@ from pat_middleware.stores import StoreUnavailable, open_replay_store
 from pat_middleware.stores.redis import RedisReplayStore
 
 from ._origin import Browser, answer, header, make_settings, redemption
-from ._redis import SERVER_KINDS, initialized, of_each_kind, sent_commands, store_for, unique_prefix
+from ._redis import initialized, of_each_kind, sent_commands, store_for, unique_prefix
 from ._store_servers import RedisClusterServers
 
 TTL = 10.0
 
 
-@pytest.fixture(params=SERVER_KINDS)
-def cluster(request: pytest.FixtureRequest) -> RedisClusterServers:
-    """The session's cluster of each kind: ``redis_cluster``, then ``valkey_cluster``."""
-    servers: RedisClusterServers = of_each_kind(request, "{kind}_cluster")
-    return servers
+cluster = of_each_kind("cluster", "{kind}_cluster")
 
 
 @pytest.fixture
 def store(cluster: RedisClusterServers) -> Iterator[RedisReplayStore]:
-    s = store_for(cluster.url)
-    yield s
-    s.close()
+    with closing(store_for(cluster.url)) as s:
+        yield s
 
 
 def test_spends_spread_over_the_nodes_each_with_its_marker(

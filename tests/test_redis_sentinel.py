@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from contextlib import closing
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -33,18 +34,13 @@ from ._store_servers import SentinelServers
 TTL = 10.0
 
 
-@pytest.fixture(params=SERVER_KINDS)
-def sentinel(request: pytest.FixtureRequest) -> SentinelServers:
-    """The session's servers of each kind: ``redis_sentinel``, then ``valkey_sentinel``."""
-    servers: SentinelServers = of_each_kind(request, "{kind}_sentinel")
-    return servers
+sentinel = of_each_kind("sentinel", "{kind}_sentinel")
 
 
 @pytest.fixture
 def store(sentinel: SentinelServers) -> Iterator[RedisReplayStore]:
-    s = store_for(sentinel.url)
-    yield s
-    s.close()
+    with closing(store_for(sentinel.url)) as s:
+        yield s
 
 
 def test_an_accept_is_one_round_trip_to_the_master(
