@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ._servers import free_port
+from ._servers import free_port, stop_process
 
 if TYPE_CHECKING:
     from pat_middleware.stores.redis import RedisReplayStore
@@ -193,12 +193,7 @@ class RedisServer:
             return
         if proc.poll() is None:
             proc.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop_process(proc)
 
     def pause(self) -> None:
         assert self.proc is not None

@@ -113,34 +113,20 @@ def gunicorn_process(
     """Serve the WSGI ``app`` (gunicorn's ``module:callable`` spelling) with a real gunicorn
     on a free loopback port until the block ends; yields ``(host, port)`` once it answers."""
     port = free_port()
-    proc = subprocess.Popen(
-        [*GUNICORN, "-b", f"127.0.0.1:{port}", "-w", "1", "--log-level", "warning", *args, app],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                out = proc.stdout.read() if proc.stdout else ""
-                raise RuntimeError(f"gunicorn {app} exited early:\n{out}")
-            try:
-                httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1.0)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+    argv = [*GUNICORN, "-b", f"127.0.0.1:{port}", "-w", "1", "--log-level", "warning", *args]
+    ready_url = f"http://127.0.0.1:{port}{ready_path}"
+    with server_process([*argv, app], ready_url, env=env, name=f"gunicorn {app}"):
         yield "127.0.0.1", port
-    finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate(timeout=5)
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 5.0) -> None:
+    """Terminate a server process a test started, and kill it when it will not stop."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
 
 
 @dataclass(frozen=True)
@@ -211,4 +197,5 @@ __all__ = [
     "serve_asgi",
     "served_both_ways",
     "server_process",
+    "stop_process",
 ]

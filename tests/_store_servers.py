@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from ._redis import STARTUP_TIMEOUT, RedisServer
-from ._servers import free_port
+from ._servers import free_port, stop_process
 
 
 def cluster_port() -> int:
@@ -220,12 +220,7 @@ class SentinelServers:
     def __exit__(self, *exc: object) -> None:
         proc, self.proc = self.proc, None
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop_process(proc)
         for server in (self.master, self.replica):
             server.__exit__()
         shutil.rmtree(self.dir, ignore_errors=True)
