@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pat_middleware.core.headers import build_authorization, parse_www_authenticate
 from pat_middleware.core.wire import TokenChallenge
-from pat_middleware.policy import Decision, Policy, RequestInfo
+from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
 from pat_middleware.settings import Settings
 from pat_middleware.tokens.blind_rsa import IssuerKey
 
@@ -149,6 +149,22 @@ def redemption(policy: Policy, private_key: rsa.RSAPrivateKey, key: IssuerKey) -
         authorization=build_authorization(token),
         cookie=browser.cookie_header(),
     )
+
+
+def spent_once_by_two(url: str, private_key: rsa.RSAPrivateKey, key: IssuerKey) -> list[Policy]:
+    """Two processes' worth of policies on the replay store ``url`` (same secret, same
+    store): a token the first accepts, the second refuses as replayed. Returns the two, for
+    the caller to close their stores."""
+    first, second = (Policy(make_settings(key, replay_store=url)) for _ in range(2))
+    browser = Browser(first)
+    token = answer(browser.challenge(), private_key, key)
+    assert browser.get(token=token).outcome is Outcome.PASS
+    browser.policy = second
+    replay = browser.get(
+        token=token, cookie=f"__Host-pat_session={browser.cookies['__Host-pat_session']}"
+    )
+    assert replay.reason is not None and replay.reason.value == "replayed"
+    return [first, second]
 
 
 def redeem(

@@ -33,7 +33,7 @@ from pat_middleware.stores import (
 )
 from pat_middleware.stores.redis import RedisReplayStore, parse_redis_url
 
-from ._origin import Browser, header, make_settings, redemption
+from ._origin import Browser, header, make_settings, redemption, spent_once_by_two
 from ._origin import answer as answer_policy
 from ._redis import (
     RedisServer,
@@ -721,15 +721,6 @@ def test_two_policies_share_one_redis(
 ) -> None:
     """Two processes' worth of policies (same secret, same store): a token is spent once."""
     url = initialized(f"{redis_url}?prefix={unique_prefix()}")
-    first, second = (Policy(make_settings(issuer_key, replay_store=url)) for _ in range(2))
-    browser = Browser(first)
-    token = answer_policy(browser.challenge(), rsa_2048, issuer_key)
-    assert browser.get(token=token).outcome is Outcome.PASS
-    browser.policy = second
-    replay = browser.get(
-        token=token, cookie=f"__Host-pat_session={browser.cookies['__Host-pat_session']}"
-    )
-    assert replay.reason is not None and replay.reason.value == "replayed"
-    for policy in (first, second):
+    for policy in spent_once_by_two(url, rsa_2048, issuer_key):
         assert isinstance(policy.store, RedisReplayStore)
         policy.store.close()

@@ -20,7 +20,7 @@ from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
 from pat_middleware.stores import StoreUnavailable, open_replay_store
 from pat_middleware.stores.redis import RedisReplayStore
 
-from ._origin import Browser, answer, header, make_settings, redemption
+from ._origin import Browser, answer, header, make_settings, redemption, spent_once_by_two
 from ._redis import initialized, of_each_kind, sent_commands, store_for, unique_prefix
 from ._store_servers import RedisClusterServers
 
@@ -92,18 +92,8 @@ def test_an_accept_is_one_round_trip_on_the_cluster(
 def test_two_policies_accept_a_token_once(
     redis_cluster: RedisClusterServers, issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
 ) -> None:
-    url = f"{redis_cluster.url}?prefix={unique_prefix()}"
-    initialized(url)
-    first, second = (Policy(make_settings(issuer_key, replay_store=url)) for _ in range(2))
-    browser = Browser(first)
-    token = answer(browser.challenge(), rsa_2048, issuer_key)
-    assert browser.get(token=token).outcome is Outcome.PASS
-    browser.policy = second
-    replay = browser.get(
-        token=token, cookie=f"__Host-pat_session={browser.cookies['__Host-pat_session']}"
-    )
-    assert replay.reason is not None and replay.reason.value == "replayed"
-    for policy in (first, second):
+    url = initialized(f"{redis_cluster.url}?prefix={unique_prefix()}")
+    for policy in spent_once_by_two(url, rsa_2048, issuer_key):
         policy.store.close()
 
 
