@@ -188,18 +188,20 @@ def _free_port() -> int:
         return port
 
 
-def _wait_ready(server: Server) -> None:
+def wait_ready(name: str, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Return once ``url`` answers 200; raise when the server exits first (with the end of
+    its ``log``) or has not answered within STARTUP_TIMEOUT."""
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"{server.name} exited: {server.log.read_text()[-500:]}")
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited: {log.read_text()[-500:]}")
         try:
-            with urllib.request.urlopen(server.url + "/open", timeout=1) as response:
+            with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200:
                     return
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError(f"{server.name} did not start in {STARTUP_TIMEOUT} s")
+    raise RuntimeError(f"{name} did not start in {STARTUP_TIMEOUT} s")
 
 
 @contextmanager
@@ -247,7 +249,7 @@ def servers(
                 )
             started.append(Server(name, f"http://127.0.0.1:{port}", process, log))
         for server in started:
-            _wait_ready(server)
+            wait_ready(server.name, server.url + "/open", server.process, server.log)
         yield dict(zip(flags, started, strict=True))
     finally:
         for server in started:

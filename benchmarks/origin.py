@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -36,7 +35,6 @@ from pat_middleware.core.wire import TokenChallenge
 from .common import SECRET, Issuer, Options, Result, Row, Skip, authorizations, stop_process
 from .http import (
     ROOT,
-    STARTUP_TIMEOUT,
     LoadGen,
     Run,
     _free_port,
@@ -46,6 +44,7 @@ from .http import (
     load_note,
     measured_run,
     note_problems,
+    wait_ready,
 )
 
 ITEM = "7"
@@ -98,18 +97,7 @@ def origin_server(issuer: Issuer, workdir: Path) -> Iterator[Origin]:
         process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
     server = Origin(f"http://127.0.0.1:{port}", process, log)
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"pat-middleware origin exited: {log.read_text()[-500:]}")
-            try:
-                with urllib.request.urlopen(server.url + "/", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("pat-middleware origin did not start") from None
-                time.sleep(0.1)
+        wait_ready("pat-middleware origin", server.url + "/", process, log)
         yield server
     finally:
         stop_process(process)
