@@ -21,7 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,18 +188,20 @@ def _free_port() -> int:
         return port
 
 
-def _wait_ready(server: Server) -> None:
+def wait_ready(name: str, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Return once ``url`` answers 200; raise when the server exits first (with the end of
+    its ``log``) or has not answered within STARTUP_TIMEOUT."""
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"{server.name} exited: {server.log.read_text()[-500:]}")
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited: {log.read_text()[-500:]}")
         try:
-            with urllib.request.urlopen(server.url + "/open", timeout=1) as response:
+            with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200:
                     return
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError(f"{server.name} did not start in {STARTUP_TIMEOUT} s")
+    raise RuntimeError(f"{name} did not start in {STARTUP_TIMEOUT} s")
 
 
 @contextmanager
@@ -247,7 +249,7 @@ def servers(
                 )
             started.append(Server(name, f"http://127.0.0.1:{port}", process, log))
         for server in started:
-            _wait_ready(server)
+            wait_ready(server.name, server.url + "/open", server.process, server.log)
         yield dict(zip(flags, started, strict=True))
     finally:
         for server in started:
@@ -373,6 +375,61 @@ def note_problems(
         notes.append(f"the tokens ran out in a run: its {token_figure} rate is a lower bound")
 
 
+def interleaved_round(
+    expect: Mapping[str, int],
+    slices: int,
+    measure: Callable[[str, list[str] | None, str | None], Run],
+    tokens: list[str],
+    cookies: Mapping[str, str | None],
+    connections: int,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """One round of items 3 and 7: ``slices`` one-second runs of every variant of ``expect``
+    (variant -> the status it should answer), in turn, the order reversed every other slice,
+    so a noisy second of the machine falls on all of them alike. ``measure(which, tokens,
+    cookie)`` makes one run with the variant's cookie; only the ``token`` variant gets the
+    tokens, and those its run may have spent are dropped after it. Returns each variant's
+    rate of expected answers and the server's CPU per expected answer in microseconds."""
+    good = dict.fromkeys(expect, 0)
+    seconds = dict.fromkeys(expect, 0.0)
+    cpu = dict.fromkeys(expect, 0.0)
+    variants = list(expect)
+    for i in range(slices):
+        order = variants if i % 2 == 0 else variants[::-1]
+        for which in order:
+            if which == "token":
+                run = measure(which, tokens, cookies[which])
+                # Whatever was in flight when the run stopped may have been spent too.
+                tokens = tokens[run.requests + connections :]
+            else:
+                run = measure(which, None, cookies[which])
+            good[which] += run.s200 if expect[which] == 200 else run.s401
+            seconds[which] += run.seconds
+            cpu[which] += run.server_cpu or 0.0
+    rates = {which: good[which] / seconds[which] for which in expect}
+    cpu_us = {which: cpu[which] / max(1, good[which]) * 1e6 for which in expect}
+    return rates, cpu_us
+
+
+def load_note(loadgen: LoadGen, opts: Options, slices: int) -> str:
+    """How items 3 and 7 loaded the server, the start of their first row's note."""
+    return (
+        f"load generator: {'wrk -t1' if loadgen.kind == 'wrk' else 'Python driver'}, "
+        f"{opts.connections} connections, {slices} one-second runs of each variant a round; "
+    )
+
+
+def cpu_note(cpu_us: Mapping[str, list[float]], labels: Mapping[str, str], baseline: str) -> str:
+    """The server's CPU per answer, the median over rounds of each variant (``labels`` names
+    them), when every round measured it; empty when the platform cannot read it."""
+    if not (all(cpu_us.values()) and any(v > 0 for v in cpu_us[baseline])):
+        return ""
+    # Server CPU per answer does not depend on how busy the rest of the machine is.
+    text = ", ".join(
+        f"{labels[which]} {statistics.median(cpu_us[which]):.0f} us" for which in cpu_us
+    )
+    return f" Server CPU per answer (median of rounds): {text}."
+
+
 def _measure(
     label: str,
     running: dict[str, Server],
@@ -458,32 +515,23 @@ def _measure(
         ),
     }
     cpu_per_request: dict[str, list[float]] = {which: [] for which in VARIANTS}
-    # Each round: ``slices`` one-second runs of every variant, in turn (the order reversed
-    # every other slice), so a noisy second of the machine falls on all of them alike.
+    expect = {which: status for which, (_, _, status) in VARIANTS.items()}
+
+    def one_second(which: str, tokens: list[str] | None, cookie: str | None) -> Run:
+        return measure(which, 1, tokens, cookie)
+
     slices = max(1, round(opts.seconds))
     for _ in range(opts.rounds):
         need = int(token_rate * slices * 1.5) + slices * opts.connections
         # A fresh window: tokens stay valid.
         cookie, challenge = served_challenge(running["guarded"].url, policy)
         tokens = authorizations(issuer.mint(challenge, need))
-        good = dict.fromkeys(VARIANTS, 0)
-        spent = dict.fromkeys(VARIANTS, 0.0)
-        cpu = dict.fromkeys(VARIANTS, 0.0)
-        for i in range(slices):
-            order = list(VARIANTS) if i % 2 == 0 else list(reversed(VARIANTS))
-            for which in order:
-                if which == "token":
-                    run = measure(which, 1, tokens, cookie)
-                    # Whatever was in flight when the run stopped may have been spent too.
-                    tokens = tokens[run.requests + opts.connections :]
-                else:
-                    run = measure(which, 1, cookie=cookie)
-                good[which] += run.s200 if VARIANTS[which][2] == 200 else run.s401
-                spent[which] += run.seconds
-                cpu[which] += run.server_cpu or 0.0
-        rates = {which: good[which] / spent[which] for which in VARIANTS}
+        cookies = dict.fromkeys(VARIANTS, cookie)
+        rates, cpu = interleaved_round(
+            expect, slices, one_second, tokens, cookies, opts.connections
+        )
         for which in VARIANTS:
-            cpu_per_request[which].append(cpu[which] / max(1, good[which]) * 1e6)
+            cpu_per_request[which].append(cpu[which])
         token_rate = max(token_rate, rates["token"])
         rows["a"].add(rates["open"], rates["plain"])
         rows["ref"].add(rates["reference"], rates["plain"])
@@ -491,17 +539,9 @@ def _measure(
         rows["b"].add(rates["token"], rates["open"])
         rows["c"].add(rates["challenge"], rates["open"])
     note = (
-        f"load generator: {'wrk -t1' if loadgen.kind == 'wrk' else 'Python driver'}, "
-        f"{opts.connections} connections, {slices} one-second runs of each variant a round; "
-        "per-session mode with a "
+        load_note(loadgen, opts, slices) + "per-session mode with a "
         "fixed session cookie; 3b pre-mints one token per request."
     )
-    if all(cpu_per_request.values()) and any(v > 0 for v in cpu_per_request["plain"]):
-        # Server CPU per answer does not depend on how busy the rest of the machine is.
-        cpu_text = ", ".join(
-            f"{CPU_LABELS[which]} {statistics.median(cpu_per_request[which]):.0f} us"
-            for which in VARIANTS
-        )
-        note += f" Server CPU per answer (median of rounds): {cpu_text}."
+    note += cpu_note(cpu_per_request, CPU_LABELS, "plain")
     rows["a"].note = note + (" Problems: " + "; ".join(sorted(set(notes))) if notes else "")
     return list(rows.values())

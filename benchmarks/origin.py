@@ -19,10 +19,8 @@ lives ``verified_duration``, the challenge ``max_age``).
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -37,13 +35,16 @@ from pat_middleware.core.wire import TokenChallenge
 from .common import SECRET, Issuer, Options, Result, Row, Skip, authorizations, stop_process
 from .http import (
     ROOT,
-    STARTUP_TIMEOUT,
     LoadGen,
     Run,
     _free_port,
+    cpu_note,
     find_loadgen,
+    interleaved_round,
+    load_note,
     measured_run,
     note_problems,
+    wait_ready,
 )
 
 ITEM = "7"
@@ -96,18 +97,7 @@ def origin_server(issuer: Issuer, workdir: Path) -> Iterator[Origin]:
         process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
     server = Origin(f"http://127.0.0.1:{port}", process, log)
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"pat-middleware origin exited: {log.read_text()[-500:]}")
-            try:
-                with urllib.request.urlopen(server.url + "/", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("pat-middleware origin did not start") from None
-                time.sleep(0.1)
+        wait_ready("pat-middleware origin", server.url + "/", process, log)
         yield server
     finally:
         stop_process(process)
@@ -216,47 +206,27 @@ def _measure(server: Origin, issuer: Issuer, loadgen: LoadGen, opts: Options) ->
         ),
     }
     cpu: dict[str, list[float]] = {which: [] for which in VARIANTS}
+    expect = {which: status for which, (_, status) in VARIANTS.items()}
     slices = max(1, round(opts.seconds))
     for _ in range(opts.rounds):
         # A fresh session, challenge window and verified cookie: all stay valid this round.
         cookie, challenge, both = browse(issuer, server.url)
         need = int(token_rate * slices * 1.5) + slices * opts.connections
         tokens = authorizations(issuer.mint(challenge, need))
-        good = dict.fromkeys(VARIANTS, 0)
-        spent = dict.fromkeys(VARIANTS, 0.0)
-        seconds = dict.fromkeys(VARIANTS, 0.0)
-        for i in range(slices):
-            order = list(VARIANTS) if i % 2 == 0 else list(reversed(VARIANTS))
-            for which in order:
-                if which == "token":
-                    result = measure(which, tokens, cookie)
-                    tokens = tokens[result.requests + opts.connections :]
-                elif which == "session":
-                    result = measure(which, cookie=both)
-                elif which == "challenge":
-                    result = measure(which, cookie=cookie)
-                else:
-                    result = measure(which)
-                good[which] += result.s200 if VARIANTS[which][1] == 200 else result.s401
-                seconds[which] += result.seconds
-                spent[which] += result.server_cpu or 0.0
-        rates = {which: good[which] / seconds[which] for which in VARIANTS}
+        cookies = {"public": None, "session": both, "challenge": cookie, "token": cookie}
+        rates, cpu_us = interleaved_round(
+            expect, slices, measure, tokens, cookies, opts.connections
+        )
         for which in VARIANTS:
-            cpu[which].append(spent[which] / max(1, good[which]) * 1e6)
+            cpu[which].append(cpu_us[which])
         token_rate = max(token_rate, rates["token"])
         for which, row in rows.items():
             row.add(rates[which], rates["public"])
-    note = (
-        f"load generator: {'wrk -t1' if loadgen.kind == 'wrk' else 'Python driver'}, "
-        f"{opts.connections} connections, {slices} one-second runs of each variant a round; "
+    note = load_note(loadgen, opts, slices) + (
         "the command's demo origin (per-session mode, max_age 60, verified_duration 300, "
         "its access log on), cookies and challenges taken from its own answers."
     )
-    if all(cpu.values()) and any(v > 0 for v in cpu["public"]):
-        text = ", ".join(
-            f"{LABELS[which]} {statistics.median(cpu[which]):.0f} us" for which in VARIANTS
-        )
-        note += f" Server CPU per answer (median of rounds): {text}."
+    note += cpu_note(cpu, LABELS, "public")
     if notes:
         note += " Problems: " + "; ".join(sorted(set(notes)))
     rows["session"].note = note

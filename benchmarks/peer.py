@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .common import (
     NO_INSTALL_ENV,
@@ -30,6 +31,9 @@ from .common import (
     installs_allowed,
     interleaved,
 )
+
+if TYPE_CHECKING:
+    from pat_middleware.settings import Settings
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 ROOT = NODE_DIR.parent.parent
@@ -57,6 +61,14 @@ def _ensure_node_modules() -> str | None:
     if done.returncode != 0:
         return f"npm ci failed: {done.stderr.strip().splitlines()[-1:]}"
     return None
+
+
+def node_problem() -> str | None:
+    """None when node and the pinned package are there (installing it if needed), else why
+    the Node side cannot run."""
+    if shutil.which("node") is None:
+        return "node not found"
+    return _ensure_node_modules()
 
 
 def _version() -> str:
@@ -102,9 +114,7 @@ def race(language: str, argv: list[str], processes: int) -> float:
 
 
 def run(issuer: Issuer, opts: Options) -> list[Result]:
-    if shutil.which("node") is None:
-        return [Skip("5", f"peer: {PACKAGE}", "node not found")]
-    problem = _ensure_node_modules()
+    problem = node_problem()
     if problem is not None:
         return [Skip("5", f"peer: {PACKAGE}", problem)]
     from pat_middleware.policy import Policy
@@ -153,17 +163,15 @@ def run(issuer: Issuer, opts: Options) -> list[Result]:
     return [single, busy]
 
 
-def _child(data_file: str) -> None:
-    """This side's process: judge every header once with a fresh policy, print the timing."""
+def judge_when_told(settings: Settings, headers: list[str], warm: int) -> None:
+    """A side's process of :func:`race`: warm up on ``warm`` headers, print "ready", wait
+    for the word, then judge every header once with a fresh policy and print the timing."""
     from pat_middleware.policy import Outcome, Policy, RequestInfo
-    from pat_middleware.settings import Settings
 
-    data = json.loads(Path(data_file).read_text())
-    settings = Settings.from_mapping(Issuer.settings_mapping_for(data["token_key"], **NONE_MODE))
-    requests = [RequestInfo("GET", "/protected", authorization=h) for h in data["headers"]]
-    warm = Policy(settings)  # its own store: the measured policy still sees fresh tokens
-    for request in requests[:20]:
-        warm.evaluate(request)
+    requests = [RequestInfo("GET", "/protected", authorization=h) for h in headers]
+    warm_policy = Policy(settings)  # its own store: the measured policy still sees fresh tokens
+    for request in requests[:warm]:
+        warm_policy.evaluate(request)
     evaluate = Policy(settings).evaluate
     print("ready", flush=True)
     sys.stdin.readline()
@@ -176,6 +184,15 @@ def _child(data_file: str) -> None:
     print(
         json.dumps({"count": len(requests), "start_ms": begin_ms, "end_ms": begin_ms + elapsed_ms})
     )
+
+
+def _child(data_file: str) -> None:
+    """This side's process (see :func:`judge_when_told`)."""
+    from pat_middleware.settings import Settings
+
+    data = json.loads(Path(data_file).read_text())
+    settings = Settings.from_mapping(Issuer.settings_mapping_for(data["token_key"], **NONE_MODE))
+    judge_when_told(settings, data["headers"], warm=20)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import sys
-import time
 from pathlib import Path
 
 from pat_middleware.core.codec import b64url_encode
@@ -33,7 +31,7 @@ from .common import (
     authorizations,
     interleaved,
 )
-from .peer import NODE_DIR, PACKAGE, _ensure_node_modules, _version, race
+from .peer import NODE_DIR, PACKAGE, _version, judge_when_told, node_problem, race
 
 ITEM = "6"
 
@@ -59,9 +57,7 @@ def mint(key: VOPRFTokenKey, challenge: TokenChallenge, count: int) -> list[byte
 
 def run(issuer: Issuer, opts: Options) -> list[Result]:
     name = f"peer, type 1: {PACKAGE}"
-    if shutil.which("node") is None:
-        return [Skip(ITEM, name, "node not found")]
-    problem = _ensure_node_modules()
+    problem = node_problem()
     if problem is not None:
         return [Skip(ITEM, name, problem)]
     from pat_middleware.policy import Policy
@@ -109,28 +105,12 @@ def run(issuer: Issuer, opts: Options) -> list[Result]:
 
 
 def _child(data_file: str) -> None:
-    """This side's process: judge every header once with a fresh policy, print the timing."""
-    from pat_middleware.policy import Outcome, Policy, RequestInfo
+    """This side's process (see :func:`benchmarks.peer.judge_when_told`)."""
     from pat_middleware.settings import Settings
 
     data = json.loads(Path(data_file).read_text())
     settings = Settings.from_mapping(settings_mapping(data["key_file"]))
-    requests = [RequestInfo("GET", "/protected", authorization=h) for h in data["headers"]]
-    warm = Policy(settings)  # its own store: the measured policy still sees fresh tokens
-    for request in requests[:5]:
-        warm.evaluate(request)
-    evaluate_request = Policy(settings).evaluate
-    print("ready", flush=True)
-    sys.stdin.readline()
-    begin_ms = time.time() * 1000
-    begin = time.perf_counter()
-    for request in requests:
-        if evaluate_request(request).outcome is not Outcome.PASS:
-            raise SystemExit("a valid token was refused")
-    elapsed_ms = (time.perf_counter() - begin) * 1000
-    print(
-        json.dumps({"count": len(requests), "start_ms": begin_ms, "end_ms": begin_ms + elapsed_ms})
-    )
+    judge_when_told(settings, data["headers"], warm=5)
 
 
 if __name__ == "__main__":

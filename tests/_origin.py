@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pat_middleware.core.headers import build_authorization, parse_www_authenticate
 from pat_middleware.core.wire import TokenChallenge
-from pat_middleware.policy import Decision, Policy, RequestInfo
+from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
 from pat_middleware.settings import Settings
 from pat_middleware.tokens.blind_rsa import IssuerKey
 
 from .conftest import sign_token
+
+if TYPE_CHECKING:
+    import httpx
 
 ISSUER = "issuer.example"
 OTHER_ISSUER = "other-issuer.example"
@@ -146,6 +149,33 @@ def redemption(policy: Policy, private_key: rsa.RSAPrivateKey, key: IssuerKey) -
         authorization=build_authorization(token),
         cookie=browser.cookie_header(),
     )
+
+
+def spent_once_by_two(url: str, private_key: rsa.RSAPrivateKey, key: IssuerKey) -> list[Policy]:
+    """Two processes' worth of policies on the replay store ``url`` (same secret, same
+    store): a token the first accepts, the second refuses as replayed. Returns the two, for
+    the caller to close their stores."""
+    first, second = (Policy(make_settings(key, replay_store=url)) for _ in range(2))
+    browser = Browser(first)
+    token = answer(browser.challenge(), private_key, key)
+    assert browser.get(token=token).outcome is Outcome.PASS
+    browser.policy = second
+    replay = browser.get(
+        token=token, cookie=f"__Host-pat_session={browser.cookies['__Host-pat_session']}"
+    )
+    assert replay.reason is not None and replay.reason.value == "replayed"
+    return [first, second]
+
+
+def redeem(
+    client: httpx.Client, path: str, private_key: rsa.RSAPrivateKey, key: IssuerKey
+) -> httpx.Response:
+    """GET ``path`` over HTTP, which must answer 401, then again with a token answering its
+    challenge: the second response."""
+    first = client.get(path)
+    assert first.status_code == 401, first.text
+    token = answer(first.headers["WWW-Authenticate"], private_key, key)
+    return client.get(path, headers={"Authorization": build_authorization(token)})
 
 
 def cookie_string(cookies: Mapping[str, str]) -> str:

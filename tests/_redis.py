@@ -20,10 +20,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ._servers import free_port
+from ._servers import free_port, stop_process
+
+if TYPE_CHECKING:
+    from pat_middleware.stores.redis import RedisReplayStore
 
 REDIS_URL_ENV = "PAT_TEST_REDIS_URL"
 STARTUP_TIMEOUT = 10.0
@@ -38,6 +42,34 @@ SERVER_KINDS = ("redis", "valkey")
 def unique_prefix() -> str:
     """A key prefix no other test uses, so tests share one server without flushing it."""
     return f"pat-test-{uuid.uuid4().hex[:12]}:"
+
+
+def of_each_kind(name: str, fixture: str) -> Any:
+    """A fixture ``name`` parametrised over :data:`SERVER_KINDS`: the fixture ``fixture``
+    (``{kind}`` filled in) of each kind in turn, ``of_each_kind("cluster", "{kind}_cluster")``
+    giving ``redis_cluster``, then ``valkey_cluster``."""
+
+    @pytest.fixture(name=name, params=SERVER_KINDS)
+    def each(request: pytest.FixtureRequest) -> Any:
+        return request.getfixturevalue(fixture.format(kind=request.param))
+
+    return each
+
+
+def store_for(
+    url: str, prefix: str | None = None, *, initialize: bool = True, **options: str
+) -> RedisReplayStore:
+    """The store of any Redis URL (one server, cluster, Sentinel) under a prefix of its own,
+    ``options`` added to the query; initialised (see store-init) unless asked not to."""
+    from pat_middleware.stores import open_replay_store
+    from pat_middleware.stores.redis import RedisReplayStore
+
+    query = [f"prefix={prefix or unique_prefix()}", *(f"{k}={v}" for k, v in options.items())]
+    store = open_replay_store(f"{url}?{'&'.join(query)}")
+    assert isinstance(store, RedisReplayStore)
+    if initialize:
+        store.initialize()
+    return store
 
 
 def initialized(url: str) -> str:
@@ -161,12 +193,7 @@ class RedisServer:
             return
         if proc.poll() is None:
             proc.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop_process(proc)
 
     def pause(self) -> None:
         assert self.proc is not None

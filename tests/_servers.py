@@ -7,13 +7,18 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import httpx
+import pytest
 
 from pat_middleware.cli.serve import ASGIApp, serve_asgi
+
+if TYPE_CHECKING:
+    from pat_middleware.policy import Policy
 
 CLI = [sys.executable, "-m", "pat_middleware.cli"]
 READY_TIMEOUT = 30.0
@@ -81,6 +86,19 @@ def server_process(
             output.append(out or "")
 
 
+def served_both_ways(build: Callable[..., Any]) -> Any:
+    """A module-scoped ``base_url`` fixture: the app ``build(policy, middleware=...)`` makes
+    of the module's ``policy`` fixture, served by uvicorn twice: behind PrivateTokenMiddleware
+    (``middleware=True``), then alone, the integration holding the policy itself."""
+
+    @pytest.fixture(scope="module", params=["middleware", "alone"])
+    def base_url(request: pytest.FixtureRequest, policy: Policy) -> Iterator[str]:
+        with serve_asgi(build(policy, middleware=request.param == "middleware")) as url:
+            yield url
+
+    return base_url
+
+
 GUNICORN = [sys.executable, "-m", "gunicorn"]
 
 
@@ -95,34 +113,20 @@ def gunicorn_process(
     """Serve the WSGI ``app`` (gunicorn's ``module:callable`` spelling) with a real gunicorn
     on a free loopback port until the block ends; yields ``(host, port)`` once it answers."""
     port = free_port()
-    proc = subprocess.Popen(
-        [*GUNICORN, "-b", f"127.0.0.1:{port}", "-w", "1", "--log-level", "warning", *args, app],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                out = proc.stdout.read() if proc.stdout else ""
-                raise RuntimeError(f"gunicorn {app} exited early:\n{out}")
-            try:
-                httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1.0)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+    argv = [*GUNICORN, "-b", f"127.0.0.1:{port}", "-w", "1", "--log-level", "warning", *args]
+    ready_url = f"http://127.0.0.1:{port}{ready_path}"
+    with server_process([*argv, app], ready_url, env=env, name=f"gunicorn {app}"):
         yield "127.0.0.1", port
-    finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate(timeout=5)
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 5.0) -> None:
+    """Terminate a server process a test started, and kill it when it will not stop."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
 
 
 @dataclass(frozen=True)
@@ -197,5 +201,7 @@ __all__ = [
     "gunicorn_process",
     "raw_request",
     "serve_asgi",
+    "served_both_ways",
     "server_process",
+    "stop_process",
 ]

@@ -12,12 +12,12 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
 from ._redis import STARTUP_TIMEOUT, RedisServer
-from ._servers import free_port
+from ._servers import free_port, stop_process
 
 
 def cluster_port() -> int:
@@ -42,7 +42,26 @@ def _wait(ready: Any, what: str, timeout: float = STARTUP_TIMEOUT) -> None:
         time.sleep(0.05)
 
 
-class RedisClusterServers:
+class _StartedOnEnter:
+    """Servers a ``with`` block starts and ends: ``start()`` on entry and, should it fail
+    part way, ``__exit__`` at once for what it did start."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        raise NotImplementedError
+
+
+class RedisClusterServers(_StartedOnEnter):
     """Three redis-server nodes (``binary``: valkey-server ones), cluster-enabled, no
     replicas, slots split by ``redis-cli --cluster create`` (Valkey nodes speak the same
     cluster protocol); nodes can be paused, stopped and started."""
@@ -119,20 +138,12 @@ class RedisClusterServers:
         for node in self.nodes:
             node.stop()
 
-    def __enter__(self) -> RedisClusterServers:
-        try:
-            self.start()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
     def __exit__(self, *exc: object) -> None:
         for node in self.nodes:
             node.__exit__()
 
 
-class SentinelServers:
+class SentinelServers(_StartedOnEnter):
     """A Redis master, its replica and one Sentinel (quorum 1) watching them as
     :attr:`SERVICE`, all three of redis-server or of ``binary`` (valkey-server: its Sentinel
     too is the server binary with ``--sentinel``); ``failover()`` asks the Sentinel to
@@ -209,23 +220,10 @@ class SentinelServers:
         _wait(lambda: self.master_port() != old, "the failover")
         return self.master_port()
 
-    def __enter__(self) -> SentinelServers:
-        try:
-            self.start()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
     def __exit__(self, *exc: object) -> None:
         proc, self.proc = self.proc, None
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop_process(proc)
         for server in (self.master, self.replica):
             server.__exit__()
         shutil.rmtree(self.dir, ignore_errors=True)

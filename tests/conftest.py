@@ -4,6 +4,7 @@ import os
 import secrets
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -66,6 +67,13 @@ def sign_token(
         hashes.SHA384(),
     )
     return unsigned.authenticator_input + authenticator
+
+
+@pytest.fixture
+def client(base_url: str) -> Iterator[httpx.Client]:
+    """An httpx client on the server a test module starts in its own ``base_url`` fixture."""
+    with httpx.Client(base_url=base_url, timeout=10.0) as c:
+        yield c
 
 
 @pytest.fixture(scope="session")

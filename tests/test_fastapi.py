@@ -6,7 +6,6 @@ dependency responses that an endpoint's own Response drops."""
 # the Annotated aliases built inside build_api would not resolve from strings.
 
 import dataclasses
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 import httpx
@@ -28,8 +27,8 @@ from pat_middleware.integrations.starlette import (
 from pat_middleware.policy import Policy, TokenInfo
 from pat_middleware.tokens.blind_rsa import IssuerKey
 
-from ._origin import SESSION_COOKIE, VERIFIED_COOKIE, answer, challenges_of, make_settings
-from ._servers import serve_asgi
+from ._origin import SESSION_COOKIE, VERIFIED_COOKIE, answer, challenges_of, make_settings, redeem
+from ._servers import serve_asgi, served_both_ways
 
 ORIGIN = "https://app.example"
 
@@ -77,25 +76,7 @@ def policy(issuer_key: IssuerKey) -> Policy:
     return Policy(make_settings(issuer_key, protect=[], cookie_secure=False))
 
 
-@pytest.fixture(scope="module", params=["middleware", "alone"])
-def base_url(request: pytest.FixtureRequest, policy: Policy) -> Iterator[str]:
-    with serve_asgi(build_api(policy, middleware=request.param == "middleware")) as url:
-        yield url
-
-
-@pytest.fixture
-def client(base_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=base_url, timeout=10.0) as c:
-        yield c
-
-
-def _redeem(
-    client: httpx.Client, path: str, private_key: rsa.RSAPrivateKey, key: IssuerKey
-) -> httpx.Response:
-    first = client.get(path)
-    assert first.status_code == 401, first.text
-    token = answer(first.headers["WWW-Authenticate"], private_key, key)
-    return client.get(path, headers={"Authorization": build_authorization(token)})
+base_url = served_both_ways(build_api)
 
 
 # ------------------------------------------------------------------- over a real uvicorn
@@ -115,7 +96,7 @@ def test_without_a_handler_the_refusal_is_the_challenge_not_a_500(client: httpx.
 def test_token_passes_then_the_verified_session(
     client: httpx.Client, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
 ) -> None:
-    response = _redeem(client, "/api/data", rsa_2048, issuer_key)
+    response = redeem(client, "/api/data", rsa_2048, issuer_key)
     assert response.status_code == 200, response.text
     assert response.json()["private_token"]["signal"] == "private-token"
     assert VERIFIED_COOKIE in response.cookies
@@ -128,10 +109,10 @@ def test_token_passes_then_the_verified_session(
 def test_accept_limits_the_route_to_fresh_tokens(
     client: httpx.Client, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
 ) -> None:
-    assert _redeem(client, "/api/data", rsa_2048, issuer_key).status_code == 200
+    assert redeem(client, "/api/data", rsa_2048, issuer_key).status_code == 200
     assert client.get("/api/data").status_code == 200  # the session passes here...
     assert client.get("/api/fresh").status_code == 401  # ...not where only tokens do
-    response = _redeem(client, "/api/fresh", rsa_2048, issuer_key)
+    response = redeem(client, "/api/fresh", rsa_2048, issuer_key)
     assert response.status_code == 200
     assert response.json()["private_token"]["via_session"] is False
 
@@ -193,7 +174,7 @@ def test_endpoint_returning_its_own_response_gets_the_pass_through_the_middlewar
         serve_asgi(build_api(policy, middleware=True)) as url,
         httpx.Client(base_url=url, timeout=10.0) as client,
     ):
-        response = _redeem(client, "/api/own-response", rsa_2048, issuer_key)
+        response = redeem(client, "/api/own-response", rsa_2048, issuer_key)
     assert (response.status_code, response.text) == (200, "mine")
     assert response.headers["Cache-Control"] == "private, max-age=60"
     assert VERIFIED_COOKIE in response.cookies

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from typing import Any
 
 import httpx
@@ -22,10 +23,9 @@ from hypothesis import strategies as st
 
 from pat_middleware import IssuerKey
 from pat_middleware.cli.demo import create_origin_app
-from pat_middleware.core.headers import build_authorization
 from pat_middleware.errors import ConfigurationError
 from pat_middleware.integrations.wsgi import PrivateTokenWSGIMiddleware, StartResponse, WSGIEnviron
-from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
+from pat_middleware.policy import Decision, Outcome, Policy
 from pat_middleware.settings import Settings
 from pat_middleware.stores import (
     StoreUnavailable,
@@ -33,8 +33,16 @@ from pat_middleware.stores import (
 )
 from pat_middleware.stores.redis import RedisReplayStore, parse_redis_url
 
-from ._origin import Browser, header, make_settings
-from ._redis import SERVER_KINDS, RedisServer, initialized, sent_commands, unique_prefix
+from ._origin import Browser, header, make_settings, redemption, spent_once_by_two
+from ._origin import answer as answer_policy
+from ._redis import (
+    RedisServer,
+    initialized,
+    of_each_kind,
+    sent_commands,
+    store_for,
+    unique_prefix,
+)
 from ._servers import serve_asgi
 from ._wsgi_harness import Browser as HttpBrowser
 from ._wsgi_harness import answer, httpx_send, pat_settings, serve_wsgi
@@ -42,37 +50,14 @@ from ._wsgi_harness import answer, httpx_send, pat_settings, serve_wsgi
 TTL = 10.0
 
 
-def store_for(
-    url: str, prefix: str | None = None, *, initialize: bool = True, **options: str
-) -> RedisReplayStore:
-    """A store under a prefix of its own, initialised (see store-init) unless asked not to."""
-    query = [f"prefix={prefix or unique_prefix()}", *(f"{k}={v}" for k, v in options.items())]
-    store = open_replay_store(f"{url}?{'&'.join(query)}")
-    assert isinstance(store, RedisReplayStore)
-    if initialize:
-        store.initialize()
-    return store
-
-
-@pytest.fixture(params=SERVER_KINDS)
-def server_url(request: pytest.FixtureRequest) -> str:
-    """The session's shared server of each kind: ``redis_url``, then ``valkey_url``."""
-    url: str = request.getfixturevalue(f"{request.param}_url")
-    return url
-
-
-@pytest.fixture(params=SERVER_KINDS)
-def own_server(request: pytest.FixtureRequest) -> RedisServer:
-    """A server of each kind for this test alone: ``own_redis``, then ``own_valkey``."""
-    server: RedisServer = request.getfixturevalue(f"own_{request.param}")
-    return server
+server_url = of_each_kind("server_url", "{kind}_url")
+own_server = of_each_kind("own_server", "own_{kind}")
 
 
 @pytest.fixture
 def store(server_url: str) -> Iterator[RedisReplayStore]:
-    s = store_for(server_url)
-    yield s
-    s.close()
+    with closing(store_for(server_url)) as s:
+        yield s
 
 
 @pytest.fixture
@@ -213,26 +198,13 @@ def test_an_accept_is_one_round_trip(
 ) -> None:
     """Policy.evaluate on a fresh token sends exactly one command, EVALSHA, one spend:
     the epoch check and the SET NX PX run inside Redis, in the script."""
-    from ._origin import answer as answer_policy
-
     url = initialized(own_server.url + "?prefix=p:")
     policy = Policy(make_settings(issuer_key, replay_store=url))
     store = policy.store
     assert isinstance(store, RedisReplayStore)
-    browser = Browser(policy)
-
-    def redemption() -> RequestInfo:
-        browser.cookies.clear()
-        token = answer_policy(browser.challenge(), rsa_2048, issuer_key)
-        return RequestInfo(
-            "GET",
-            "/protected",
-            authorization=build_authorization(token),
-            cookie=browser.cookie_header(),
-        )
 
     # The first connects the pool and loads the script; the second is counted.
-    warm, counted = redemption(), redemption()
+    warm, counted = (redemption(policy, rsa_2048, issuer_key) for _ in range(2))
     sent: list[str]
     if form == "sync":
         assert policy.evaluate(warm).outcome is Outcome.PASS
@@ -635,8 +607,6 @@ def test_policy_never_accepts_a_token_the_store_could_not_record(
     caplog: pytest.LogCaptureFixture,
     status: int,
 ) -> None:
-    from ._origin import answer as answer_policy
-
     overrides = {} if status == 503 else {"store_unavailable_status": status}
     policy = _outage_policy(own_redis.url, issuer_key, **overrides)
     browser = Browser(policy)
@@ -750,18 +720,7 @@ def test_two_policies_share_one_redis(
     redis_url: str, issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
 ) -> None:
     """Two processes' worth of policies (same secret, same store): a token is spent once."""
-    from ._origin import answer as answer_policy
-
     url = initialized(f"{redis_url}?prefix={unique_prefix()}")
-    first, second = (Policy(make_settings(issuer_key, replay_store=url)) for _ in range(2))
-    browser = Browser(first)
-    token = answer_policy(browser.challenge(), rsa_2048, issuer_key)
-    assert browser.get(token=token).outcome is Outcome.PASS
-    browser.policy = second
-    replay = browser.get(
-        token=token, cookie=f"__Host-pat_session={browser.cookies['__Host-pat_session']}"
-    )
-    assert replay.reason is not None and replay.reason.value == "replayed"
-    for policy in (first, second):
+    for policy in spent_once_by_two(url, rsa_2048, issuer_key):
         assert isinstance(policy.store, RedisReplayStore)
         policy.store.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 
 import pytest
 import redis
@@ -20,33 +20,20 @@ from pat_middleware.policy import Decision, Outcome, Policy, RequestInfo
 from pat_middleware.stores import StoreUnavailable, open_replay_store
 from pat_middleware.stores.redis import RedisReplayStore
 
-from ._origin import Browser, answer, header, make_settings
-from ._redis import SERVER_KINDS, sent_commands, unique_prefix
+from ._origin import Browser, answer, header, make_settings, redemption, spent_once_by_two
+from ._redis import initialized, of_each_kind, sent_commands, store_for, unique_prefix
 from ._store_servers import RedisClusterServers
 
 TTL = 10.0
 
 
-def cluster_store(url: str, **options: str) -> RedisReplayStore:
-    query = "&".join([f"prefix={unique_prefix()}", *(f"{k}={v}" for k, v in options.items())])
-    store = open_replay_store(f"{url}?{query}")
-    assert isinstance(store, RedisReplayStore)
-    store.initialize()
-    return store
-
-
-@pytest.fixture(params=SERVER_KINDS)
-def cluster(request: pytest.FixtureRequest) -> RedisClusterServers:
-    """The session's cluster of each kind: ``redis_cluster``, then ``valkey_cluster``."""
-    servers: RedisClusterServers = request.getfixturevalue(f"{request.param}_cluster")
-    return servers
+cluster = of_each_kind("cluster", "{kind}_cluster")
 
 
 @pytest.fixture
 def store(cluster: RedisClusterServers) -> Iterator[RedisReplayStore]:
-    s = cluster_store(cluster.url)
-    yield s
-    s.close()
+    with closing(store_for(cluster.url)) as s:
+        yield s
 
 
 def test_spends_spread_over_the_nodes_each_with_its_marker(
@@ -75,20 +62,11 @@ def test_an_accept_is_one_round_trip_on_the_cluster(
 ) -> None:
     """One EVALSHA, to the node holding the key's slot, and nothing to the others."""
     url = f"{cluster.url}?prefix={unique_prefix()}"
-    open_replay_store(url).initialize()  # type: ignore[attr-defined]
+    initialized(url)
     policy = Policy(make_settings(issuer_key, replay_store=url))
     store = policy.store
-    browser = Browser(policy)
 
-    def redemption() -> RequestInfo:
-        browser.cookies.clear()
-        token = answer(browser.challenge(), rsa_2048, issuer_key)
-        return RequestInfo(
-            "GET", "/protected", authorization=build_authorization(token),
-            cookie=browser.cookie_header(),
-        )  # fmt: skip
-
-    warm, counted = redemption(), redemption()
+    warm, counted = (redemption(policy, rsa_2048, issuer_key) for _ in range(2))
     sent: list[list[str]] = []
     if form == "sync":
         assert policy.evaluate(warm).outcome is Outcome.PASS  # connects, loads the script
@@ -114,18 +92,8 @@ def test_an_accept_is_one_round_trip_on_the_cluster(
 def test_two_policies_accept_a_token_once(
     redis_cluster: RedisClusterServers, issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
 ) -> None:
-    url = f"{redis_cluster.url}?prefix={unique_prefix()}"
-    open_replay_store(url).initialize()  # type: ignore[attr-defined]
-    first, second = (Policy(make_settings(issuer_key, replay_store=url)) for _ in range(2))
-    browser = Browser(first)
-    token = answer(browser.challenge(), rsa_2048, issuer_key)
-    assert browser.get(token=token).outcome is Outcome.PASS
-    browser.policy = second
-    replay = browser.get(
-        token=token, cookie=f"__Host-pat_session={browser.cookies['__Host-pat_session']}"
-    )
-    assert replay.reason is not None and replay.reason.value == "replayed"
-    for policy in (first, second):
+    url = initialized(f"{redis_cluster.url}?prefix={unique_prefix()}")
+    for policy in spent_once_by_two(url, rsa_2048, issuer_key):
         policy.store.close()
 
 
@@ -149,7 +117,7 @@ def test_a_cluster_that_is_down_fails_closed_fast(
 ) -> None:
     with RedisClusterServers() as cluster:
         url = f"{cluster.url}?prefix=p:&timeout=0.3&retry_after=0.5"
-        open_replay_store(url).initialize()  # type: ignore[attr-defined]
+        initialized(url)
         policy = Policy(make_settings(issuer_key, replay_store=url))
         browser = Browser(policy)
         assert browser.get(token=answer(browser.challenge(), rsa_2048, issuer_key)).allowed
@@ -191,7 +159,7 @@ def test_a_failover_keeps_what_was_spent_and_the_store_follows_it() -> None:
     with RedisClusterServers() as cluster:
         replica = cluster.add_replica(of=0)
         try:
-            store = cluster_store(cluster.url, timeout="0.5", retry_after="0.2")
+            store = store_for(cluster.url, timeout="0.5", retry_after="0.2")
             keys = [b"n" + bytes([i]) * 32 for i in range(256)]  # every shard: every node
             assert [store.spend(k, 60) for k in keys] == [True] * 256
             promoted = redis.Redis(port=replica.port)

@@ -8,63 +8,49 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from contextlib import closing
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pat_middleware import IssuerKey
-from pat_middleware.core.headers import build_authorization
 from pat_middleware.errors import ConfigurationError
-from pat_middleware.policy import Outcome, Policy, RequestInfo
+from pat_middleware.policy import Outcome, Policy
 from pat_middleware.stores import StoreUnavailable, open_replay_store
 from pat_middleware.stores.redis import RedisReplayStore
 
-from ._origin import Browser, answer, make_settings
-from ._redis import SERVER_KINDS, sent_commands, server_binary, unique_prefix
+from ._origin import make_settings, redemption
+from ._redis import (
+    SERVER_KINDS,
+    initialized,
+    of_each_kind,
+    sent_commands,
+    server_binary,
+    store_for,
+    unique_prefix,
+)
 from ._store_servers import SentinelServers
 
 TTL = 10.0
 
 
-def sentinel_store(url: str, **options: str) -> RedisReplayStore:
-    query = "&".join([f"prefix={unique_prefix()}", *(f"{k}={v}" for k, v in options.items())])
-    store = open_replay_store(f"{url}?{query}")
-    assert isinstance(store, RedisReplayStore)
-    store.initialize()
-    return store
-
-
-@pytest.fixture(params=SERVER_KINDS)
-def sentinel(request: pytest.FixtureRequest) -> SentinelServers:
-    """The session's servers of each kind: ``redis_sentinel``, then ``valkey_sentinel``."""
-    servers: SentinelServers = request.getfixturevalue(f"{request.param}_sentinel")
-    return servers
+sentinel = of_each_kind("sentinel", "{kind}_sentinel")
 
 
 @pytest.fixture
 def store(sentinel: SentinelServers) -> Iterator[RedisReplayStore]:
-    s = sentinel_store(sentinel.url)
-    yield s
-    s.close()
+    with closing(store_for(sentinel.url)) as s:
+        yield s
 
 
 def test_an_accept_is_one_round_trip_to_the_master(
     sentinel: SentinelServers, issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
 ) -> None:
     url = f"{sentinel.url}?prefix={unique_prefix()}"
-    open_replay_store(url).initialize()  # type: ignore[attr-defined]
+    initialized(url)
     policy = Policy(make_settings(issuer_key, replay_store=url))
-    browser = Browser(policy)
 
-    def redemption() -> RequestInfo:
-        browser.cookies.clear()
-        token = answer(browser.challenge(), rsa_2048, issuer_key)
-        return RequestInfo(
-            "GET", "/protected", authorization=build_authorization(token),
-            cookie=browser.cookie_header(),
-        )  # fmt: skip
-
-    warm, counted = redemption(), redemption()
+    warm, counted = (redemption(policy, rsa_2048, issuer_key) for _ in range(2))
     assert policy.evaluate(warm).outcome is Outcome.PASS  # asks the Sentinel, connects
     with sent_commands(sentinel.master_port()) as sent:
         assert policy.evaluate(counted).outcome is Outcome.PASS
@@ -88,7 +74,7 @@ def test_a_failover_keeps_what_was_spent_and_the_store_follows_it(
     kind: str, issuer_key: IssuerKey, rsa_2048: rsa.RSAPrivateKey
 ) -> None:
     with SentinelServers(binary=server_binary(kind)) as servers:
-        store = sentinel_store(servers.url, timeout="0.3", retry_after="0.2")
+        store = store_for(servers.url, timeout="0.3", retry_after="0.2")
         before = [b"before-%d" % i for i in range(20)]
         assert [store.spend(k, 60) for k in before] == [True] * 20
         old = servers.master_port()
@@ -114,7 +100,7 @@ def test_a_failover_keeps_what_was_spent_and_the_store_follows_it(
 
 def test_the_sentinels_down_fail_closed_fast() -> None:
     with SentinelServers() as servers:
-        store = sentinel_store(servers.url, timeout="0.3", retry_after="0.5")
+        store = store_for(servers.url, timeout="0.3", retry_after="0.5")
         assert store.spend(b"k", TTL) is True
         store.close()  # the next spend asks the sentinels again
         assert servers.proc is not None

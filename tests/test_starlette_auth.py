@@ -4,7 +4,6 @@ challenge."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,7 +17,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from pat_middleware.core.headers import build_authorization
 from pat_middleware.errors import ConfigurationError
 from pat_middleware.integrations.asgi import PrivateTokenMiddleware
 from pat_middleware.integrations.starlette_auth import (
@@ -30,8 +28,8 @@ from pat_middleware.integrations.starlette_auth import (
 from pat_middleware.policy import Policy
 from pat_middleware.tokens.blind_rsa import IssuerKey
 
-from ._origin import SESSION_COOKIE, VERIFIED_COOKIE, answer, challenges_of, make_settings
-from ._servers import serve_asgi
+from ._origin import SESSION_COOKIE, VERIFIED_COOKIE, challenges_of, make_settings, redeem
+from ._servers import serve_asgi, served_both_ways
 
 
 def whoami(request: Request) -> dict[str, Any]:
@@ -106,25 +104,7 @@ def policy(issuer_key: IssuerKey) -> Policy:
     return Policy(make_settings(issuer_key, protect=[], cookie_secure=False))
 
 
-@pytest.fixture(scope="module", params=["middleware", "alone"])
-def base_url(request: pytest.FixtureRequest, policy: Policy) -> Iterator[str]:
-    with serve_asgi(build_app(policy, middleware=request.param == "middleware")) as url:
-        yield url
-
-
-@pytest.fixture
-def client(base_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=base_url, timeout=10.0) as c:
-        yield c
-
-
-def _redeem(
-    client: httpx.Client, path: str, private_key: rsa.RSAPrivateKey, key: IssuerKey
-) -> httpx.Response:
-    first = client.get(path)
-    assert first.status_code == 401, first.text
-    token = answer(first.headers["WWW-Authenticate"], private_key, key)
-    return client.get(path, headers={"Authorization": build_authorization(token)})
+base_url = served_both_ways(build_app)
 
 
 def test_requires_answers_the_challenge(client: httpx.Client) -> None:
@@ -145,7 +125,7 @@ def test_starlette_requires_gives_403_without_a_challenge(client: httpx.Client) 
 def test_token_gives_scopes_user_and_cookies(
     client: httpx.Client, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
 ) -> None:
-    response = _redeem(client, "/protected", rsa_2048, issuer_key)
+    response = redeem(client, "/protected", rsa_2048, issuer_key)
     assert response.status_code == 200, response.text
     assert response.json() == {
         "scopes": ["private_token", "private_token:private-token"],
@@ -171,7 +151,7 @@ def test_with_the_middleware_any_page_passed_by_the_backend_is_private(
         serve_asgi(build_app(policy, middleware=True)) as url,
         httpx.Client(base_url=url, timeout=10.0) as client,
     ):
-        assert _redeem(client, "/protected", rsa_2048, issuer_key).status_code == 200
+        assert redeem(client, "/protected", rsa_2048, issuer_key).status_code == 200
         for path in ("/public", "/starlette"):
             response = client.get(path)
             assert response.status_code == 200
@@ -181,9 +161,9 @@ def test_with_the_middleware_any_page_passed_by_the_backend_is_private(
 def test_signal_scope_needs_that_signal(
     client: httpx.Client, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
 ) -> None:
-    assert _redeem(client, "/protected", rsa_2048, issuer_key).status_code == 200
+    assert redeem(client, "/protected", rsa_2048, issuer_key).status_code == 200
     assert client.get("/fresh").status_code == 401  # a session is not a fresh token
-    response = _redeem(client, "/fresh", rsa_2048, issuer_key)
+    response = redeem(client, "/fresh", rsa_2048, issuer_key)
     assert response.status_code == 200
     assert "private_token:private-token" in response.json()["scopes"]
 
@@ -205,14 +185,14 @@ def test_refused_token_is_answered_by_on_error(client: httpx.Client) -> None:
 def test_other_missing_scopes_keep_starlettes_answer(
     client: httpx.Client, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
 ) -> None:
-    assert _redeem(client, "/protected", rsa_2048, issuer_key).status_code == 200
+    assert redeem(client, "/protected", rsa_2048, issuer_key).status_code == 200
     assert client.get("/admin").status_code == 403
 
 
 def test_sync_endpoint(
     client: httpx.Client, rsa_2048: rsa.RSAPrivateKey, issuer_key: IssuerKey
 ) -> None:
-    response = _redeem(client, "/sync", rsa_2048, issuer_key)
+    response = redeem(client, "/sync", rsa_2048, issuer_key)
     assert response.status_code == 200
     assert VERIFIED_COOKIE in response.cookies
 
